@@ -1,0 +1,285 @@
+"""The one traced wrapper around `litellm.acompletion`.
+
+Every model call composite makes goes through `complete()`. It resolves the alias through the
+profile, applies timeouts, retries with backoff, measures latency, tokens and cost (LiteLLM's
+pricing; None when the price is unknown), and hands a `CallRecord` to its host (the engine's run
+context), which passes it on to the trace store. Tests replace `litellm_acompletion` with a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from composite_cli.config import Profile
+from composite_cli.litellm_loader import get_litellm
+from composite_cli.redact import redact_text, sanitize_params
+
+# Errors worth retrying: the provider was busy or the network blinked.
+_RETRYABLE = (
+    "RateLimitError",
+    "Timeout",
+    "APIConnectionError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+)
+_ERROR_TEXT_LIMIT = 2000
+
+
+async def litellm_acompletion(**kwargs: Any) -> Any:
+    """The single place that calls LiteLLM. The test suite's fake model replaces this."""
+    return await get_litellm().acompletion(**kwargs)
+
+
+def new_id() -> str:
+    """A sortable unique id (time prefix + random)."""
+    return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error type, with secrets masked."""
+    text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    name = type(exc).__name__
+    out = f"{name}: {text}" if text else name
+    return out[:_ERROR_TEXT_LIMIT]
+
+
+@dataclass
+class CallRequest:
+    """What a step asks of one model call."""
+
+    alias: str
+    messages: list[dict[str, Any]]
+    name: str
+    parent_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    timeout: float | None = None
+    retries: int = 0
+    backoff: float = 0.5
+    on_delta: Callable[[str], None] | None = None
+
+
+@dataclass
+class CallRecord:
+    """Everything the trace keeps about one model call."""
+
+    id: str
+    run_id: str
+    parent_id: str | None
+    name: str
+    alias: str
+    model: str
+    started_at: float
+    request: dict[str, Any]
+    status: str = "running"
+    latency_ms: float | None = None
+    response: dict[str, Any] | None = None
+    message: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    retries: int = 0
+    error: str | None = None
+    exception: BaseException | None = None
+
+    @property
+    def text(self) -> str:
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
+
+
+class CallHost(Protocol):
+    """What `complete()` needs from whoever runs it (the engine's run context)."""
+
+    run_id: str
+    profile: Profile
+
+    def reserve_call(self) -> None:
+        """Count one call against the run's limit; raise RunLimitExceeded when over."""
+
+    def remaining_time(self) -> float | None:
+        """Seconds until the run's deadline (None: no deadline)."""
+
+    def call_metadata(self) -> dict[str, Any]:
+        """Metadata for LiteLLM callbacks (run id, mode, ...)."""
+
+    def call_started(self, record: CallRecord) -> None:
+        """Hear that a call is starting (for live progress)."""
+
+    def record_call(self, record: CallRecord) -> None:
+        """Receive the finished record (ok, error or cancelled)."""
+
+
+def _message_dict(message: Any) -> dict[str, Any]:
+    data = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+    out: dict[str, Any] = {"role": data.get("role") or "assistant", "content": data.get("content")}
+    tool_calls = data.get("tool_calls")
+    if tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": tc.get("id"),
+                "type": tc.get("type") or "function",
+                "function": {
+                    "name": (tc.get("function") or {}).get("name"),
+                    "arguments": (tc.get("function") or {}).get("arguments") or "",
+                },
+            }
+            for tc in tool_calls
+        ]
+    return out
+
+
+def _cost(litellm: Any, response: Any) -> float | None:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if isinstance(cost, (int, float)):
+        return float(cost)
+    try:
+        return float(litellm.completion_cost(completion_response=response))
+    except Exception:  # noqa: BLE001 - LiteLLM raises many types for "no price known"
+        return None  # unknown price: recorded as null, never a made-up 0
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return type(exc).__name__ in _RETRYABLE or isinstance(exc, asyncio.TimeoutError)
+
+
+async def _attempt(litellm: Any, kwargs: dict[str, Any], on_delta: Callable[[str], None] | None) -> Any:
+    if on_delta is None:
+        return await litellm_acompletion(**kwargs)
+    stream = await litellm_acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        choices = getattr(chunk, "choices", None) or []
+        if choices:
+            text = getattr(choices[0].delta, "content", None)
+            if text:
+                on_delta(text)
+    return litellm.stream_chunk_builder(chunks, messages=kwargs.get("messages"))
+
+
+def build_kwargs(host: CallHost, request: CallRequest) -> dict[str, Any]:
+    """LiteLLM keyword arguments: profile params < step params, plus tools and metadata."""
+    kwargs = host.profile.resolve(request.alias)
+    kwargs.update({k: v for k, v in request.params.items() if v is not None})
+    kwargs["messages"] = request.messages
+    if request.tools:
+        kwargs["tools"] = request.tools
+        if request.tool_choice is not None:
+            kwargs["tool_choice"] = request.tool_choice
+    metadata = dict(kwargs.get("metadata") or {})
+    metadata.update(host.call_metadata())
+    metadata["composite_call"] = request.name
+    kwargs["metadata"] = metadata
+    return kwargs
+
+
+async def complete(host: CallHost, request: CallRequest) -> CallRecord:
+    """Make one traced model call. Returns the record; raises the provider's error on failure."""
+    host.reserve_call()
+    litellm = get_litellm()
+    kwargs = build_kwargs(host, request)
+    logged = sanitize_params({k: v for k, v in kwargs.items() if k not in ("messages", "metadata")})
+    record = CallRecord(
+        id=new_id(),
+        run_id=host.run_id,
+        parent_id=request.parent_id,
+        name=request.name,
+        alias=request.alias,
+        model=str(kwargs.get("model")),
+        started_at=time.time(),
+        request={"messages": request.messages, "params": logged},
+    )
+    host.call_started(record)
+    t0 = time.perf_counter()
+    attempt = 0
+    streamed = False
+    on_delta = None
+    if request.on_delta is not None:
+        forward = request.on_delta
+
+        def on_delta(text: str) -> None:
+            nonlocal streamed
+            streamed = True
+            forward(text)
+
+    try:
+        while True:
+            timeout = _effective_timeout(request.timeout, host.remaining_time())
+            try:
+                response = await asyncio.wait_for(_attempt(litellm, kwargs, on_delta), timeout)
+                break
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                exc = litellm.Timeout(
+                    message=f"call {request.name!r} to {record.model} timed out after {timeout or 0:.1f}s",
+                    model=record.model,
+                    llm_provider="composite",
+                )
+                if attempt >= request.retries or streamed:
+                    raise exc from None
+                attempt += 1
+                record.retries = attempt
+                continue
+            except Exception as exc:
+                remaining = host.remaining_time()
+                # Text already sent to the client cannot be taken back, so no retry after it.
+                if attempt >= request.retries or not _is_retryable(exc) or streamed:
+                    raise
+                delay = request.backoff * (2**attempt) * (0.5 + random.random())
+                if remaining is not None and delay >= remaining:
+                    raise
+                attempt += 1
+                record.retries = attempt
+                await asyncio.sleep(delay)
+    except asyncio.CancelledError:
+        record.status = "cancelled"
+        record.error = "cancelled"
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        host.record_call(record)
+        raise
+    except BaseException as exc:
+        record.status = "error"
+        record.error = describe_error(exc)
+        record.exception = exc
+        record.latency_ms = (time.perf_counter() - t0) * 1000
+        host.record_call(record)
+        raise
+    record.latency_ms = (time.perf_counter() - t0) * 1000
+    _fill_from_response(litellm, record, response)
+    host.record_call(record)
+    return record
+
+
+def _effective_timeout(step_timeout: float | None, remaining: float | None) -> float | None:
+    options = [t for t in (step_timeout, remaining) if t is not None]
+    return max(0.0, min(options)) if options else None
+
+
+def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None:
+    choice = response.choices[0]
+    record.message = _message_dict(choice.message)
+    # A reply that carries tool calls finishes with "tool_calls", whatever the provider said.
+    record.finish_reason = "tool_calls" if record.message.get("tool_calls") else (choice.finish_reason or "stop")
+    usage = getattr(response, "usage", None)
+    record.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    record.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    record.cost_usd = _cost(litellm, response)
+    record.status = "ok"
+    record.response = {
+        "id": getattr(response, "id", None),
+        "model": getattr(response, "model", None),
+        "message": record.message,
+        "finish_reason": record.finish_reason,
+        "usage": {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens},
+    }

@@ -1,0 +1,63 @@
+"""The CLI's edge: domain errors become one clear line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from composite_cli.errors import CompositeError, ModeValidationError
+from composite_cli.redact import redact_text
+
+EXIT_ERROR = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print `Error: message` to stderr; return the Exit to raise."""
+    typer.echo(f"Error: {redact_text(message)}", err=True)
+    return typer.Exit(code)
+
+
+def _is_litellm_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("litellm", "openai"))
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one-line message for an error we expect (None: a bug, let it surface)."""
+    if isinstance(exc, ModeValidationError):
+        return "; ".join(e.one_line() for e in exc.errors)
+    if isinstance(exc, CompositeError):
+        return redact_text(str(exc))
+    if _is_litellm_error(exc):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return redact_text(f"{type(exc).__name__}: {first}")
+    return None
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn known errors into one-line messages (no traceback, so no secrets in locals)."""
+    try:
+        yield
+    except ModeValidationError as exc:
+        for err in exc.errors:
+            typer.echo(err.one_line(), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except CompositeError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        message = error_line(exc)
+        if message is None:
+            raise
+        raise fail(message) from None
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,53 @@
+"""`composite models`: which model each alias stands for in the active profile."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from composite_cli.cli.errors import cli_errors
+from composite_cli.cli.options import ConfigOption, JsonOption, ModelOption, ProfileOption, settings_from
+from composite_cli.engine.library import ModeLibrary
+from composite_cli.errors import ModeValidationError
+from composite_cli.redact import sanitize_params
+
+
+def models(
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    model: ModelOption = None,
+) -> None:
+    """Print the alias → model table for the active profile (with every alias the modes use)."""
+    with cli_errors():
+        settings = settings_from(config, profile, model, None)
+        used: list[str] = []
+        library = ModeLibrary(settings.modes_path)
+        for name in library.names():
+            try:
+                for alias in library.load(name).aliases():
+                    if alias not in used:
+                        used.append(alias)
+            except ModeValidationError:
+                continue  # `composite modes validate` reports broken modes
+        rows = [(alias, sanitize_params(params)) for alias, params in settings.profile.table(used)]
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "profile": settings.profile.name,
+                        "config": str(settings.config_path) if settings.config_path else None,
+                        "aliases": {alias: params for alias, params in rows},
+                    },
+                    indent=2,
+                )
+            )
+            return
+        source = f" from {settings.config_path}" if settings.config_path else " (built in)"
+        typer.echo(f"profile {settings.profile.name}{source}")
+        width = max((len(a) for a, _ in rows), default=5)
+        for alias, params in rows:
+            model_name = params.pop("model", "(unmapped)")
+            extra = "  " + " ".join(f"{k}={v}" for k, v in params.items()) if params else ""
+            typer.echo(f"  {alias:<{width}}  {model_name}{extra}")

@@ -1,0 +1,168 @@
+"""`composite modes`: list, show and validate mode files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from composite_cli.cli.errors import EXIT_INVALID, cli_errors
+from composite_cli.cli.options import ConfigOption, JsonOption, ProfileOption, settings_from
+from composite_cli.config import Profile
+from composite_cli.engine.library import ModeLibrary
+from composite_cli.engine.spec import ModeSpec, load_mode_file
+from composite_cli.engine.steps.base import Step
+from composite_cli.errors import ModeError, ModeValidationError
+
+app = typer.Typer(
+    help="List, show and validate modes (YAML files in modes/ and your modes_path).", no_args_is_help=True
+)
+
+
+def _library(config: Path | None, profile: str | None) -> tuple[ModeLibrary, Profile]:
+    settings = settings_from(config, profile, None, None)
+    return ModeLibrary(settings.modes_path), settings.profile
+
+
+@app.command("list")
+def list_modes(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """List every mode with its short name and description."""
+    with cli_errors():
+        library, _ = _library(config, None)
+        shorts = {full: short for short, full in library.short_names().items()}
+        rows: list[dict[str, Any]] = []
+        for name, path in library.files().items():
+            row: dict[str, Any] = {"name": name, "short": shorts.get(name), "path": str(path)}
+            try:
+                spec = library.load(name)
+                row.update(description=spec.description, aliases=spec.aliases(), valid=True)
+            except ModeValidationError as exc:
+                row.update(description="", aliases=[], valid=False, error=exc.errors[0].one_line())
+            rows.append(row)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        width = max((len(r["name"]) for r in rows), default=4)
+        for r in rows:
+            short = f" ({r['short']})" if r["short"] else ""
+            if not r["valid"]:
+                typer.echo(f"{r['name']:<{width}}  INVALID: {r['error']}")
+                continue
+            first = r["description"].split(". ")[0].rstrip(".")
+            typer.echo(f"{r['name']:<{width}}{short}  [{', '.join(r['aliases'])}]  {first}")
+
+
+def _tree(steps: list[Step], prefix: str = "") -> list[str]:
+    lines = []
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        summary = step.summary()
+        lines.append(f"{prefix}{'└─ ' if last else '├─ '}{step.id} ({step.kind}) {summary}".rstrip())
+        for child in step.children():
+            lines.extend(_tree(child, prefix + ("   " if last else "│  ")))
+    return lines
+
+
+def describe(spec: ModeSpec, profile: Profile) -> str:
+    """A mode as text: description, parameters, limits, models and the step tree."""
+    out = [f"{spec.name}: {spec.description}", ""]
+    if spec.params:
+        out.append("params: " + ", ".join(f"{k}={v}" for k, v in spec.params.items()))
+    out.append(f"limits: max_calls={spec.limits.max_calls} deadline={spec.limits.deadline}s")
+    models = []
+    for alias in spec.aliases():
+        model = profile.resolve(alias).get("model") if profile.has(alias) else "(not in profile)"
+        models.append(f"{alias} → {model}")
+    out.append(f"models ({profile.name}): " + ", ".join(models))
+    out.append("steps:")
+    out.extend("  " + line for line in _tree(spec.steps))
+    return "\n".join(out)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Mode name (short names work).")],
+    yaml: Annotated[bool, typer.Option("--yaml", help="Print the mode file itself.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Show a mode: its parameters, limits, models and step tree."""
+    with cli_errors():
+        library, active = _library(config, profile)
+        spec = library.load(name)
+        if yaml:
+            typer.echo(spec.source.rstrip("\n"))
+        elif as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "path": str(spec.path),
+                        "params": spec.params,
+                        "limits": {
+                            "max_calls": str(spec.limits.max_calls),
+                            "deadline": str(spec.limits.deadline),
+                        },
+                        "aliases": spec.aliases(),
+                        "steps": [{"id": s.id, "kind": s.kind, "summary": s.summary()} for s in spec.walk()],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            typer.echo(describe(spec, active))
+
+
+def check_aliases(spec: ModeSpec, profile: Profile) -> list[ModeError]:
+    """Aliases the profile cannot resolve (it has no entry and no '*')."""
+    errors = []
+    for step in spec.walk():
+        for alias in step.aliases():
+            if not profile.has(alias):
+                errors.append(
+                    ModeError(
+                        str(spec.path),
+                        step.line,
+                        f"{step.where}.model",
+                        f"alias {alias!r} is not in profile {profile.name!r}",
+                    )
+                )
+    return errors
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Mode files to check (default: every mode).", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Check mode files. Each problem is one line, file:line: field: message; exit code 2 if any."""
+    with cli_errors():
+        library, active = _library(config, profile)
+        paths = list(files) if files else list(library.files().values())
+        bad = 0
+        for path in paths:
+            if not path.is_file():
+                typer.echo(f"{path}: no such file", err=True)
+                bad += 1
+                continue
+            try:
+                spec = load_mode_file(path)
+                errors = check_aliases(spec, active)
+            except ModeValidationError as exc:
+                errors = exc.errors
+            for err in errors:
+                typer.echo(err.one_line(), err=True)
+            if errors:
+                bad += 1
+            else:
+                typer.echo(f"ok  {path}")
+        if bad:
+            raise typer.Exit(EXIT_INVALID)

@@ -1,0 +1,53 @@
+"""Options shared by several commands, and how they become Settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from composite_cli.config import Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Config file (default: $COMPOSITE_CONFIG, ./composite.yaml, then the user config dir).",
+        show_default=False,
+    ),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Model profile to use (default: $COMPOSITE_PROFILE, the config's profile, then 'local').",
+        show_default=False,
+    ),
+]
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="Override one alias for this command: ALIAS=MODEL, e.g. strong=openai/gpt-4.1 "
+        "or '*=ollama/llama3'. Repeatable.",
+        show_default=False,
+    ),
+]
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="Trace database (default: $COMPOSITE_DB, the config's db, then ./traces.db).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
+
+
+def settings_from(
+    config: Path | None, profile: str | None, models: list[str] | None, db: Path | None
+) -> Settings:
+    """Settings for this command from its flags, the environment and the config file."""
+    return load_settings(config=config, profile=profile, models=models or [], db=db)

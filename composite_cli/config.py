@@ -1,0 +1,257 @@
+"""Config files and model profiles: which LiteLLM parameters each model alias stands for.
+
+Lookup order for the config file: `--config FILE`, `$COMPOSITE_CONFIG`, `./composite.yaml`,
+then `<user config dir>/config.yaml`. Relative paths inside a config file (`db`, `modes_path`)
+are relative to the file's own directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composite_cli.errors import ConfigError, UnknownAliasError, UnknownProfileError
+from composite_cli.yamlfile import YamlSyntaxError, line_of, load_yaml_file
+
+LOCAL_MODEL = "local/smollm2"
+DEFAULT_PROFILE = "local"
+DEFAULT_DB = "traces.db"
+APP_NAME = "composite"
+
+BUILTIN_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    DEFAULT_PROFILE: {"*": {"model": LOCAL_MODEL}},
+}
+
+_CONFIG_KEYS = {"profile", "db", "modes_path", "profiles"}
+
+
+def user_config_dir() -> Path:
+    """The per-user config directory (XDG on Linux)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / APP_NAME
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named mapping from model aliases to LiteLLM parameters ("*" is the fallback)."""
+
+    name: str
+    aliases: Mapping[str, Mapping[str, Any]]
+
+    def has(self, alias: str) -> bool:
+        return alias in self.aliases or "*" in self.aliases
+
+    def resolve(self, alias: str) -> dict[str, Any]:
+        """LiteLLM parameters for `alias`: a fresh copy the caller may change."""
+        params = self.aliases.get(alias)
+        if params is None:
+            params = self.aliases.get("*")
+        if params is None:
+            known = ", ".join(sorted(self.aliases)) or "(none)"
+            raise UnknownAliasError(
+                f"profile {self.name!r} has no model for alias {alias!r} and no '*' fallback "
+                f"(aliases: {known})"
+            )
+        return copy.deepcopy(dict(params))
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Profile:
+        """A copy where each alias in `overrides` maps to new parameters."""
+        if not overrides:
+            return self
+        merged = {k: dict(v) for k, v in self.aliases.items()}
+        for alias, params in overrides.items():
+            merged[alias] = dict(params)
+        return Profile(self.name, merged)
+
+    def table(self, aliases: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+        """Rows (alias, params) for display: declared aliases plus any extra asked for."""
+        names = list(self.aliases)
+        for alias in aliases:
+            if alias not in names:
+                names.append(alias)
+        rows = []
+        for alias in names:
+            try:
+                rows.append((alias, self.resolve(alias)))
+            except UnknownAliasError:
+                rows.append((alias, {}))
+        return rows
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where things are and which models to use."""
+
+    profile: Profile
+    db_path: Path
+    modes_path: tuple[Path, ...] = ()
+    config_path: Path | None = None
+    profiles: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def profile_named(self, name: str) -> Profile:
+        """Another profile from the same config (for per-request profile choice)."""
+        return _make_profile(name, self.profiles, self.config_path)
+
+
+def parse_model_override(text: str) -> tuple[str, dict[str, Any]]:
+    """Parse `ALIAS=MODEL` (as given to --model) into (alias, litellm params)."""
+    alias, sep, model = text.partition("=")
+    alias, model = alias.strip(), model.strip()
+    if not sep or not alias or not model:
+        raise ConfigError(f"--model expects ALIAS=MODEL (e.g. fast=openai/gpt-4.1-mini), got {text!r}")
+    return alias, {"model": model}
+
+
+def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to use, or None when there is none."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    from_env = environ.get("COMPOSITE_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from $COMPOSITE_CONFIG)")
+        return path
+    local = Path("composite.yaml")
+    if local.is_file():
+        return local
+    user = user_config_dir() / "config.yaml"
+    if user.is_file():
+        return user
+    return None
+
+
+def _validate_profiles(raw: Any, path: str) -> dict[str, dict[str, dict[str, Any]]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "profiles: must be a mapping of profile name to aliases", path=path, line=line_of(raw)
+        )
+    profiles: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, aliases in raw.items():
+        if not isinstance(aliases, dict) or not aliases:
+            raise ConfigError(
+                f"profiles.{name}: must be a mapping of alias to LiteLLM parameters",
+                path=path,
+                line=line_of(raw, name),
+            )
+        checked: dict[str, dict[str, Any]] = {}
+        for alias, params in aliases.items():
+            where = f"profiles.{name}.{alias}"
+            if not isinstance(params, dict):
+                raise ConfigError(
+                    f"{where}: must be a mapping like {{model: openai/gpt-4.1-mini}}",
+                    path=path,
+                    line=line_of(aliases, alias),
+                )
+            model = params.get("model")
+            if not isinstance(model, str) or not model.strip():
+                raise ConfigError(
+                    f"{where}.model: a model name (string) is required",
+                    path=path,
+                    line=line_of(aliases, alias),
+                )
+            checked[str(alias)] = dict(params)
+        profiles[str(name)] = checked
+    return profiles
+
+
+def _make_profile(
+    name: str, profiles: Mapping[str, Mapping[str, Mapping[str, Any]]], config_path: Path | None
+) -> Profile:
+    if name in profiles:
+        return Profile(name, profiles[name])
+    if name in BUILTIN_PROFILES:
+        return Profile(name, BUILTIN_PROFILES[name])
+    known = sorted(set(profiles) | set(BUILTIN_PROFILES))
+    where = f" in {config_path}" if config_path else ""
+    raise UnknownProfileError(f"unknown profile {name!r}{where}; known profiles: {', '.join(known)}")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Load and check a config file; errors name the file and line."""
+    spath = str(path)
+    try:
+        data = load_yaml_file(path)
+    except YamlSyntaxError as exc:
+        raise ConfigError(str(exc), path=spath, line=exc.line) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=spath) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the config file must be a mapping (profile:, db:, profiles:, ...)",
+            path=spath,
+            line=line_of(data),
+        )
+    for key in data:
+        if key not in _CONFIG_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} (expected one of {', '.join(sorted(_CONFIG_KEYS))})",
+                path=spath,
+                line=line_of(data, key),
+            )
+    if "profile" in data and not isinstance(data["profile"], str):
+        raise ConfigError("profile: must be a profile name", path=spath, line=line_of(data, "profile"))
+    if "db" in data and not isinstance(data["db"], str):
+        raise ConfigError("db: must be a file path", path=spath, line=line_of(data, "db"))
+    modes_path = data.get("modes_path", [])
+    if isinstance(modes_path, str):
+        modes_path = [modes_path]
+    if not isinstance(modes_path, list) or not all(isinstance(p, str) for p in modes_path):
+        raise ConfigError(
+            "modes_path: must be a list of directories", path=spath, line=line_of(data, "modes_path")
+        )
+    return {
+        "profile": data.get("profile"),
+        "db": data.get("db"),
+        "modes_path": modes_path,
+        "profiles": _validate_profiles(data.get("profiles"), spath),
+    }
+
+
+def load_settings(
+    *,
+    config: str | Path | None = None,
+    profile: str | None = None,
+    models: Sequence[str] = (),
+    db: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve the active settings from flags, environment and the config file."""
+    env = os.environ if environ is None else environ
+    config_path = find_config_file(config, env)
+    data: dict[str, Any] = read_config_file(config_path) if config_path else {}
+    base = config_path.parent if config_path else Path(".")
+    profiles = data.get("profiles", {})
+
+    profile_name = profile or env.get("COMPOSITE_PROFILE") or data.get("profile") or DEFAULT_PROFILE
+    active = _make_profile(profile_name, profiles, config_path)
+    active = active.with_overrides(dict(parse_model_override(m) for m in models))
+
+    if db:
+        db_path = Path(db)
+    elif env.get("COMPOSITE_DB"):
+        db_path = Path(env["COMPOSITE_DB"])
+    elif data.get("db"):
+        db_path = base / data["db"]
+    else:
+        db_path = Path(DEFAULT_DB)
+
+    modes_path = tuple(base / p for p in data.get("modes_path", []))
+    return Settings(
+        profile=active,
+        db_path=db_path,
+        modes_path=modes_path,
+        config_path=config_path,
+        profiles=profiles,
+    )

@@ -1,0 +1,299 @@
+"""Run a mode: walk its steps, give each one a StepRuntime, emit events, enforce limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.config import Profile
+from composite_cli.engine.messages import build_messages, last_user_text, system_text, validate_messages
+from composite_cli.engine.runtime import RunContext, RunRequest, RunResult, Scope, StepTotals
+from composite_cli.engine.spec import ModeSpec, resolve
+from composite_cli.engine.steps.base import CallSettings, Step
+from composite_cli.engine.templates import Template
+from composite_cli.engine.values import Candidates, TextValue, as_text
+from composite_cli.errors import RunLimitExceeded, StepTimeout
+from composite_cli.events import RunFinished, RunStarted, StepFinished, StepStarted, Subscriber, TokenDelta
+from composite_cli.litellm_loader import get_litellm
+
+
+class StepRuntime:
+    """What a running step can do: render templates, call models, run nested steps."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        step: Step,
+        scope: Scope,
+        step_id: str,
+        depth: int,
+        final: bool,
+        totals: StepTotals,
+    ):
+        self.ctx = ctx
+        self.step = step
+        self.scope = scope
+        self.step_id = step_id
+        self.depth = depth
+        self.final = final
+        self.totals = totals
+        self.scratchpad: list[str] = []
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.ctx.params
+
+    def resolve(self, value: Any) -> Any:
+        return resolve(value, self.ctx.params)
+
+    def variables(self, **extra: Any) -> dict[str, Any]:
+        values = self.scope.flat()
+        values.update(
+            input=last_user_text(self.ctx.request.messages),
+            system=system_text(self.ctx.request.messages),
+            params=self.ctx.params,
+        )
+        values.update(extra)
+        return values
+
+    def render(self, template: Template | None, **extra: Any) -> str | None:
+        return None if template is None else template.render(self.variables(**extra))
+
+    def note(self, text: str) -> None:
+        """Add a line to this step's scratchpad (stored in the trace, never shown to the caller)."""
+        self.scratchpad.append(text)
+
+    async def call(
+        self,
+        settings: CallSettings,
+        *,
+        name: str,
+        final: bool = False,
+        variables: dict[str, Any] | None = None,
+        after: Iterable[dict[str, Any]] = (),
+        system: str | None = None,
+        generation: dict[str, Any] | None = None,
+    ) -> CallRecord:
+        """One model call for this step. Only a final call sees the client's tools and options."""
+        extra = variables or {}
+        system_msg = system if system is not None else self.render(settings.system, **extra)
+        messages = build_messages(
+            self.ctx.request.messages if settings.conversation else [],
+            system=system_msg,
+            after=list(after),
+            prompt=self.render(settings.prompt, **extra),
+        )
+        options = settings.resolved_generation(self.ctx.params)
+        options.update(generation or {})
+        request = CallRequest(
+            alias=settings.model,
+            messages=messages,
+            name=name,
+            parent_id=self.step_id,
+            params=options,
+            retries=int(self.resolve(settings.retries)),
+            backoff=float(self.resolve(settings.backoff)),
+            timeout=None if settings.call_timeout is None else float(self.resolve(settings.call_timeout)),
+        )
+        if final:
+            request.params.update(self.ctx.request.generation)
+            request.tools = self.ctx.request.tools
+            request.tool_choice = self.ctx.request.tool_choice
+            if self.ctx.request.stream:
+                request.on_delta = self._final_delta
+        return await complete(self.ctx, request)
+
+    def _final_delta(self, text: str) -> None:
+        self.ctx.final_streamed = True
+        self.ctx.emit(TokenDelta(self.ctx.run_id, self.step_id, text))
+
+    async def run_steps(self, steps: list[Step], scope: Scope, *, final: bool) -> Any:
+        return await run_steps(self.ctx, steps, scope, self.totals, self.step_id, self.depth + 1, final=final)
+
+
+async def run_steps(
+    ctx: RunContext,
+    steps: list[Step],
+    scope: Scope,
+    totals: StepTotals,
+    parent_id: str | None,
+    depth: int,
+    *,
+    final: bool,
+) -> Any:
+    """Run steps in order; each one's value is bound to its id. Returns the last value."""
+    value: Any = None
+    for i, step in enumerate(steps):
+        value = await execute_step(
+            ctx, step, scope, totals, parent_id, depth, final=final and i == len(steps) - 1
+        )
+        scope.set(step.id, value)
+        if step.updates:
+            scope.update(step.updates, value)
+    return value
+
+
+async def execute_step(
+    ctx: RunContext,
+    step: Step,
+    scope: Scope,
+    parent_totals: StepTotals,
+    parent_id: str | None,
+    depth: int,
+    *,
+    final: bool,
+) -> Any:
+    step_id = new_id()
+    totals = StepTotals(parent_totals)
+    ctx.step_totals[step_id] = totals
+    aliases = step.aliases()
+    alias = aliases[0] if len(aliases) == 1 else None
+    model = None
+    if alias is not None:
+        model = str(ctx.profile.resolve(alias).get("model"))
+    ctx.emit(
+        StepStarted(ctx.run_id, step_id, parent_id, step.kind, step.id, time.time(), depth, alias, model)
+    )
+    rt = StepRuntime(ctx, step, scope, step_id, depth, final, totals)
+    t0 = time.perf_counter()
+    timeout = float(resolve(step.timeout, ctx.params))
+
+    def finished(status: str, output: str | None = None, error: str | None = None) -> None:
+        ctx.emit(
+            StepFinished(
+                ctx.run_id,
+                step_id,
+                status,
+                (time.perf_counter() - t0) * 1000,
+                output,
+                error,
+                "\n".join(rt.scratchpad) or None,
+                totals.prompt_tokens,
+                totals.completion_tokens,
+                totals.cost_usd if totals.calls else None,
+            )
+        )
+
+    try:
+        async with asyncio.timeout(timeout):
+            value = await step.run(rt)
+    except TimeoutError:
+        err = StepTimeout(f"step {step.id!r} timed out after {timeout:g}s")
+        finished("error", error=describe_error(err))
+        raise err from None
+    except asyncio.CancelledError:
+        finished("cancelled", error="cancelled")
+        raise
+    except Exception as exc:
+        finished("error", error=describe_error(exc))
+        raise
+    finished("ok", output=as_text(value))
+    return value
+
+
+def final_message(value: Any) -> tuple[dict[str, Any], str]:
+    """The assistant message and finish_reason the caller gets for a mode's last value."""
+    if isinstance(value, TextValue):
+        message = dict(value.message)
+        message.setdefault("role", "assistant")
+        return message, value.finish_reason or "stop"
+    text = as_text(value.text if isinstance(value, Candidates) else value)
+    return {"role": "assistant", "content": text}, "stop"
+
+
+async def run_mode(
+    mode: ModeSpec,
+    request: RunRequest,
+    *,
+    profile: Profile,
+    subscribers: Iterable[Subscriber] = (),
+    run_id: str | None = None,
+) -> RunResult:
+    """Run `mode` on `request`. Raises the error that ended the run (after recording it)."""
+    validate_messages(request.messages, request.tools)
+    params = mode.merged_params(request.params)
+    for alias in mode.aliases():
+        profile.resolve(alias)  # an unmapped alias fails before any model is called
+    run_id = run_id or new_id()
+    get_litellm()  # import it now (seconds, once), not inside the first step's timing
+    deadline = float(resolve(mode.limits.deadline, params))
+    ctx = RunContext(
+        run_id=run_id,
+        mode=mode.name,
+        profile=profile,
+        request=request,
+        params=params,
+        max_calls=int(resolve(mode.limits.max_calls, params)),
+        deadline_s=deadline,
+        subscribers=list(subscribers),
+    )
+    started = time.time()
+    ctx.emit(
+        RunStarted(
+            run_id,
+            mode.name,
+            request.source,
+            profile.name,
+            last_user_text(request.messages),
+            started,
+            request.user,
+            dict(request.params),
+        )
+    )
+
+    def finished(
+        status: str, output: str | None = None, reason: str | None = None, error: str | None = None
+    ) -> float:
+        latency = (time.perf_counter() - ctx.started) * 1000
+        t = ctx.totals
+        ctx.emit(
+            RunFinished(
+                run_id,
+                status,
+                latency,
+                t.calls,
+                t.prompt_tokens,
+                t.completion_tokens,
+                t.cost_usd if t.calls else None,
+                output,
+                reason,
+                error,
+            )
+        )
+        return latency
+
+    try:
+        async with asyncio.timeout(deadline):
+            value = await run_steps(ctx, mode.steps, Scope(), ctx.totals, None, 0, final=True)
+    except TimeoutError:
+        err = RunLimitExceeded("deadline", f"run passed its deadline of {deadline:g}s in mode {mode.name!r}")
+        finished("error", error=describe_error(err))
+        raise err from None
+    except asyncio.CancelledError:
+        finished("cancelled", error="cancelled")
+        raise
+    except Exception as exc:
+        finished("error", error=describe_error(exc))
+        raise
+    message, reason = final_message(value)
+    text = message.get("content") if isinstance(message.get("content"), str) else ""
+    if request.stream and not ctx.final_streamed and text:
+        # The last value was not produced by a streamed call (e.g. a vote): send it whole.
+        ctx.emit(TokenDelta(run_id, None, text))
+    latency = finished("ok", text, reason)
+    t = ctx.totals
+    return RunResult(
+        run_id=run_id,
+        mode=mode.name,
+        profile=profile.name,
+        message=message,
+        finish_reason=reason,
+        calls=t.calls,
+        prompt_tokens=t.prompt_tokens,
+        completion_tokens=t.completion_tokens,
+        cost_usd=t.cost_usd if t.calls else None,
+        latency_ms=latency,
+    )

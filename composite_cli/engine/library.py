@@ -1,0 +1,88 @@
+"""Where modes come from: the shipped `modes/` directory plus the user's `modes_path`.
+
+A mode's name is its file name without `.yaml`. A short name resolves to the newest version:
+`moa` → `moa-v2` if it exists, else `moa-v1`. User directories come first, so a user's file can
+replace a shipped mode of the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from composite_cli.engine.spec import ModeSpec, load_mode_file
+from composite_cli.errors import UnknownModeError
+
+_VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def builtin_modes_dir() -> Path:
+    """The shipped modes: inside the installed package, or the repository's `modes/`."""
+    packaged = _PACKAGE / "_modes"
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE.parent / "modes"
+
+
+class ModeLibrary:
+    """Finds, resolves and loads (with a cache keyed on file mtime) mode files."""
+
+    def __init__(self, extra_dirs: Iterable[Path] = (), *, include_builtin: bool = True):
+        self.dirs = [Path(d) for d in extra_dirs]
+        if include_builtin:
+            self.dirs.append(builtin_modes_dir())
+        self._cache: dict[Path, tuple[float, ModeSpec]] = {}
+        self._lock = threading.Lock()
+
+    def files(self) -> dict[str, Path]:
+        """Mode name → file, first directory wins."""
+        found: dict[str, Path] = {}
+        for directory in self.dirs:
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.yaml")):
+                found.setdefault(path.stem, path)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self.files())
+
+    def short_names(self) -> dict[str, str]:
+        """Short name → newest versioned name (`moa` → `moa-v1`)."""
+        newest: dict[str, tuple[int, str]] = {}
+        for name in self.files():
+            match = _VERSIONED.match(name)
+            if match:
+                base, version = match["base"], int(match["version"])
+                if base not in newest or version > newest[base][0]:
+                    newest[base] = (version, name)
+        return {base: name for base, (_, name) in newest.items()}
+
+    def resolve(self, name: str) -> str:
+        """The full mode name for `name` (exact, or a short name)."""
+        files = self.files()
+        if name in files:
+            return name
+        short = self.short_names()
+        if name in short:
+            return short[name]
+        raise UnknownModeError(name, sorted(files))
+
+    def path(self, name: str) -> Path:
+        return self.files()[self.resolve(name)]
+
+    def load(self, name: str) -> ModeSpec:
+        """Load a mode by (short) name. Raises UnknownModeError or ModeValidationError."""
+        path = self.path(name)
+        mtime = path.stat().st_mtime
+        with self._lock:
+            cached = self._cache.get(path)
+            if cached and cached[0] == mtime:
+                return cached[1]
+        spec = load_mode_file(path)
+        with self._lock:
+            self._cache[path] = (mtime, spec)
+        return spec

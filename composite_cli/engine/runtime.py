@@ -1,0 +1,187 @@
+"""Run-time state: the run context (limits, totals, events) and the scope of step values."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from composite_cli.calls import CallRecord
+from composite_cli.config import Profile
+from composite_cli.errors import RunLimitExceeded
+from composite_cli.events import CallFinished, CallStarted, Event, Subscriber
+
+
+@dataclass
+class RunRequest:
+    """One request to run a mode: the conversation and the caller's options."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    # The caller's sampling options (temperature, max_tokens, ...): applied to the final step.
+    generation: dict[str, Any] = field(default_factory=dict)
+    # Overrides of the mode's declared parameters, for this request only.
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = "python"
+    user: str | None = None
+    stream: bool = False
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns to its caller."""
+
+    run_id: str
+    mode: str
+    profile: str
+    message: dict[str, Any]
+    finish_reason: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    latency_ms: float
+    status: str = "ok"
+
+    @property
+    def text(self) -> str:
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
+
+
+class Scope:
+    """Step values visible to templates: a chain of dicts (loop bodies get a child scope)."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None, parent: Scope | None = None):
+        self.values: dict[str, Any] = dict(values or {})
+        self.parent = parent
+
+    def child(self, **values: Any) -> Scope:
+        return Scope(values, self)
+
+    def set(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
+    def update(self, name: str, value: Any) -> None:
+        """Rebind `name` where it was defined (used by a step's `updates:`)."""
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                scope.values[name] = value
+                return
+            scope = scope.parent
+        self.values[name] = value
+
+    def get(self, name: str) -> Any:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.parent
+        raise KeyError(name)
+
+    def flat(self) -> dict[str, Any]:
+        chain = []
+        scope: Scope | None = self
+        while scope is not None:
+            chain.append(scope.values)
+            scope = scope.parent
+        merged: dict[str, Any] = {}
+        for values in reversed(chain):
+            merged.update(values)
+        return merged
+
+
+class StepTotals:
+    """Tokens and cost of one step's subtree (summed as calls finish)."""
+
+    def __init__(self, parent: StepTotals | None = None):
+        self.parent = parent
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd: float | None = 0.0
+        self.calls = 0
+
+    def add(self, record: CallRecord) -> None:
+        node: StepTotals | None = self
+        while node is not None:
+            node.calls += 1
+            node.prompt_tokens += record.prompt_tokens
+            node.completion_tokens += record.completion_tokens
+            if record.status == "ok":
+                node.cost_usd = (
+                    None
+                    if node.cost_usd is None or record.cost_usd is None
+                    else node.cost_usd + record.cost_usd
+                )
+            node = node.parent
+
+
+class RunContext:
+    """Per-run state shared by all steps. Implements the `CallHost` protocol for `calls`."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        mode: str,
+        profile: Profile,
+        request: RunRequest,
+        params: dict[str, Any],
+        max_calls: int,
+        deadline_s: float,
+        subscribers: list[Subscriber],
+    ):
+        self.run_id = run_id
+        self.mode = mode
+        self.profile = profile
+        self.request = request
+        self.params = params
+        self.max_calls = max_calls
+        self.started = time.perf_counter()
+        self.deadline = self.started + deadline_s
+        self.subscribers = subscribers
+        self.calls = 0
+        self.totals = StepTotals()
+        self.step_totals: dict[str, StepTotals] = {}
+        self.final_streamed = False
+
+    def emit(self, event: Event) -> None:
+        for subscriber in self.subscribers:
+            subscriber(event)
+
+    # -- CallHost ---------------------------------------------------------------------------
+    def reserve_call(self) -> None:
+        if self.calls >= self.max_calls:
+            raise RunLimitExceeded(
+                "max_calls", f"run reached max_calls ({self.max_calls}) in mode {self.mode!r}"
+            )
+        if self.remaining_time() == 0:
+            raise RunLimitExceeded("deadline", f"run passed its deadline in mode {self.mode!r}")
+        self.calls += 1
+
+    def remaining_time(self) -> float | None:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def call_metadata(self) -> dict[str, Any]:
+        return {"composite_run_id": self.run_id, "composite_mode": self.mode}
+
+    def call_started(self, record: CallRecord) -> None:
+        self.emit(
+            CallStarted(
+                self.run_id,
+                record.id,
+                record.parent_id,
+                record.name,
+                record.alias,
+                record.model,
+                record.started_at,
+            )
+        )
+
+    def record_call(self, record: CallRecord) -> None:
+        parent = self.step_totals.get(record.parent_id or "", self.totals)
+        parent.add(record)
+        self.emit(CallFinished(record))

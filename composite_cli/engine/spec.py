@@ -1,0 +1,344 @@
+"""Mode files: parse and check a YAML mode into a ModeSpec, reporting every problem with its
+file, line and field."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composite_cli.engine.registry import get_kind, known_kinds
+from composite_cli.engine.templates import Condition, Template, TemplateCheckError
+from composite_cli.errors import BadRequest, ModeError, ModeValidationError
+from composite_cli.yamlfile import LineDict, LineList, YamlSyntaxError, line_of, load_yaml_text
+
+if TYPE_CHECKING:
+    from composite_cli.engine.steps.base import Step
+
+# Names every template may use. Step ids add to these as the mode goes on.
+BUILTIN_NAMES = frozenset({"input", "system", "params"})
+_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+_MODE_KEYS = {"name", "description", "params", "limits", "steps"}
+_RESERVED_IDS = BUILTIN_NAMES | {"round", "candidates", "expert", "sample"}
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A numeric field given as `$name`: the value of mode parameter `name` at run time."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+def resolve(value: Any, params: Mapping[str, Any]) -> Any:
+    """The concrete value of a field that may be a ParamRef."""
+    return params[value.name] if isinstance(value, ParamRef) else value
+
+
+@dataclass
+class Limits:
+    max_calls: int | ParamRef = 50
+    deadline: float | ParamRef = 600.0
+
+
+@dataclass
+class ModeSpec:
+    name: str
+    description: str
+    steps: list[Step]
+    params: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    path: Path | None = None
+    source: str = ""
+
+    def walk(self) -> Iterator[Step]:
+        """Every step, depth first."""
+
+        def visit(steps: list[Step]) -> Iterator[Step]:
+            for step in steps:
+                yield step
+                for child in step.children():
+                    yield from visit(child)
+
+        return visit(self.steps)
+
+    def aliases(self) -> list[str]:
+        """Every model alias the mode uses, in order of first use."""
+        seen: list[str] = []
+        for step in self.walk():
+            for alias in step.aliases():
+                if alias not in seen:
+                    seen.append(alias)
+        return seen
+
+    def merged_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Declared parameters with a request's overrides applied (checked by name and type)."""
+        params = dict(self.params)
+        for key, value in (overrides or {}).items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "(none)"
+                raise BadRequest(f"mode {self.name!r} has no parameter {key!r} (parameters: {known})")
+            default = self.params[key]
+            if not _same_type(default, value):
+                raise BadRequest(
+                    f"mode {self.name!r} parameter {key!r} must be {type(default).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+            params[key] = value
+        return params
+
+
+def _same_type(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and (isinstance(default, float) or isinstance(value, int))
+    return isinstance(value, type(default))
+
+
+class ParseContext:
+    """Collects errors while a mode file is parsed; helpers read typed fields from YAML nodes."""
+
+    def __init__(self, path: str, params: Mapping[str, Any]):
+        self.path = path
+        self.params = params
+        self.errors: list[ModeError] = []
+        self.ids: set[str] = set()
+
+    def error(self, node: Any, key: str | int | None, field_name: str, message: str) -> None:
+        self.errors.append(ModeError(self.path, line_of(node, key), field_name, message))
+
+    def check_keys(self, node: LineDict, allowed: set[str], where: str) -> None:
+        for key in node:
+            if key not in allowed:
+                self.error(
+                    node, key, f"{where}.{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})"
+                )
+
+    def string(self, node: LineDict, key: str, where: str, *, required: bool = False) -> str | None:
+        if key not in node or node[key] is None:
+            if required:
+                self.error(node, None, f"{where}.{key}", "is required")
+            return None
+        value = node[key]
+        if not isinstance(value, str):
+            self.error(node, key, f"{where}.{key}", f"must be a string, got {_type_name(value)}")
+            return None
+        return value
+
+    def boolean(self, node: LineDict, key: str, where: str, default: bool) -> bool:
+        if key not in node:
+            return default
+        value = node[key]
+        if not isinstance(value, bool):
+            self.error(node, key, f"{where}.{key}", f"must be true or false, got {_type_name(value)}")
+            return default
+        return value
+
+    def number(
+        self,
+        node: LineDict,
+        key: str,
+        where: str,
+        default: Any,
+        *,
+        integer: bool = False,
+        minimum: float | None = None,
+    ) -> Any:
+        """A number, or `$param` naming a declared mode parameter."""
+        if key not in node or node[key] is None:
+            return default
+        value = node[key]
+        fname = f"{where}.{key}"
+        if isinstance(value, str) and value.startswith("$"):
+            name = value[1:]
+            if name not in self.params:
+                known = ", ".join(sorted(self.params)) or "(none)"
+                self.error(node, key, fname, f"unknown parameter {value!r} (declared: {known})")
+                return default
+            value_check = self.params[name]
+            if not isinstance(value_check, (int, float)) or isinstance(value_check, bool):
+                self.error(node, key, fname, f"parameter {value!r} is not a number")
+                return default
+            return ParamRef(name)
+        wanted = "an integer" if integer else "a number"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int))
+        ):
+            self.error(node, key, fname, f"must be {wanted} or $parameter, got {_type_name(value)}")
+            return default
+        if minimum is not None and value < minimum:
+            self.error(node, key, fname, f"must be at least {minimum:g}, got {value}")
+            return default
+        return value
+
+    def template(self, node: LineDict, key: str, where: str, names: set[str]) -> Template | None:
+        text = self.string(node, key, where)
+        if text is None:
+            return None
+        try:
+            return Template.compile(text, names)
+        except TemplateCheckError as exc:
+            self.error(node, key, f"{where}.{key}", str(exc))
+            return None
+
+    def condition(self, node: LineDict, key: str, where: str, names: set[str]) -> Condition | None:
+        text = node.get(key)
+        if text is None:
+            return None
+        if isinstance(text, bool):
+            text = "true" if text else "false"
+        if not isinstance(text, str):
+            self.error(node, key, f"{where}.{key}", f"must be an expression string, got {_type_name(text)}")
+            return None
+        try:
+            return Condition.compile(text, names)
+        except TemplateCheckError as exc:
+            self.error(node, key, f"{where}.{key}", str(exc))
+            return None
+
+    def step_ref(
+        self, node: LineDict, key: str, where: str, names: set[str], *, required: bool
+    ) -> str | None:
+        ref = self.string(node, key, where, required=required)
+        if ref is not None and ref not in names:
+            self.error(node, key, f"{where}.{key}", f"unknown step {ref!r} (no earlier step has this id)")
+            return None
+        return ref
+
+    def steps(self, nodes: Any, where: str, names: set[str], *, in_loop: bool = False) -> list[Step]:
+        """Parse a list of steps; each one's id becomes visible to the steps after it."""
+        if not isinstance(nodes, list):
+            self.error(nodes, None, where, f"must be a list of steps, got {_type_name(nodes)}")
+            return []
+        if not nodes:
+            self.error(nodes, None, where, "must contain at least one step")
+            return []
+        names = set(names)
+        parsed: list[Step] = []
+        for i, node in enumerate(nodes):
+            here = f"{where}[{i}]"
+            if not isinstance(node, LineDict):
+                self.error(nodes, i, here, f"must be a mapping with kind and id, got {_type_name(node)}")
+                continue
+            kind_name = self.string(node, "kind", here, required=True)
+            step_id = self.string(node, "id", here, required=True)
+            if kind_name is None or step_id is None:
+                continue
+            cls = get_kind(kind_name)
+            if cls is None:
+                self.error(
+                    node,
+                    "kind",
+                    f"{here}.kind",
+                    f"unknown step kind {kind_name!r} (kinds: {', '.join(known_kinds())})",
+                )
+                continue
+            if not _ID_RE.match(step_id) or keyword.iskeyword(step_id):
+                self.error(
+                    node,
+                    "id",
+                    f"{here}.id",
+                    f"{step_id!r} is not a valid id (letters, digits and _, not starting with a digit)",
+                )
+                continue
+            if step_id in _RESERVED_IDS:
+                self.error(node, "id", f"{here}.id", f"{step_id!r} is a reserved name")
+                continue
+            if step_id in self.ids:
+                self.error(node, "id", f"{here}.id", f"duplicate step id {step_id!r}")
+                continue
+            self.ids.add(step_id)
+            step = cls.parse(node, self, here, names | ({"round"} if in_loop else set()), in_loop=in_loop)
+            parsed.append(step)
+            names.add(step_id)
+        return parsed
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, LineDict):
+        return "a mapping"
+    if isinstance(value, LineList):
+        return "a list"
+    return type(value).__name__
+
+
+def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
+    """Parse mode YAML. Raises ModeValidationError listing every problem found."""
+    spath = str(path)
+    try:
+        data = load_yaml_text(text)
+    except YamlSyntaxError as exc:
+        raise ModeValidationError([ModeError(spath, exc.line, "", str(exc))]) from None
+    if not isinstance(data, LineDict):
+        raise ModeValidationError(
+            [ModeError(spath, line_of(data) or 1, "", "a mode file must be a mapping with name and steps")]
+        )
+    params_node = data.get("params", {})
+    pc = ParseContext(spath, {})
+    params: dict[str, Any] = {}
+    if not isinstance(params_node, dict):
+        pc.error(
+            data,
+            "params",
+            "params",
+            f"must be a mapping of name to default value, got {_type_name(params_node)}",
+        )
+    else:
+        for key, value in params_node.items():
+            if isinstance(value, (dict, list)) or value is None:
+                pc.error(params_node, key, f"params.{key}", "must be a number, string or boolean default")
+            else:
+                params[key] = value
+    pc.params = params
+    pc.check_keys(data, _MODE_KEYS, "mode")
+    name = pc.string(data, "name", "mode", required=True) or Path(spath).stem
+    if name and not _NAME_RE.match(name):
+        pc.error(data, "name", "name", f"{name!r}: use lower-case letters, digits, '-', '_' and '.'")
+    elif spath != "<string>" and name != Path(spath).stem:
+        pc.error(data, "name", "name", f"{name!r} must match the file name {Path(spath).name!r}")
+    description = pc.string(data, "description", "mode") or ""
+    limits = Limits()
+    limits_node = data.get("limits")
+    if limits_node is not None:
+        if not isinstance(limits_node, LineDict):
+            pc.error(data, "limits", "limits", f"must be a mapping, got {_type_name(limits_node)}")
+        else:
+            pc.check_keys(limits_node, {"max_calls", "deadline"}, "limits")
+            limits.max_calls = pc.number(limits_node, "max_calls", "limits", 50, integer=True, minimum=1)
+            limits.deadline = pc.number(limits_node, "deadline", "limits", 600.0, minimum=0.001)
+    if "steps" not in data:
+        pc.error(data, None, "steps", "is required (a list of steps)")
+        steps: list[Step] = []
+    else:
+        steps = pc.steps(data["steps"], "steps", set(BUILTIN_NAMES))
+    if pc.errors:
+        raise ModeValidationError(sorted(pc.errors, key=lambda e: e.line or 0))
+    return ModeSpec(
+        name=name,
+        description=description.strip(),
+        steps=steps,
+        params=params,
+        limits=limits,
+        path=Path(spath) if spath != "<string>" else None,
+        source=text,
+    )
+
+
+def load_mode_file(path: Path) -> ModeSpec:
+    """Read and parse one mode file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModeValidationError([ModeError(str(path), None, "", f"cannot read file: {exc}")]) from None
+    return parse_mode(text, path)

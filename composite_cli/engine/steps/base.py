@@ -1,0 +1,160 @@
+"""The Step base class and the model-call settings that several kinds share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from composite_cli.engine.spec import ParamRef, ParseContext, resolve
+from composite_cli.engine.templates import Template
+from composite_cli.yamlfile import LineDict
+
+if TYPE_CHECKING:
+    from composite_cli.engine.executor import StepRuntime
+
+COMMON_FIELDS = {"id", "kind", "timeout", "updates", "description"}
+CALL_FIELDS = {
+    "model",
+    "system",
+    "prompt",
+    "conversation",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "stop",
+    "seed",
+    "params",
+    "retries",
+    "backoff",
+    "call_timeout",
+}
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass
+class CallSettings:
+    """How a step calls a model: alias, prompt templates and generation parameters."""
+
+    model: str
+    system: Template | None = None
+    prompt: Template | None = None
+    conversation: bool = True
+    generation: dict[str, Any] = field(default_factory=dict)
+    retries: int | ParamRef = 0
+    backoff: float | ParamRef = 0.5
+    call_timeout: float | ParamRef | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        node: LineDict,
+        pc: ParseContext,
+        where: str,
+        names: set[str],
+        *,
+        default_model: str | None = None,
+        require_model: bool = True,
+    ) -> CallSettings:
+        model = pc.string(node, "model", where, required=require_model and default_model is None)
+        model = model or default_model or ""
+        generation: dict[str, Any] = {}
+        for key, integer, minimum in (
+            ("temperature", False, 0.0),
+            ("top_p", False, 0.0),
+            ("max_tokens", True, 1),
+            ("seed", True, None),
+        ):
+            value = pc.number(node, key, where, None, integer=integer, minimum=minimum)
+            if value is not None:
+                generation[key] = value
+        if "stop" in node:
+            stop = node["stop"]
+            if isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+                generation["stop"] = stop
+            else:
+                pc.error(node, "stop", f"{where}.stop", "must be a string or a list of strings")
+        extra = node.get("params")
+        if extra is not None:
+            if isinstance(extra, dict):
+                generation.update(extra)
+            else:
+                pc.error(node, "params", f"{where}.params", "must be a mapping of extra LiteLLM parameters")
+        conversation = pc.boolean(node, "conversation", where, True)
+        prompt = pc.template(node, "prompt", where, names)
+        if not conversation and prompt is None and "prompt" not in node:
+            pc.error(
+                node,
+                "conversation",
+                f"{where}.conversation",
+                "a step that does not see the conversation needs a prompt",
+            )
+        return cls(
+            model=model,
+            system=pc.template(node, "system", where, names),
+            prompt=prompt,
+            conversation=conversation,
+            generation=generation,
+            retries=pc.number(node, "retries", where, 0, integer=True, minimum=0),
+            backoff=pc.number(node, "backoff", where, 0.5, minimum=0.0),
+            call_timeout=pc.number(node, "call_timeout", where, None, minimum=0.001),
+        )
+
+    def resolved_generation(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {k: resolve(v, params) for k, v in self.generation.items()}
+
+
+class Step(ABC):
+    """One step of a mode. Subclasses register with @step_kind and implement parse() and run()."""
+
+    kind: ClassVar[str] = ""
+    FIELDS: ClassVar[set[str]] = COMMON_FIELDS
+
+    id: str
+    line: int
+    where: str
+    timeout: float | ParamRef
+    updates: str | None
+    description: str
+
+    def init_common(self, node: LineDict, pc: ParseContext, where: str, names: set[str]) -> None:
+        self.id = str(node["id"])
+        self.line = node.line
+        self.where = where
+        self.timeout = pc.number(node, "timeout", where, DEFAULT_TIMEOUT, minimum=0.001)
+        self.updates = pc.step_ref(node, "updates", where, names, required=False)
+        self.description = pc.string(node, "description", where) or ""
+        pc.check_keys(node, self.FIELDS, where)
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool) -> Step:
+        """Build the step from its YAML node, reporting problems to `pc`."""
+
+    def children(self) -> list[list[Step]]:
+        """Nested step lists (loop bodies, if branches)."""
+        return []
+
+    def aliases(self) -> list[str]:
+        """Model aliases this step itself calls."""
+        return []
+
+    def passes_value_to(self) -> set[str]:
+        """Other names that end up holding this step's value (an `if` passes on its branch's)."""
+        return set()
+
+    def summary(self) -> str:
+        """A short description for `composite modes show`."""
+        return ""
+
+    @abstractmethod
+    async def run(self, rt: StepRuntime) -> Any:
+        """Execute the step and return its value (TextValue or Candidates)."""
+
+
+def value_names(step: Step) -> set[str]:
+    """Names that hold this step's value once it finishes: its id, what it updates, and so on."""
+    names = {step.id}
+    if step.updates:
+        names.add(step.updates)
+    return names | step.passes_value_to()

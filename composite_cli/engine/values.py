@@ -1,0 +1,70 @@
+"""What a step produces, as seen by later steps' templates and by the engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from composite_cli.calls import CallRecord
+
+
+class TextValue(str):
+    """A step's text output. Renders as the text; carries the assistant message it came from.
+
+    `ok` is set by `reflect` steps (the critique found nothing to fix).
+    """
+
+    message: dict[str, Any]
+    finish_reason: str
+    ok: bool
+
+    def __new__(
+        cls,
+        text: str,
+        *,
+        message: dict[str, Any] | None = None,
+        finish_reason: str = "stop",
+        ok: bool = False,
+    ) -> TextValue:
+        value = super().__new__(cls, text)
+        value.message = message if message is not None else {"role": "assistant", "content": text}
+        value.finish_reason = finish_reason
+        value.ok = ok
+        return value
+
+    @classmethod
+    def from_call(cls, record: CallRecord) -> TextValue:
+        """A model call's result as a step value (message and finish_reason kept)."""
+        return cls(record.text, message=record.message, finish_reason=record.finish_reason or "stop")
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return list(self.message.get("tool_calls") or [])
+
+
+class Candidates(list[TextValue]):
+    """The answers of a fan-out. Renders as a numbered list, as the MoA aggregate prompt expects."""
+
+    names: list[str]
+
+    def __init__(self, values: list[TextValue], names: list[str]):
+        super().__init__(values)
+        self.names = names
+
+    def __str__(self) -> str:
+        return "\n\n".join(f"{i}. {text}" for i, text in enumerate(self, start=1))
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
+def as_text(value: Any) -> str:
+    """The plain text of any step value."""
+    if value is None:
+        return ""
+    return str(value)

@@ -1,0 +1,103 @@
+"""Exception classes. Front ends turn these into one-line user errors at their edge."""
+
+from __future__ import annotations
+
+
+class CompositeError(Exception):
+    """Base class for every error composite raises on purpose."""
+
+
+class ConfigError(CompositeError):
+    """A config file or command-line setting is wrong."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        self.detail = message
+        where = path or ""
+        if path and line:
+            where = f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownProfileError(ConfigError):
+    """The requested profile is not defined."""
+
+
+class UnknownAliasError(ConfigError):
+    """A mode names a model alias the active profile does not map (and there is no "*")."""
+
+
+class ModeError(CompositeError):
+    """One problem in one mode file, at one line and field."""
+
+    def __init__(self, path: str, line: int | None, field: str, message: str):
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ModeValidationError(CompositeError):
+    """A mode file has one or more problems; each is a ModeError."""
+
+    def __init__(self, errors: list[ModeError]):
+        self.errors = errors
+        super().__init__("\n".join(e.one_line() for e in errors))
+
+
+class UnknownModeError(CompositeError):
+    """No mode has this name."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown mode {name!r}; known modes: {', '.join(known) or '(none)'}")
+
+
+class BadRequest(CompositeError):
+    """The caller's request is invalid (unknown parameter, malformed messages, ...)."""
+
+
+class RunLimitExceeded(CompositeError):
+    """A run hit one of its limits (max_calls, deadline)."""
+
+    def __init__(self, limit: str, message: str):
+        self.limit = limit
+        super().__init__(message)
+
+
+class StepFailed(CompositeError):
+    """A step could not produce a value."""
+
+
+class StepTimeout(CompositeError):
+    """A step took longer than its timeout."""
+
+
+class FanoutFailed(CompositeError):
+    """Too few experts of a fan-out answered."""
+
+    def __init__(self, step: str, succeeded: int, needed: int, errors: list[str]):
+        self.step = step
+        self.succeeded = succeeded
+        self.needed = needed
+        self.errors = errors
+        first = f" (first error: {errors[0]})" if errors else ""
+        super().__init__(
+            f"step {step!r}: only {succeeded} expert(s) answered, min_success is {needed}{first}"
+        )
+
+
+class TemplateRenderError(CompositeError):
+    """A template failed while rendering (e.g. a bad filter argument at run time)."""
+
+
+class LocalModelError(CompositeError):
+    """The embedded model could not be found or loaded."""

@@ -1,0 +1,45 @@
+"""Import LiteLLM once, lazily, configured for composite (offline cost map, quiet, local model).
+
+`import litellm` takes seconds, so commands that do not call a model never import it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+from typing import Any
+
+_lock = threading.Lock()
+_litellm: ModuleType | None = None
+
+
+def get_litellm() -> ModuleType:
+    """The configured `litellm` module (imported on first use)."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _lock:
+        if _litellm is None:
+            # Without this LiteLLM fetches its price map over the network at import time.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            litellm.suppress_debug_info = True
+            _register_local_provider(litellm)
+            _litellm = litellm
+    return _litellm
+
+
+def add_custom_provider(litellm: Any, provider: str, handler: Any) -> None:
+    """Add (or replace) a provider in `litellm.custom_provider_map`."""
+    entries = [e for e in (litellm.custom_provider_map or []) if e.get("provider") != provider]
+    entries.append({"provider": provider, "custom_handler": handler})
+    litellm.custom_provider_map = entries
+
+
+def _register_local_provider(litellm: Any) -> None:
+    from composite_cli.local import LOCAL_MODEL_INFO, LocalLLM
+
+    add_custom_provider(litellm, "local", LocalLLM())
+    litellm.register_model(LOCAL_MODEL_INFO)

@@ -1,0 +1,318 @@
+"""The LiteLLM provider: every mode as a model, `composite/<mode>`.
+
+    import composite_cli, litellm
+    composite_cli.register()
+    litellm.completion(model="composite/moa-v1", messages=[...])
+
+Sync, async, streaming and async streaming all run the engine; streaming sends the final step's
+tokens as they arrive. Errors reach the caller as LiteLLM exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from composite_cli.config import Profile, Settings, load_settings
+from composite_cli.engine.runtime import RunRequest, RunResult
+from composite_cli.errors import (
+    BadRequest,
+    CompositeError,
+    ConfigError,
+    ModeValidationError,
+    RunLimitExceeded,
+    UnknownModeError,
+)
+from composite_cli.events import Event, TokenDelta
+from composite_cli.litellm_loader import add_custom_provider, get_litellm
+from composite_cli.runner import Runner
+
+PROVIDER = "composite"
+# Caller options that apply to the final step (the one whose answer the caller gets).
+GENERATION_KEYS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "parallel_tool_calls",
+    "logit_bias",
+    "n",
+)
+_COMPOSITE_KEYS = {"profile", "params"}
+T = TypeVar("T")
+
+litellm = get_litellm()
+
+
+class _BackgroundLoop:
+    """One event loop in a daemon thread, for sync calls made from any thread (or from inside
+    someone else's running loop, where asyncio.run would fail)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="composite-provider-loop", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+
+_background = _BackgroundLoop()
+
+
+def to_litellm_error(exc: BaseException, model: str) -> BaseException:
+    """The LiteLLM exception a caller should see for a composite error."""
+    if isinstance(exc, (BadRequest, UnknownModeError, ConfigError, ModeValidationError)):
+        return litellm.BadRequestError(message=str(exc), model=model, llm_provider=PROVIDER)
+    if isinstance(exc, RunLimitExceeded) and exc.limit == "deadline":
+        return litellm.Timeout(message=str(exc), model=model, llm_provider=PROVIDER)
+    if isinstance(exc, CompositeError):
+        return litellm.APIError(status_code=500, message=str(exc), model=model, llm_provider=PROVIDER)
+    return exc
+
+
+class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
+    """A LiteLLM custom provider that runs composite modes."""
+
+    def __init__(self, settings: Settings | None = None, *, source: str = "python"):
+        super().__init__()
+        self._settings = settings
+        self.source = source
+        self._runner: Runner | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def runner(self) -> Runner:
+        with self._lock:
+            if self._runner is None:
+                # Read lazily so $COMPOSITE_PROFILE / $COMPOSITE_CONFIG set after import count.
+                self._runner = Runner(self._settings or load_settings())
+            return self._runner
+
+    # -- request handling ---------------------------------------------------------------------
+    def _request(
+        self, model: str, kwargs: dict[str, Any], stream: bool
+    ) -> tuple[str, RunRequest, Profile | None]:
+        optional: dict[str, Any] = dict(kwargs.get("optional_params") or {})
+        extra_body = optional.pop("extra_body", None) or {}
+        options = optional.pop("composite", None)
+        if options is None and isinstance(extra_body, dict):
+            options = extra_body.get("composite")
+        options = options or {}
+        if not isinstance(options, dict) or set(options) - _COMPOSITE_KEYS:
+            unknown = sorted(set(options) - _COMPOSITE_KEYS) if isinstance(options, dict) else []
+            raise BadRequest(
+                "composite= must be an object with 'profile' and/or 'params'"
+                + (f" (unknown keys: {', '.join(unknown)})" if unknown else "")
+            )
+        params = options.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("composite.params must be an object of mode parameters")
+        profile_name = options.get("profile")
+        profile = self.runner.profile(profile_name) if profile_name else None
+        logging_obj = kwargs.get("logging_obj")
+        details = getattr(logging_obj, "model_call_details", {}) or {}
+        user = optional.get("user") or details.get("user")
+        mode = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
+        request = RunRequest(
+            messages=list(kwargs.get("messages") or []),
+            tools=optional.get("tools"),
+            tool_choice=optional.get("tool_choice"),
+            generation={k: optional[k] for k in GENERATION_KEYS if optional.get(k) is not None},
+            params=dict(params),
+            source=self.source,
+            user=user if isinstance(user, str) else None,
+            stream=stream,
+        )
+        return mode, request, profile
+
+    async def _run(
+        self, model: str, kwargs: dict[str, Any], stream: bool, subscribers: list[Any]
+    ) -> tuple[str, RunResult]:
+        try:
+            mode, request, profile = self._request(model, kwargs, stream)
+            spec = self.runner.mode(mode)
+            result = await self.runner.run(spec, request, profile=profile, subscribers=subscribers)
+        except Exception as exc:
+            mapped = to_litellm_error(exc, f"{PROVIDER}/{model}")
+            if mapped is exc:
+                raise
+            raise mapped from None
+        return spec.name, result
+
+    # -- the four entry points LiteLLM calls -----------------------------------------------------
+    def completion(self, *args: Any, **kwargs: Any) -> Any:
+        future = _background.submit(self._run(kwargs["model"], kwargs, False, []))
+        try:
+            name, result = future.result()
+        except BaseException:
+            future.cancel()
+            raise
+        return fill_response(kwargs["model_response"], name, result)
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+        name, result = await self._run(kwargs["model"], kwargs, False, [])
+        return fill_response(kwargs["model_response"], name, result)
+
+    def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        deltas: queue.Queue[Any] = queue.Queue()
+        done = object()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, TokenDelta):
+                deltas.put(event.text)
+
+        async def run() -> tuple[str, RunResult]:
+            try:
+                return await self._run(kwargs["model"], kwargs, True, [on_event])
+            finally:
+                deltas.put(done)
+
+        future = _background.submit(run())
+        try:
+            while (item := deltas.get()) is not done:
+                yield text_chunk(item)
+            _, result = future.result()
+            yield from final_chunks(result)
+        finally:
+            if not future.done():
+                future.cancel()  # the caller stopped reading: stop the run and its calls
+
+    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        deltas: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, TokenDelta):
+                deltas.put_nowait(event.text)
+
+        async def run() -> tuple[str, RunResult]:
+            try:
+                return await self._run(kwargs["model"], kwargs, True, [on_event])
+            finally:
+                deltas.put_nowait(done)
+
+        task = asyncio.ensure_future(run())
+        try:
+            while (item := await deltas.get()) is not done:
+                yield text_chunk(item)
+            _, result = await task
+            for chunk in final_chunks(result):
+                yield chunk
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+def text_chunk(text: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "tool_use": None,
+        "is_finished": False,
+        "finish_reason": "",
+        "usage": None,
+        "index": 0,
+    }
+
+
+def final_chunks(result: RunResult) -> Iterator[dict[str, Any]]:
+    """Tool calls (one chunk each), then the finishing chunk with usage."""
+    for i, call in enumerate(result.message.get("tool_calls") or []):
+        fn = call.get("function") or {}
+        yield {
+            "text": "",
+            "tool_use": {
+                "id": call.get("id"),
+                "type": "function",
+                "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""},
+                "index": i,
+            },
+            "is_finished": False,
+            "finish_reason": "",
+            "usage": None,
+            "index": 0,
+        }
+    yield {
+        "text": "",
+        "tool_use": None,
+        "is_finished": True,
+        "finish_reason": result.finish_reason,
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        },
+        "index": 0,
+    }
+
+
+def run_info(name: str, result: RunResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "mode": name,
+        "profile": result.profile,
+        "calls": result.calls,
+        "cost_usd": result.cost_usd,
+        "latency_ms": round(result.latency_ms, 3),
+    }
+
+
+def fill_response(response: Any, name: str, result: RunResult) -> Any:
+    """Fill LiteLLM's ModelResponse: final message, summed usage and cost, run id."""
+    message = result.message
+    response.model = f"{PROVIDER}/{name}"
+    response.created = int(time.time())
+    response.choices[0].message = litellm.Message(
+        content=message.get("content"),
+        role="assistant",
+        tool_calls=message.get("tool_calls") or None,
+    )
+    response.choices[0].finish_reason = result.finish_reason
+    usage = litellm.Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+    if result.cost_usd is not None:
+        usage.cost = result.cost_usd  # what litellm.completion_cost() reads for this response
+    response.usage = usage
+    headers = {"x-composite-run-id": result.run_id}
+    if result.cost_usd is not None:
+        headers["llm_provider-x-litellm-response-cost"] = str(result.cost_usd)
+    response._hidden_params["additional_headers"] = headers
+    response._hidden_params["composite"] = run_info(name, result)
+    return response
+
+
+def register(
+    settings: Settings | None = None,
+    *,
+    source: str = "python",
+) -> CompositeLLM:
+    """Register the `composite` provider with LiteLLM; returns the handler.
+
+    Settings default to the environment: $COMPOSITE_CONFIG, $COMPOSITE_PROFILE, $COMPOSITE_DB.
+    """
+    handler = CompositeLLM(settings, source=source)
+    add_custom_provider(litellm, PROVIDER, handler)
+    return handler
+
+
+# For a LiteLLM proxy config: custom_handler: composite_cli.provider.handler
+handler = CompositeLLM()

@@ -1,0 +1,88 @@
+"""Run modes on behalf of a front end: load the mode, pick the profile, record the trace.
+
+Front ends (CLI, TUI, provider, server) use this rather than wiring the engine and the trace
+store themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from composite_cli.config import Profile, Settings
+from composite_cli.engine.executor import run_mode
+from composite_cli.engine.library import ModeLibrary
+from composite_cli.engine.runtime import RunRequest, RunResult
+from composite_cli.engine.spec import ModeSpec
+from composite_cli.events import Subscriber
+from composite_cli.traces.recorder import TraceRecorder
+from composite_cli.traces.store import TraceStore
+
+
+class Runner:
+    """Holds the mode library and the trace store for one process (or one front end)."""
+
+    def __init__(self, settings: Settings, *, trace: bool = True, content: bool = True):
+        self.settings = settings
+        self.library = ModeLibrary(settings.modes_path)
+        self.store: TraceStore | None = TraceStore(settings.db_path) if trace else None
+        self.content = content
+        self._recorder = TraceRecorder(self.store, content=content) if self.store else None
+
+    def mode(self, name: str) -> ModeSpec:
+        return self.library.load(name)
+
+    def profile(self, name: str | None = None) -> Profile:
+        return self.settings.profile if name is None else self.settings.profile_named(name)
+
+    async def run(
+        self,
+        mode: str | ModeSpec,
+        request: RunRequest,
+        *,
+        profile: Profile | None = None,
+        subscribers: Iterable[Subscriber] = (),
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Run a mode (by name or spec) and record it. Raises what ended the run."""
+        spec = self.mode(mode) if isinstance(mode, str) else mode
+        subs: list[Subscriber] = list(subscribers)
+        if self._recorder is not None:
+            if self.store is not None:
+                self.store.open()
+            subs.insert(0, self._recorder)
+        return await run_mode(
+            spec, request, profile=profile or self.settings.profile, subscribers=subs, run_id=run_id
+        )
+
+    def flush(self) -> None:
+        if self.store is not None:
+            self.store.flush()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def completion_dict(result: RunResult, model: str, created: int) -> dict[str, Any]:
+    """An OpenAI chat.completion object for a run, plus composite's own block."""
+    return {
+        "id": f"chatcmpl-{result.run_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": result.message, "finish_reason": result.finish_reason}],
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        },
+        "composite": {
+            "run_id": result.run_id,
+            "mode": result.mode,
+            "profile": result.profile,
+            "calls": result.calls,
+            "cost_usd": result.cost_usd,
+            "latency_ms": round(result.latency_ms, 3),
+        },
+    }

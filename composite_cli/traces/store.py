@@ -1,0 +1,192 @@
+"""The trace store: the only code that writes SQL.
+
+One SQLite file (WAL mode, busy timeout) written through sqlite-utils by a single writer thread
+per process, so recording a trace never blocks the event loop. Reads open their own connection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from composite_cli.errors import CompositeError
+from composite_cli.traces.migrations import apply_migrations
+
+BUSY_TIMEOUT_MS = 10_000
+_STOP = object()
+
+
+class TraceStoreError(CompositeError):
+    """The trace database cannot be opened or written."""
+
+
+class RunNotFound(CompositeError):
+    """No run has this id."""
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return sqlite_utils.Database(conn)
+
+
+def _create_private(path: Path) -> None:
+    """Create the file with user-only permissions before SQLite does (it holds people's data)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating and migrating if needed) a trace database for writing."""
+    try:
+        _create_private(path)
+        db = _connect(path)
+        db.enable_wal()
+        apply_migrations(db)
+    except (OSError, sqlite3.Error) as exc:
+        raise TraceStoreError(f"cannot open trace database {path}: {exc}") from None
+    return db
+
+
+class TraceStore:
+    """Queue writes to a background thread; read with fresh connections."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+
+    # -- writing --------------------------------------------------------------------------
+    def open(self) -> TraceStore:
+        """Create/migrate the database and start the writer thread (idempotent)."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            db = open_database(self.path)
+            self._thread = threading.Thread(
+                target=self._writer, args=(db,), name="composite-trace-writer", daemon=True
+            )
+            self._thread.start()
+            atexit.register(self.close)
+        return self
+
+    def _writer(self, db: sqlite_utils.Database) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while True:  # drain whatever else is waiting: one transaction for all of it
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            waiters: list[threading.Event] = []
+            try:
+                with db.conn:
+                    for op in batch:
+                        if op is _STOP:
+                            stop = True
+                        elif isinstance(op, threading.Event):
+                            waiters.append(op)
+                        else:
+                            op(db)
+            except sqlite3.Error as exc:
+                self._error = exc
+            for event in waiters:
+                event.set()
+            if stop:
+                db.conn.close()
+                return
+
+    def _submit(self, op: Callable[[sqlite_utils.Database], None]) -> None:
+        if self._thread is None:
+            self.open()
+        self._queue.put(op)
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        def op(db: sqlite_utils.Database) -> None:
+            db.table(table).insert(row, pk="id", replace=True)
+
+        self._submit(op)
+
+    def update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
+        def op(db: sqlite_utils.Database) -> None:
+            db.table(table).update(pk, fields)
+
+        self._submit(op)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued write is committed; raise if a write failed."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise TraceStoreError(f"writing traces to {self.path} failed: {error}")
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join(timeout=30)
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # noqa: BLE001, S110 - atexit may already be running
+            pass
+
+    # -- reading --------------------------------------------------------------------------
+    @contextmanager
+    def reader(self) -> Iterator[sqlite_utils.Database]:
+        if not self.path.exists():
+            raise TraceStoreError(f"no trace database at {self.path}")
+        db = _connect(self.path)
+        try:
+            yield db
+        finally:
+            db.conn.close()
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.reader() as db:
+            rows = list(db.query("select * from runs where id = ?", [run_id]))
+        if not rows:
+            raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
+        return rows[0]
+
+    def run_steps(self, run_id: str) -> list[dict[str, Any]]:
+        with self.reader() as db:
+            return list(db.query("select * from steps where run_id = ? order by offset_ms, seq", [run_id]))
+
+    def list_runs(
+        self, limit: int = 20, mode: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        where, args = [], []
+        if mode:
+            where.append("mode = ?")
+            args.append(mode)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        # only fixed clauses are joined; values go in as parameters
+        sql = "select * from runs" + (f" where {' and '.join(where)}" if where else "")  # noqa: S608
+        sql += " order by created_at desc limit ?"
+        with self.reader() as db:
+            return list(db.query(sql, [*args, limit]))
