@@ -270,7 +270,9 @@ def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None
     choice = response.choices[0]
     record.message = _message_dict(choice.message)
     # A reply that carries tool calls finishes with "tool_calls", whatever the provider said.
-    record.finish_reason = "tool_calls" if record.message.get("tool_calls") else (choice.finish_reason or "stop")
+    record.finish_reason = (
+        "tool_calls" if record.message.get("tool_calls") else (choice.finish_reason or "stop")
+    )
     usage = getattr(response, "usage", None)
     record.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     record.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)

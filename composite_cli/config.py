@@ -29,9 +29,10 @@ BUILTIN_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 _CONFIG_KEYS = {"profile", "db", "modes_path", "profiles"}
 
 
-def user_config_dir() -> Path:
+def user_config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """The per-user config directory (XDG on Linux)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / APP_NAME
 
 
@@ -122,7 +123,7 @@ def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) ->
     local = Path("composite.yaml")
     if local.is_file():
         return local
-    user = user_config_dir() / "config.yaml"
+    user = user_config_dir(environ) / "config.yaml"
     if user.is_file():
         return user
     return None
@@ -216,6 +217,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "db": data.get("db"),
         "modes_path": modes_path,
         "profiles": _validate_profiles(data.get("profiles"), spath),
+        "profile_line": line_of(data, "profile"),
     }
 
 
@@ -235,7 +237,15 @@ def load_settings(
     profiles = data.get("profiles", {})
 
     profile_name = profile or env.get("COMPOSITE_PROFILE") or data.get("profile") or DEFAULT_PROFILE
-    active = _make_profile(profile_name, profiles, config_path)
+    try:
+        active = _make_profile(profile_name, profiles, config_path)
+    except UnknownProfileError as exc:
+        if profile_name == data.get("profile") and not profile and not env.get("COMPOSITE_PROFILE"):
+            # The name came from the file's `profile:` line: point there.
+            raise UnknownProfileError(
+                exc.detail, path=str(config_path), line=data.get("profile_line")
+            ) from None
+        raise
     active = active.with_overrides(dict(parse_model_override(m) for m in models))
 
     if db:

@@ -80,7 +80,9 @@ class FakeModel:
         mock: dict[str, Any] = {"mock_response": reply.content or ""}
         if reply.tool_calls:
             mock["mock_tool_calls"] = reply.tool_calls
-        return await get_litellm().acompletion(model=kwargs["model"], messages=kwargs["messages"], **mock)
+        return await get_litellm().acompletion(
+            model=kwargs["model"], messages=kwargs["messages"], metadata=kwargs.get("metadata"), **mock
+        )
 
 
 async def _stream(reply: Reply, model: str, messages: list[dict[str, Any]]) -> Any:

@@ -13,7 +13,15 @@ from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.engine.spec import parse_mode
 from composite_cli.errors import BadRequest, FanoutFailed, RunLimitExceeded, StepTimeout, UnknownAliasError
-from composite_cli.events import CallFinished, CallStarted, RunFinished, RunStarted, StepFinished, StepStarted, TokenDelta
+from composite_cli.events import (
+    CallFinished,
+    CallStarted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    TokenDelta,
+)
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -38,7 +46,12 @@ async def test_call_step_returns_the_model_answer(fake_model, fake_profile):
     assert result.calls == 1
     assert result.prompt_tokens > 0 and result.completion_tokens > 0
     assert [type(e) for e in events] == [
-        RunStarted, StepStarted, CallStarted, CallFinished, StepFinished, RunFinished
+        RunStarted,
+        StepStarted,
+        CallStarted,
+        CallFinished,
+        StepFinished,
+        RunFinished,
     ]
     # the conversation reaches the model as real messages
     assert fake_model.requests[0]["messages"] == USER
@@ -250,7 +263,11 @@ steps:
 
 async def test_only_the_final_step_gets_client_tools_and_options(fake_model, fake_profile):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     fake_model.on("answer", None, tool_calls=[call])
     spec = ModeLibrary().load("moa")
     result, _ = await run(
@@ -295,7 +312,9 @@ async def test_streaming_emits_final_step_tokens_only(fake_model, fake_profile):
 
 
 async def test_non_streamed_final_value_is_sent_whole(fake_model, fake_profile):
-    spec = mode("name: t\nsteps:\n  - {id: s, kind: fanout, model: f, n: 2}\n  - {id: v, kind: vote, from: s}\n")
+    spec = mode(
+        "name: t\nsteps:\n  - {id: s, kind: fanout, model: f, n: 2}\n  - {id: v, kind: vote, from: s}\n"
+    )
     result, events = await run(spec, fake_profile, stream=True)
     deltas = [e for e in events if isinstance(e, TokenDelta)]
     assert [d.text for d in deltas] == [result.text]
@@ -304,7 +323,7 @@ async def test_non_streamed_final_value_is_sent_whole(fake_model, fake_profile):
 async def test_step_timeout(fake_model, fake_profile):
     fake_model.add("late", delay=2)
     spec = mode("name: t\nsteps:\n  - {id: slow, kind: call, model: f, timeout: 0.1}\n")
-    with pytest.raises(StepTimeout, match="'slow' timed out after 0.1s"):
+    with pytest.raises(StepTimeout, match=r"'slow' timed out after 0\.1s"):
         await run(spec, fake_profile)
 
 
@@ -345,7 +364,7 @@ async def test_run_deadline(fake_model, fake_profile):
     fake_model.default.delay = 1
     spec = mode("name: t\nlimits: {deadline: 0.2}\nsteps:\n  - {id: a, kind: call, model: f}\n")
     start = time.perf_counter()
-    with pytest.raises(RunLimitExceeded, match="deadline of 0.2s"):
+    with pytest.raises(RunLimitExceeded, match=r"deadline of 0\.2s"):
         await run(spec, fake_profile)
     assert time.perf_counter() - start < 0.9
 
@@ -449,6 +468,8 @@ def test_profile_params_then_step_params(fake_profile):
         def call_metadata(self):
             return {"composite_run_id": "r"}
 
-    kwargs = build_kwargs(Host(), CallRequest(alias="strong", messages=USER, name="n", parent_id=None,
-                                              params={"temperature": 0.9}))
+    kwargs = build_kwargs(
+        Host(),
+        CallRequest(alias="strong", messages=USER, name="n", parent_id=None, params={"temperature": 0.9}),
+    )
     assert kwargs["temperature"] == 0.9 and kwargs["api_key"] == "k" and kwargs["model"] == "openai/x"

@@ -17,11 +17,19 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
-CALL = {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+CALL = {
+    "id": "call_7",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 
 
 @pytest.fixture
@@ -66,7 +74,9 @@ def test_sync_completion_returns_a_model_response(litellm, handler, fake_model, 
 
 async def test_async_completion(litellm, fake_model):
     fake_model.on("rewrite", "better").on("critique", "Too short.")
-    response = await litellm.acompletion(model="composite/reflect", messages=USER, composite={"params": {"max_rounds": 1}})
+    response = await litellm.acompletion(
+        model="composite/reflect", messages=USER, composite={"params": {"max_rounds": 1}}
+    )
     assert response.choices[0].message.content == "better"
     assert response._hidden_params["composite"]["calls"] == 3
 
@@ -74,7 +84,9 @@ async def test_async_completion(litellm, fake_model):
 def test_sync_stream_sends_final_step_tokens(litellm, fake_model):
     fake_model.on("answer", "The capital of France is Paris.")
     chunks = list(
-        litellm.completion(model="composite/moa", messages=USER, stream=True, stream_options={"include_usage": True})
+        litellm.completion(
+            model="composite/moa", messages=USER, stream=True, stream_options={"include_usage": True}
+        )
     )
     texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(texts) > 1
@@ -112,7 +124,9 @@ def test_streamed_tool_calls_reassemble(litellm, fake_model):
 
 
 def test_per_request_profile_and_params_do_not_leak(litellm, fake_model):
-    litellm.completion(model="composite/moa", messages=USER, composite={"profile": "other", "params": {"extra_layers": 1}})
+    litellm.completion(
+        model="composite/moa", messages=USER, composite={"profile": "other", "params": {"extra_layers": 1}}
+    )
     assert {r["model"] for r in fake_model.requests} == {"openai/gpt-4o"}
     assert len(fake_model.requests) == 7
     fake_model.requests.clear()
@@ -137,7 +151,9 @@ def test_bad_composite_options_are_bad_requests(litellm, fake_model, options):
 
 
 def test_extra_body_composite_options(litellm, fake_model):
-    litellm.completion(model="composite/moa", messages=USER, extra_body={"composite": {"params": {"extra_layers": 1}}})
+    litellm.completion(
+        model="composite/moa", messages=USER, extra_body={"composite": {"params": {"extra_layers": 1}}}
+    )
     assert len(fake_model.requests) == 7
 
 
@@ -151,7 +167,9 @@ def test_provider_error_reaches_caller_as_litellm_error(litellm, fake_model):
 
 def test_router_model_list_with_composite_models(litellm, fake_model):
     fake_model.on("answer", "via router")
-    router = litellm.Router(model_list=[{"model_name": "smart", "litellm_params": {"model": "composite/moa-v1"}}])
+    router = litellm.Router(
+        model_list=[{"model_name": "smart", "litellm_params": {"model": "composite/moa-v1"}}]
+    )
     response = router.completion(model="smart", messages=USER)
     assert response.choices[0].message.content == "via router"
 
@@ -160,7 +178,11 @@ def test_user_is_recorded(litellm, handler, fake_model, tmp_path):
     response = litellm.completion(model="composite/direct", messages=USER, user="user-42")
     handler.runner.flush()
     run_id = response._hidden_params["composite"]["run_id"]
-    row = sqlite3.connect(tmp_path / "traces.db").execute("select user from runs where id=?", [run_id]).fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "traces.db")
+        .execute("select user from runs where id=?", [run_id])
+        .fetchone()
+    )
     assert row[0] == "user-42"
 
 
@@ -178,3 +200,40 @@ def test_register_honours_composite_profile_env(fake_model, tmp_path, monkeypatc
     handler.runner.flush()
     assert fake_model.requests[-1]["model"] == "openai/env-model"
     assert (tmp_path / "env.db").exists()
+
+
+def test_litellm_callbacks_see_every_internal_call_tagged(litellm, fake_model, monkeypatch):
+    """A user's litellm.callbacks (Langfuse, OpenTelemetry, ...) see each inner call with the run id."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    seen: list[dict] = []
+
+    class Spy(CustomLogger):
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs)
+
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs)
+
+    # The fake model answers through LiteLLM's mock path, so callbacks fire as for a provider.
+    monkeypatch.setattr(litellm, "callbacks", [Spy()])
+    response = litellm.completion(model="composite/moa-v1", messages=USER)
+    run_id = response._hidden_params["composite"]["run_id"]
+    import time
+
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        inner = [
+            k for k in seen if (k.get("litellm_params", {}).get("metadata") or {}).get("composite_run_id")
+        ]
+        if len(inner) >= 4:
+            break
+        time.sleep(0.05)
+    tags = [
+        (
+            k["litellm_params"]["metadata"]["composite_run_id"],
+            k["litellm_params"]["metadata"]["composite_call"],
+        )
+        for k in inner
+    ]
+    assert sorted(tags) == sorted((run_id, n) for n in ("analyst", "teacher", "skeptic", "answer"))

@@ -8,11 +8,10 @@ import stat
 import pytest
 import sqlite_utils
 
-from composite_cli.config import Profile
+from composite_cli.config import Profile, Settings
 from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.runner import Runner
-from composite_cli.config import Settings
 from composite_cli.traces.migrations import MIGRATIONS, apply_migrations
 from composite_cli.traces.store import RunNotFound, TraceStore, TraceStoreError
 
@@ -27,12 +26,41 @@ def test_migrations_run_on_an_empty_database_and_only_once(tmp_path):
     assert apply_migrations(db) == []
     fks = {(fk.column, fk.other_table) for fk in db.table("steps").foreign_keys}
     assert ("run_id", "runs") in fks and ("parent_id", "steps") in fks
-    expected = {"id", "run_id", "parent_id", "kind", "name", "model", "status", "started_at", "latency_ms",
-                "prompt_tokens", "completion_tokens", "cost_usd", "request_json", "response_json",
-                "scratchpad", "error"}
+    expected = {
+        "id",
+        "run_id",
+        "parent_id",
+        "kind",
+        "name",
+        "model",
+        "status",
+        "started_at",
+        "latency_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "request_json",
+        "response_json",
+        "scratchpad",
+        "error",
+    }
     assert expected <= set(db.table("steps").columns_dict)
-    expected_runs = {"id", "created_at", "mode", "source", "user", "status", "input", "output", "calls",
-                     "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "error"}
+    expected_runs = {
+        "id",
+        "created_at",
+        "mode",
+        "source",
+        "user",
+        "status",
+        "input",
+        "output",
+        "calls",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "latency_ms",
+        "error",
+    }
     assert expected_runs <= set(db.table("runs").columns_dict)
 
 
@@ -53,7 +81,9 @@ def test_unwritable_database_is_a_clear_error(tmp_path):
 
 
 async def test_a_moa_run_writes_its_step_tree(fake_model, tmp_path):
-    settings = Settings(profile=Profile("p", {"*": {"model": "openai/gpt-4o-mini"}}), db_path=tmp_path / "t.db")
+    settings = Settings(
+        profile=Profile("p", {"*": {"model": "openai/gpt-4o-mini"}}), db_path=tmp_path / "t.db"
+    )
     runner = Runner(settings)
     fake_model.on("answer", "Paris")
     result = await runner.run("moa", RunRequest(messages=USER, source="chat", user="ann"))
@@ -77,7 +107,7 @@ async def test_a_moa_run_writes_its_step_tree(fake_model, tmp_path):
     kids = [s for s in steps if s["parent_id"] == proposals["id"]]
     assert proposals["prompt_tokens"] == sum(k["prompt_tokens"] for k in kids)
     assert proposals["cost_usd"] == pytest.approx(sum(k["cost_usd"] for k in kids))
-    llm_answer = [s for s in steps if s["kind"] == "llm" and s["name"] == "answer"][0]
+    llm_answer = next(s for s in steps if s["kind"] == "llm" and s["name"] == "answer")
     assert llm_answer["output"] == "Paris"
     assert sum(s["prompt_tokens"] for s in steps if s["kind"] == "llm") == run["prompt_tokens"]
     runner.close()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,11 +18,13 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
-from composite_cli.cli.render import step_tree
-from composite_cli.engine.runtime import RunRequest, RunResult
 from composite_cli.events import Event, StepFinished, StepStarted, TokenDelta
-from composite_cli.runner import Runner, completion_dict
-from composite_cli.yamlfile import YamlSyntaxError, load_yaml_text
+
+if TYPE_CHECKING:
+    from composite_cli.engine.runtime import RunResult
+    from composite_cli.runner import Runner
+
+# Domain modules are imported inside the command so `composite --help` stays fast.
 
 
 class Progress:
@@ -63,6 +64,8 @@ class Printer:
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """`--param key=value` (value read as YAML: 2 → int, true → bool)."""
+    from composite_cli.yamlfile import YamlSyntaxError, load_yaml_text
+
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -134,6 +137,8 @@ def chat(
 
       composite chat -m moa          # interactive: the conversation is kept between turns
     """
+    from composite_cli.runner import Runner
+
     with cli_errors():
         settings = settings_from(config, profile, model, db)
         runner = Runner(settings)
@@ -168,6 +173,12 @@ def _one_turn(
     trace: bool,
     quiet: bool,
 ) -> RunResult:
+    import asyncio
+
+    from composite_cli.cli.render import step_tree
+    from composite_cli.engine.runtime import RunRequest
+    from composite_cli.runner import completion_dict
+
     printer = Printer(enabled=not as_json)
     progress = Progress(enabled=not quiet and not as_json and sys.stderr.isatty())
     request = RunRequest(

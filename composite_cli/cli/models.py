@@ -8,9 +8,7 @@ import typer
 
 from composite_cli.cli.errors import cli_errors
 from composite_cli.cli.options import ConfigOption, JsonOption, ModelOption, ProfileOption, settings_from
-from composite_cli.engine.library import ModeLibrary
 from composite_cli.errors import ModeValidationError
-from composite_cli.redact import sanitize_params
 
 
 def models(
@@ -20,6 +18,9 @@ def models(
     model: ModelOption = None,
 ) -> None:
     """Print the alias → model table for the active profile (with every alias the modes use)."""
+    from composite_cli.engine.library import ModeLibrary
+    from composite_cli.redact import sanitize_params
+
     with cli_errors():
         settings = settings_from(config, profile, model, None)
         used: list[str] = []

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from composite_cli.cli.errors import EXIT_INVALID, cli_errors
 from composite_cli.cli.options import ConfigOption, JsonOption, ProfileOption, settings_from
-from composite_cli.config import Profile
-from composite_cli.engine.library import ModeLibrary
-from composite_cli.engine.spec import ModeSpec, load_mode_file
-from composite_cli.engine.steps.base import Step
 from composite_cli.errors import ModeError, ModeValidationError
+
+if TYPE_CHECKING:
+    from composite_cli.config import Profile
+    from composite_cli.engine.library import ModeLibrary
+    from composite_cli.engine.spec import ModeSpec
+    from composite_cli.engine.steps.base import Step
 
 app = typer.Typer(
     help="List, show and validate modes (YAML files in modes/ and your modes_path).", no_args_is_help=True
@@ -22,6 +24,8 @@ app = typer.Typer(
 
 
 def _library(config: Path | None, profile: str | None) -> tuple[ModeLibrary, Profile]:
+    from composite_cli.engine.library import ModeLibrary
+
     settings = settings_from(config, profile, None, None)
     return ModeLibrary(settings.modes_path), settings.profile
 
@@ -138,15 +142,22 @@ def check_aliases(spec: ModeSpec, profile: Profile) -> list[ModeError]:
 def validate(
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Mode files to check (default: every mode).", show_default=False),
+        typer.Argument(help="Mode files or directories to check (default: every mode).", show_default=False),
     ] = None,
     config: ConfigOption = None,
     profile: ProfileOption = None,
 ) -> None:
     """Check mode files. Each problem is one line, file:line: field: message; exit code 2 if any."""
+    from composite_cli.engine.spec import load_mode_file
+
     with cli_errors():
         library, active = _library(config, profile)
-        paths = list(files) if files else list(library.files().values())
+        paths: list[Path] = []
+        for item in files or []:
+            # a directory means every mode file in it
+            paths.extend(sorted(item.glob("*.yaml")) if item.is_dir() else [item])
+        if not files:
+            paths = list(library.files().values())
         bad = 0
         for path in paths:
             if not path.is_file():

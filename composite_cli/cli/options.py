@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from composite_cli.config import Settings, load_settings
+if TYPE_CHECKING:
+    from composite_cli.config import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -50,4 +51,6 @@ def settings_from(
     config: Path | None, profile: str | None, models: list[str] | None, db: Path | None
 ) -> Settings:
     """Settings for this command from its flags, the environment and the config file."""
+    from composite_cli.config import load_settings
+
     return load_settings(config=config, profile=profile, models=models or [], db=db)

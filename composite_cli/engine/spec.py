@@ -118,17 +118,17 @@ class ParseContext:
         for key in node:
             if key not in allowed:
                 self.error(
-                    node, key, f"{where}.{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})"
+                    node, key, _field(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})"
                 )
 
     def string(self, node: LineDict, key: str, where: str, *, required: bool = False) -> str | None:
         if key not in node or node[key] is None:
             if required:
-                self.error(node, None, f"{where}.{key}", "is required")
+                self.error(node, None, _field(where, key), "is required")
             return None
         value = node[key]
         if not isinstance(value, str):
-            self.error(node, key, f"{where}.{key}", f"must be a string, got {_type_name(value)}")
+            self.error(node, key, _field(where, key), f"must be a string, got {_type_name(value)}")
             return None
         return value
 
@@ -137,7 +137,7 @@ class ParseContext:
             return default
         value = node[key]
         if not isinstance(value, bool):
-            self.error(node, key, f"{where}.{key}", f"must be true or false, got {_type_name(value)}")
+            self.error(node, key, _field(where, key), f"must be true or false, got {_type_name(value)}")
             return default
         return value
 
@@ -155,7 +155,7 @@ class ParseContext:
         if key not in node or node[key] is None:
             return default
         value = node[key]
-        fname = f"{where}.{key}"
+        fname = _field(where, key)
         if isinstance(value, str) and value.startswith("$"):
             name = value[1:]
             if name not in self.params:
@@ -187,7 +187,7 @@ class ParseContext:
         try:
             return Template.compile(text, names)
         except TemplateCheckError as exc:
-            self.error(node, key, f"{where}.{key}", str(exc))
+            self.error(node, key, _field(where, key), str(exc))
             return None
 
     def condition(self, node: LineDict, key: str, where: str, names: set[str]) -> Condition | None:
@@ -197,12 +197,12 @@ class ParseContext:
         if isinstance(text, bool):
             text = "true" if text else "false"
         if not isinstance(text, str):
-            self.error(node, key, f"{where}.{key}", f"must be an expression string, got {_type_name(text)}")
+            self.error(node, key, _field(where, key), f"must be an expression string, got {_type_name(text)}")
             return None
         try:
             return Condition.compile(text, names)
         except TemplateCheckError as exc:
-            self.error(node, key, f"{where}.{key}", str(exc))
+            self.error(node, key, _field(where, key), str(exc))
             return None
 
     def step_ref(
@@ -210,7 +210,7 @@ class ParseContext:
     ) -> str | None:
         ref = self.string(node, key, where, required=required)
         if ref is not None and ref not in names:
-            self.error(node, key, f"{where}.{key}", f"unknown step {ref!r} (no earlier step has this id)")
+            self.error(node, key, _field(where, key), f"unknown step {ref!r} (no earlier step has this id)")
             return None
         return ref
 
@@ -263,6 +263,11 @@ class ParseContext:
         return parsed
 
 
+def _field(where: str, key: str) -> str:
+    """The dotted path of a field (`steps[0].model`; top-level fields are just their key)."""
+    return f"{where}.{key}" if where else key
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -301,13 +306,13 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
             else:
                 params[key] = value
     pc.params = params
-    pc.check_keys(data, _MODE_KEYS, "mode")
-    name = pc.string(data, "name", "mode", required=True) or Path(spath).stem
+    pc.check_keys(data, _MODE_KEYS, "")
+    name = pc.string(data, "name", "", required=True) or Path(spath).stem
     if name and not _NAME_RE.match(name):
         pc.error(data, "name", "name", f"{name!r}: use lower-case letters, digits, '-', '_' and '.'")
     elif spath != "<string>" and name != Path(spath).stem:
         pc.error(data, "name", "name", f"{name!r} must match the file name {Path(spath).name!r}")
-    description = pc.string(data, "description", "mode") or ""
+    description = pc.string(data, "description", "") or ""
     limits = Limits()
     limits_node = data.get("limits")
     if limits_node is not None:

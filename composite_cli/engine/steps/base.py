@@ -53,12 +53,14 @@ class CallSettings:
         where: str,
         names: set[str],
         *,
-        default_model: str | None = None,
+        inherit: CallSettings | None = None,
         require_model: bool = True,
     ) -> CallSettings:
-        model = pc.string(node, "model", where, required=require_model and default_model is None)
-        model = model or default_model or ""
-        generation: dict[str, Any] = {}
+        """Read call fields from `node`; fields it lacks come from `inherit` (e.g. the fan-out
+        step's settings for one of its experts)."""
+        base = inherit or cls(model="")
+        model = pc.string(node, "model", where, required=require_model and not base.model)
+        generation: dict[str, Any] = dict(base.generation)
         for key, integer, minimum in (
             ("temperature", False, 0.0),
             ("top_p", False, 0.0),
@@ -80,8 +82,8 @@ class CallSettings:
                 generation.update(extra)
             else:
                 pc.error(node, "params", f"{where}.params", "must be a mapping of extra LiteLLM parameters")
-        conversation = pc.boolean(node, "conversation", where, True)
-        prompt = pc.template(node, "prompt", where, names)
+        conversation = pc.boolean(node, "conversation", where, base.conversation)
+        prompt = pc.template(node, "prompt", where, names) if "prompt" in node else base.prompt
         if not conversation and prompt is None and "prompt" not in node:
             pc.error(
                 node,
@@ -90,14 +92,14 @@ class CallSettings:
                 "a step that does not see the conversation needs a prompt",
             )
         return cls(
-            model=model,
-            system=pc.template(node, "system", where, names),
+            model=model or base.model,
+            system=pc.template(node, "system", where, names) if "system" in node else base.system,
             prompt=prompt,
             conversation=conversation,
             generation=generation,
-            retries=pc.number(node, "retries", where, 0, integer=True, minimum=0),
-            backoff=pc.number(node, "backoff", where, 0.5, minimum=0.0),
-            call_timeout=pc.number(node, "call_timeout", where, None, minimum=0.001),
+            retries=pc.number(node, "retries", where, base.retries, integer=True, minimum=0),
+            backoff=pc.number(node, "backoff", where, base.backoff, minimum=0.0),
+            call_timeout=pc.number(node, "call_timeout", where, base.call_timeout, minimum=0.001),
         )
 
     def resolved_generation(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -22,21 +22,6 @@ _EXPERT_FIELDS = (CALL_FIELDS | {"name"}) - {"retries", "backoff"}
 _REFERENCE_TEMPLATE = Template.compile(AGGREGATE, {"candidates"})
 
 
-def _inherit(step_node: LineDict, expert: LineDict) -> LineDict:
-    """An expert's settings: the step's call fields, overridden by the expert's own."""
-    merged = LineDict()
-    merged.line = expert.line
-    merged.key_lines = {}
-    for key in CALL_FIELDS:
-        if key in step_node:
-            merged[key] = step_node[key]
-            merged.key_lines[key] = step_node.line_of(key)
-    for key, value in expert.items():
-        merged[key] = value
-        merged.key_lines[key] = expert.line_of(key)
-    return merged
-
-
 @step_kind("fanout")
 class FanoutStep(Step):
     """Experts answer in parallel. Failed experts are recorded; the step needs `min_success`."""
@@ -61,6 +46,8 @@ class FanoutStep(Step):
         if experts is not None and "n" in node:
             pc.error(node, "n", f"{where}.n", "give either experts or n (samples of one model), not both")
         if experts is not None:
+            # Step-level call fields are checked once, here, and inherited by every expert.
+            shared = CallSettings.parse(node, pc, where, inner, require_model=False)
             if not isinstance(experts, list) or not experts:
                 pc.error(node, "experts", f"{where}.experts", "must be a non-empty list of experts")
             else:
@@ -75,11 +62,11 @@ class FanoutStep(Step):
                     if name in seen:
                         pc.error(expert, "name", f"{here}.name", f"duplicate expert name {name!r}")
                     seen.add(name)
-                    settings = CallSettings.parse(_inherit(node, expert), pc, here, inner)
+                    settings = CallSettings.parse(expert, pc, here, inner, inherit=shared)
                     step.experts.append((name, settings))
         else:
             step.samples = pc.number(node, "n", where, None, integer=True, minimum=1)
-            if step.samples is None:
+            if "n" not in node:
                 pc.error(node, None, f"{where}.experts", "a fanout needs experts (a list) or n (samples)")
             settings = CallSettings.parse(node, pc, where, inner)
             step.experts = [("sample", settings)]
@@ -140,8 +127,8 @@ class FanoutStep(Step):
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(name, settings, index)) for name, settings, index in jobs]
-        except BaseExceptionGroup as errors:
-            raise errors.exceptions[0] from None  # e.g. a run limit: end the run with that error
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None  # e.g. a run limit: end the run with that error
         values: list[TextValue] = []
         names: list[str] = []
         errors: list[str] = []
