@@ -1,0 +1,90 @@
+"""The README's examples run: every `$ composite ...` line, the YAML files and the Python code."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from composite_cli.cli.main import app
+from composite_cli.config import read_config_file
+from composite_cli.engine.spec import parse_mode
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+DRY = """
+profile: dry
+profiles:
+  dry:
+    "*": {model: openai/gpt-4o-mini, mock_response: "Paris", mock_delay: 0.01}
+"""
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def console_lines() -> list[str]:
+    return [line[2:] for block in blocks("console") for line in block.splitlines() if line.startswith("$ ")]
+
+
+def mode_example() -> str:
+    return next(b for b in blocks("yaml") if b.startswith("name: "))
+
+
+@pytest.mark.parametrize("line", console_lines())
+def test_console_examples_run(line: str, isolated_home: Path):
+    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    (isolated_home / "my-modes").mkdir()
+    (isolated_home / "my-modes" / "vote-v1.yaml").write_text(mode_example(), encoding="utf-8")
+    stdin = "What is the capital of France?"
+    if "|" in line:
+        echo, line = (part.strip() for part in line.split("|", 1))
+        stdin = shlex.split(echo)[1]
+    args = shlex.split(line)
+    assert args[0] == "composite"
+    result = CliRunner().invoke(app, args[1:], input=stdin)
+    assert result.exit_code == 0, result.output
+
+
+def test_config_example_loads(tmp_path: Path):
+    config = next(b for b in blocks("yaml") if b.startswith("profile:"))
+    path = tmp_path / "composite.yaml"
+    path.write_text(config, encoding="utf-8")
+    data = read_config_file(path)
+    assert set(data["profiles"]) == {"openai", "dry"}
+
+
+def test_mode_example_parses_and_runs(fake_model, fake_profile):
+    import asyncio
+
+    from composite_cli.engine.executor import run_mode
+    from composite_cli.engine.runtime import RunRequest
+
+    spec = parse_mode(mode_example(), "vote-v1.yaml")
+    result = asyncio.run(
+        run_mode(spec, RunRequest(messages=[{"role": "user", "content": "2+2?"}]), profile=fake_profile)
+    )
+    assert result.calls == 5 and result.text == "fake answer"
+
+
+def test_python_example_runs(isolated_home: Path):
+    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    code = blocks("python")[0]
+    done = subprocess.run([sys.executable, "-c", code], cwd=isolated_home, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Paris")
+    assert "run_id" in done.stdout
+
+
+def test_the_two_commands_come_first_and_ci_runs_the_second():
+    commands = blocks("bash")[:2]
+    assert "composite chat --mode moa-v1" in commands[0]
+    assert commands[1].strip().endswith(".venv/bin/pytest")
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert commands[1].strip() in ci
