@@ -1,0 +1,336 @@
+"""The embedded SmolLM2 model through LiteLLM, for real (offline, a few seconds per test at most).
+
+It is a 135M-parameter model, so the tests check the shape of what comes back, never the wording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is imported: no network fetch
+
+import litellm
+
+from composite_cli import local
+from composite_cli.errors import LocalModelError
+
+pytestmark = pytest.mark.real_model
+
+MODEL = "local/smollm2"
+FINISH_REASONS = {"stop", "length"}
+HELLO = [{"role": "user", "content": "Say hello to the world."}]
+STORY = [{"role": "user", "content": "Write a long story about a dragon."}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+FORCE_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+SEED = 7  # sampled text varies run to run otherwise; a fixed seed keeps "non-empty" checks stable
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_provider() -> Iterator[None]:
+    """Route "local/..." to LocalLLM the way composite does, and undo it afterwards."""
+    saved = list(litellm.custom_provider_map or [])
+    litellm.suppress_debug_info = True
+    others = [e for e in saved if e.get("provider") != "local"]
+    litellm.custom_provider_map = [*others, {"provider": "local", "custom_handler": local.LocalLLM()}]
+    litellm.register_model(local.LOCAL_MODEL_INFO)
+    yield
+    litellm.custom_provider_map = saved
+
+
+def assert_text_response(response: Any) -> None:
+    choice = response.choices[0]
+    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    assert choice.finish_reason in FINISH_REASONS
+    assert response.model == MODEL
+    assert response.usage.prompt_tokens > 0
+    assert response.usage.completion_tokens > 0
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert litellm.completion_cost(completion_response=response) == 0.0
+
+
+def assert_weather_call(message: Any) -> dict[str, Any]:
+    assert message.tool_calls, message
+    call = message.tool_calls[0]
+    assert call.id
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments, dict)
+    return arguments
+
+
+async def wait_until_idle(timeout: float = 5.0) -> None:
+    """Wait for every pool instance to be returned. 5 s is far below the ~30 s an unstopped
+    2000-token generation takes, and far above the one token a stopped one needs."""
+    deadline = time.monotonic() + timeout
+    while local.pool_status()["in_use"]:
+        assert time.monotonic() < deadline, f"instance not released: {local.pool_status()}"
+        await asyncio.sleep(0.01)
+
+
+# --- plain chat --------------------------------------------------------------------------------
+
+
+def test_sync_completion() -> None:
+    response = litellm.completion(model=MODEL, messages=HELLO, max_tokens=16, seed=SEED)
+    assert_text_response(response)
+    assert response.usage.completion_tokens <= 16
+
+
+@pytest.mark.asyncio
+async def test_async_completion() -> None:
+    response = await litellm.acompletion(
+        model=MODEL, messages=HELLO, max_tokens=16, temperature=0.2, seed=SEED
+    )
+    assert_text_response(response)
+
+
+def test_sync_streaming() -> None:
+    stream = litellm.completion(
+        model=MODEL,
+        messages=STORY,
+        max_tokens=24,
+        seed=SEED,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = []
+    for chunk in stream:
+        if not chunks:
+            assert local.pool_status()["in_use"] == 1, (
+                "the first token should arrive while generation goes on"
+            )
+        chunks.append(chunk)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 3, "tokens should arrive one by one, not in a single chunk"
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    built = litellm.stream_chunk_builder(chunks, messages=STORY)
+    assert built.choices[0].message.content == "".join(pieces)
+    assert built.choices[0].finish_reason in FINISH_REASONS
+    assert built.usage.completion_tokens == usage.completion_tokens
+    assert litellm.completion_cost(completion_response=built) == 0.0
+
+
+@pytest.mark.asyncio
+async def test_async_streaming() -> None:
+    stream = await litellm.acompletion(
+        model=MODEL,
+        messages=STORY,
+        max_tokens=24,
+        seed=SEED,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = []
+    async for chunk in stream:
+        if not chunks:
+            assert local.pool_status()["in_use"] == 1, (
+                "the first token should arrive while generation goes on"
+            )
+        chunks.append(chunk)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 3
+    assert chunks[-1].usage.completion_tokens > 0
+    built = litellm.stream_chunk_builder(chunks, messages=STORY)
+    assert built.choices[0].message.content == "".join(pieces)
+    assert built.choices[0].finish_reason in FINISH_REASONS
+
+
+# --- tools ---------------------------------------------------------------------------------------
+
+
+def test_forced_tool_call() -> None:
+    response = litellm.completion(
+        model=MODEL, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=FORCE_WEATHER, max_tokens=32
+    )
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert_weather_call(choice.message)
+    assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 0
+    assert litellm.completion_cost(completion_response=response) == 0.0
+
+
+def test_streaming_tool_call_reassembles() -> None:
+    stream = litellm.completion(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER_TOOL],
+        tool_choice=FORCE_WEATHER,
+        max_tokens=32,
+        stream=True,
+    )
+    chunks = list(stream)
+    deltas = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(deltas) >= 2, "the arguments should stream in pieces"
+    built = litellm.stream_chunk_builder(chunks, messages=WEATHER_QUESTION)
+    assert built.choices[0].finish_reason == "tool_calls"
+    assert len(built.choices[0].message.tool_calls) == 1
+    assert_weather_call(built.choices[0].message)
+
+
+@pytest.mark.asyncio
+async def test_tool_choice_none_gives_text() -> None:
+    response = await litellm.acompletion(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER_TOOL],
+        tool_choice="none",
+        max_tokens=16,
+        seed=SEED,
+    )
+    assert not response.choices[0].message.tool_calls
+    assert_text_response(response)
+
+
+@pytest.mark.asyncio
+async def test_history_with_tool_calls_and_results() -> None:
+    history = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": 'What is the weather in "Paris"?'},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
+        {"role": "user", "content": [{"type": "text", "text": "Should I bring an umbrella?"}]},
+    ]
+    plain = await litellm.acompletion(model=MODEL, messages=history, max_tokens=16, seed=SEED)
+    assert_text_response(plain)
+    called = await litellm.acompletion(
+        model=MODEL, messages=history, tools=[WEATHER_TOOL], tool_choice=FORCE_WEATHER, max_tokens=32
+    )
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert_weather_call(called.choices[0].message)
+
+
+# --- errors, cancellation, concurrency -----------------------------------------------------------
+
+
+def test_prompt_over_context_window_raises() -> None:
+    too_long = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(litellm.ContextWindowExceededError):
+        litellm.completion(model=MODEL, messages=too_long, max_tokens=8)
+
+
+@pytest.mark.asyncio
+async def test_prompt_over_context_window_raises_when_streaming() -> None:
+    too_long = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(litellm.ContextWindowExceededError):
+        stream = await litellm.acompletion(model=MODEL, messages=too_long, max_tokens=8, stream=True)
+        async for _ in stream:
+            pass
+    await wait_until_idle()
+
+
+def test_missing_model_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("COMPOSITE_LOCAL_MODEL_PATH", str(tmp_path / "missing.gguf"))
+    with pytest.raises(LocalModelError, match=r"missing\.gguf"):
+        local.model_path()
+
+
+@pytest.mark.asyncio
+async def test_early_close_of_async_stream_releases_the_instance() -> None:
+    stream = await litellm.acompletion(model=MODEL, messages=STORY, max_tokens=2000, stream=True)
+    received = 0
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received += 1
+            if received == 2:
+                break
+    assert local.pool_status()["in_use"] == 1  # still generating: nobody told it to stop yet
+    await stream.aclose()
+    await wait_until_idle()
+    after = await litellm.acompletion(model=MODEL, messages=HELLO, max_tokens=8)
+    assert after.choices[0].message.content
+
+
+@pytest.mark.asyncio
+async def test_cancelled_acompletion_releases_the_instance() -> None:
+    task = asyncio.create_task(litellm.acompletion(model=MODEL, messages=STORY, max_tokens=2000))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until_idle()
+
+
+@pytest.mark.asyncio
+async def test_two_concurrent_calls_both_complete() -> None:
+    prompt = [{"role": "user", "content": "Write a short story about a robot."}]
+
+    async def call() -> Any:
+        return await litellm.acompletion(model=MODEL, messages=prompt, max_tokens=32, temperature=0.0)
+
+    await asyncio.gather(call(), call())  # load two instances before timing
+    t0 = time.perf_counter()
+    await call()
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = await asyncio.gather(call(), call())
+    two = time.perf_counter() - t0
+    for response in results:
+        assert_text_response(response)
+    # Informational only: timing on shared CI machines is too noisy to assert.
+    print(f"\nlocal model: 1 call {one:.2f}s, 2 concurrent {two:.2f}s, ratio {two / one:.2f}")
+
+
+# --- message normalization (no model) -----------------------------------------------------------
+
+
+def test_messages_are_normalized_for_both_templates() -> None:
+    messages = [
+        {"role": "user", "content": None, "name": "bob"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": 'x < "y"'},
+    ]
+    plain = local._plain_messages(messages)
+    assert plain == [
+        {"role": "user", "content": ""},
+        {"role": "user", "content": "a\nb"},
+        {"role": "assistant", "content": 'functions.f:\n{"x": 1}'},
+        {"role": "tool", "content": 'x < "y"'},
+    ]
+    calling = local._function_calling_messages(messages)
+    assert calling[0]["role"] == "system"  # the tool list is only shown inside a system message
+    assert calling[-1] == {"role": "user", "content": 'Result of functions.f:\nx < "y"'}
+    assert calling[-2]["tool_calls"][0]["function"]["arguments"] == '{"x": 1}'
