@@ -23,11 +23,11 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from composite_cli.config import Profile, Settings  # noqa: E402
-from composite_cli.engine.runtime import RunRequest  # noqa: E402
-from composite_cli.engine.spec import parse_mode  # noqa: E402
-from composite_cli.events import CallFinished, Event  # noqa: E402
-from composite_cli.runner import Runner  # noqa: E402
+from composite_cli.config import Profile, Settings
+from composite_cli.engine.runtime import RunRequest
+from composite_cli.engine.spec import parse_mode
+from composite_cli.events import CallFinished, Event
+from composite_cli.runner import Runner
 
 DELAY = 0.05
 USER = [{"role": "user", "content": "What is the capital of France?"}]
@@ -132,8 +132,13 @@ def bench_local(tokens: int = 128) -> dict[str, Any]:
     # Greedy decoding with ignore-eos-like length: same prompt, same length, both ways.
     options = {"max_tokens": tokens, "temperature": 0.0}
 
-    raw = Llama(model_path=str(model_path()), n_ctx=2048, n_threads=threads_per_instance(),
-                n_threads_batch=threads_per_instance(), verbose=False)
+    raw = Llama(
+        model_path=str(model_path()),
+        n_ctx=2048,
+        n_threads=threads_per_instance(),
+        n_threads_batch=threads_per_instance(),
+        verbose=False,
+    )
     raw.create_chat_completion(messages=prompt, max_tokens=8)
     raw_rates, ours_rates = [], []
     for _ in range(3):
@@ -145,10 +150,19 @@ def bench_local(tokens: int = 128) -> dict[str, Any]:
         ours_rates.append(resp.usage.completion_tokens / (time.perf_counter() - start))
     del raw
 
-    local = Runner(Settings(profile=Profile("local", {"*": {"model": "local/smollm2"}}),
-                            db_path=Path(tempfile.mkdtemp()) / "t.db"), trace=False)
-    one = parse_mode("name: one\nsteps:\n  - {id: e, kind: fanout, model: fast, n: 1, max_tokens: 64, temperature: 0}\n")
-    two = parse_mode("name: two\nsteps:\n  - {id: e, kind: fanout, model: fast, n: 2, max_tokens: 64, temperature: 0}\n")
+    local = Runner(
+        Settings(
+            profile=Profile("local", {"*": {"model": "local/smollm2"}}),
+            db_path=Path(tempfile.mkdtemp()) / "t.db",
+        ),
+        trace=False,
+    )
+    one = parse_mode(
+        "name: one\nsteps:\n  - {id: e, kind: fanout, model: fast, n: 1, max_tokens: 64, temperature: 0}\n"
+    )
+    two = parse_mode(
+        "name: two\nsteps:\n  - {id: e, kind: fanout, model: fast, n: 2, max_tokens: 64, temperature: 0}\n"
+    )
 
     async def wall(mode: Any) -> float:
         start = time.perf_counter()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +19,12 @@ import pytest
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is imported: no network fetch
 
 import litellm
+import llama_cpp
 
 from composite_cli import local
 from composite_cli.errors import LocalModelError
+from composite_cli.local import amx_guard, pool
+from composite_cli.local.messages import function_calling_messages, plain_messages
 
 pytestmark = pytest.mark.real_model
 
@@ -323,14 +328,186 @@ def test_messages_are_normalized_for_both_templates() -> None:
         },
         {"role": "tool", "tool_call_id": "c1", "content": 'x < "y"'},
     ]
-    plain = local._plain_messages(messages)
+    plain = plain_messages(messages)
     assert plain == [
         {"role": "user", "content": ""},
         {"role": "user", "content": "a\nb"},
         {"role": "assistant", "content": 'functions.f:\n{"x": 1}'},
         {"role": "tool", "content": 'x < "y"'},
     ]
-    calling = local._function_calling_messages(messages)
+    calling = function_calling_messages(messages)
     assert calling[0]["role"] == "system"  # the tool list is only shown inside a system message
     assert calling[-1] == {"role": "user", "content": 'Result of functions.f:\nx < "y"'}
     assert calling[-2]["tool_calls"][0]["function"]["arguments"] == '{"x": 1}'
+
+
+# --- pool configuration (no model) -------------------------------------------------------------
+
+
+def test_threads_per_instance_follows_the_pool_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert local.threads_per_instance() == 1  # default: one single-threaded instance per core
+    monkeypatch.setenv("COMPOSITE_LOCAL_POOL", "2")
+    assert local.threads_per_instance() == 4
+    monkeypatch.setenv("COMPOSITE_LOCAL_POOL", "16")
+    assert local.threads_per_instance() == 1
+    monkeypatch.setenv("COMPOSITE_LOCAL_THREADS", "3")
+    assert local.threads_per_instance() == 3
+    monkeypatch.setenv("COMPOSITE_LOCAL_THREADS", "0")
+    with pytest.raises(LocalModelError, match="COMPOSITE_LOCAL_THREADS must be a positive integer"):
+        local.threads_per_instance()
+
+
+# --- the AMX guard (fake system info and fake probe results; nothing is built) --------------------
+
+AMX_INFO = b"CPU : SSE3 = 1 | AVX2 = 1 | AMX_INT8 = 1 | OPENMP = 1 | REPACK = 1 | "
+NO_AMX_INFO = b"CPU : SSE3 = 1 | AVX2 = 1 | OPENMP = 1 | REPACK = 1 | "
+
+
+class FakeProbe:
+    """Stands in for `amx_guard.probe`: answers `verdict`, records the models it was asked about."""
+
+    def __init__(self, verdict: str | None = "ok"):
+        self.verdict = verdict
+        self.calls: list[Path] = []
+
+    def __call__(self, model: Path) -> str | None:
+        self.calls.append(model)
+        return self.verdict
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake_probe(monkeypatch: pytest.MonkeyPatch, cache_home: Path) -> FakeProbe:
+    probe = FakeProbe()
+    monkeypatch.setattr(amx_guard, "probe", probe)
+    return probe
+
+
+def system_info(monkeypatch: pytest.MonkeyPatch, info: bytes) -> None:
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info)
+
+
+def test_real_build_is_not_probed(fake_probe: FakeProbe, cache_home: Path) -> None:
+    if amx_guard.amx_compiled_in():
+        pytest.skip("this llama-cpp-python has AMX kernels; the guard would probe it")
+    amx_guard.check_llama_build(local.model_path())
+    assert fake_probe.calls == []
+    assert not cache_home.exists(), "no probe, so nothing to cache"
+
+
+def test_build_without_amx_is_not_probed(
+    monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe, cache_home: Path
+) -> None:
+    system_info(monkeypatch, NO_AMX_INFO)
+    fake_probe.verdict = "crashes"  # would raise if it were consulted
+    amx_guard.check_llama_build(Path("model.gguf"))
+    assert fake_probe.calls == []
+    assert not cache_home.exists()
+
+
+def test_amx_build_that_crashes_is_refused_and_probed_once(
+    monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe
+) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    fake_probe.verdict = "crashes"
+    for _ in range(2):
+        with pytest.raises(LocalModelError) as raised:
+            amx_guard.check_llama_build(Path("model.gguf"))
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "Intel AMX kernels that crash on this machine" in message
+        assert (
+            'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
+            "pip install --force-reinstall --no-cache-dir llama-cpp-python"
+        ) in message
+    assert fake_probe.calls == [Path("model.gguf")], "the second check should use the cached verdict"
+    cached = json.loads(amx_guard.cache_path().read_text())
+    assert cached == {amx_guard.library_key(): "crashes"}
+
+
+def test_amx_build_that_works_is_probed_once(monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    amx_guard.check_llama_build(Path("model.gguf"))
+    amx_guard.check_llama_build(Path("model.gguf"))
+    assert len(fake_probe.calls) == 1
+
+
+def test_a_reinstalled_library_is_probed_again(
+    monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe
+) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    amx_guard.check_llama_build(Path("model.gguf"))
+    monkeypatch.setattr(amx_guard, "library_key", lambda: "/elsewhere/libllama.so|1|2")
+    fake_probe.verdict = "crashes"
+    with pytest.raises(LocalModelError):
+        amx_guard.check_llama_build(Path("model.gguf"))
+    assert len(fake_probe.calls) == 2
+    assert sorted(json.loads(amx_guard.cache_path().read_text()).values()) == ["crashes", "ok"]
+
+
+def test_inconclusive_probe_is_not_cached(monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    fake_probe.verdict = None  # the child failed without a signal: the real load will say why
+    amx_guard.check_llama_build(Path("model.gguf"))
+    amx_guard.check_llama_build(Path("model.gguf"))
+    assert len(fake_probe.calls) == 2
+    assert not amx_guard.cache_path().exists()
+
+
+def test_corrupt_cache_is_ignored_and_rewritten(
+    monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe
+) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    amx_guard.cache_path().parent.mkdir(parents=True)
+    amx_guard.cache_path().write_text("{not json")
+    amx_guard.check_llama_build(Path("model.gguf"))
+    assert len(fake_probe.calls) == 1
+    assert json.loads(amx_guard.cache_path().read_text()) == {amx_guard.library_key(): "ok"}
+
+
+def test_pool_refuses_a_crashing_build_before_loading(
+    monkeypatch: pytest.MonkeyPatch, fake_probe: FakeProbe
+) -> None:
+    system_info(monkeypatch, AMX_INFO)
+    fake_probe.verdict = "crashes"
+
+    def must_not_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model was loaded despite the crashing build")
+
+    monkeypatch.setattr(pool, "MeteredLlama", must_not_load)
+    fresh = pool.Pool(size=1, n_threads=1)
+    try:
+        for _ in range(2):
+            with pytest.raises(LocalModelError, match="Intel AMX"), fresh.lease(threading.Event(), None):
+                pass
+            assert fresh.status()["loaded"] == 0, "a failed load must give its slot back"
+        assert len(fake_probe.calls) == 1
+    finally:
+        fresh.workers.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("script", "verdict"),
+    [
+        # SIGKILL rather than SIGSEGV: the same "killed by a signal" to the parent, without a core dump.
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "crashes"),
+        ("import sys; assert sys.argv[1] == 'model.gguf'", "ok"),
+        ("raise SystemExit(3)", None),
+    ],
+)
+def test_probe_verdict_comes_from_how_the_child_ended(
+    monkeypatch: pytest.MonkeyPatch, script: str, verdict: str | None
+) -> None:
+    monkeypatch.setattr(amx_guard, "PROBE_SCRIPT", script)
+    assert amx_guard.probe(Path("model.gguf")) == verdict
+
+
+def test_real_probe_passes_on_this_build() -> None:
+    """The probe script itself works: the installed (AMX-free) build evaluates a prompt in a child."""
+    assert amx_guard.probe(local.model_path()) == "ok"

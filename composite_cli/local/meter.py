@@ -1,0 +1,54 @@
+"""Token metering and cancellation for one request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import litellm
+from litellm.types.llms.openai import ChatCompletionUsageBlock
+
+from composite_cli.local.model_info import MODEL_NAME, PROVIDER
+
+
+class Cancelled(Exception):
+    """The consumer went away; raised inside llama's token loop to stop generating."""
+
+
+class Meter:
+    """Counts the tokens of one request and stops generation on cancel or deadline.
+
+    llama-cpp-python reports no usage when streaming, so counting happens in `MeteredLlama.generate`,
+    the loop every completion (plain chat and function calling) runs through. A request may run several
+    completions (tool choice "auto" first decides, then writes): prompt_tokens is the first prompt,
+    completion_tokens every token generated. For one completion the counts equal llama's own usage.
+    """
+
+    def __init__(self, cancel: threading.Event, deadline: float | None):
+        self.cancel = cancel
+        self.deadline = deadline
+        self.prompt_tokens: int | None = None  # the first prompt of the request
+        self.completion_tokens = 0  # every token generated for the request (end-of-turn excluded)
+        self.last_call_tokens = 0
+
+    def begin(self, n_prompt: int) -> None:
+        if self.prompt_tokens is None:
+            self.prompt_tokens = n_prompt
+        self.last_call_tokens = 0
+
+    def on_token(self, is_end: bool) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise litellm.Timeout(message="local model timed out", model=MODEL_NAME, llm_provider=PROVIDER)
+        if not is_end:  # llama's own usage does not count the end-of-turn token either
+            self.completion_tokens += 1
+            self.last_call_tokens += 1
+
+    def usage(self) -> ChatCompletionUsageBlock:
+        prompt = self.prompt_tokens or 0
+        return ChatCompletionUsageBlock(
+            prompt_tokens=prompt,
+            completion_tokens=self.completion_tokens,
+            total_tokens=prompt + self.completion_tokens,
+        )

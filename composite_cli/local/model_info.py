@@ -1,0 +1,30 @@
+"""What the embedded model is called, how large its context is, and its sampling defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODEL_NAME = "local/smollm2"
+PROVIDER = "local"
+N_CTX = 2048
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_TEMPERATURE = 0.7
+
+LOCAL_MODEL_INFO: dict[str, dict[str, Any]] = {
+    MODEL_NAME: {
+        "max_tokens": N_CTX,
+        "max_input_tokens": N_CTX,
+        "max_output_tokens": N_CTX,
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        # Without these register_model warns that cache pricing is unknown.
+        "cache_creation_input_token_cost": 0.0,
+        "cache_read_input_token_cost": 0.0,
+        "litellm_provider": PROVIDER,
+        "mode": "chat",
+        "supports_function_calling": True,
+        "supports_tool_choice": True,
+        "supports_system_messages": True,
+    }
+}
+"""Model-map entry for `litellm.register_model(LOCAL_MODEL_INFO)`: free, 2048-token context."""

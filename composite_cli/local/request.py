@@ -1,0 +1,65 @@
+"""One call's inputs, taken from what LiteLLM hands a custom provider."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from composite_cli.local.model_info import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+
+
+@dataclass
+class Request:
+    """One call's inputs, taken from LiteLLM's `messages` and `optional_params`."""
+
+    messages: list[dict[str, Any]]
+    sampling: dict[str, Any]  # keyword arguments for every llama completion call
+    stop: Any = None
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    deadline: float | None = None
+
+    @classmethod
+    def build(cls, messages: list[Any], optional_params: dict[str, Any] | None, timeout: Any) -> Request:
+        p = optional_params or {}
+        sampling: dict[str, Any] = {
+            "max_tokens": p.get("max_tokens") or p.get("max_completion_tokens") or DEFAULT_MAX_TOKENS,
+            "temperature": DEFAULT_TEMPERATURE if p.get("temperature") is None else p["temperature"],
+        }
+        # OpenAI names plus the llama extras LiteLLM passes through untouched; anything else is ignored.
+        for key in ("top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repeat_penalty"):
+            if p.get(key) is not None:
+                sampling[key] = p[key]
+        seed = p.get("seed")
+        return cls(
+            messages=[dict(m) for m in messages],
+            sampling=sampling,
+            stop=p.get("stop") or None,
+            seed=seed if isinstance(seed, int) else None,
+            response_format=_response_format(p.get("response_format")),
+            tools=list(p.get("tools") or []),
+            tool_choice=p.get("tool_choice"),
+            deadline=_deadline(timeout),
+        )
+
+
+def _deadline(timeout: Any) -> float | None:
+    # LiteLLM passes its request timeout (600 s unless the caller set one); httpx.Timeout objects are ignored.
+    if isinstance(timeout, (int, float)) and timeout > 0:
+        return time.monotonic() + timeout
+    return None
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI response_format → llama's ({"type": "json_object", "schema": ...} is grammar-constrained)."""
+    if not isinstance(value, dict):
+        return None
+    if value.get("type") == "json_object":
+        return value
+    if value.get("type") == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+    return None
