@@ -35,6 +35,7 @@ class StepStarted:
     depth: int
     alias: str | None = None
     model: str | None = None
+    detail: dict[str, Any] | None = None  # e.g. a tool call's arguments
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,26 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.calls import CallRecord, CallRequest, describe_error, new_id
 from composite_cli.config import Profile
 from composite_cli.engine.messages import build_messages, last_user_text, system_text, validate_messages
 from composite_cli.engine.runtime import RunContext, RunRequest, RunResult, Scope, StepTotals
 from composite_cli.engine.spec import ModeSpec, resolve
 from composite_cli.engine.steps.base import CallSettings, Step
 from composite_cli.engine.templates import Template
+from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import Candidates, TextValue, as_text
 from composite_cli.errors import RunLimitExceeded, StepTimeout
 from composite_cli.events import RunFinished, RunStarted, StepFinished, StepStarted, Subscriber, TokenDelta
 from composite_cli.litellm_loader import get_litellm
+
+
+class ReturnToClient(Exception):
+    """A step's client tool calls end the run early: they are the answer the client gets."""
+
+    def __init__(self, value: TextValue):
+        super().__init__("client tool calls")
+        self.value = value
 
 
 class StepRuntime:
@@ -52,6 +61,7 @@ class StepRuntime:
     def variables(self, **extra: Any) -> dict[str, Any]:
         values = self.scope.flat()
         values.update(
+            last_role=self.ctx.request.messages[-1].get("role") if self.ctx.request.messages else None,
             input=last_user_text(self.ctx.request.messages),
             system=system_text(self.ctx.request.messages),
             params=self.ctx.params,
@@ -100,11 +110,20 @@ class StepRuntime:
         )
         if final:
             request.params.update(self.ctx.request.generation)
-            request.tools = self.ctx.request.tools
-            request.tool_choice = self.ctx.request.tool_choice
             if self.ctx.request.stream:
                 request.on_delta = self._final_delta
-        return await complete(self.ctx, request)
+        record = await call_with_tools(
+            self,
+            request,
+            internal=settings.tools,
+            client_allowed=final or settings.client_tools,
+            max_rounds=int(self.resolve(settings.max_tool_rounds)),
+            tool_timeout=float(self.resolve(settings.tool_timeout)),
+        )
+        if settings.client_tools and not final and record.message.get("tool_calls"):
+            # This step asked the client to run tools: the run answers with those calls now.
+            raise ReturnToClient(TextValue.from_call(record))
+        return record
 
     def _final_delta(self, text: str) -> None:
         self.ctx.final_streamed = True
@@ -187,6 +206,9 @@ async def execute_step(
     except asyncio.CancelledError:
         finished("cancelled", error="cancelled")
         raise
+    except ReturnToClient as early:
+        finished("ok", output=as_text(early.value))
+        raise
     except Exception as exc:
         finished("error", error=describe_error(exc))
         raise
@@ -213,7 +235,7 @@ async def run_mode(
     run_id: str | None = None,
 ) -> RunResult:
     """Run `mode` on `request`. Raises the error that ended the run (after recording it)."""
-    validate_messages(request.messages, request.tools)
+    validate_messages(request.messages, request.tools, request.tool_choice)
     params = mode.merged_params(request.params)
     for alias in mode.aliases():
         profile.resolve(alias)  # an unmapped alias fails before any model is called
@@ -267,7 +289,10 @@ async def run_mode(
 
     try:
         async with asyncio.timeout(deadline):
-            value = await run_steps(ctx, mode.steps, Scope(), ctx.totals, None, 0, final=True)
+            try:
+                value = await run_steps(ctx, mode.steps, Scope(), ctx.totals, None, 0, final=True)
+            except ReturnToClient as early:
+                value = early.value
     except TimeoutError:
         err = RunLimitExceeded("deadline", f"run passed its deadline of {deadline:g}s in mode {mode.name!r}")
         finished("error", error=describe_error(err))

@@ -6,11 +6,14 @@ intact), never flattened into one string.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from composite_cli.errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def content_text(content: Any) -> str:
@@ -45,7 +48,7 @@ def system_text(messages: list[dict[str, Any]]) -> str:
     )
 
 
-def validate_messages(messages: Any, tools: Any = None) -> None:
+def validate_messages(messages: Any, tools: Any = None, tool_choice: Any = None) -> None:
     """Raise BadRequest for a conversation no provider would accept."""
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
@@ -60,8 +63,63 @@ def validate_messages(messages: Any, tools: Any = None) -> None:
             raise BadRequest(f"messages[{i}].content must be a string or a list of parts")
         if content is None and role in ("system", "user", "tool"):
             raise BadRequest(f"messages[{i}] ({role}) has no content")
-    if tools is not None and not isinstance(tools, list):
+    _validate_tool_history(messages)
+    _validate_tools(tools, tool_choice)
+
+
+def _validate_tool_history(messages: list[dict[str, Any]]) -> None:
+    """Every tool result answers an earlier call; every call's arguments are a JSON object."""
+    open_calls: set[str] = set()
+    for i, message in enumerate(messages):
+        calls = message.get("tool_calls")
+        if calls is not None:
+            if message.get("role") != "assistant" or not isinstance(calls, list):
+                raise BadRequest(f"messages[{i}].tool_calls must be a list on an assistant message")
+            for j, call in enumerate(calls):
+                where = f"messages[{i}].tool_calls[{j}]"
+                if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+                    raise BadRequest(f"{where} needs an id")
+                fn = call.get("function")
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                    raise BadRequest(f"{where}.function needs a name")
+                arguments = fn.get("arguments")
+                try:
+                    parsed = json.loads(arguments) if isinstance(arguments, str) else None
+                except json.JSONDecodeError:
+                    parsed = None
+                if not isinstance(parsed, dict):
+                    raise BadRequest(f"{where}.function.arguments must be a JSON object in a string")
+                open_calls.add(call["id"])
+        if message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in open_calls:
+                raise BadRequest(
+                    f"messages[{i}] is a tool result for {call_id!r}, which no earlier message called"
+                )
+
+
+def _validate_tools(tools: Any, tool_choice: Any) -> None:
+    if tools is None:
+        if isinstance(tool_choice, dict):
+            raise BadRequest("tool_choice names a function but no tools were given")
+        return
+    if not isinstance(tools, list):
         raise BadRequest("tools must be a list")
+    names = set()
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
+            raise BadRequest(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}")
+        name = fn.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            raise BadRequest(f"tools[{i}].function.name must match [a-zA-Z0-9_-]{{1,64}}")
+        names.add(name)
+    if isinstance(tool_choice, dict):
+        chosen = (tool_choice.get("function") or {}).get("name")
+        if chosen not in names:
+            raise BadRequest(f"tool_choice names {chosen!r}, which is not in tools")
+    elif tool_choice not in (None, "auto", "none", "required"):
+        raise BadRequest(f"tool_choice must be auto, none, required or a function, got {tool_choice!r}")
 
 
 def build_messages(

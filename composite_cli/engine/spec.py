@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from composite_cli.engine.steps.base import Step
 
 # Names every template may use. Step ids add to these as the mode goes on.
-BUILTIN_NAMES = frozenset({"input", "system", "params"})
+BUILTIN_NAMES = frozenset({"input", "system", "params", "last_role"})
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _MODE_KEYS = {"name", "description", "params", "limits", "steps"}

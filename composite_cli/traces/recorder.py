@@ -81,6 +81,7 @@ class TraceRecorder:
                     "status": "running",
                     "started_at": iso(event.started_at),
                     "offset_ms": self._offset(event.run_id, event.started_at),
+                    "request_json": _json(event.detail) if event.detail and self.content else None,
                 },
             )
         elif isinstance(event, StepFinished):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from composite_cli.engine.spec import ParamRef, ParseContext, resolve
 from composite_cli.engine.templates import Template
+from composite_cli.tools import InternalTool, ToolError, load_tool
 from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ CALL_FIELDS = {
     "retries",
     "backoff",
     "call_timeout",
+    "tools",
+    "max_tool_rounds",
+    "tool_timeout",
+    "client_tools",
 }
 DEFAULT_TIMEOUT = 300.0
 
@@ -44,6 +49,12 @@ class CallSettings:
     retries: int | ParamRef = 0
     backoff: float | ParamRef = 0.5
     call_timeout: float | ParamRef | None = None
+    # Internal tools composite runs for this step, and how many rounds of them it allows.
+    tools: list[InternalTool] = field(default_factory=list)
+    max_tool_rounds: int | ParamRef = 5
+    tool_timeout: float | ParamRef = 30.0
+    # A non-final step that may call the client's tools; if it does, the run returns those calls.
+    client_tools: bool = False
 
     @classmethod
     def parse(
@@ -100,10 +111,40 @@ class CallSettings:
             retries=pc.number(node, "retries", where, base.retries, integer=True, minimum=0),
             backoff=pc.number(node, "backoff", where, base.backoff, minimum=0.0),
             call_timeout=pc.number(node, "call_timeout", where, base.call_timeout, minimum=0.001),
+            tools=_parse_tools(node, pc, where) if "tools" in node else list(base.tools),
+            max_tool_rounds=pc.number(
+                node, "max_tool_rounds", where, base.max_tool_rounds, integer=True, minimum=0
+            ),
+            tool_timeout=pc.number(node, "tool_timeout", where, base.tool_timeout, minimum=0.001),
+            client_tools=pc.boolean(node, "client_tools", where, base.client_tools),
         )
 
     def resolved_generation(self, params: dict[str, Any]) -> dict[str, Any]:
         return {k: resolve(v, params) for k, v in self.generation.items()}
+
+
+def _parse_tools(node: LineDict, pc: ParseContext, where: str) -> list[InternalTool]:
+    """`tools: [think, calculator, package.module:function]`: internal tools, loaded now."""
+    raw = node["tools"]
+    if not isinstance(raw, list):
+        pc.error(node, "tools", f"{where}.tools", "must be a list of tool names")
+        return []
+    tools: list[InternalTool] = []
+    for i, spec in enumerate(raw):
+        field_name = f"{where}.tools[{i}]"
+        if not isinstance(spec, str):
+            pc.error(raw, i, field_name, "must be a tool name or package.module:function")
+            continue
+        try:
+            tool = load_tool(spec)
+        except ToolError as exc:
+            pc.error(raw, i, field_name, str(exc))
+            continue
+        if any(t.name == tool.name for t in tools):
+            pc.error(raw, i, field_name, f"duplicate tool {tool.name!r}")
+            continue
+        tools.append(tool)
+    return tools
 
 
 class Step(ABC):

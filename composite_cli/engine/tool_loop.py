@@ -1,0 +1,162 @@
+"""One step's model call with tools: the client's (returned to the client, never run here) and
+the mode's internal ones (run here, never shown to the client).
+
+The loop: call the model → run the internal tools it asked for → feed the results back → call
+again, up to `max_rounds` times. Each internal tool call is a child step in the trace (`tool`, or
+`think` with the thought in its scratchpad). A call to a tool the step did not declare is refused
+and recorded, and the model is told so. When the model asks for client tools, composite runs the
+internal calls of that response and returns only the client's calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.events import StepFinished, StepStarted
+from composite_cli.tools.base import InternalTool, ToolError
+
+if TYPE_CHECKING:
+    from composite_cli.engine.executor import StepRuntime
+
+DEFAULT_TOOL_TIMEOUT = 30.0
+
+
+def tool_names(tools: Sequence[dict[str, Any]] | None) -> set[str]:
+    return {t.get("function", {}).get("name", "") for t in tools or [] if isinstance(t, dict)}
+
+
+def _has_tool_history(messages: list[dict[str, Any]]) -> bool:
+    return any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
+
+
+def _call_name(call: dict[str, Any]) -> str:
+    return str((call.get("function") or {}).get("name") or "")
+
+
+async def call_with_tools(
+    rt: StepRuntime,
+    request: CallRequest,
+    *,
+    internal: Sequence[InternalTool],
+    client_allowed: bool,
+    max_rounds: int,
+    tool_timeout: float = DEFAULT_TOOL_TIMEOUT,
+) -> CallRecord:
+    """Make the step's call, running internal tools until the model answers or asks the client."""
+    client = list(rt.ctx.request.tools or [])
+    client_choice = rt.ctx.request.tool_choice
+    by_name = {tool.name: tool for tool in internal}
+    offered_client: list[dict[str, Any]] = []
+    choice: Any = None
+    if client_allowed and client and client_choice != "none":
+        offered_client, choice = client, client_choice
+    elif client and _has_tool_history(request.messages):
+        # The conversation holds tool calls: some providers reject that unless the tools are
+        # declared, so declare them but let the model call none of them.
+        offered_client = client
+        choice = "none" if not internal else None
+    messages = list(request.messages)
+    rounds = 0
+    while True:
+        offered = ([t.definition() for t in internal] if rounds < max_rounds else []) + offered_client
+        attempt = dataclasses.replace(
+            request, messages=messages, tools=offered or None, tool_choice=choice if offered else None
+        )
+        record = await complete(rt.ctx, attempt)
+        calls = list(record.message.get("tool_calls") or [])
+        if not calls:
+            return record
+        if not internal:
+            if not client_allowed:
+                _drop_tool_calls(rt, record, calls)
+            return record  # plain pass-through: the client gets the calls as the model made them
+        mine = [c for c in calls if _call_name(c) in by_name and rounds < max_rounds]
+        theirs = [c for c in calls if client_allowed and _call_name(c) in tool_names(offered_client)]
+        refused = [c for c in calls if c not in mine and c not in theirs]
+        if rounds >= max_rounds and not theirs:
+            # Out of tool rounds and the model still wants internal tools: keep its text.
+            _drop_tool_calls(rt, record, calls)
+            return record
+        results = [await _run_internal(rt, by_name[_call_name(c)], c, tool_timeout) for c in mine]
+        results += [_refuse(rt, c) for c in refused]
+        if theirs:
+            # Internal calls are done; the client gets only its own calls (ids intact).
+            record.message = {**record.message, "tool_calls": theirs}
+            record.finish_reason = "tool_calls"
+            return record
+        assistant = {"role": "assistant", "content": record.message.get("content") or "", "tool_calls": calls}
+        messages = [*messages, assistant, *results]
+        rounds += 1
+
+
+def _drop_tool_calls(rt: StepRuntime, record: CallRecord, calls: list[dict[str, Any]]) -> None:
+    """An intermediate step asked for tools it may not use: keep its text, drop the calls."""
+    rt.note(f"ignored tool calls this step may not make: {', '.join(_call_name(c) for c in calls)}")
+    record.message = {k: v for k, v in record.message.items() if k != "tool_calls"}
+    record.finish_reason = "stop"
+
+
+def _tool_message(call: dict[str, Any], content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
+
+
+def _start(rt: StepRuntime, kind: str, name: str, call: dict[str, Any]) -> tuple[str, float]:
+    step_id = new_id()
+    detail = {"tool_call_id": call.get("id"), "arguments": (call.get("function") or {}).get("arguments")}
+    rt.ctx.emit(
+        StepStarted(rt.ctx.run_id, step_id, rt.step_id, kind, name, time.time(), rt.depth + 1, detail=detail)
+    )
+    return step_id, time.perf_counter()
+
+
+async def _run_internal(
+    rt: StepRuntime, tool: InternalTool, call: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    kind = "think" if tool.is_think else "tool"
+    step_id, t0 = _start(rt, kind, tool.name, call)
+    scratchpad = None
+    try:
+        arguments = tool.parse_arguments((call.get("function") or {}).get("arguments"))
+        if tool.is_think:
+            scratchpad = str(arguments.get("thought", ""))
+            rt.note(f"think: {scratchpad}")
+        output = await tool.run(arguments, timeout)
+    except TimeoutError:
+        error = f"tool {tool.name} timed out after {timeout:g}s"
+    except ToolError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a raising tool is reported to the model and recorded
+        error = describe_error(exc)
+    else:
+        rt.ctx.emit(
+            StepFinished(
+                rt.ctx.run_id, step_id, "ok", (time.perf_counter() - t0) * 1000, output, scratchpad=scratchpad
+            )
+        )
+        return _tool_message(call, output)
+    rt.ctx.emit(
+        StepFinished(
+            rt.ctx.run_id,
+            step_id,
+            "error",
+            (time.perf_counter() - t0) * 1000,
+            None,
+            error,
+            scratchpad=scratchpad,
+        )
+    )
+    return _tool_message(call, f"Error: {error}")
+
+
+def _refuse(rt: StepRuntime, call: dict[str, Any]) -> dict[str, Any]:
+    name = _call_name(call)
+    step_id, t0 = _start(rt, "tool", name or "(unnamed)", call)
+    error = f"tool {name!r} is not available in this step; it was not run"
+    rt.ctx.emit(
+        StepFinished(rt.ctx.run_id, step_id, "refused", (time.perf_counter() - t0) * 1000, None, error)
+    )
+    return _tool_message(call, f"Error: {error}")

@@ -1,0 +1,87 @@
+"""Find a tool by name: a built-in (`think`, `calculator`) or a dotted path `package.module:function`.
+
+A dotted-path tool's JSON schema comes from its signature (str, int, float, bool, list, dict
+annotations) and its description from the docstring's first paragraph.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from composite_cli.tools.base import InternalTool, ToolError
+from composite_cli.tools.calculator import calculate
+
+# Anthropic's published "think" tool (https://www.anthropic.com/engineering/claude-think-tool).
+THINK = InternalTool(
+    name="think",
+    description=(
+        "Use the tool to think about something. It will not obtain new information or change the "
+        "database, but just append the thought to the log. Use it when complex reasoning or some "
+        "cache memory is needed."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {"thought": {"type": "string", "description": "A thought to think about."}},
+        "required": ["thought"],
+    },
+    fn=lambda thought: "Thought recorded.",
+    is_think=True,
+)
+
+CALCULATOR = InternalTool(
+    name="calculator",
+    description=(
+        "Evaluate an arithmetic expression exactly. Supports + - * / // % **, parentheses, pi, e "
+        "and sqrt, log, log10, exp, sin, cos, tan, floor, ceil, abs, round, min, max."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {"expression": {"type": "string", "description": "e.g. (17 * 23) + sqrt(16)"}},
+        "required": ["expression"],
+    },
+    fn=calculate,
+)
+
+BUILTIN_TOOLS: dict[str, InternalTool] = {tool.name: tool for tool in (THINK, CALCULATOR)}
+_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+def _schema(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        hints = get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: treat the parameters as untyped
+        hints = {}
+    properties: dict[str, Any] = {}
+    required = []
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        kind = _JSON_TYPES.get(hints.get(name, str), "string")
+        properties[name] = {"type": kind}
+        if param.default is inspect.Parameter.empty:
+            required.append(name)
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def load_tool(spec: str) -> InternalTool:
+    """The tool a mode names. Raises ToolError for an unknown built-in or an import failure."""
+    if spec in BUILTIN_TOOLS:
+        return BUILTIN_TOOLS[spec]
+    if not _DOTTED.match(spec):
+        known = ", ".join(sorted(BUILTIN_TOOLS))
+        raise ToolError(f"unknown tool {spec!r} (built-ins: {known}; or give package.module:function)")
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ToolError(f"cannot import {module_name!r} for tool {spec!r}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ToolError(f"{spec!r} is not a function")
+    doc = inspect.getdoc(fn) or f"The {attr} tool."
+    return InternalTool(name=attr, description=doc.split("\n\n")[0], parameters=_schema(fn), fn=fn)
