@@ -72,14 +72,36 @@ def test_mode_example_parses_and_runs(fake_model, fake_profile):
     assert result.calls == 5 and result.text == "fake answer"
 
 
-def test_python_example_runs(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
-    code = blocks("python")[0]
-    done = subprocess.run([sys.executable, "-c", code], cwd=isolated_home, capture_output=True, text=True,
-                          timeout=120)
+TOOLY = """
+profile: tooly
+profiles:
+  tooly:
+    "*":
+      model: openai/gpt-4o-mini
+      mock_response: ""
+      mock_tool_calls:
+        - {id: call_1, type: function, function: {name: get_weather, arguments: '{"city": "Paris"}'}}
+"""
+
+
+def run_python(code: str, config: str, cwd: Path) -> str:
+    (cwd / "composite.yaml").write_text(config, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Paris")
-    assert "run_id" in done.stdout
+    return done.stdout
+
+
+def test_python_example_runs(isolated_home: Path):
+    code = next(b for b in blocks("python") if "composite/moa-v1" in b)
+    out = run_python(code, DRY, isolated_home)
+    assert out.startswith("Paris")
+    assert "run_id" in out
+
+
+def test_tool_loop_example_runs(isolated_home: Path):
+    code = next(b for b in blocks("python") if "get_weather" in b)
+    out = run_python(code, TOOLY, isolated_home)
+    assert "called get_weather: 18C and sunny in Paris" in out
 
 
 def test_the_two_commands_come_first_and_ci_runs_the_second():
