@@ -1,0 +1,79 @@
+"""Sandboxed Python REPL for Recursive Language Models (the `rlm` step).
+
+The root model writes ```repl blocks; `Sandbox.execute()` runs each in one persistent Python
+process and returns the printed output (truncated) and the error, as the model should see them.
+Inside, the code can call `llm_query(prompt)`, `llm_query_batched(prompts)` and, when enabled,
+`rlm_query(prompt, context)`; each is a request to the parent, which runs the callback (and holds
+the API keys) and sends the answer back.
+
+    async with Sandbox(limits=SandboxLimits(timeout_s=30), on_llm_query=ask) as sandbox:
+        await sandbox.start({"context": text, "context_length": len(text)})
+        result = await sandbox.execute("print(len(context))")
+        answer = await sandbox.get_variable("final")
+
+What the REPL offers: the standard library (no asyncio event loop: it needs a socketpair),
+a final bare expression is echoed like in the interactive interpreter, and stdout/stderr are
+captured per execution. Limits (`SandboxLimits`): `timeout_s` counts the code's own running time
+and excludes time spent waiting for llm_query answers; `total_timeout_s` bounds the whole
+execution including those waits; `cpu_s` bounds CPU time per execution. When one is hit the code
+gets a KeyboardInterrupt and the result says which limit (variables are kept); if it does not
+stop within `interrupt_grace_s` the process group is killed (`ExecResult.killed`), and the next
+`execute()` starts a fresh REPL with the initial variables, up to `max_restarts` times, after
+which `execute()` raises `SandboxDead` so the run can stop cleanly.
+
+See GUARANTEES for what the sandbox does and does not promise.
+"""
+
+from __future__ import annotations
+
+from composite_cli.sandbox.errors import SandboxDead, SandboxError, SandboxStartError, SandboxVariableError
+from composite_cli.sandbox.limits import SandboxLimits
+from composite_cli.sandbox.sandbox import ExecResult, LlmQueryCallback, RlmQueryCallback, Sandbox
+
+GUARANTEES = """\
+The RLM sandbox (Linux only) runs model-written Python in a separate, persistent process,
+confined in layers before any model code exists. Kernel layers: a new network namespace with no
+interfaces up, so nothing is reachable, not even loopback; Landlock rules that let the process
+read only the interpreter, its standard library and system libraries, write only its own
+temporary directory, and (on recent kernels) make no TCP connections and signal no process
+outside the sandbox; a seccomp filter under which creating sockets, processes or threads,
+ptrace, mount, namespaces, mknod, bpf, io_uring and signals to other processes fail; no
+capabilities and no way to gain privileges; rlimits on memory (1 GiB by default), CPU time, file
+size and open files. Python layer: an audit hook, installed first and impossible to remove,
+refuses starting programs, networking, ctypes and other native-code doors, writes outside the
+temporary directory and reads outside the standard library, with a clear PermissionError. The
+process starts from a whitelisted environment, so API keys and tokens (which stay in the parent)
+never reach it; its HOME and working directory are an empty temporary directory, deleted on
+close. Its only link to the parent is a unix socket made before the network was cut, over which
+it can only ask llm_query/rlm_query questions: the parent treats every message as untrusted
+(size-capped, schema-checked; anything unexpected kills the process). Each execution has a
+wall-clock limit (time spent waiting for llm_query answers excluded), an overall limit including
+those waits, a CPU limit and an output limit; a runaway execution is interrupted, and its whole
+process group killed if it does not stop. `Sandbox.isolation` reports which layers took effect.
+
+What it does not guarantee: it is not a virtual machine or a container. A Linux kernel
+vulnerability, or a memory-corruption bug in CPython or a standard-library extension module,
+can defeat it. The audit hook runs inside the same interpreter as the model's code, so a
+determined bypass through interpreter internals is possible in principle; it is then contained
+only by the kernel layers, which are best effort: where network namespaces, Landlock or seccomp
+are unavailable (older kernels, some container runtimes) only the audit hook and rlimits remain
+(`require_kernel_isolation` refuses to start in that case). RLIMIT_NPROC does not bind the real
+root user, so as root process creation is stopped by seccomp and the hook alone. Model code can
+read the standard library and learn harmless facts about the machine (CPU count, time, kernel
+version); it can use CPU, memory and disk up to its limits (disk use is bounded per file, not in
+total); it can print anything, including text that imitates the parent's prompts; and it can make
+as many llm_query calls as it likes: budgets for those belong to the caller's callback.
+"""
+
+__all__ = [
+    "GUARANTEES",
+    "ExecResult",
+    "LlmQueryCallback",
+    "RlmQueryCallback",
+    "Sandbox",
+    "SandboxDead",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxStartError",
+    "SandboxVariableError",
+]
