@@ -89,6 +89,7 @@ class RunFinished:
     output: str | None = None
     finish_reason: str | None = None
     error: str | None = None
+    stats: dict[str, int] = field(default_factory=dict)
 
 
 Event = RunStarted | StepStarted | StepFinished | CallStarted | CallFinished | TokenDelta | RunFinished

@@ -40,6 +40,12 @@ class FakeModel:
     queue: deque[Reply] = field(default_factory=deque)
     by_name: dict[str, deque[Reply]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Functions (name, messages) -> Reply | str | None, consulted before everything else.
+    scripts: list[Any] = field(default_factory=list)
+
+    def script(self, fn: Any) -> FakeModel:
+        self.scripts.append(fn)
+        return self
 
     def add(self, content: str | None = "fake answer", **kw: Any) -> FakeModel:
         self.queue.append(Reply(content, **kw))
@@ -57,6 +63,13 @@ class FakeModel:
             return self.queue.popleft()
         return self.default
 
+    def _scripted(self, name: str, messages: list[dict[str, Any]]) -> Reply | None:
+        for fn in self.scripts:
+            out = fn(name, messages)
+            if out is not None:
+                return out if isinstance(out, Reply) else Reply(str(out))
+        return None
+
     def names(self) -> list[str]:
         return [r["metadata"]["composite_call"] for r in self.requests]
 
@@ -68,7 +81,9 @@ class FakeModel:
 
     async def __call__(self, **kwargs: Any) -> Any:
         self.requests.append(kwargs)
-        reply = self._pick(kwargs["metadata"]["composite_call"])
+        reply = self._scripted(kwargs["metadata"]["composite_call"], kwargs["messages"])
+        if reply is None:
+            reply = self._pick(kwargs["metadata"]["composite_call"])
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.error is not None:

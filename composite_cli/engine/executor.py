@@ -212,7 +212,7 @@ async def execute_step(
     except Exception as exc:
         finished("error", error=describe_error(exc))
         raise
-    finished("ok", output=as_text(value))
+    finished("partial" if getattr(value, "partial", False) else "ok", output=as_text(value))
     return value
 
 
@@ -283,6 +283,7 @@ async def run_mode(
                 output,
                 reason,
                 error,
+                dict(ctx.stats),
             )
         )
         return latency
@@ -308,7 +309,8 @@ async def run_mode(
     if request.stream and not ctx.final_streamed and text:
         # The last value was not produced by a streamed call (e.g. a vote): send it whole.
         ctx.emit(TokenDelta(run_id, None, text))
-    latency = finished("ok", text, reason)
+    status = "partial" if getattr(value, "partial", False) else "ok"
+    latency = finished(status, text, reason)
     t = ctx.totals
     return RunResult(
         run_id=run_id,
@@ -321,4 +323,5 @@ async def run_mode(
         completion_tokens=t.completion_tokens,
         cost_usd=t.cost_usd if t.calls else None,
         latency_ms=latency,
+        status=status,
     )

@@ -147,6 +147,8 @@ class RunContext:
         self.totals = StepTotals()
         self.step_totals: dict[str, StepTotals] = {}
         self.final_streamed = False
+        # Counters a step may add to the run's record (e.g. rlm_iterations, rlm_depth).
+        self.stats: dict[str, int] = {}
 
     def emit(self, event: Event) -> None:
         for subscriber in self.subscribers:

@@ -17,6 +17,7 @@ class TextValue(str):
     message: dict[str, Any]
     finish_reason: str
     ok: bool
+    partial: bool
 
     def __new__(
         cls,
@@ -25,11 +26,13 @@ class TextValue(str):
         message: dict[str, Any] | None = None,
         finish_reason: str = "stop",
         ok: bool = False,
+        partial: bool = False,
     ) -> TextValue:
         value = super().__new__(cls, text)
         value.message = message if message is not None else {"role": "assistant", "content": text}
         value.finish_reason = finish_reason
         value.ok = ok
+        value.partial = partial  # a cap was hit: the best answer so far (finish_reason "length")
         return value
 
     @classmethod

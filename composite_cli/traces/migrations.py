@@ -90,3 +90,12 @@ def apply_migrations(db: sqlite_utils.Database) -> list[str]:
             )
         applied.append(name)
     return applied
+
+
+@migration
+def m002_run_stats(db: sqlite_utils.Database) -> None:
+    """Counters for recursive runs: REPL iterations, recursion depth reached, sub-calls."""
+    runs = db.table("runs")
+    runs.add_column("rlm_iterations", int)
+    runs.add_column("rlm_depth", int)
+    runs.add_column("rlm_sub_calls", int)

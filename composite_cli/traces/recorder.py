@@ -18,6 +18,8 @@ from composite_cli.events import (
 )
 from composite_cli.traces.store import TraceStore
 
+_RUN_STATS = {"rlm_iterations", "rlm_depth", "rlm_sub_calls"}
+
 
 def iso(ts: float) -> str:
     """Epoch seconds → ISO 8601 UTC with milliseconds (sorts as text; Datasette-friendly)."""
@@ -117,6 +119,7 @@ class TraceRecorder:
                     "cost_usd": event.cost_usd,
                     "latency_ms": round(event.latency_ms, 3),
                     "error": event.error,
+                    **{k: v for k, v in event.stats.items() if k in _RUN_STATS},
                 },
             )
             self._run_start.pop(event.run_id, None)

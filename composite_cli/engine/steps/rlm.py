@@ -1,0 +1,115 @@
+"""`rlm`: a Recursive Language Model. The input goes into a sandboxed REPL as `context`; the root
+model explores it with code and sub-model calls (see composite_cli/engine/rlm/)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from composite_cli.engine.messages import content_text, last_user_text
+from composite_cli.engine.registry import step_kind
+from composite_cli.engine.rlm.session import RlmSession, RlmSettings
+from composite_cli.engine.spec import ParamRef, ParseContext
+from composite_cli.engine.steps.base import COMMON_FIELDS, Step
+from composite_cli.engine.values import TextValue
+from composite_cli.sandbox import SandboxLimits
+from composite_cli.yamlfile import LineDict
+
+if TYPE_CHECKING:
+    from composite_cli.engine.executor import StepRuntime
+
+_NUMBERS: dict[str, tuple[Any, bool, float | None]] = {
+    # field: (default, integer, minimum)
+    "max_iterations": (12, True, 1),
+    "max_depth": (1, True, 1),
+    "max_calls": (60, True, 1),
+    "max_output_chars": (4000, True, 100),
+    "concurrency": (4, True, 1),
+    "deadline": (600.0, False, 0.001),
+    "budget_usd": (None, False, 0.0),
+    "sub_context_chars": (6000, True, 100),
+    "history_turns": (4, True, 1),
+    "root_max_tokens": (None, True, 1),
+    "sub_max_tokens": (None, True, 1),
+    "repl_timeout": (30.0, False, 0.001),
+    "repl_memory_mb": (1024, True, 64),
+    "temperature": (None, False, 0.0),
+}
+
+
+@step_kind("rlm")
+class RlmStep(Step):
+    FIELDS = COMMON_FIELDS | set(_NUMBERS) | {"model", "sub_model", "context"}
+    root: str
+    sub: str
+    context: str
+    numbers: dict[str, Any]
+
+    @classmethod
+    def parse(
+        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
+    ) -> RlmStep:
+        step = cls()
+        step.init_common(node, pc, where, names)
+        step.root = pc.string(node, "model", where, required=True) or ""
+        step.sub = pc.string(node, "sub_model", where) or step.root
+        step.context = pc.string(node, "context", where) or "input"
+        if step.context not in ("input", "conversation"):
+            pc.error(
+                node, "context", f"{where}.context", "must be input (the last user message) or conversation"
+            )
+        step.numbers = {
+            key: pc.number(node, key, where, default, integer=integer, minimum=minimum)
+            for key, (default, integer, minimum) in _NUMBERS.items()
+        }
+        return step
+
+    def aliases(self) -> list[str]:
+        return [self.root] if self.sub == self.root else [self.root, self.sub]
+
+    def summary(self) -> str:
+        n = self.numbers
+        return (
+            f"root={self.root} sub={self.sub} max_iterations={n['max_iterations']} "
+            f"max_depth={n['max_depth']} max_calls={n['max_calls']}"
+        )
+
+    def settings(self, rt: StepRuntime) -> RlmSettings:
+        n = {
+            key: (rt.resolve(value) if isinstance(value, ParamRef) else value)
+            for key, value in self.numbers.items()
+        }
+        root_gen = {"max_tokens": n["root_max_tokens"], "temperature": n["temperature"]}
+        sub_gen = {"max_tokens": n["sub_max_tokens"]}
+        return RlmSettings(
+            root=self.root,
+            sub=self.sub,
+            max_iterations=int(n["max_iterations"]),
+            max_depth=int(n["max_depth"]),
+            max_calls=int(n["max_calls"]),
+            max_output_chars=int(n["max_output_chars"]),
+            concurrency=int(n["concurrency"]),
+            deadline_s=float(n["deadline"]),
+            budget_usd=None if n["budget_usd"] is None else float(n["budget_usd"]),
+            sub_context_chars=int(n["sub_context_chars"]),
+            history_turns=int(n["history_turns"]),
+            root_generation={k: v for k, v in root_gen.items() if v is not None},
+            sub_generation={k: v for k, v in sub_gen.items() if v is not None},
+            sandbox=SandboxLimits(
+                timeout_s=float(n["repl_timeout"]),
+                memory_mb=int(n["repl_memory_mb"]),
+                max_output_chars=int(n["max_output_chars"]),
+            ),
+        )
+
+    async def run(self, rt: StepRuntime) -> TextValue:
+        messages = rt.ctx.request.messages
+        if self.context == "input":
+            context: Any = last_user_text(messages)
+        else:
+            context = [{"role": m.get("role"), "content": content_text(m.get("content"))} for m in messages]
+        session = RlmSession(rt, self.settings(rt), parent_id=rt.step_id, totals=rt.totals)
+        try:
+            return await session.run(context)  # the answer exists only at the end: sent whole
+        finally:
+            for note in session.notes:
+                rt.note(note)
