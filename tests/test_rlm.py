@@ -127,7 +127,7 @@ async def run_rlm(fake_model, context: str, tmp_path, params=None, profile=PROFI
 async def test_rlm_finds_a_needle_in_a_long_context(fake_model, tmp_path):
     context = haystack(60_000)
     fake_model.script(sub_model).script(root_model())
-    runner, result, events = await run_rlm(fake_model, context, tmp_path)
+    runner, result, _events = await run_rlm(fake_model, context, tmp_path)
     assert result.text == "QX-7731" and result.status == "ok" and result.finish_reason == "stop"
     # the root never sees the whole context: only a preview of its head and tail
     for request in fake_model.requests:
@@ -153,7 +153,7 @@ async def test_batched_sub_calls_run_in_parallel(fake_model, tmp_path):
     fake_model.script(sub_model).script(root_model())
     for i in range(13):
         fake_model.on(f"llm_query[{i}]", "NONE", delay=0.05)
-    _, result, events = await run_rlm(fake_model, haystack(60_000), tmp_path, params={"concurrency": 4})
+    _, _result, events = await run_rlm(fake_model, haystack(60_000), tmp_path, params={"concurrency": 4})
     order = [
         (type(e).__name__, e.name if isinstance(e, CallStarted) else e.record.name)
         for e in events
@@ -202,7 +202,7 @@ async def test_max_iterations_gives_a_partial_answer(fake_model, tmp_path):
     [({"max_calls": 5}, "max_calls (5)"), ({"deadline": 0.3}, "deadline of 0.3s")],
 )
 async def test_caps_end_in_a_partial_answer_not_a_crash(fake_model, tmp_path, params, reason):
-    Reply = type(fake_model.default)  # noqa: N806 - the fixture's own Reply class
+    Reply = type(fake_model.default)
     code = "```repl\nprint(llm_query_batched([context[:100]] * 3))\n```"
     fake_model.script(lambda name, m: Reply(code, delay=0.05) if name.startswith("root") else None)
     fake_model.default.delay = 0.05
