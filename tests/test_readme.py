@@ -110,3 +110,12 @@ def test_the_two_commands_come_first_and_ci_runs_the_second():
     assert commands[1].strip().endswith(".venv/bin/pytest")
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1].strip() in ci
+
+
+def test_readme_states_the_sandbox_guarantees_from_the_code():
+    from composite_cli.sandbox import GUARANTEES
+
+    def flat(text: str) -> str:
+        return " ".join(text.split())
+
+    assert flat(GUARANTEES) in flat(README)

@@ -457,3 +457,38 @@ def test_call_records_carry_the_full_tool_calls_for_the_trace(fake_model, fake_p
         "think",
         "get_weather",
     ]
+
+
+async def test_python_tool_runs_in_the_sandbox(fake_model, fake_profile, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-the-sandbox-1234")
+    spec = parse_mode("name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: [python]}\n")
+    calls = [
+        {
+            "id": "p1",
+            "type": "function",
+            "function": {
+                "name": "python",
+                "arguments": json.dumps(
+                    {"code": "import math, os\nprint(math.factorial(10), os.environ.get('OPENAI_API_KEY'))"}
+                ),
+            },
+        },
+        {
+            "id": "p2",
+            "type": "function",
+            "function": {
+                "name": "python",
+                "arguments": json.dumps(
+                    {"code": "import socket\nsocket.create_connection(('127.0.0.1', 80), timeout=1)"}
+                ),
+            },
+        },
+    ]
+    fake_model.on("s", None, tool_calls=calls).on("s", "10! is 3628800")
+    result, events = await run(spec, fake_profile, messages=ASK)
+    assert result.text == "10! is 3628800"
+    results = fake_model.requests[1]["messages"][-2:]
+    assert results[0] == {"role": "tool", "tool_call_id": "p1", "content": "3628800 None\n"}
+    assert results[1]["content"].startswith("Error:") and "sk-never" not in str(fake_model.requests)
+    statuses = [e.status for e in events if isinstance(e, StepFinished) and e.step_id != events[1].step_id]
+    assert "error" in statuses

@@ -1,4 +1,5 @@
-"""Find a tool by name: a built-in (`think`, `calculator`) or a dotted path `package.module:function`.
+"""Find a tool by name: a built-in (`think`, `calculator`, `python`) or a dotted path
+`package.module:function`.
 
 A dotted-path tool's JSON schema comes from its signature (str, int, float, bool, list, dict
 annotations) and its description from the docstring's first paragraph.
@@ -14,6 +15,7 @@ from typing import Any, get_type_hints
 
 from composite_cli.tools.base import InternalTool, ToolError
 from composite_cli.tools.calculator import calculate
+from composite_cli.tools.python_tool import PYTHON
 
 # Anthropic's published "think" tool (https://www.anthropic.com/engineering/claude-think-tool).
 THINK = InternalTool(
@@ -46,7 +48,7 @@ CALCULATOR = InternalTool(
     fn=calculate,
 )
 
-BUILTIN_TOOLS: dict[str, InternalTool] = {tool.name: tool for tool in (THINK, CALCULATOR)}
+BUILTIN_TOOLS: dict[str, InternalTool] = {tool.name: tool for tool in (THINK, CALCULATOR, PYTHON)}
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
