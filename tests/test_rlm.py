@@ -299,3 +299,70 @@ def test_rlm_step_validation():
     assert spec.name == "rlm-v1" and spec.aliases() == ["root", "sub"]
     with pytest.raises(Exception, match="context: must be input"):
         parse_mode("name: t\nsteps:\n  - {id: r, kind: rlm, model: m, context: everything}\n")
+
+
+async def test_a_failed_sub_call_cancels_the_rest_of_its_batch(fake_model, tmp_path):
+    import litellm
+
+    Reply = type(fake_model.default)
+    fake_model.on("llm_query[0]", error=litellm.BadRequestError("too long", "openai", "x"))
+    fake_model.default.delay = 0.5  # the other sub-calls are slow
+
+    def root(name, messages):
+        if not name.startswith("root"):
+            return None
+        if not any(m["role"] == "assistant" for m in messages):
+            return Reply("```repl\nprint(llm_query_batched(['a', 'b', 'c', 'd']))\n```")
+        return Reply("FINAL(stopped)")
+
+    fake_model.script(root)
+    runner, result, events = await run_rlm(fake_model, haystack(5_000), tmp_path)
+    assert result.text == "stopped"
+    finished = [
+        e.record for e in events if isinstance(e, CallFinished) and e.record.name.startswith("llm_query")
+    ]
+    assert {r.status for r in finished} == {"error", "cancelled"}
+    assert "LLMQueryError" in fake_model.requests[-1]["messages"][-1]["content"]
+    runner.close()
+
+
+async def test_call_cap_is_exact_and_the_root_gets_a_last_turn(fake_model, tmp_path):
+    def root(name, messages):
+        if not name.startswith("root"):
+            return None
+        last = messages[-1]["content"]
+        if "answer now" in last.lower() or "give your best answer now" in last.lower():
+            return "FINAL(best effort)"
+        return "```repl\nprint(llm_query_batched(['q'] * 10))\n```"
+
+    fake_model.script(root)
+    _, result, events = await run_rlm(
+        fake_model, haystack(5_000), tmp_path, params={"max_calls": 8, "concurrency": 4}
+    )
+    starts = [e for e in events if isinstance(e, CallStarted)]
+    assert len(starts) <= 8, "never more calls than max_calls"
+    assert result.text == "best effort"
+
+
+async def test_a_full_root_window_drops_old_turns_and_retries(fake_model, tmp_path):
+    import litellm
+
+    Reply = type(fake_model.default)
+    seen: list[int] = []
+
+    def root(name, messages):
+        if not name.startswith("root"):
+            return None
+        seen.append(len(messages))
+        turns = sum(1 for m in messages if m["role"] == "assistant")
+        if turns >= 2:
+            return Reply(None, error=litellm.ContextWindowExceededError("full", "x", "openai"))
+        if len(seen) >= 4:
+            return "FINAL(after trimming)"
+        return "```repl\nprint(1)\n```"
+
+    fake_model.script(root)
+    _, result, events = await run_rlm(fake_model, haystack(5_000), tmp_path)
+    assert result.text == "after trimming"
+    notes = [e.scratchpad for e in events if isinstance(e, StepFinished) and e.scratchpad]
+    assert any("context window full" in n for n in notes)

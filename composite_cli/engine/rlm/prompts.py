@@ -15,6 +15,8 @@ The REPL has:
 {% if recursive %}4. `rlm_query(prompt, context) -> str`: runs a recursive RLM like you on a sub-context.
 {% endif %}
 Use print() to see results; you only see the first {{ max_output_chars }} characters of output.
+You may make at most {{ max_calls }} model calls in all (your turns and every sub-call), so size
+your chunks: a few large batches beat many small calls.
 Plain Python (re, collections, json, math) is often the fastest exact way: count, filter and
 sum with code, and use llm_query for what needs understanding.
 
@@ -43,6 +45,10 @@ The query is in the context (usually at its end). Start by looking at the contex
 """
 
 NEXT_TURN = "REPL output:\n{{ output }}"
+WRAP_UP = (
+    "The sub-calls stopped: the run reached its {cap}. No more llm_query calls will be answered. "
+    "Give your best answer now with FINAL(answer) or FINAL_VAR(name)."
+)
 NO_CODE = (
     "No ```repl block and no FINAL line in your reply. Write code in a ```repl block, or give "
     "FINAL(answer) on its own line."

@@ -50,10 +50,16 @@ _SYSTEM = Template.compile(
         "recursive",
         "max_output_chars",
         "max_iterations",
+        "max_calls",
     },
 )
 _FIRST = Template.compile(prompts.FIRST_TURN, {"context_type", "context_length", "head", "tail"})
 _NEXT = Template.compile(prompts.NEXT_TURN, {"output"})
+
+
+@dataclass
+class _Counter:
+    calls: int = 0
 
 
 class RlmLimit(CompositeError):
@@ -90,6 +96,7 @@ class RlmSession:
         totals: StepTotals,
         depth: int = 1,
         started: float | None = None,
+        counter: _Counter | None = None,
     ):
         self.rt = rt
         self.ctx = rt.ctx
@@ -103,15 +110,19 @@ class RlmSession:
         self.last_prose = ""
         self.last_output = ""
         self.notes: list[str] = []
+        # Calls started by this session and its children (one counter for the whole tree).
+        self.counter = counter if counter is not None else _Counter()
+        self.wrap_up: str | None = None  # a sub-call hit a cap: the root gets one turn to answer
 
     # -- caps -----------------------------------------------------------------------------------
     def _remaining(self) -> float:
         return self.s.deadline_s - (time.perf_counter() - self.started)
 
-    def _cap_reached(self) -> str | None:
+    def _cap_reached(self, reserve_root: bool = False) -> str | None:
+        """The cap that stops the next call, if any. Sub-calls leave one call for the root's answer."""
         if self._remaining() <= 0:
             return f"deadline of {self.s.deadline_s:g}s"
-        if self.totals.calls >= self.s.max_calls:
+        if self.counter.calls >= self.s.max_calls - (1 if reserve_root else 0):
             return f"max_calls ({self.s.max_calls})"
         cost = self.totals.cost_usd
         if (
@@ -130,9 +141,13 @@ class RlmSession:
 
         async def one(index: int, prompt: str) -> str:
             async with semaphore:
-                cap = self._cap_reached()
+                cap = self._cap_reached(reserve_root=True)
                 if cap:
-                    raise RlmLimit(f"llm_query refused: the RLM reached its {cap}")
+                    self.wrap_up = cap
+                    raise RlmLimit(f"llm_query refused: the RLM reached its {cap}; answer now with FINAL")
+                self.counter.calls += 1  # counted before the await, so parallel calls cannot overshoot
+                self.sub_calls += 1
+                self._stat("rlm_sub_calls", 1)
                 request = CallRequest(
                     alias=self.s.sub,
                     messages=[{"role": "user", "content": prompt}],
@@ -142,11 +157,15 @@ class RlmSession:
                     timeout=max(0.001, self._remaining()),
                 )
                 record = await complete(self.ctx, request)
-                self.sub_calls += 1
-                self._stat("rlm_sub_calls", 1)
                 return record.text
 
-        return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts_in))))
+        # One failure cancels the rest of the batch: nothing keeps running (or billing) after it.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, p)) for i, p in enumerate(prompts_in)]
+        except BaseExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def rlm_query(self, prompt: str, context: str) -> str:
         if self.depth >= self.s.max_depth:
@@ -231,6 +250,7 @@ class RlmSession:
                 "recursive": recursive,
                 "max_output_chars": self.s.max_output_chars,
                 "max_iterations": self.s.max_iterations,
+                "max_calls": self.s.max_calls,
             }
         )
         first = _FIRST.render(
@@ -238,21 +258,16 @@ class RlmSession:
         )
         head = [{"role": "system", "content": system}, {"role": "user", "content": first}]
         turns: list[dict[str, Any]] = []
+        warned = False
         for iteration in range(1, self.s.max_iterations + 1):
             cap = self._cap_reached()
             if cap:
                 return self._partial(cap)
             self._stat("rlm_iterations", 1)
             try:
-                record = await self._root_call(head + turns[-2 * self.s.history_turns :], iteration)
-            except RunLimitExceeded as exc:
+                record = await self._root_turn(head, turns, iteration)
+            except RlmLimit as exc:
                 return self._partial(str(exc))
-            except Exception as exc:
-                if type(exc).__name__ == "ContextWindowExceededError":
-                    return self._partial("the root model's context window is full")
-                if type(exc).__name__ == "Timeout" and self._remaining() <= 0.05:
-                    return self._partial(f"deadline of {self.s.deadline_s:g}s")
-                raise
             reply = record.text
             outputs, final = await self._execute_blocks(sandbox, reply, iteration)
             if final is None:
@@ -261,11 +276,41 @@ class RlmSession:
                 self.notes.append(f"finished after {iteration} iteration(s)")
                 return TextValue(final)
             self.last_prose = _strip_code(reply) or self.last_prose
+            if warned:
+                return self._partial(str(self.wrap_up))  # its last turn, and still no FINAL
             message = _NEXT.render({"output": "\n\n".join(outputs)}) if outputs else prompts.NO_CODE
+            if self.wrap_up:
+                # A cap stopped the sub-calls: one more turn for the root to answer with what it has.
+                message += "\n\n" + prompts.WRAP_UP.replace("{cap}", self.wrap_up)
+                warned = True
             turns += [{"role": "assistant", "content": reply}, {"role": "user", "content": message}]
         return self._partial(f"max_iterations ({self.s.max_iterations})")
 
+    async def _root_turn(
+        self, head: list[dict[str, Any]], turns: list[dict[str, Any]], iteration: int
+    ) -> CallRecord:
+        """The root's next reply. A full context window drops the oldest turns and tries again."""
+        keep = 2 * self.s.history_turns
+        while True:
+            window = turns[-keep:] if keep else []
+            try:
+                return await self._root_call(head + window, iteration)
+            except RunLimitExceeded as exc:
+                raise RlmLimit(str(exc)) from None
+            except Exception as exc:
+                name = type(exc).__name__
+                if name == "ContextWindowExceededError":
+                    if not window:
+                        raise RlmLimit("the root model's context window is full") from None
+                    keep = len(window) - 2
+                    self.notes.append(f"iteration {iteration}: context window full, kept {keep // 2} turn(s)")
+                    continue
+                if name == "Timeout" and self._remaining() <= 0.05:
+                    raise RlmLimit(f"deadline of {self.s.deadline_s:g}s") from None
+                raise
+
     async def _root_call(self, messages: list[dict[str, Any]], iteration: int) -> CallRecord:
+        self.counter.calls += 1
         request = CallRequest(
             alias=self.s.root,
             messages=messages,
