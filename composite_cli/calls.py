@@ -64,6 +64,8 @@ class CallRequest:
     retries: int = 0
     backoff: float = 0.5
     on_delta: Callable[[str], None] | None = None
+    # Keeps deliberately repeated identical requests (fan-out samples) apart in the cache.
+    cache_salt: str = ""
 
 
 @dataclass
@@ -89,6 +91,7 @@ class CallRecord:
     retries: int = 0
     error: str | None = None
     exception: BaseException | None = None
+    cached: bool = False
 
     @property
     def text(self) -> str:
@@ -201,6 +204,17 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
     )
     host.call_started(record)
     t0 = time.perf_counter()
+    cache = getattr(host, "cache", None)
+    cache_key = None
+    if cache is not None:
+        cache_key = cache.key(kwargs, f"{getattr(host, 'cache_salt', '')}|{request.cache_salt}")
+        hit = cache.get(cache_key)
+        if hit is not None:
+            _fill_from_cache(record, hit, t0)
+            if request.on_delta is not None and record.text:
+                request.on_delta(record.text)
+            host.record_call(record)
+            return record
     attempt = 0
     streamed = False
     on_delta = None
@@ -257,8 +271,24 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         raise
     record.latency_ms = (time.perf_counter() - t0) * 1000
     _fill_from_response(litellm, record, response)
+    if cache is not None and cache_key is not None:
+        cache.put(cache_key, record.model, record.response or {})
     host.record_call(record)
     return record
+
+
+def _fill_from_cache(record: CallRecord, hit: dict[str, Any], t0: float) -> None:
+    """A replayed answer: same message and tokens, no cost this time, marked cached."""
+    usage = hit.get("usage") or {}
+    record.message = dict(hit.get("message") or {"role": "assistant", "content": ""})
+    record.finish_reason = hit.get("finish_reason") or "stop"
+    record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    record.completion_tokens = int(usage.get("completion_tokens") or 0)
+    record.cost_usd = 0.0
+    record.cached = True
+    record.status = "ok"
+    record.response = hit
+    record.latency_ms = (time.perf_counter() - t0) * 1000
 
 
 def _effective_timeout(step_timeout: float | None, remaining: float | None) -> float | None:

@@ -15,6 +15,7 @@ from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest, RunResult
 from composite_cli.engine.spec import ModeSpec
 from composite_cli.events import Subscriber
+from composite_cli.traces.cache import CallCache
 from composite_cli.traces.recorder import TraceRecorder
 from composite_cli.traces.store import TraceStore
 
@@ -28,6 +29,14 @@ class Runner:
         self.store: TraceStore | None = TraceStore(settings.db_path) if trace else None
         self.content = content
         self._recorder = TraceRecorder(self.store, content=content) if self.store else None
+        self._cache: CallCache | None = None
+
+    @property
+    def cache(self) -> CallCache | None:
+        """The call cache in this runner's trace database (None when tracing is off)."""
+        if self._cache is None and self.store is not None:
+            self._cache = CallCache(self.store)
+        return self._cache
 
     def mode(self, name: str) -> ModeSpec:
         return self.library.load(name)
@@ -43,8 +52,12 @@ class Runner:
         profile: Profile | None = None,
         subscribers: Iterable[Subscriber] = (),
         run_id: str | None = None,
+        cache: bool = False,
     ) -> RunResult:
-        """Run a mode (by name or spec) and record it. Raises what ended the run."""
+        """Run a mode (by name or spec) and record it. Raises what ended the run.
+
+        With `cache=True` (needs tracing), identical model requests are replayed from the
+        trace database's call cache."""
         spec = self.mode(mode) if isinstance(mode, str) else mode
         subs: list[Subscriber] = list(subscribers)
         if self._recorder is not None:
@@ -52,7 +65,12 @@ class Runner:
                 self.store.open()
             subs.insert(0, self._recorder)
         return await run_mode(
-            spec, request, profile=profile or self.settings.profile, subscribers=subs, run_id=run_id
+            spec,
+            request,
+            profile=profile or self.settings.profile,
+            subscribers=subs,
+            run_id=run_id,
+            cache=self.cache if cache else None,
         )
 
     def flush(self) -> None:
@@ -60,6 +78,8 @@ class Runner:
             self.store.flush()
 
     def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
         if self.store is not None:
             self.store.close()
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from composite_cli import __version__
-from composite_cli.cli import chat, models, modes
+from composite_cli.cli import chat, eval, models, modes
 
 app = typer.Typer(
     name="composite",
@@ -38,6 +38,7 @@ def main(
 app.command("chat")(chat.chat)
 app.command("models")(models.models)
 app.add_typer(modes.app, name="modes")
+app.add_typer(eval.app, name="eval")
 
 
 def run() -> None:

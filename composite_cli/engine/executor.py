@@ -86,6 +86,7 @@ class StepRuntime:
         after: Iterable[dict[str, Any]] = (),
         system: str | None = None,
         generation: dict[str, Any] | None = None,
+        cache_salt: str = "",
     ) -> CallRecord:
         """One model call for this step. Only a final call sees the client's tools and options."""
         extra = variables or {}
@@ -105,6 +106,7 @@ class StepRuntime:
             parent_id=self.step_id,
             params=options,
             retries=int(self.resolve(settings.retries)),
+            cache_salt=cache_salt,
             backoff=float(self.resolve(settings.backoff)),
             timeout=None if settings.call_timeout is None else float(self.resolve(settings.call_timeout)),
         )
@@ -233,8 +235,11 @@ async def run_mode(
     profile: Profile,
     subscribers: Iterable[Subscriber] = (),
     run_id: str | None = None,
+    cache: Any = None,
 ) -> RunResult:
-    """Run `mode` on `request`. Raises the error that ended the run (after recording it)."""
+    """Run `mode` on `request`. Raises the error that ended the run (after recording it).
+
+    `cache` (a CallCache) replays identical model requests instead of calling the model."""
     validate_messages(request.messages, request.tools, request.tool_choice)
     params = mode.merged_params(request.params)
     for alias in mode.aliases():
@@ -252,6 +257,8 @@ async def run_mode(
         deadline_s=deadline,
         subscribers=list(subscribers),
     )
+    ctx.cache = cache
+    ctx.cache_salt = request.cache_salt
     started = time.time()
     ctx.emit(
         RunStarted(
@@ -324,4 +331,5 @@ async def run_mode(
         cost_usd=t.cost_usd if t.calls else None,
         latency_ms=latency,
         status=status,
+        cached_calls=ctx.cached_calls,
     )

@@ -27,6 +27,8 @@ class RunRequest:
     source: str = "python"
     user: str | None = None
     stream: bool = False
+    # Part of every cache key of this run (e.g. an eval's repeat number), so repeats differ.
+    cache_salt: str = ""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunResult:
     cost_usd: float | None
     latency_ms: float
     status: str = "ok"
+    cached_calls: int = 0
 
     @property
     def text(self) -> str:
@@ -149,6 +152,9 @@ class RunContext:
         self.final_streamed = False
         # Counters a step may add to the run's record (e.g. rlm_iterations, rlm_depth).
         self.stats: dict[str, int] = {}
+        self.cache: Any = None  # a CallCache when identical requests may be replayed
+        self.cached_calls = 0
+        self.cache_salt = ""
 
     def emit(self, event: Event) -> None:
         for subscriber in self.subscribers:
@@ -184,6 +190,8 @@ class RunContext:
         )
 
     def record_call(self, record: CallRecord) -> None:
+        if record.cached:
+            self.cached_calls += 1
         parent = self.step_totals.get(record.parent_id or "", self.totals)
         parent.add(record)
         self.emit(CallFinished(record))

@@ -99,3 +99,60 @@ def m002_run_stats(db: sqlite_utils.Database) -> None:
     runs.add_column("rlm_iterations", int)
     runs.add_column("rlm_depth", int)
     runs.add_column("rlm_sub_calls", int)
+
+
+@migration
+def m003_evals_and_cache(db: sqlite_utils.Database) -> None:
+    """Eval runs and their results (linked to runs), and the exact-request call cache."""
+    db.table("eval_runs").create(
+        {
+            "id": str,
+            "created_at": str,
+            "finished_at": str,
+            "file": str,
+            "file_hash": str,
+            "modes": str,
+            "profile": str,
+            "settings": str,
+            "status": str,
+            "cases": int,
+            "pid": int,
+        },
+        pk="id",
+    )
+    db.table("eval_results").create(
+        {
+            "id": str,
+            "eval_run_id": str,
+            "case_id": str,
+            "mode": str,
+            "repeat": int,
+            "run_id": str,
+            "judge_run_id": str,
+            "score": float,
+            "passed": int,
+            "explanation": str,
+            "latency_ms": float,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "tokens": int,
+            "cost_usd": float,
+            "calls": int,
+            "cached_calls": int,
+            "error": str,
+            "created_at": str,
+            "input": str,
+            "output": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("eval_run_id", "eval_runs", "id"),
+            ("run_id", "runs", "id"),
+            ("judge_run_id", "runs", "id"),
+        ],
+    )
+    db.table("eval_results").create_index(["eval_run_id", "mode"])
+    db.table("call_cache").create(
+        {"key": str, "model": str, "response_json": str, "created_at": str}, pk="key"
+    )
+    db.table("steps").add_column("cached", int)

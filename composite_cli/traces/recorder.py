@@ -156,5 +156,6 @@ class TraceRecorder:
                 "response_json": _json(response) if response is not None else None,
                 "output": rec.text if self.content else None,
                 "error": rec.error,
+                "cached": 1 if rec.cached else None,
             },
         )

@@ -123,6 +123,12 @@ class TraceStore:
 
         self._submit(op)
 
+    def upsert(self, table: str, row: dict[str, Any], pk: str = "id") -> None:
+        def op(db: sqlite_utils.Database) -> None:
+            db.table(table).insert(row, pk=pk, replace=True)
+
+        self._submit(op)
+
     def update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
         def op(db: sqlite_utils.Database) -> None:
             db.table(table).update(pk, fields)

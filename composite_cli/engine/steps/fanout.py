@@ -117,7 +117,9 @@ class FanoutStep(Step):
                 block = _REFERENCE_TEMPLATE.render({"candidates": refs})
                 system = f"{own}\n\n{block}" if own else block
             try:
-                record = await rt.call(settings, name=name, variables=variables, system=system)
+                record = await rt.call(
+                    settings, name=name, variables=variables, system=system, cache_salt=name
+                )
             except CompositeError:
                 raise  # limits and template errors end the run, not just this expert
             except Exception as exc:  # noqa: BLE001 - a failed expert is recorded by calls and counted here

@@ -1,0 +1,1 @@
+"""Evals: load JSONL eval sets, run them through modes, score, and compare with statistics."""

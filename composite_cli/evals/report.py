@@ -1,0 +1,293 @@
+"""The eval report: per mode quality with confidence intervals, latency, tokens, cost and calls;
+paired comparisons between modes on the same cases; the quality/cost and quality/latency Pareto
+fronts; and a case-by-case comparison of two eval runs. Output as text, Markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+from composite_cli.evals import stats
+from composite_cli.evals.runner import EvalError
+from composite_cli.traces.store import TraceStore
+
+ALPHA = 0.05
+
+
+def _load(store: TraceStore, eval_run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with store.reader() as db:
+        runs = list(db.query("select * from eval_runs where id = ?", [eval_run_id]))
+        if not runs:
+            raise EvalError(f"no eval run with id {eval_run_id!r} in {store.path}")
+        results = list(
+            db.query("select * from eval_results where eval_run_id = ? order by case_id", [eval_run_id])
+        )
+    return runs[0], results
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _is_binary(values: Sequence[float]) -> bool:
+    return all(v in (0.0, 1.0) for v in values)
+
+
+def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
+    ok = [r for r in rows if r["error"] is None and r["score"] is not None]
+    scores = [float(r["score"]) for r in ok]
+    binary = _is_binary(scores)
+    if binary:
+        low, high = stats.wilson_interval(int(sum(scores)), len(scores))
+    else:
+        low, high = stats.bootstrap_mean_ci(scores) if scores else (math.nan, math.nan)
+    latencies = [float(r["latency_ms"]) for r in ok if r["latency_ms"] is not None]
+    costs = [r["cost_usd"] for r in ok]
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "n": len(rows),
+        "scored": len(ok),
+        "errors": len(rows) - len(ok),
+        "score": _mean(scores),
+        "ci": [low, high] if scores else None,
+        "ci_method": "wilson" if binary else "bootstrap",
+        "binary": binary,
+        "latency_ms_p50": stats.percentile(latencies, 50),
+        "latency_ms_p95": stats.percentile(latencies, 95),
+        "tokens_mean": _mean([float(r["tokens"] or 0) for r in ok]),
+        # unknown prices make the mean unknown, never a made-up 0
+        "cost_usd_mean": None
+        if any(c is None for c in costs) or not costs
+        else _mean([float(c) for c in costs]),
+        "calls_mean": _mean([float(r["calls"] or 0) for r in ok]),
+        "cached_calls": sum(int(r["cached_calls"] or 0) for r in ok),
+    }
+    if repeats > 1 and binary:
+        per_case: dict[str, list[float]] = defaultdict(list)
+        for r in ok:
+            per_case[r["case_id"]].append(float(r["score"]))
+        for key, fn in (("pass_at_k", stats.pass_at_k), ("pass_hat_k", stats.pass_hat_k)):
+            summary[key] = {
+                str(k): _mean([fn(len(v), int(sum(v)), k) for v in per_case.values() if len(v) >= k])
+                for k in range(1, repeats + 1)
+            }
+    return summary
+
+
+def _per_case(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each case's score, averaged over repeats (cases with an error in any repeat are left out)."""
+    grouped: dict[str, list[float]] = defaultdict(list)
+    failed = set()
+    for r in rows:
+        if r["error"] is not None or r["score"] is None:
+            failed.add(r["case_id"])
+        else:
+            grouped[r["case_id"]].append(float(r["score"]))
+    return {case: sum(v) / len(v) for case, v in grouped.items() if case not in failed}
+
+
+def compare_pair(name_a: str, a: dict[str, float], name_b: str, b: dict[str, float]) -> dict[str, Any]:
+    """A paired comparison of two modes over the cases both answered."""
+    common = sorted(set(a) & set(b))
+    xs, ys = [a[c] for c in common], [b[c] for c in common]
+    binary = _is_binary(xs) and _is_binary(ys)
+    out: dict[str, Any] = {"a": name_a, "b": name_b, "n": len(common)}
+    if not common:
+        out.update(
+            diff=None,
+            ci=None,
+            p=None,
+            test=None,
+            wins_a=0,
+            wins_b=0,
+            ties=0,
+            separable=False,
+            verdict=f"No case was answered by both {name_a} and {name_b}.",
+        )
+        return out
+    if binary:
+        result = stats.paired_proportion_diff([x == 1.0 for x in xs], [y == 1.0 for y in ys])
+        test = "exact McNemar"
+    else:
+        result = stats.paired_bootstrap(xs, ys)
+        test = "paired bootstrap"
+    out.update(
+        diff=result.diff,
+        ci=[result.low, result.high],
+        p=result.p,
+        test=test,
+        wins_a=sum(1 for x, y in zip(xs, ys, strict=True) if x > y),
+        wins_b=sum(1 for x, y in zip(xs, ys, strict=True) if y > x),
+        ties=sum(1 for x, y in zip(xs, ys, strict=True) if x == y),
+        separable=result.is_separable(ALPHA),
+        verdict=stats.verdict(name_a, name_b, result, alpha=ALPHA, percent=binary),
+    )
+    return out
+
+
+def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
+    """Everything `composite eval report` shows, as plain data (the --json output)."""
+    run, results = _load(store, eval_run_id)
+    modes = json.loads(run["modes"])
+    settings = json.loads(run["settings"] or "{}")
+    repeats = int(settings.get("repeats", 1))
+    by_mode: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    for row in results:
+        by_mode.setdefault(row["mode"], []).append(row)
+    summaries = [mode_summary(m, rows, repeats) for m, rows in by_mode.items()]
+    per_case = {m: _per_case(rows) for m, rows in by_mode.items()}
+    pairs = [compare_pair(a, per_case[a], b, per_case[b]) for a, b in combinations(by_mode, 2)]
+    quality = {s["mode"]: s["score"] for s in summaries if s["score"] is not None}
+    fronts = {}
+    for axis, key in (("cost", "cost_usd_mean"), ("latency", "latency_ms_p50")):
+        points = {s["mode"]: (quality[s["mode"]], s[key]) for s in summaries if s["mode"] in quality}
+        fronts[axis] = stats.pareto_front(points)
+    return {
+        "eval_run": {
+            "id": run["id"],
+            "file": run["file"],
+            "file_hash": run["file_hash"],
+            "profile": run["profile"],
+            "status": run["status"],
+            "created_at": run["created_at"],
+            "cases": run["cases"],
+            "modes": modes,
+            "repeats": repeats,
+            "results": len(results),
+        },
+        "modes": summaries,
+        "pairs": pairs,
+        "pareto": fronts,
+    }
+
+
+def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
+    """Two eval runs, case by case, for each mode they share (or their only modes)."""
+    run_a, rows_a = _load(store, id_a)
+    run_b, rows_b = _load(store, id_b)
+    modes_a, modes_b = json.loads(run_a["modes"]), json.loads(run_b["modes"])
+    shared = [m for m in modes_a if m in modes_b]
+    pairs = [(m, m) for m in shared] or (
+        [(modes_a[0], modes_b[0])] if len(modes_a) == len(modes_b) == 1 else []
+    )
+    if not pairs:
+        raise EvalError(f"eval runs {id_a} and {id_b} share no mode to compare")
+    out: dict[str, Any] = {
+        "a": id_a,
+        "b": id_b,
+        "same_file": run_a["file_hash"] == run_b["file_hash"],
+        "modes": [],
+    }
+    for mode_a, mode_b in pairs:
+        a = _per_case([r for r in rows_a if r["mode"] == mode_a])
+        b = _per_case([r for r in rows_b if r["mode"] == mode_b])
+        comparison = compare_pair(f"{mode_a} ({id_a})", a, f"{mode_b} ({id_b})", b)
+        common = sorted(set(a) & set(b))
+        comparison["mode_a"], comparison["mode_b"] = mode_a, mode_b
+        comparison["improved"] = [c for c in common if b[c] > a[c]]
+        comparison["regressed"] = [c for c in common if b[c] < a[c]]
+        comparison["only_in_a"] = sorted(set(a) - set(b))
+        comparison["only_in_b"] = sorted(set(b) - set(a))
+        out["modes"].append(comparison)
+    return out
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+def _pct(value: float | None, binary: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * 100:.1f}%" if binary else f"{value:.3f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else (f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms")
+
+
+def _cost(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def mode_rows(report: dict[str, Any]) -> list[list[str]]:
+    front_cost, front_latency = set(report["pareto"]["cost"]), set(report["pareto"]["latency"])
+    rows = []
+    for s in report["modes"]:
+        ci = s["ci"]
+        interval = f"{_pct(ci[0], s['binary'])}–{_pct(ci[1], s['binary'])}" if ci else "-"
+        marks = ("$" if s["mode"] in front_cost else "") + ("⏱" if s["mode"] in front_latency else "")
+        rows.append(
+            [
+                s["mode"] + (f" {marks}" if marks else ""),
+                str(s["scored"]),
+                str(s["errors"]),
+                _pct(s["score"], s["binary"]),
+                interval,
+                _ms(s["latency_ms_p50"]),
+                _ms(s["latency_ms_p95"]),
+                "-" if s["tokens_mean"] is None else f"{s['tokens_mean']:.0f}",
+                _cost(s["cost_usd_mean"]),
+                "-" if s["calls_mean"] is None else f"{s['calls_mean']:.1f}",
+            ]
+        )
+    return rows
+
+
+MODE_HEADERS = ["mode", "n", "errors", "score", "95% CI", "p50", "p95", "tokens", "cost/case", "calls/case"]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    ev = report["eval_run"]
+    lines = [
+        f"Eval `{ev['id']}`: `{ev['file']}`, profile `{ev['profile']}`, {ev['cases']} cases, "
+        f"repeats {ev['repeats']}, status {ev['status']}",
+        "",
+    ]
+    lines.append("| " + " | ".join(MODE_HEADERS) + " |")
+    lines.append("|" + "---|" * len(MODE_HEADERS))
+    lines += ["| " + " | ".join(row) + " |" for row in mode_rows(report)]
+    lines += ["", "$ = on the quality/cost Pareto front, ⏱ = on the quality/latency front.", ""]
+    for pair in report["pairs"]:
+        lines.append(
+            f"- {pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}"
+            f" ({pair['test'] or 'no test'}, n={pair['n']})."
+        )
+    return "\n".join(lines)
+
+
+def render_text(report: dict[str, Any]) -> Any:
+    """A rich renderable: the mode table, then the pairwise verdicts."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    ev = report["eval_run"]
+    table = Table(title=f"eval {ev['id']} · {ev['file']} · profile {ev['profile']} · {ev['status']}")
+    for header in MODE_HEADERS:
+        table.add_column(header, justify="left" if header == "mode" else "right")
+    for row in mode_rows(report):
+        table.add_row(*row)
+    notes = [Text("$ = Pareto front for quality vs cost, ⏱ = for quality vs latency", style="dim")]
+    for pair in report["pairs"]:
+        notes.append(
+            Text(f"{pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}.")
+        )
+    return Group(table, *notes)
+
+
+def render_comparison(comparison: dict[str, Any]) -> str:
+    lines = [
+        f"eval {comparison['a']} vs {comparison['b']}"
+        + ("" if comparison["same_file"] else " (the eval files differ)")
+    ]
+    for m in comparison["modes"]:
+        lines.append(f"- {m['mode_a']} → {m['mode_b']}: {m['verdict']}")
+        lines.append(f"  improved: {len(m['improved'])} ({', '.join(m['improved'][:10])})")
+        lines.append(f"  regressed: {len(m['regressed'])} ({', '.join(m['regressed'][:10])})")
+        if m["only_in_a"] or m["only_in_b"]:
+            lines.append(f"  only in one run: {len(m['only_in_a'])} / {len(m['only_in_b'])}")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The exact-request call cache, kept in the trace database (table `call_cache`).
+
+A key is the SHA-256 of everything that shapes a model's answer: the model, the messages, tools,
+tool choice and sampling parameters, plus a salt that keeps deliberate repeats apart (an eval's
+repeat number, a fan-out's sample number). Secrets, metadata, timeouts and retry settings are
+left out. Reads use their own connection; writes go through the store's writer thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from composite_cli.redact import is_secret_key
+from composite_cli.traces.store import TraceStore
+
+_IGNORED = {"metadata", "timeout", "num_retries", "stream", "stream_options", "mock_delay", "user"}
+
+
+class CallCache:
+    """Look up and store model responses by request."""
+
+    def __init__(self, store: TraceStore):
+        self.store = store.open()
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(kwargs: dict[str, Any], salt: str = "") -> str:
+        shaped = {k: v for k, v in kwargs.items() if k not in _IGNORED and not is_secret_key(k)}
+        blob = json.dumps({"request": shaped, "salt": salt}, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            if self._conn is None:
+                self._conn = sqlite3.connect(str(self.store.path), check_same_thread=False, timeout=10)
+            row = self._conn.execute("select response_json from call_cache where key = ?", [key]).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return dict(json.loads(row[0]))
+
+    def put(self, key: str, model: str, response: dict[str, Any]) -> None:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        row = {
+            "key": key,
+            "model": model,
+            "response_json": json.dumps(response, ensure_ascii=False),
+            "created_at": created,
+        }
+        self.store.upsert("call_cache", row, pk="key")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
