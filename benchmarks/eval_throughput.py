@@ -22,6 +22,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from composite_cli.config import Profile, Settings
 from composite_cli.evals.dataset import load_eval_file
 from composite_cli.evals.runner import EvalRunner, EvalSettings
+from composite_cli.litellm_loader import get_litellm
 from composite_cli.runner import Runner
 
 # critical path per run, in units of the call delay: direct = 1 call; moa-v1 = proposers ‖ + aggregator
@@ -63,11 +64,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cases = Path(tmp) / "cases.jsonl"
         write_cases(cases, args.cases)
+        # a priced model name, as in real use (LiteLLM works much harder on names it cannot price)
         profile = Profile(
-            "mock", {"*": {"model": "openai/mock", "mock_response": "Paris", "mock_delay": args.delay}}
+            "mock", {"*": {"model": "openai/gpt-4o-mini", "mock_response": "Paris", "mock_delay": args.delay}}
         )
         runner = Runner(Settings(profile=profile, db_path=Path(tmp) / "traces.db"))
         eval_file = load_eval_file(cases)
+        get_litellm()  # import it before the clock starts (a one-off of ~3 s per process)
         first_id, first_wall = asyncio.run(one_eval(runner, eval_file, modes, args.concurrency))
         ideal = (
             sum(CRITICAL_CALLS[m] for m in ["direct", "moa-v1"]) * args.cases * args.delay / args.concurrency

@@ -9,6 +9,7 @@ context), which passes it on to the trace store. Tests replace `litellm_acomplet
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -36,9 +37,13 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
     return await get_litellm().acompletion(**kwargs)
 
 
+_ID_PREFIX = uuid.uuid4().hex[:8]  # random per process, so ids from several machines never collide
+_ID_COUNTER = itertools.count()
+
+
 def new_id() -> str:
-    """A sortable unique id (time prefix + random)."""
-    return f"{time.time_ns():x}-{uuid.uuid4().hex[:12]}"
+    """A unique id that sorts by creation time: time, a per-process random part, a counter."""
+    return f"{time.time_ns():x}-{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFF:06x}"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -140,14 +145,20 @@ def _message_dict(message: Any) -> dict[str, Any]:
     return out
 
 
-def _cost(litellm: Any, response: Any) -> float | None:
+_UNPRICED: set[str] = set()  # models LiteLLM has no price for (asking again is slow)
+
+
+def _cost(litellm: Any, response: Any, model: str) -> float | None:
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost")
     if isinstance(cost, (int, float)):
         return float(cost)
+    if model in _UNPRICED:
+        return None
     try:
         return float(litellm.completion_cost(completion_response=response))
     except Exception:  # noqa: BLE001 - LiteLLM raises many types for "no price known"
+        _UNPRICED.add(model)
         return None  # unknown price: recorded as null, never a made-up 0
 
 
@@ -306,7 +317,7 @@ def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None
     usage = getattr(response, "usage", None)
     record.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     record.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    record.cost_usd = _cost(litellm, response)
+    record.cost_usd = _cost(litellm, response, record.model)
     record.status = "ok"
     record.response = {
         "id": getattr(response, "id", None),

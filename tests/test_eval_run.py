@@ -357,3 +357,17 @@ def test_ctrl_c_keeps_finished_results_and_resume_completes(isolated_home: Path)
     ids = [r[0] for r in db.execute("select case_id from eval_results where eval_run_id = ?", [eval_id])]
     assert sorted(ids) == sorted(c["id"] for c in many)
     assert db.execute("select status from eval_runs where id = ?", [eval_id]).fetchone()[0] == "done"
+
+
+def test_cli_mode_params_reach_the_mode_and_bad_ones_fail_early(isolated_home: Path):
+    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    write_cases(isolated_home / "e.jsonl")
+    cli = CliRunner()
+    result = cli.invoke(app, ["eval", "e.jsonl", "-m", "moa", "--param", "moa.extra_layers=1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["modes"][0]["calls_mean"] == 7.0  # 3 proposers, 3 in the middle layer, 1 aggregator
+    bad = cli.invoke(app, ["eval", "e.jsonl", "-m", "moa", "--param", "moa.bogus=1"])
+    assert bad.exit_code == 1 and "no parameter 'bogus'" in bad.output
+    wrong_mode = cli.invoke(app, ["eval", "e.jsonl", "-m", "direct", "--param", "moa.extra_layers=1"])
+    assert wrong_mode.exit_code == 1 and "does not run" in wrong_mode.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from composite_cli.cli.main import app
 from composite_cli.config import read_config_file
 from composite_cli.engine.spec import parse_mode
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
 DRY = """
 profile: dry
 profiles:
@@ -41,6 +43,12 @@ def test_console_examples_run(line: str, isolated_home: Path):
     (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
     (isolated_home / "my-modes").mkdir()
     (isolated_home / "my-modes" / "vote-v1.yaml").write_text(mode_example(), encoding="utf-8")
+    (isolated_home / "evals").mkdir()
+    for name in ("chess.jsonl", "arithmetic.jsonl", "tools.jsonl"):
+        shutil.copy(REPO / "evals" / name, isolated_home / "evals" / name)
+    if line.startswith(("composite eval report", "composite eval list")):
+        first = CliRunner().invoke(app, ["eval", "evals/arithmetic.jsonl", "--limit", "2"])
+        assert first.exit_code == 0, first.output
     stdin = "What is the capital of France?"
     if "|" in line:
         echo, line = (part.strip() for part in line.split("|", 1))

@@ -18,8 +18,17 @@ pytestmark = pytest.mark.real_model
 def test_moa_v1_on_the_embedded_model_through_the_cli(isolated_home: Path):
     result = CliRunner().invoke(
         app,
-        ["chat", "--mode", "moa-v1", "--json", "--max-tokens", "48", "--param", "proposer_max_tokens=32",
-         "Name one chess piece."],
+        [
+            "chat",
+            "--mode",
+            "moa-v1",
+            "--json",
+            "--max-tokens",
+            "48",
+            "--param",
+            "proposer_max_tokens=32",
+            "Name one chess piece.",
+        ],
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

@@ -126,6 +126,14 @@ def run(
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="With --resume, also rerun cases that ended in an error.")
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Override a mode parameter: MODE.KEY=VALUE, e.g. moa.proposer_max_tokens=96. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     markdown: MarkdownOption = False,
     config: ConfigOption = None,
@@ -169,6 +177,7 @@ def run(
                 concurrency=concurrency,
                 cache=not no_cache,
                 retry_errors=retry_errors,
+                params=options.get("params") or _mode_params(runner, param or []),
             )
             if resume:
                 eval_settings.repeats = int(options.get("repeats", 1))
@@ -193,6 +202,19 @@ def run(
                 raise typer.Exit(EXIT_INTERRUPTED)
         finally:
             runner.close()
+
+
+def _mode_params(runner: Runner, items: list[str]) -> dict[str, dict[str, Any]]:
+    """`--param MODE.KEY=VALUE` → {full mode name: {key: value}} (values read as YAML)."""
+    from composite_cli.cli.chat import parse_params
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, rest = item.partition(".")
+        if not sep or "=" not in rest:
+            raise fail(f"--param expects MODE.KEY=VALUE (e.g. moa.proposer_max_tokens=96), got {item!r}", 2)
+        out.setdefault(runner.mode(target).name, {}).update(parse_params([rest]))
+    return out
 
 
 def _run(evals: Any, eval_file: EvalFile, eval_run_id: str, progress: Any) -> bool:

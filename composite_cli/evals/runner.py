@@ -47,6 +47,8 @@ class EvalSettings:
     rate_limit_retries: int = 4
     backoff_s: float = 2.0
     retry_errors: bool = False
+    # Mode parameter overrides, per mode name: {"moa-v1": {"proposer_max_tokens": 96}}.
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +125,7 @@ class EvalRunner:
                         "repeats": self.settings.repeats,
                         "cache": self.settings.cache,
                         "concurrency": self.settings.concurrency,
+                        "params": self.settings.params,
                     }
                 ),
                 "status": "running",
@@ -148,6 +151,10 @@ class EvalRunner:
     async def run(self, eval_file: EvalFile, eval_run_id: str) -> str:
         """Run every missing case × mode × repeat. Returns the final status (done/interrupted)."""
         specs = {name: self.runner.mode(name) for name in self.settings.modes}
+        for name, overrides in self.settings.params.items():
+            if name not in specs:
+                raise EvalError(f"--param names mode {name!r}, which this eval does not run")
+            specs[name].merged_params(overrides)  # unknown or mistyped parameters fail before any call
         done = self.done_ids(eval_run_id)
         work = [
             (case, spec, repeat)
@@ -184,6 +191,7 @@ class EvalRunner:
             messages=[dict(m) for m in case.messages],
             tools=case.tools,
             tool_choice=case.tool_choice,
+            params=dict(self.settings.params.get(spec.name, {})),
             source="eval",
             cache_salt=f"repeat{repeat}",
         )

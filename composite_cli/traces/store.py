@@ -7,11 +7,12 @@ per process, so recording a trace never blocks the event loop. Reads open their 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ class TraceStoreError(CompositeError):
 
 class RunNotFound(CompositeError):
     """No run has this id."""
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    # Names come from our own code (tables and columns of the schema), never from input.
+    names = ", ".join(f"[{c}]" for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"insert or replace into [{table}] ({names}) values ({marks})"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(table: str, columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"[{c}] = ?" for c in columns)
+    return f"update [{table}] set {sets} where id = ?"  # noqa: S608
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -93,47 +108,43 @@ class TraceStore:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = False
-            waiters: list[threading.Event] = []
+            stop = any(op is _STOP for op in batch)
+            waiters = [op for op in batch if isinstance(op, threading.Event)]
+            writes = [op for op in batch if isinstance(op, tuple)]
             try:
                 with db.conn:
-                    for op in batch:
-                        if op is _STOP:
-                            stop = True
-                        elif isinstance(op, threading.Event):
-                            waiters.append(op)
-                        else:
-                            op(db)
-            except sqlite3.Error as exc:
-                self._error = exc
+                    for sql, params in writes:
+                        db.conn.execute(sql, params)
+            except sqlite3.Error:
+                # One bad write must not lose the others: redo them one by one.
+                for sql, params in writes:
+                    try:
+                        with db.conn:
+                            db.conn.execute(sql, params)
+                    except sqlite3.Error as exc:
+                        self._error = self._error or exc
             for event in waiters:
                 event.set()
             if stop:
                 db.conn.close()
                 return
 
-    def _submit(self, op: Callable[[sqlite_utils.Database], None]) -> None:
+    def _submit(self, sql: str, params: list[Any]) -> None:
         if self._thread is None:
             self.open()
-        self._queue.put(op)
+        self._queue.put((sql, params))
 
     def insert(self, table: str, row: dict[str, Any]) -> None:
-        def op(db: sqlite_utils.Database) -> None:
-            db.table(table).insert(row, pk="id", replace=True)
-
-        self._submit(op)
+        """Insert (or replace) a row keyed by `id`."""
+        self.upsert(table, row)
 
     def upsert(self, table: str, row: dict[str, Any], pk: str = "id") -> None:
-        def op(db: sqlite_utils.Database) -> None:
-            db.table(table).insert(row, pk=pk, replace=True)
-
-        self._submit(op)
+        """Insert a row, replacing any row with the same primary key."""
+        self._submit(_insert_sql(table, tuple(row)), list(row.values()))
 
     def update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
-        def op(db: sqlite_utils.Database) -> None:
-            db.table(table).update(pk, fields)
-
-        self._submit(op)
+        """Set some columns of the row whose `id` is `pk`."""
+        self._submit(_update_sql(table, tuple(fields)), [*fields.values(), pk])
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued write is committed; raise if a write failed."""
