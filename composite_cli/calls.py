@@ -97,6 +97,8 @@ class CallRecord:
     error: str | None = None
     exception: BaseException | None = None
     cached: bool = False
+    # Models of the alias that failed before the one that answered: [{"model", "error"}].
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -181,9 +183,9 @@ async def _attempt(litellm: Any, kwargs: dict[str, Any], on_delta: Callable[[str
     return litellm.stream_chunk_builder(chunks, messages=kwargs.get("messages"))
 
 
-def build_kwargs(host: CallHost, request: CallRequest) -> dict[str, Any]:
+def build_kwargs(host: CallHost, request: CallRequest, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """LiteLLM keyword arguments: profile params < step params, plus tools and metadata."""
-    kwargs = host.profile.resolve(request.alias)
+    kwargs = dict(base) if base is not None else host.profile.resolve(request.alias)
     kwargs.update({k: v for k, v in request.params.items() if v is not None})
     kwargs["messages"] = request.messages
     if request.tools:
@@ -197,12 +199,20 @@ def build_kwargs(host: CallHost, request: CallRequest) -> dict[str, Any]:
     return kwargs
 
 
+def _logged(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return sanitize_params({k: v for k, v in kwargs.items() if k not in ("messages", "metadata")})
+
+
 async def complete(host: CallHost, request: CallRequest) -> CallRecord:
-    """Make one traced model call. Returns the record; raises the provider's error on failure."""
+    """Make one traced model call. Returns the record; raises the provider's error on failure.
+
+    Each model of the alias is tried in turn (the profile's fallbacks), each with the step's
+    retries; the record names the model that answered and lists the ones that failed.
+    """
     host.reserve_call()
     litellm = get_litellm()
-    kwargs = build_kwargs(host, request)
-    logged = sanitize_params({k: v for k, v in kwargs.items() if k not in ("messages", "metadata")})
+    candidates = host.profile.candidates(request.alias)
+    kwargs = build_kwargs(host, request, candidates[0])
     record = CallRecord(
         id=new_id(),
         run_id=host.run_id,
@@ -211,7 +221,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         alias=request.alias,
         model=str(kwargs.get("model")),
         started_at=time.time(),
-        request={"messages": request.messages, "params": logged},
+        request={"messages": request.messages, "params": _logged(kwargs)},
     )
     host.call_started(record)
     t0 = time.perf_counter()
@@ -226,47 +236,31 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
                 request.on_delta(record.text)
             host.record_call(record)
             return record
-    attempt = 0
-    streamed = False
+    streamed: list[bool] = [False]
     on_delta = None
     if request.on_delta is not None:
         forward = request.on_delta
 
         def on_delta(text: str) -> None:
-            nonlocal streamed
-            streamed = True
+            streamed[0] = True
             forward(text)
 
     try:
-        while True:
-            timeout = _effective_timeout(request.timeout, host.remaining_time())
+        for index, base in enumerate(candidates):
+            if index:
+                kwargs = build_kwargs(host, request, base)
+                record.model = str(kwargs.get("model"))
+                record.request["params"] = _logged(kwargs)
             try:
-                response = await asyncio.wait_for(_attempt(litellm, kwargs, on_delta), timeout)
+                response = await _with_retries(litellm, host, request, record, kwargs, on_delta, streamed)
                 break
             except asyncio.CancelledError:
                 raise
-            except TimeoutError:
-                exc = litellm.Timeout(
-                    message=f"call {request.name!r} to {record.model} timed out after {timeout or 0:.1f}s",
-                    model=record.model,
-                    llm_provider="composite",
-                )
-                if attempt >= request.retries or streamed:
-                    raise exc from None
-                attempt += 1
-                record.retries = attempt
-                continue
             except Exception as exc:
-                remaining = host.remaining_time()
-                # Text already sent to the client cannot be taken back, so no retry after it.
-                if attempt >= request.retries or not _is_retryable(exc) or streamed:
+                # Try the next model unless this was the last, or the client already got text.
+                if index == len(candidates) - 1 or streamed[0]:
                     raise
-                delay = request.backoff * (2**attempt) * (0.5 + random.random())
-                if remaining is not None and delay >= remaining:
-                    raise
-                attempt += 1
-                record.retries = attempt
-                await asyncio.sleep(delay)
+                record.fallbacks.append({"model": record.model, "error": describe_error(exc)})
     except asyncio.CancelledError:
         record.status = "cancelled"
         record.error = "cancelled"
@@ -277,6 +271,8 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         record.status = "error"
         record.error = describe_error(exc)
         record.exception = exc
+        if record.fallbacks:
+            record.request["fallbacks"] = record.fallbacks
         record.latency_ms = (time.perf_counter() - t0) * 1000
         host.record_call(record)
         raise
@@ -286,6 +282,44 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         cache.put(cache_key, record.model, record.response or {})
     host.record_call(record)
     return record
+
+
+async def _with_retries(
+    litellm: Any,
+    host: CallHost,
+    request: CallRequest,
+    record: CallRecord,
+    kwargs: dict[str, Any],
+    on_delta: Callable[[str], None] | None,
+    streamed: list[bool],
+) -> Any:
+    """One model, retried with exponential backoff on transient errors (rate limits, 5xx, timeouts)."""
+    attempt = 0
+    while True:
+        timeout = _effective_timeout(request.timeout, host.remaining_time())
+        try:
+            return await asyncio.wait_for(_attempt(litellm, kwargs, on_delta), timeout)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            exc: Exception = litellm.Timeout(
+                message=f"call {request.name!r} to {record.model} timed out after {timeout or 0:.1f}s",
+                model=record.model,
+                llm_provider="composite",
+            )
+            if attempt >= request.retries or streamed[0]:
+                raise exc from None
+        except Exception as exc:
+            # Text already sent to the client cannot be taken back, so no retry after it.
+            if attempt >= request.retries or not _is_retryable(exc) or streamed[0]:
+                raise
+            delay = request.backoff * (2**attempt) * (0.5 + random.random())
+            remaining = host.remaining_time()
+            if remaining is not None and delay >= remaining:
+                raise
+            await asyncio.sleep(delay)
+        attempt += 1
+        record.retries += 1
 
 
 def _fill_from_cache(record: CallRecord, hit: dict[str, Any], t0: float) -> None:
@@ -320,6 +354,7 @@ def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None
     record.cost_usd = _cost(litellm, response, record.model)
     record.status = "ok"
     record.response = {
+        **({"fallbacks": record.fallbacks} if record.fallbacks else {}),
         "id": getattr(response, "id", None),
         "model": getattr(response, "model", None),
         "message": record.message,

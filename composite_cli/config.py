@@ -26,7 +26,7 @@ BUILTIN_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     DEFAULT_PROFILE: {"*": {"model": LOCAL_MODEL}},
 }
 
-_CONFIG_KEYS = {"profile", "db", "modes_path", "profiles"}
+_CONFIG_KEYS = {"profile", "db", "modes_path", "profiles", "no_content"}
 
 
 def user_config_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -41,13 +41,18 @@ class Profile:
     """A named mapping from model aliases to LiteLLM parameters ("*" is the fallback)."""
 
     name: str
-    aliases: Mapping[str, Mapping[str, Any]]
+    # alias -> LiteLLM parameters, or a list of them: the first model, then its fallbacks
+    aliases: Mapping[str, Any]
 
     def has(self, alias: str) -> bool:
         return alias in self.aliases or "*" in self.aliases
 
     def resolve(self, alias: str) -> dict[str, Any]:
-        """LiteLLM parameters for `alias`: a fresh copy the caller may change."""
+        """LiteLLM parameters for `alias` (its first model): a fresh copy the caller may change."""
+        return self.candidates(alias)[0]
+
+    def candidates(self, alias: str) -> list[dict[str, Any]]:
+        """Every model `alias` may use, in order: the first, then its fallbacks (fresh copies)."""
         params = self.aliases.get(alias)
         if params is None:
             params = self.aliases.get("*")
@@ -57,13 +62,14 @@ class Profile:
                 f"profile {self.name!r} has no model for alias {alias!r} and no '*' fallback "
                 f"(aliases: {known})"
             )
-        return copy.deepcopy(dict(params))
+        chain = params if isinstance(params, list) else [params]
+        return [copy.deepcopy(dict(p)) for p in chain]
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Profile:
         """A copy where each alias in `overrides` maps to new parameters."""
         if not overrides:
             return self
-        merged = {k: dict(v) for k, v in self.aliases.items()}
+        merged = copy.deepcopy(dict(self.aliases))
         for alias, params in overrides.items():
             merged[alias] = dict(params)
         return Profile(self.name, merged)
@@ -91,7 +97,9 @@ class Settings:
     db_path: Path
     modes_path: tuple[Path, ...] = ()
     config_path: Path | None = None
-    profiles: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Keep prompts and answers out of the trace (metadata only): `no_content: true` or --no-content.
+    no_content: bool = False
 
     def profile_named(self, name: str) -> Profile:
         """Another profile from the same config (for per-request profile choice)."""
@@ -129,14 +137,14 @@ def find_config_file(explicit: str | Path | None, environ: Mapping[str, str]) ->
     return None
 
 
-def _validate_profiles(raw: Any, path: str) -> dict[str, dict[str, dict[str, Any]]]:
+def _validate_profiles(raw: Any, path: str) -> dict[str, dict[str, Any]]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
             "profiles: must be a mapping of profile name to aliases", path=path, line=line_of(raw)
         )
-    profiles: dict[str, dict[str, dict[str, Any]]] = {}
+    profiles: dict[str, dict[str, Any]] = {}
     for name, aliases in raw.items():
         if not isinstance(aliases, dict) or not aliases:
             raise ConfigError(
@@ -144,23 +152,30 @@ def _validate_profiles(raw: Any, path: str) -> dict[str, dict[str, dict[str, Any
                 path=path,
                 line=line_of(raw, name),
             )
-        checked: dict[str, dict[str, Any]] = {}
+        checked: dict[str, Any] = {}
         for alias, params in aliases.items():
             where = f"profiles.{name}.{alias}"
-            if not isinstance(params, dict):
+            chain = params if isinstance(params, list) else [params]
+            if not chain:
                 raise ConfigError(
-                    f"{where}: must be a mapping like {{model: openai/gpt-4.1-mini}}",
-                    path=path,
-                    line=line_of(aliases, alias),
+                    f"{where}: an empty list of models", path=path, line=line_of(aliases, alias)
                 )
-            model = params.get("model")
-            if not isinstance(model, str) or not model.strip():
-                raise ConfigError(
-                    f"{where}.model: a model name (string) is required",
-                    path=path,
-                    line=line_of(aliases, alias),
-                )
-            checked[str(alias)] = dict(params)
+            for i, item in enumerate(chain):
+                here = f"{where}[{i}]" if isinstance(params, list) else where
+                line = line_of(params, i) if isinstance(params, list) else line_of(aliases, alias)
+                if not isinstance(item, dict):
+                    raise ConfigError(
+                        f"{here}: must be a mapping like {{model: openai/gpt-4.1-mini}} "
+                        "(or a list of them: the model, then its fallbacks)",
+                        path=path,
+                        line=line,
+                    )
+                model = item.get("model")
+                if not isinstance(model, str) or not model.strip():
+                    raise ConfigError(
+                        f"{here}.model: a model name (string) is required", path=path, line=line
+                    )
+            checked[str(alias)] = [dict(p) for p in chain] if isinstance(params, list) else dict(params)
         profiles[str(name)] = checked
     return profiles
 
@@ -203,6 +218,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             )
     if "profile" in data and not isinstance(data["profile"], str):
         raise ConfigError("profile: must be a profile name", path=spath, line=line_of(data, "profile"))
+    if "no_content" in data and not isinstance(data["no_content"], bool):
+        raise ConfigError("no_content: must be true or false", path=spath, line=line_of(data, "no_content"))
     if "db" in data and not isinstance(data["db"], str):
         raise ConfigError("db: must be a file path", path=spath, line=line_of(data, "db"))
     modes_path = data.get("modes_path", [])
@@ -218,6 +235,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "modes_path": modes_path,
         "profiles": _validate_profiles(data.get("profiles"), spath),
         "profile_line": line_of(data, "profile"),
+        "no_content": bool(data.get("no_content", False)),
     }
 
 
@@ -228,6 +246,7 @@ def load_settings(
     models: Sequence[str] = (),
     db: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    no_content: bool = False,
 ) -> Settings:
     """Resolve the active settings from flags, environment and the config file."""
     env = os.environ if environ is None else environ
@@ -264,4 +283,5 @@ def load_settings(
         modes_path=modes_path,
         config_path=config_path,
         profiles=profiles,
+        no_content=no_content or bool(data.get("no_content")) or env.get("COMPOSITE_NO_CONTENT") == "1",
     )

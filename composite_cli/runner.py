@@ -23,12 +23,12 @@ from composite_cli.traces.store import TraceStore
 class Runner:
     """Holds the mode library and the trace store for one process (or one front end)."""
 
-    def __init__(self, settings: Settings, *, trace: bool = True, content: bool = True):
+    def __init__(self, settings: Settings, *, trace: bool = True, content: bool | None = None):
         self.settings = settings
         self.library = ModeLibrary(settings.modes_path)
         self.store: TraceStore | None = TraceStore(settings.db_path) if trace else None
-        self.content = content
-        self._recorder = TraceRecorder(self.store, content=content) if self.store else None
+        self.content = (not settings.no_content) if content is None else content
+        self._recorder = TraceRecorder(self.store, content=self.content) if self.store else None
         self._cache: CallCache | None = None
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 
@@ -160,3 +161,26 @@ def test_shipped_modes_all_load():
     assert {"direct", "moa-v1", "reflect-v1", "moa-reflect-v1"} <= set(library.names())
     for name in library.names():
         assert library.load(name).steps
+
+
+def test_runs_left_running_by_a_dead_process_are_marked_at_start_up(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "t.db"
+    store = TraceStore(path).open()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    store.insert("runs", {"id": "r-dead", "status": "running", "pid": dead_pid, "mode": "m", "created_at": "x"})
+    store.insert("steps", {"id": "s-dead", "run_id": "r-dead", "status": "running", "kind": "llm"})
+    store.insert("runs", {"id": "r-live", "status": "running", "pid": os.getpid(), "mode": "m", "created_at": "x"})
+    store.insert("eval_runs", {"id": "e-dead", "status": "running", "pid": dead_pid})
+    store.close()
+    reopened = TraceStore(path).open()
+    assert reopened.get_run("r-dead")["status"] == "error"
+    assert f"pid {dead_pid}" in reopened.get_run("r-dead")["error"]
+    assert reopened.run_steps("r-dead")[0]["status"] == "error"
+    assert reopened.get_run("r-live")["status"] == "running"  # its process is alive
+    with reopened.reader() as db:
+        assert db.execute("select status from eval_runs where id = 'e-dead'").fetchone()[0] == "interrupted"
+    reopened.close()

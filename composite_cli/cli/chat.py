@@ -15,6 +15,7 @@ from composite_cli.cli.options import (
     DbOption,
     JsonOption,
     ModelOption,
+    NoContentOption,
     ProfileOption,
     settings_from,
 )
@@ -126,6 +127,7 @@ def chat(
     profile: ProfileOption = None,
     model: ModelOption = None,
     db: DbOption = None,
+    no_content: NoContentOption = False,
 ) -> None:
     """Run a mode and print its answer, streaming the final step.
 
@@ -140,7 +142,7 @@ def chat(
     from composite_cli.runner import Runner
 
     with cli_errors():
-        settings = settings_from(config, profile, model, db)
+        settings = settings_from(config, profile, model, db, no_content)
         runner = Runner(settings)
         runner.library.load(mode)  # fail fast on an unknown or broken mode
         generation: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from composite_cli.cli.options import (
     DbOption,
     JsonOption,
     ModelOption,
+    NoContentOption,
     ProfileOption,
     settings_from,
 )
@@ -140,6 +141,7 @@ def run(
     profile: ProfileOption = None,
     model: ModelOption = None,
     db: DbOption = None,
+    no_content: NoContentOption = False,
 ) -> None:
     """Run every case of FILE through each mode, score it, and print the comparison.
 
@@ -156,7 +158,7 @@ def run(
     from composite_cli.runner import Runner
 
     with cli_errors():
-        settings = settings_from(config, profile, model, db)
+        settings = settings_from(config, profile, model, db, no_content)
         runner = Runner(settings)
         try:
             if resume:

@@ -45,12 +45,20 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
+NoContentOption = Annotated[
+    bool,
+    typer.Option("--no-content", help="Store metadata only in the trace: no prompts, answers or messages."),
+]
 
 
 def settings_from(
-    config: Path | None, profile: str | None, models: list[str] | None, db: Path | None
+    config: Path | None,
+    profile: str | None,
+    models: list[str] | None,
+    db: Path | None,
+    no_content: bool = False,
 ) -> Settings:
     """Settings for this command from its flags, the environment and the config file."""
     from composite_cli.config import load_settings
 
-    return load_settings(config=config, profile=profile, models=models or [], db=db)
+    return load_settings(config=config, profile=profile, models=models or [], db=db, no_content=no_content)

@@ -7,12 +7,33 @@ intact), never flattened into one string.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from composite_cli.errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# Limits on what one request may carry (the trace keeps every step's messages).
+MAX_MESSAGES = 4096
+MAX_INPUT_CHARS = int(os.environ.get("COMPOSITE_MAX_INPUT_CHARS", 16_000_000))
+MAX_JSON_DEPTH = 64
+MAX_TOOLS = 128
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (so a hostile value cannot blow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -49,9 +70,17 @@ def system_text(messages: list[dict[str, Any]]) -> str:
 
 
 def validate_messages(messages: Any, tools: Any = None, tool_choice: Any = None) -> None:
-    """Raise BadRequest for a conversation no provider would accept."""
+    """Raise BadRequest for a conversation no provider would accept, or beyond our limits."""
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list")
+    if len(messages) > MAX_MESSAGES:
+        raise BadRequest(f"too many messages: {len(messages)} (the limit is {MAX_MESSAGES})")
+    total = sum(len(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    if total > MAX_INPUT_CHARS:
+        raise BadRequest(
+            f"the conversation is {total:,} characters; the limit is {MAX_INPUT_CHARS:,} "
+            "(set COMPOSITE_MAX_INPUT_CHARS to change it)"
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{i}] must be an object with role and content")
@@ -87,8 +116,14 @@ def _validate_tool_history(messages: list[dict[str, Any]]) -> None:
                     parsed = json.loads(arguments) if isinstance(arguments, str) else None
                 except json.JSONDecodeError:
                     parsed = None
+                except RecursionError:
+                    raise BadRequest(f"{where}.function.arguments are nested too deeply") from None
                 if not isinstance(parsed, dict):
                     raise BadRequest(f"{where}.function.arguments must be a JSON object in a string")
+                if _depth(parsed) > MAX_JSON_DEPTH:
+                    raise BadRequest(
+                        f"{where}.function.arguments are nested more than {MAX_JSON_DEPTH} levels"
+                    )
                 open_calls.add(call["id"])
         if message.get("role") == "tool":
             call_id = message.get("tool_call_id")
@@ -105,6 +140,8 @@ def _validate_tools(tools: Any, tool_choice: Any) -> None:
         return
     if not isinstance(tools, list):
         raise BadRequest("tools must be a list")
+    if len(tools) > MAX_TOOLS:
+        raise BadRequest(f"too many tools: {len(tools)} (the limit is {MAX_TOOLS})")
     names = set()
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None

@@ -30,6 +30,30 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# Every step keeps its own copy of the messages: huge texts are clipped in the trace (the
+# model still got them whole), so a 10 MB input does not become 10 MB per step on disk.
+CLIP_CHARS = 65_536
+
+
+def clip(text: str | None, limit: int = CLIP_CHARS) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}[... {len(text) - limit:,} more characters not stored]"
+
+
+def _clip_messages(request: dict[str, Any]) -> dict[str, Any]:
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return request
+    clipped = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and len(content) > CLIP_CHARS:
+            message = {**message, "content": clip(content)}
+        clipped.append(message)
+    return {**request, "messages": clipped}
+
+
 class TraceRecorder:
     """An event subscriber that writes one run row, a step row per step and one per call."""
 
@@ -60,7 +84,7 @@ class TraceRecorder:
                     "user": event.user,
                     "profile": event.profile,
                     "status": "running",
-                    "input": event.input if self.content else None,
+                    "input": clip(event.input) if self.content else None,
                     "params_json": _json(event.params) if event.params else None,
                     "pid": os.getpid(),
                     "calls": 0,
@@ -97,8 +121,8 @@ class TraceRecorder:
             if event.error:
                 fields["error"] = event.error
             if self.content:
-                fields["output"] = event.output
-                fields["scratchpad"] = event.scratchpad
+                fields["output"] = clip(event.output)
+                fields["scratchpad"] = clip(event.scratchpad)
             self.store.update("steps", event.step_id, fields)
         elif isinstance(event, CallStarted):
             pass  # the call's row is written whole when it finishes
@@ -111,7 +135,7 @@ class TraceRecorder:
                 {
                     "status": event.status,
                     "finished_at": iso(time.time()),
-                    "output": event.output if self.content else None,
+                    "output": clip(event.output) if self.content else None,
                     "finish_reason": event.finish_reason,
                     "calls": event.calls,
                     "prompt_tokens": event.prompt_tokens,
@@ -128,7 +152,7 @@ class TraceRecorder:
     def _record_call(self, event: CallFinished) -> None:
         rec = event.record
         depth = self._depth.get(rec.parent_id or "", -1) + 1
-        request = rec.request if self.content else {"params": rec.request.get("params")}
+        request = _clip_messages(rec.request) if self.content else {"params": rec.request.get("params")}
         response = rec.response
         if response is not None and not self.content:
             response = {k: v for k, v in response.items() if k != "message"}
@@ -154,7 +178,7 @@ class TraceRecorder:
                 "retries": rec.retries,
                 "request_json": _json(request),
                 "response_json": _json(response) if response is not None else None,
-                "output": rec.text if self.content else None,
+                "output": clip(rec.text) if self.content else None,
                 "error": rec.error,
                 "cached": 1 if rec.cached else None,
             },

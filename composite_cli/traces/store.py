@@ -70,9 +70,54 @@ def open_database(path: Path) -> sqlite_utils.Database:
         db = _connect(path)
         db.enable_wal()
         apply_migrations(db)
+        mark_abandoned(db)
     except (OSError, sqlite3.Error) as exc:
         raise TraceStoreError(f"cannot open trace database {path}: {exc}") from None
     return db
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True  # another store in this very process may have runs in flight
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_abandoned(db: sqlite_utils.Database) -> int:
+    """Give a final status to runs (and evals) left `running` by a process that no longer exists.
+
+    Every request ends with exactly one final status, even when its process was killed."""
+    marked = 0
+    with db.conn:
+        for table, status, message in (
+            ("runs", "error", "interrupted: the process (pid {pid}) stopped before the run finished"),
+            ("eval_runs", "interrupted", None),
+        ):
+            rows = db.conn.execute(f"select id, pid from [{table}] where status = 'running'").fetchall()  # noqa: S608
+            for run_id, pid in rows:
+                if _alive(pid):
+                    continue
+                if message is None:
+                    db.conn.execute(f"update [{table}] set status = ? where id = ?", [status, run_id])  # noqa: S608
+                else:
+                    db.conn.execute(
+                        "update runs set status = ?, error = ? where id = ?",
+                        [status, message.format(pid=pid), run_id],
+                    )
+                    db.conn.execute(
+                        "update steps set status = 'error', error = 'interrupted' "
+                        "where run_id = ? and status = 'running'",
+                        [run_id],
+                    )
+                marked += 1
+    return marked
 
 
 class TraceStore:
