@@ -43,3 +43,6 @@ def _register_local_provider(litellm: Any) -> None:
 
     add_custom_provider(litellm, "local", LocalLLM())
     litellm.register_model(LOCAL_MODEL_INFO)
+    from composite_cli.faults import FaultyLLM
+
+    add_custom_provider(litellm, "faulty", FaultyLLM())

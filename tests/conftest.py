@@ -25,6 +25,7 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     delay: float = 0.0
     error: BaseException | None = None
+    chunk_delay: float = 0.0  # pause between streamed chunks
 
 
 @dataclass
@@ -113,7 +114,7 @@ async def _stream(reply: Reply, model: str, messages: list[dict[str, Any]]) -> A
     yield chunk(Delta(content=text[:4], role="assistant"))
     for i in range(4, len(text), 4):
         yield chunk(Delta(content=text[i : i + 4]))
-        await asyncio.sleep(0)
+        await asyncio.sleep(reply.chunk_delay)
     for i, call in enumerate(reply.tool_calls or []):
         yield chunk(Delta(tool_calls=[{"index": i, **call}]))
     yield chunk(Delta(), "tool_calls" if reply.tool_calls else "stop")

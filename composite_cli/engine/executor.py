@@ -9,7 +9,13 @@ from typing import Any
 
 from composite_cli.calls import CallRecord, CallRequest, describe_error, new_id
 from composite_cli.config import Profile
-from composite_cli.engine.messages import build_messages, last_user_text, system_text, validate_messages
+from composite_cli.engine.messages import (
+    build_messages,
+    clean_messages,
+    last_user_text,
+    system_text,
+    validate_messages,
+)
 from composite_cli.engine.runtime import RunContext, RunRequest, RunResult, Scope, StepTotals
 from composite_cli.engine.spec import ModeSpec, resolve
 from composite_cli.engine.steps.base import CallSettings, Step
@@ -240,6 +246,7 @@ async def run_mode(
     """Run `mode` on `request`. Raises the error that ended the run (after recording it).
 
     `cache` (a CallCache) replays identical model requests instead of calling the model."""
+    request.messages = clean_messages(request.messages)
     validate_messages(request.messages, request.tools, request.tool_choice)
     params = mode.merged_params(request.params)
     for alias in mode.aliases():

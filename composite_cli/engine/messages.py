@@ -69,6 +69,29 @@ def system_text(messages: list[dict[str, Any]]) -> str:
     )
 
 
+def _clean(text: str) -> str:
+    """Text that UTF-8 can carry: lone surrogates (from bad bytes or broken escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+    return text
+
+
+def clean_messages(messages: Any) -> Any:
+    """The conversation with undecodable characters replaced, so no layer (provider, trace) fails on them."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            cleaned = _clean(message["content"])
+            if cleaned is not message["content"]:
+                message = {**message, "content": cleaned}
+        out.append(message)
+    return out
+
+
 def validate_messages(messages: Any, tools: Any = None, tool_choice: Any = None) -> None:
     """Raise BadRequest for a conversation no provider would accept, or beyond our limits."""
     if not isinstance(messages, list) or not messages:
