@@ -26,7 +26,7 @@ import litellm
 FAULTS = ("rate_limit", "server_error", "timeout", "bad_request")
 
 
-class FaultyLLM(litellm.CustomLLM):  # type: ignore[name-defined]
+class FaultyLLM(litellm.CustomLLM):
     """Mock answers with injected failures; one random stream per seed, shared across calls."""
 
     def __init__(self) -> None:
