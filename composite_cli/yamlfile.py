@@ -81,10 +81,13 @@ def load_yaml_text(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or str(exc)
+        problem = " ".join((exc.problem or str(exc)).split())
         raise YamlSyntaxError(f"invalid YAML: {problem}", line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlSyntaxError(f"invalid YAML: character {exc.character!r} is not allowed", line) from None
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(f"invalid YAML: {exc}", None) from None
+        raise YamlSyntaxError("invalid YAML: " + " ".join(str(exc).split()), None) from None
 
 
 def load_yaml_file(path: Path) -> Any:

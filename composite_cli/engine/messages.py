@@ -19,6 +19,7 @@ MAX_MESSAGES = 4096
 MAX_INPUT_CHARS = int(os.environ.get("COMPOSITE_MAX_INPUT_CHARS", 16_000_000))
 MAX_JSON_DEPTH = 64
 MAX_TOOLS = 128
+PART_TYPES = {"text", "image_url", "input_audio", "file"}
 
 
 def _depth(value: Any) -> int:
@@ -113,6 +114,15 @@ def validate_messages(messages: Any, tools: Any = None, tool_choice: Any = None)
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise BadRequest(f"messages[{i}].content must be a string or a list of parts")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind not in PART_TYPES:
+                    raise BadRequest(
+                        f"messages[{i}].content[{j}] must be a part with type {', '.join(sorted(PART_TYPES))}"
+                    )
+                if kind == "text" and not isinstance(part.get("text"), str):
+                    raise BadRequest(f"messages[{i}].content[{j}].text must be a string")
         if content is None and role in ("system", "user", "tool"):
             raise BadRequest(f"messages[{i}] ({role}) has no content")
     _validate_tool_history(messages)

@@ -56,6 +56,9 @@ class ModeSpec:
     limits: Limits = field(default_factory=Limits)
     path: Path | None = None
     source: str = ""
+    # Constraints that fields fed by a `$param` put on it (checked for per-request overrides).
+    param_minimums: dict[str, float] = field(default_factory=dict)
+    integer_params: set[str] = field(default_factory=set)
 
     def walk(self) -> Iterator[Step]:
         """Every step, depth first."""
@@ -90,6 +93,13 @@ class ModeSpec:
                     f"mode {self.name!r} parameter {key!r} must be {type(default).__name__}, "
                     f"got {type(value).__name__}"
                 )
+            minimum = self.param_minimums.get(key)
+            if minimum is not None and value < minimum:
+                raise BadRequest(
+                    f"mode {self.name!r} parameter {key!r} must be at least {minimum:g}, got {value}"
+                )
+            if key in self.integer_params and isinstance(value, float):
+                raise BadRequest(f"mode {self.name!r} parameter {key!r} must be a whole number, got {value}")
             params[key] = value
         return params
 
@@ -110,6 +120,8 @@ class ParseContext:
         self.params = params
         self.errors: list[ModeError] = []
         self.ids: set[str] = set()
+        self.param_minimums: dict[str, float] = {}
+        self.integer_params: set[str] = set()
 
     def error(self, node: Any, key: str | int | None, field_name: str, message: str) -> None:
         self.errors.append(ModeError(self.path, line_of(node, key), field_name, message))
@@ -166,6 +178,11 @@ class ParseContext:
             if not isinstance(value_check, (int, float)) or isinstance(value_check, bool):
                 self.error(node, key, fname, f"parameter {value!r} is not a number")
                 return default
+            if minimum is not None:
+                # an override must respect every field the parameter feeds
+                self.param_minimums[name] = max(self.param_minimums.get(name, minimum), minimum)
+            if integer:
+                self.integer_params.add(name)
             return ParamRef(name)
         wanted = "an integer" if integer else "a number"
         if (
@@ -327,6 +344,10 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
         steps: list[Step] = []
     else:
         steps = pc.steps(data["steps"], "steps", set(BUILTIN_NAMES))
+    for name, minimum in pc.param_minimums.items():
+        default = params.get(name)
+        if isinstance(default, (int, float)) and default < minimum:
+            pc.error(params_node, name, f"params.{name}", f"default {default} is below {minimum:g}, the least it can be")
     if pc.errors:
         raise ModeValidationError(sorted(pc.errors, key=lambda e: e.line or 0))
     return ModeSpec(
@@ -337,6 +358,8 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
         limits=limits,
         path=Path(spath) if spath != "<string>" else None,
         source=text,
+        param_minimums=pc.param_minimums,
+        integer_params=pc.integer_params,
     )
 
 
