@@ -344,10 +344,15 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
         steps: list[Step] = []
     else:
         steps = pc.steps(data["steps"], "steps", set(BUILTIN_NAMES))
-    for name, minimum in pc.param_minimums.items():
-        default = params.get(name)
+    for param, minimum in pc.param_minimums.items():
+        default = params.get(param)
         if isinstance(default, (int, float)) and default < minimum:
-            pc.error(params_node, name, f"params.{name}", f"default {default} is below {minimum:g}, the least it can be")
+            pc.error(
+                params_node,
+                param,
+                f"params.{param}",
+                f"default {default} is below {minimum:g}, the least it can be",
+            )
     if pc.errors:
         raise ModeValidationError(sorted(pc.errors, key=lambda e: e.line or 0))
     return ModeSpec(
