@@ -46,7 +46,7 @@ def test_console_examples_run(line: str, isolated_home: Path):
     (isolated_home / "evals").mkdir()
     for name in ("chess.jsonl", "arithmetic.jsonl", "tools.jsonl"):
         shutil.copy(REPO / "evals" / name, isolated_home / "evals" / name)
-    if line.startswith(("composite eval report", "composite eval list")):
+    if line.startswith(("composite eval report", "composite eval list", "composite traces")):
         first = CliRunner().invoke(app, ["eval", "evals/arithmetic.jsonl", "--limit", "2"])
         assert first.exit_code == 0, first.output
     stdin = "What is the capital of France?"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from composite_cli import __version__
-from composite_cli.cli import chat, eval, models, modes
+from composite_cli.cli import chat, eval, models, modes, traces
 
 app = typer.Typer(
     name="composite",
@@ -39,6 +39,7 @@ app.command("chat")(chat.chat)
 app.command("models")(models.models)
 app.add_typer(modes.app, name="modes")
 app.add_typer(eval.app, name="eval")
+app.add_typer(traces.app, name="traces")
 
 
 def run() -> None:

@@ -156,3 +156,105 @@ def m003_evals_and_cache(db: sqlite_utils.Database) -> None:
         {"key": str, "model": str, "response_json": str, "created_at": str}, pk="key"
     )
     db.table("steps").add_column("cached", int)
+
+
+# Views for browsing traces in Datasette. Views hold no data: to change one, drop and recreate it
+# in a new migration with new SQL constants; never edit these (databases already have them).
+
+_RUN_SUMMARY_V1 = """
+select
+  r.id,
+  r.created_at,
+  r.mode,
+  r.status,
+  r.source,
+  r.profile,
+  r.latency_ms,
+  r.calls,
+  (select count(*) from steps s where s.run_id = r.id and s.kind = 'llm') as llm_calls,
+  (select max(s.depth) from steps s where s.run_id = r.id) as max_depth,
+  coalesce(r.prompt_tokens, 0) + coalesce(r.completion_tokens, 0) as tokens,
+  r.prompt_tokens,
+  r.completion_tokens,
+  r.cost_usd,
+  (select count(*) from steps s where s.run_id = r.id and s.kind in ('tool', 'think')) as tool_steps,
+  exists (
+    select 1 from steps s
+    where s.run_id = r.id and (
+      s.kind in ('tool', 'think')
+      or (s.kind = 'llm' and instr(s.request_json, '"tools"') > 0
+          and case when json_valid(s.request_json)
+            then json_extract(s.request_json, '$.params.tools') is not null else 0 end)
+    )
+  ) as used_tools,
+  r.finish_reason,
+  r.error
+from runs r
+"""
+
+# p50/p95 by linear interpolation between order statistics (numpy's default, and the eval
+# report's `percentile`): h = (n - 1) * q, value = x[floor(h)] + (x[floor(h) + 1] - x[floor(h)]) * frac(h).
+_MODE_STATS_V1 = """
+with ranked as (
+  select mode, latency_ms,
+    row_number() over (partition by mode order by latency_ms) - 1 as i,
+    count(*) over (partition by mode) as n
+  from runs
+  where latency_ms is not null and status != 'running'
+),
+positions as (
+  select mode, i, latency_ms, n, (n - 1) * 0.5 as h50, (n - 1) * 0.95 as h95 from ranked
+),
+percentiles as (
+  select mode,
+    max(case when i = cast(h50 as integer) then latency_ms end) as lo50,
+    max(case when i = min(cast(h50 as integer) + 1, n - 1) then latency_ms end) as hi50,
+    max(h50 - cast(h50 as integer)) as frac50,
+    max(case when i = cast(h95 as integer) then latency_ms end) as lo95,
+    max(case when i = min(cast(h95 as integer) + 1, n - 1) then latency_ms end) as hi95,
+    max(h95 - cast(h95 as integer)) as frac95
+  from positions
+  group by mode
+)
+select
+  r.mode,
+  count(*) as requests,
+  sum(r.status = 'error') as errors,
+  sum(r.status = 'ok') as ok,
+  round(p.lo50 + (p.hi50 - p.lo50) * p.frac50, 3) as p50_latency_ms,
+  round(p.lo95 + (p.hi95 - p.lo95) * p.frac95, 3) as p95_latency_ms,
+  round(avg(r.calls), 2) as mean_calls,
+  sum(coalesce(r.prompt_tokens, 0) + coalesce(r.completion_tokens, 0)) as tokens,
+  round(avg(coalesce(r.prompt_tokens, 0) + coalesce(r.completion_tokens, 0)), 1) as mean_tokens,
+  sum(r.cost_usd) as cost_usd,
+  avg(r.cost_usd) as mean_cost_usd
+from runs r
+left join percentiles p on p.mode = r.mode
+group by r.mode
+"""
+
+_MODEL_STATS_V1 = """
+select
+  s.model,
+  count(*) as calls,
+  count(distinct s.run_id) as runs,
+  sum(s.status = 'error') as errors,
+  sum(coalesce(s.cached, 0)) as cached,
+  sum(s.prompt_tokens) as prompt_tokens,
+  sum(s.completion_tokens) as completion_tokens,
+  sum(coalesce(s.prompt_tokens, 0) + coalesce(s.completion_tokens, 0)) as tokens,
+  sum(s.cost_usd) as cost_usd,
+  round(avg(s.latency_ms), 3) as mean_latency_ms,
+  sum(coalesce(s.retries, 0)) as retries
+from steps s
+where s.kind = 'llm'
+group by s.model
+"""
+
+
+@migration
+def m004_summary_views(db: sqlite_utils.Database) -> None:
+    """Views for Datasette and reports: run_summary, mode_stats, model_stats."""
+    db.create_view("run_summary", _RUN_SUMMARY_V1.strip())
+    db.create_view("mode_stats", _MODE_STATS_V1.strip())
+    db.create_view("model_stats", _MODEL_STATS_V1.strip())

@@ -1,0 +1,341 @@
+"""`composite traces`: list, show and export recorded runs; merge and prune trace files; browse
+them in Datasette."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
+import typer
+
+from composite_cli.cli.errors import EXIT_INVALID, cli_errors, fail
+from composite_cli.cli.options import ConfigOption, DbOption, JsonOption, settings_from
+from composite_cli.traces.maintenance import merge_trace_files, parse_duration, prune_runs
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Browse recorded runs: `list`, `show RUN_ID`, `export`; combine and clean trace files with "
+    "`merge` and `prune`; open them in Datasette with `browse`.",
+)
+
+ModeFilter = Annotated[str | None, typer.Option("--mode", "-m", help="Only runs of this mode (e.g. moa-v1).")]
+StatusFilter = Annotated[
+    str | None, typer.Option("--status", help="Only runs with this status (ok, error, partial, ...).")
+]
+SourceFilter = Annotated[
+    str | None, typer.Option("--source", help="Only runs from this source (chat, python, eval, serve).")
+]
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _reader(config: Path | None, db: Path | None) -> Iterator[sqlite_utils.Database]:
+    from composite_cli.traces.store import TraceStore
+
+    with TraceStore(settings_from(config, None, None, db).db_path).reader() as conn:
+        yield conn
+
+
+def _run_filters(mode: str | None, status: str | None, source: str | None) -> tuple[str, list[Any]]:
+    where, args = [], []
+    for column, value in (("mode", mode), ("status", status), ("source", source)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return (" where " + " and ".join(where)) if where else "", args
+
+
+def resolve_run_id(conn: sqlite_utils.Database, run_id: str) -> str:
+    """A full run id from an id, a unique prefix of one, or `latest`."""
+    from composite_cli.traces.store import RunNotFound
+
+    if run_id == "latest":
+        row = conn.execute("select id from runs order by created_at desc limit 1").fetchone()
+        if row is None:
+            raise RunNotFound("no runs recorded yet")
+        return str(row[0])
+    if conn.execute("select 1 from runs where id = ?", [run_id]).fetchone():
+        return run_id
+    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = [
+        r[0] for r in conn.execute("select id from runs where id like ? escape '\\' limit 2", [escaped + "%"])
+    ]
+    if len(found) == 1:
+        return str(found[0])
+    if found:
+        raise RunNotFound(f"run id prefix {run_id!r} is ambiguous (matches {found[0]}, {found[1]}, ...)")
+    raise RunNotFound(f"no run with id {run_id!r}")
+
+
+def _steps(conn: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
+    return list(conn.query("select * from steps where run_id = ? order by offset_ms, seq", [run_id]))
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
+
+
+def _clip(text: str | None, limit: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@app.command("list")
+def list_runs(
+    mode: ModeFilter = None,
+    status: StatusFilter = None,
+    source: SourceFilter = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs, newest first.")] = 20,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """List recent runs, newest first."""
+    with cli_errors():
+        where, args = _run_filters(mode, status, source)
+        with _reader(config, db) as conn:
+            # only fixed clauses are joined; values go in as parameters
+            sql = f"select * from runs{where} order by created_at desc limit ?"  # noqa: S608
+            rows = list(conn.query(sql, [*args, limit]))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("No runs match.", err=True)
+        return
+    widths = {k: max(len(str(r[k] or "")) for r in rows) for k in ("mode", "status", "source")}
+    for r in rows:
+        tokens = (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0)
+        cost = "cost ?" if r["cost_usd"] is None else f"${r['cost_usd']:.6f}"
+        typer.echo(
+            f"{r['id']}  {(r['created_at'] or '')[:19]}  {r['mode'] or '':<{widths['mode']}}  "
+            f"{r['status'] or '':<{widths['status']}}  {r['source'] or '':<{widths['source']}}  "
+            f"{r['calls'] or 0:>3} calls  {_ms(r['latency_ms']):>7}  {tokens:>6} tok  {cost}  "
+            f"{_clip(r['input'], 40)}"
+        )
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or `latest`.")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Show a run and its step tree (model, status, latency, tokens of every step)."""
+    from composite_cli.cli.render import step_tree
+
+    with cli_errors(), _reader(config, db) as conn:
+        full_id = resolve_run_id(conn, run_id)
+        run = next(iter(conn.query("select * from runs where id = ?", [full_id])))
+        steps = _steps(conn, full_id)
+    if as_json:
+        typer.echo(json.dumps({"run": run, "steps": steps}, indent=2, ensure_ascii=False))
+        return
+    typer.echo(step_tree(run, steps))
+    typer.echo(f"created {run['created_at']}  source {run['source']}  profile {run['profile']}")
+    for label in ("input", "output", "error"):
+        if run.get(label):
+            typer.echo(f"{label}: {_clip(run[label], 500)}")
+
+
+def _export_rows(
+    conn: sqlite_utils.Database, run_ids: list[str], filters: tuple[str, list[Any]], limit: int | None
+) -> Iterator[dict[str, Any]]:
+    where, args = filters
+    if run_ids:
+        marks = ", ".join("?" for _ in run_ids)
+        where = (where + " and" if where else " where") + f" id in ({marks})"
+        args = [*args, *run_ids]
+    sql = f"select * from runs{where} order by created_at desc"  # noqa: S608 - fixed clauses
+    if limit is not None:
+        sql += " limit ?"
+        args = [*args, limit]
+    for run in reversed(list(conn.query(sql.replace("select *", "select id", 1), args))):
+        row = next(iter(conn.query("select * from runs where id = ?", [run["id"]])))
+        row["steps"] = _steps(conn, run["id"])
+        yield row
+
+
+@app.command("export")
+def export(
+    run_ids: Annotated[
+        list[str] | None, typer.Argument(help="Runs to export (ids, prefixes or `latest`); default: all.")
+    ] = None,
+    mode: ModeFilter = None,
+    status: StatusFilter = None,
+    source: SourceFilter = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", help="Only the newest N matching runs.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Export runs with their steps as JSON lines (one run per line, oldest first), columns as stored."""
+    with cli_errors(), _reader(config, db) as conn:
+        ids = [resolve_run_id(conn, r) for r in run_ids or []]
+        rows = _export_rows(conn, ids, _run_filters(mode, status, source), limit)
+        if output is None:
+            runs, steps = _write_lines(rows, sys.stdout)
+            return
+        try:
+            with output.open("w", encoding="utf-8") as fp:
+                runs, steps = _write_lines(rows, fp)
+        except OSError as exc:
+            raise fail(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"Exported {runs} runs ({steps} steps) to {output}", err=True)
+
+
+def _write_lines(rows: Iterator[dict[str, Any]], fp: TextIO) -> tuple[int, int]:
+    runs = steps = 0
+    for row in rows:
+        fp.write(json.dumps(row, ensure_ascii=False) + "\n")
+        runs += 1
+        steps += len(row["steps"])
+    fp.flush()
+    return runs, steps
+
+
+# -- merging -------------------------------------------------------------------------------------
+
+
+@app.command("merge")
+def merge(
+    sources: Annotated[list[Path], typer.Argument(help="Trace databases to merge (read, never changed).")],
+    into: Annotated[
+        Path, typer.Option("--into", help="The combined database (created and migrated if needed).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Combine trace files (e.g. one per instance) into one, without duplicates."""
+    with cli_errors():
+        report = merge_trace_files(sources, into)
+    if as_json:
+        tables = {k: {**vars(v), "already_there": v.read - v.new} for k, v in report.tables.items()}
+        typer.echo(json.dumps({**vars(report), "tables": tables}, indent=2))
+        return
+    typer.echo(f"Merged {len(sources)} file{'s' if len(sources) != 1 else ''} into {into}")
+    for name, stats in report.tables.items():
+        typer.echo(
+            f"  {name:<13} {stats.read:>7} read  {stats.new:>7} new  "
+            f"{stats.read - stats.new:>7} already there"
+        )
+    if report.dangling:
+        typer.echo(f"Warning: {report.dangling} rows refer to rows that none of the files has.", err=True)
+
+
+# -- pruning -------------------------------------------------------------------------------------
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Delete runs started longer ago than this: 30d, 12h, 2w, 90m.")
+    ],
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="Then VACUUM the file to give the space back.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Delete old runs with their steps and eval results (eval runs left empty go too)."""
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    with cli_errors():
+        report = prune_runs(
+            settings_from(config, None, None, db).db_path, seconds, vacuum=vacuum, dry_run=dry_run
+        )
+    if as_json:
+        typer.echo(json.dumps(vars(report), indent=2))
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    typer.echo(
+        f"{verb} {report.runs} runs, {report.steps} steps, {report.eval_results} eval results and "
+        f"{report.eval_runs} eval runs started before {report.cutoff}."
+    )
+    if report.bytes_after is not None and report.bytes_before is not None:
+        typer.echo(f"Vacuumed: {report.bytes_before:,} → {report.bytes_after:,} bytes.")
+
+
+# -- Datasette -----------------------------------------------------------------------------------
+
+HOST = "127.0.0.1"  # never another interface: traces hold prompts and answers
+
+
+def datasette_args(path: Path, port: int, metadata: Path, open_browser: bool = False) -> list[str]:
+    """Arguments for `datasette serve` on a trace database with composite's metadata."""
+    args = [
+        "serve",
+        str(path),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--metadata",
+        str(metadata),
+        # JSON and long answers stay short in tables; a row page shows them whole.
+        "--setting",
+        "truncate_cells_html",
+        "300",
+        # Views over every step (model_stats) can take more than the default second on big files.
+        "--setting",
+        "sql_time_limit_ms",
+        "10000",
+    ]
+    return [*args, "--open"] if open_browser else args
+
+
+@app.command("browse")
+def browse(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1 (0 picks a free one).")] = 8001,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in your web browser.")] = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Browse the trace database in Datasette, with step timelines and canned queries."""
+    import tempfile
+
+    import click
+
+    from composite_cli.datasette import metadata_for
+
+    with cli_errors():
+        path = settings_from(config, None, None, db).db_path
+        if not path.is_file():
+            raise fail(f"no trace database at {path} (run `composite chat` first, or pass --db)")
+    from datasette.cli import cli as datasette_cli
+
+    from composite_cli.datasette.plugin import register
+
+    register()  # a no-op once the package's Datasette entry point is installed
+    with tempfile.TemporaryDirectory(prefix="composite-datasette-") as tmp:
+        metadata = Path(tmp) / "metadata.json"
+        metadata.write_text(json.dumps(metadata_for([path.stem]), indent=2), encoding="utf-8")
+        if port:
+            typer.echo(f"Serving {path} at http://{HOST}:{port}/ (Ctrl-C to stop)", err=True)
+        try:
+            datasette_cli.main(
+                datasette_args(path, port, metadata, open_browser), "datasette", standalone_mode=False
+            )
+        except click.ClickException as exc:
+            raise fail(f"datasette: {exc.format_message()}") from None

@@ -1,0 +1,180 @@
+"""A run's step tree laid out as a timeline (a Gantt chart): one bar per step, placed by its start
+(`offset_ms`) and sized by its duration (`latency_ms`), rows in tree order and indented by
+nesting, so a fan-out's parallel calls show as bars that overlap in time."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BARS = 1000
+
+
+def format_ms(value: float | None) -> str:
+    """Milliseconds for people: `264ms`, `2.50s`, `-` when unknown."""
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step as drawn: its row (label, indentation) and its bar (percent of the run's span)."""
+
+    step_id: str
+    kind: str
+    name: str
+    model: str | None
+    status: str
+    level: int
+    start_ms: float
+    duration_ms: float | None
+    left_pct: float
+    width_pct: float
+    url: str
+    tooltip: str
+    duration_label: str
+    running: bool = False
+    cached: bool = False
+    highlight: bool = False
+
+
+@dataclass(frozen=True)
+class Tick:
+    pct: float
+    label: str
+
+
+@dataclass
+class Timeline:
+    run_id: str
+    run_url: str | None
+    total_ms: float
+    bars: list[Bar] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    hidden: int = 0  # steps beyond MAX_BARS, not drawn
+
+    @property
+    def tick_step_pct(self) -> float:
+        """The distance between two ticks, in percent of the span (for gridlines)."""
+        return self.ticks[1].pct if len(self.ticks) > 1 else 100.0
+
+
+def tree_order(steps: list[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
+    """Steps depth-first (children by start time, then seq) with their nesting level.
+
+    A step whose parent is missing is treated as top-level, so a partial trace still draws."""
+    ids = {s["id"] for s in steps}
+    children: dict[str | None, list[Mapping[str, Any]]] = {}
+    for step in sorted(steps, key=lambda s: (s.get("offset_ms") or 0.0, s.get("seq") or 0)):
+        parent = step.get("parent_id")
+        children.setdefault(parent if parent in ids else None, []).append(step)
+    ordered: list[tuple[Mapping[str, Any], int]] = []
+    seen: set[str] = set()
+
+    def walk(parent: str | None, level: int) -> None:
+        for step in children.get(parent, []):
+            if step["id"] in seen:  # a cycle in damaged data: draw each step once
+                continue
+            seen.add(step["id"])
+            ordered.append((step, level))
+            walk(step["id"], level + 1)
+
+    walk(None, 0)
+    ordered.extend((s, 0) for s in steps if s["id"] not in seen)  # unreachable (cycles)
+    return ordered
+
+
+def nice_ticks(total_ms: float, target: int = 6) -> list[Tick]:
+    """Axis ticks at round intervals (1, 2 or 5 times a power of ten) from 0 to the span."""
+    if total_ms <= 0:
+        return [Tick(0.0, "0ms")]
+    raw = total_ms / target
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    ticks, value = [], 0.0
+    while value <= total_ms + 1e-9:
+        ticks.append(Tick(round(100 * value / total_ms, 3), "0" if value == 0 else format_ms(value)))
+        value += step
+    return ticks
+
+
+def _tooltip(step: Mapping[str, Any], start: float, duration: float | None) -> str:
+    parts = [f"{step.get('kind')} {step.get('name')}"]
+    if step.get("model"):
+        parts.append(str(step["model"]))
+    parts.append(str(step.get("status")))
+    parts.append(f"start {format_ms(start)}")
+    parts.append("running" if duration is None else format_ms(duration))
+    if step.get("prompt_tokens") or step.get("completion_tokens"):
+        parts.append(f"{step.get('prompt_tokens') or 0}+{step.get('completion_tokens') or 0} tok")
+    if step.get("cost_usd") is not None:
+        parts.append(f"${step['cost_usd']:.6f}")
+    if step.get("cached"):
+        parts.append("cached")
+    if step.get("error"):
+        parts.append(f"error: {str(step['error'])[:200]}")
+    return " · ".join(parts)
+
+
+def build_timeline(
+    run: Mapping[str, Any] | None,
+    steps: list[Mapping[str, Any]],
+    *,
+    step_url: Callable[[str], str],
+    run_url: str | None = None,
+    highlight: str | None = None,
+    max_bars: int = MAX_BARS,
+) -> Timeline:
+    """Lay out a run's steps. `run` may be None (a steps row whose run row is gone)."""
+    ends = [(s.get("offset_ms") or 0.0) + (s.get("latency_ms") or 0.0) for s in steps]
+    run_latency = (run or {}).get("latency_ms") or 0.0
+    total = max([run_latency, *ends]) or 1.0
+    run_id = str((run or {}).get("id") or (steps[0]["run_id"] if steps else ""))
+    timeline = Timeline(run_id=run_id, run_url=run_url, total_ms=total, ticks=nice_ticks(total))
+    ordered = tree_order(steps)
+    for step, level in ordered[:max_bars]:
+        start = max(0.0, float(step.get("offset_ms") or 0.0))
+        latency = step.get("latency_ms")
+        duration = None if latency is None else float(latency)
+        running = duration is None
+        end = total if duration is None else start + duration
+        left = min(100.0, 100 * start / total)
+        width = max(0.0, min(100.0 - left, 100 * (end - start) / total))
+        timeline.bars.append(
+            Bar(
+                step_id=str(step["id"]),
+                kind=str(step.get("kind") or "step"),
+                name=str(step.get("name") or ""),
+                model=step.get("model"),
+                status=str(step.get("status") or ""),
+                level=level,
+                start_ms=start,
+                duration_ms=duration,
+                left_pct=round(left, 4),
+                width_pct=round(width, 4),
+                url=step_url(str(step["id"])),
+                tooltip=_tooltip(step, start, duration),
+                duration_label="running" if duration is None else format_ms(duration),
+                running=running,
+                cached=bool(step.get("cached")),
+                highlight=step["id"] == highlight,
+            )
+        )
+    timeline.hidden = max(0, len(ordered) - max_bars)
+    llm = [s for s in steps if s.get("kind") == "llm"]
+    busy = sum(float(s.get("latency_ms") or 0.0) for s in llm)
+    timeline.summary = {
+        "steps": len(steps),
+        "llm_calls": len(llm),
+        "max_level": max((level for _, level in ordered), default=0),
+        "wall": format_ms(total),
+        "llm_time": format_ms(busy),
+        # Time spent in model calls per unit of wall time: above 1 means calls overlapped.
+        "parallelism": round(busy / total, 2) if llm else None,
+        "errors": sum(1 for s in steps if s.get("status") == "error"),
+    }
+    return timeline

@@ -1,0 +1,158 @@
+"""Maintenance of trace files: merge several into one (without duplicates) and prune old runs.
+
+Like the rest of `composite_cli.traces`, this is where SQL that changes a trace database lives.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+# Tables copied by `merge`, parents before children, with their primary keys.
+MERGE_TABLES = (
+    ("runs", "id"),
+    ("steps", "id"),
+    ("eval_runs", "id"),
+    ("eval_results", "id"),
+    ("call_cache", "key"),
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass
+class TableMerge:
+    read: int = 0
+    new: int = 0
+
+
+@dataclass
+class MergeReport:
+    target: str
+    sources: list[str]
+    tables: dict[str, TableMerge] = field(default_factory=dict)
+    dangling: int = 0  # rows whose foreign key points at a row no merged file has
+
+
+def _open_source(path: Path) -> sqlite_utils.Database:
+    import sqlite_utils
+
+    from composite_cli.traces.store import TraceStoreError
+
+    if not path.is_file():
+        raise TraceStoreError(f"no trace database at {path}")
+    try:  # read-only: merging never changes a source
+        db = sqlite_utils.Database(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True))
+        tables = set(db.table_names())
+    except sqlite3.Error as exc:
+        raise TraceStoreError(f"cannot read {path}: {exc}") from None
+    if "runs" not in tables:
+        db.conn.close()
+        raise TraceStoreError(f"{path} is not a composite trace database (it has no runs table)")
+    return db
+
+
+def merge_trace_files(sources: list[Path], target: Path) -> MergeReport:
+    """Copy runs, steps, eval runs, eval results and cached calls from `sources` into `target`.
+
+    Rows are keyed by id: merging the same file twice adds nothing, and when a row is in several
+    files the last file given wins (a run still `running` in an older copy is updated)."""
+    from composite_cli.traces.store import TraceStoreError, open_database
+
+    for source in sources:
+        if source.resolve() == target.resolve():
+            raise TraceStoreError(f"{source} is the target of the merge; give another --into file")
+    opened = [_open_source(s) for s in sources]
+    report = MergeReport(str(target), [str(s) for s in sources])
+    out = open_database(target)
+    try:
+        # Files are copied table by table in batches, so a child row can arrive before its parent.
+        out.conn.execute("PRAGMA foreign_keys=OFF")
+        for name, pk in MERGE_TABLES:
+            stats = report.tables.setdefault(name, TableMerge())
+            table = out.table(name)
+            before = table.count
+            columns = set(table.columns_dict)
+            for src in opened:
+                if name not in src.table_names():
+                    continue
+                rows = ({k: v for k, v in row.items() if k in columns} for row in src.table(name).rows)
+                with out.conn:
+                    table.upsert_all(rows, pk=pk, batch_size=500)
+                stats.read += src.table(name).count
+            stats.new = table.count - before
+        report.dangling = len(out.conn.execute("PRAGMA foreign_key_check").fetchall())
+    except sqlite3.Error as exc:
+        raise TraceStoreError(f"merging into {target} failed: {exc}") from None
+    finally:
+        out.conn.close()
+        for src in opened:
+            src.conn.close()
+    return report
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like `30d`, `12h`, `90m`, `2w` or `45s`."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"--older-than expects a number and a unit (s, m, h, d, w), e.g. 30d; got {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass
+class PruneReport:
+    cutoff: str
+    runs: int = 0
+    steps: int = 0
+    eval_results: int = 0
+    eval_runs: int = 0
+    dry_run: bool = False
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+
+
+def prune_runs(
+    path: Path, older_than_s: float, *, vacuum: bool = False, dry_run: bool = False
+) -> PruneReport:
+    """Delete runs created before now − `older_than_s`, their steps and the eval results of those
+    runs, then eval runs left with no results. The call cache is kept."""
+    from composite_cli.traces.recorder import iso
+    from composite_cli.traces.store import TraceStoreError, open_database
+
+    if not path.is_file():
+        raise TraceStoreError(f"no trace database at {path}")
+    report = PruneReport(cutoff=iso(time.time() - older_than_s), dry_run=dry_run)
+    db = open_database(path)
+    conn = db.conn
+    try:
+        report.bytes_before = path.stat().st_size
+        conn.execute("begin immediate")
+        conn.execute("create temp table _pruned as select id from runs where created_at < ?", [report.cutoff])
+        gone = "(select id from _pruned)"
+        report.steps = conn.execute(f"delete from steps where run_id in {gone}").rowcount  # noqa: S608
+        report.eval_results = conn.execute(f"delete from eval_results where run_id in {gone}").rowcount  # noqa: S608
+        conn.execute(f"update eval_results set judge_run_id = null where judge_run_id in {gone}")  # noqa: S608
+        report.runs = conn.execute(f"delete from runs where id in {gone}").rowcount  # noqa: S608
+        report.eval_runs = conn.execute(
+            "delete from eval_runs where created_at < ? and not exists "
+            "(select 1 from eval_results r where r.eval_run_id = eval_runs.id)",
+            [report.cutoff],
+        ).rowcount
+        conn.execute("drop table _pruned")
+        conn.execute("rollback" if dry_run else "commit")
+        if vacuum and not dry_run:
+            conn.execute("vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            report.bytes_after = path.stat().st_size
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("rollback")
+        raise TraceStoreError(f"pruning {path} failed: {exc}") from None
+    finally:
+        conn.close()
+    return report
