@@ -124,6 +124,9 @@ class CallHost(Protocol):
     def call_started(self, record: CallRecord) -> None:
         """Hear that a call is starting (for live progress)."""
 
+    def call_delta(self, call_id: str, text: str) -> None:
+        """Hear a piece of an internal call's text (only when the request set stream_all)."""
+
     def record_call(self, record: CallRecord) -> None:
         """Receive the finished record (ok, error or cancelled)."""
 
@@ -199,6 +202,10 @@ def build_kwargs(host: CallHost, request: CallRequest, base: dict[str, Any] | No
     return kwargs
 
 
+def _stream_all(host: CallHost) -> bool:
+    return bool(getattr(getattr(host, "request", None), "stream_all", False))
+
+
 def _logged(kwargs: dict[str, Any]) -> dict[str, Any]:
     return sanitize_params({k: v for k, v in kwargs.items() if k not in ("messages", "metadata")})
 
@@ -234,6 +241,8 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
             _fill_from_cache(record, hit, t0)
             if request.on_delta is not None and record.text:
                 request.on_delta(record.text)
+            elif _stream_all(host) and record.text:
+                host.call_delta(record.id, record.text)
             host.record_call(record)
             return record
     streamed: list[bool] = [False]
@@ -244,6 +253,12 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         def on_delta(text: str) -> None:
             streamed[0] = True
             forward(text)
+
+    elif _stream_all(host):
+        # Live text of an internal call (for the TUI): it never reaches the client, so the call
+        # may still be retried after some of it arrived.
+        def on_delta(text: str) -> None:
+            host.call_delta(record.id, text)
 
     try:
         for index, base in enumerate(candidates):

@@ -69,6 +69,15 @@ class CallFinished:
 
 
 @dataclass(frozen=True)
+class CallDelta:
+    """Text of any model call as it streams (only when the request set `stream_all`)."""
+
+    run_id: str
+    call_id: str
+    text: str
+
+
+@dataclass(frozen=True)
 class TokenDelta:
     """Text of the final step as it streams (what the caller sees)."""
 
@@ -92,5 +101,14 @@ class RunFinished:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-Event = RunStarted | StepStarted | StepFinished | CallStarted | CallFinished | TokenDelta | RunFinished
+Event = (
+    RunStarted
+    | StepStarted
+    | StepFinished
+    | CallStarted
+    | CallDelta
+    | CallFinished
+    | TokenDelta
+    | RunFinished
+)
 Subscriber = Callable[[Event], None]

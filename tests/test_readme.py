@@ -31,7 +31,10 @@ def blocks(language: str) -> list[str]:
 
 
 def console_lines() -> list[str]:
-    return [line[2:] for block in blocks("console") for line in block.splitlines() if line.startswith("$ ")]
+    """Every `$ composite ...` example, except those that open the full-screen TUI (they are run
+    in a real terminal by tests/test_tui_terminal.py and through Pilot by tests/test_tui_*.py)."""
+    lines = [line[2:] for block in blocks("console") for line in block.splitlines() if line.startswith("$ ")]
+    return [line for line in lines if not line.startswith("composite tui")]
 
 
 def mode_example() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from composite_cli.calls import CallRecord
 from composite_cli.config import Profile
 from composite_cli.errors import RunLimitExceeded
-from composite_cli.events import CallFinished, CallStarted, Event, Subscriber
+from composite_cli.events import CallDelta, CallFinished, CallStarted, Event, Subscriber
 
 
 @dataclass
@@ -29,6 +29,8 @@ class RunRequest:
     stream: bool = False
     # Part of every cache key of this run (e.g. an eval's repeat number), so repeats differ.
     cache_salt: str = ""
+    # Also stream every internal call's text, as CallDelta events (for live views like the TUI).
+    stream_all: bool = False
 
 
 @dataclass
@@ -188,6 +190,9 @@ class RunContext:
                 record.started_at,
             )
         )
+
+    def call_delta(self, call_id: str, text: str) -> None:
+        self.emit(CallDelta(self.run_id, call_id, text))
 
     def record_call(self, record: CallRecord) -> None:
         if record.cached:

@@ -1,0 +1,70 @@
+"""`composite tui`: the Textual app. Textual is imported inside the command, so `composite --help`
+stays fast."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from composite_cli.cli.errors import cli_errors
+from composite_cli.cli.options import ConfigOption, DbOption, ModelOption, ProfileOption, settings_from
+
+SCREEN_NAMES = ("run", "traces", "evals", "dashboard", "modes")
+
+
+def tui(
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            "--trace", help="Open straight to this run's trace (its id, or a prefix).", show_default=False
+        ),
+    ] = None,
+    screen: Annotated[
+        str, typer.Option("--screen", help=f"Screen to open on: {', '.join(SCREEN_NAMES)}.")
+    ] = "run",
+    mode: Annotated[str, typer.Option("--mode", "-m", help="Mode picked on the Run screen.")] = "direct",
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", help="Token limit for the final step's answer.", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    model: ModelOption = None,
+    db: DbOption = None,
+) -> None:
+    """Open the TUI: run modes live, browse traces, compare evals, watch the dashboard.
+
+    Examples:
+
+      composite tui
+
+      composite tui --mode moa --profile dry
+
+      composite tui --trace 18eb3c   # open a run's timeline
+    """
+    from composite_cli.cli.errors import fail
+
+    if screen not in SCREEN_NAMES:
+        raise fail(f"--screen must be one of {', '.join(SCREEN_NAMES)}, got {screen!r}", 2)
+    with cli_errors():
+        from composite_cli.runner import Runner
+        from composite_cli.tui.app import CompositeApp
+        from composite_cli.tui.services import TuiServices
+
+        settings = settings_from(config, profile, model, db)
+        runner = Runner(settings)
+        services = TuiServices(
+            runner,
+            mode=mode,
+            profile=settings.profile.name,
+            generation={"max_tokens": max_tokens} if max_tokens is not None else {},
+        )
+        try:
+            CompositeApp(services, screen="traces" if trace else screen, trace=trace).run()
+        finally:
+            runner.close()
+
+
+if __name__ == "__main__":  # `python -m composite_cli.cli.tui` (before `tui` is registered in main)
+    typer.run(tui)

@@ -1,0 +1,112 @@
+"""The composite TUI: five screens as app modes (Run, Traces, Evals, Dashboard, Modes), a help
+screen, command-palette commands, and one cheap poll of the trace database that tells the
+screens when any process (this one, `serve`, `eval`, ...) wrote to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from composite_cli.traces.queries import ChangeWatcher
+from composite_cli.tui.messages import DbChanged
+from composite_cli.tui.screens.base import STYLES, AppScreen
+from composite_cli.tui.screens.dashboard import DashboardScreen
+from composite_cli.tui.screens.evals import EvalsScreen
+from composite_cli.tui.screens.help import HelpScreen
+from composite_cli.tui.screens.modes import ModesScreen
+from composite_cli.tui.screens.run import RunScreen
+from composite_cli.tui.screens.trace import TraceScreen
+from composite_cli.tui.screens.traces import TracesScreen
+from composite_cli.tui.services import TuiServices
+from composite_cli.tui.widgets.navbar import SCREENS
+
+
+class CompositeApp(App[None]):
+    """`composite tui`."""
+
+    TITLE = "composite"
+    CSS_PATH = STYLES / "app.tcss"
+    MODES = {
+        "run": RunScreen,
+        "traces": TracesScreen,
+        "evals": EvalsScreen,
+        "dashboard": DashboardScreen,
+        "modes": ModesScreen,
+    }
+    BINDINGS = [
+        *(Binding(key, f"switch_mode({name!r})", label, show=False) for name, key, _, label in SCREENS),
+        *(
+            Binding(fkey, f"switch_mode({name!r})", label, show=False, priority=True)
+            for name, _, fkey, label in SCREENS
+        ),
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, services: TuiServices, *, screen: str = "run", trace: str | None = None):
+        super().__init__()
+        self.services = services
+        self.start_screen = screen
+        self.start_trace = trace
+        self.db_version = 0
+        self._watcher = ChangeWatcher(services.settings.db_path)
+        self._db_token: object = None
+        if not services.animations:
+            self.animation_level = "none"
+
+    def on_mount(self) -> None:
+        self._db_token = self._watcher.token()
+        self.switch_mode(self.start_screen)
+        if self.start_trace:
+            self.push_screen(TraceScreen(self.start_trace))
+        self.set_interval(self.services.poll_interval, self.poll_db)
+        if self.services.warm_up:
+            self.warm_up()
+
+    def on_unmount(self) -> None:
+        self._watcher.close()
+
+    @work(thread=True, group="warm-up", exit_on_error=False)
+    def warm_up(self) -> None:
+        """Import LiteLLM off the UI thread now, so the first run does not freeze the screen."""
+        from composite_cli.litellm_loader import get_litellm
+
+        get_litellm()
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll_db(self) -> None:
+        token = self._watcher.token()
+        if token != self._db_token:
+            self._db_token = token
+            self.call_from_thread(self.db_changed)
+
+    def db_changed(self) -> None:
+        """Tell the visible screen that the trace database changed (others reload when shown)."""
+        self.db_version += 1
+        self.screen.post_message(DbChanged(self.db_version))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def open_trace(self, run_id: str) -> None:
+        self.push_screen(TraceScreen(run_id))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        for name, key, fkey, label in SCREENS:
+            yield SystemCommand(
+                f"Go to {label}",
+                f"Show the {label} screen (key {key} or {fkey.upper()})",
+                partial(self.switch_mode, name),
+            )
+        yield SystemCommand("Help", "Keys and what each screen does (F1)", self.action_help)
+        if isinstance(screen, AppScreen):
+            for title, help_text, callback in screen.commands():
+                yield SystemCommand(title, help_text, callback)
+        yield from super().get_system_commands(screen)

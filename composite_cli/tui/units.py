@@ -1,0 +1,64 @@
+"""How the TUI writes durations, tokens and cost (short, fixed-width friendly)."""
+
+from __future__ import annotations
+
+
+def duration(ms: float | None) -> str:
+    """`850ms`, `2.50s`, `3m05s`; `-` when unknown."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def seconds(value: float | None) -> str:
+    """Elapsed seconds with one decimal (`1.2s`), for live rows."""
+    return "-" if value is None else f"{max(0.0, value):.1f}s"
+
+
+def cost(value: float | None, *, digits: int = 6) -> str:
+    """`$0.000062`; `?` when the price is unknown (never a made-up 0)."""
+    return "?" if value is None else f"${value:.{digits}f}"
+
+
+def tokens(prompt: int | None, completion: int | None) -> str:
+    """`167+61`."""
+    return f"{prompt or 0}+{completion or 0}"
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def one_line(text: str | None, width: int) -> str:
+    """The end of `text` on one line, at most `width` characters (for live streaming columns)."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else "…" + flat[-(width - 1) :]
+
+
+def first_line(text: str | None, width: int) -> str:
+    """The start of `text` on one line, at most `width` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def short_path(path: object) -> str:
+    """A path relative to the working directory when it is inside it (shorter, and stable in tests)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(str(path)).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def without_paths(text: str, *paths: object) -> str:
+    """`text` with each of `paths` written the short way."""
+    for path in paths:
+        text = text.replace(str(path), short_path(path))
+    return text

@@ -1,0 +1,115 @@
+"""The live rows of a run: each step as it starts, and under a fan-out one row per expert with
+its model, status, elapsed time, tokens so far and the tail of its streaming text."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from composite_cli.tui import units
+from composite_cli.tui.run_state import LiveItem, RunState
+
+STATUS_MARKS = {
+    "running": "● run",
+    "ok": "✓ ok",
+    "error": "✗ error",
+    "cancelled": "⊘ cancel",
+    "partial": "◐ partial",
+    "skipped": "· skip",
+    "refused": "✗ refused",
+}
+_STATUS_COLOR = {"running": "accent", "ok": "success", "partial": "warning", "cancelled": "warning"}
+COLUMNS = (("step", 22), ("model", 16), ("status", 9), ("time", 6), ("tok", 5))
+
+
+def status_text(status: str, theme: dict[str, str]) -> Text:
+    """A status mark coloured from the app theme (works in light and dark themes)."""
+    color = theme.get(_STATUS_COLOR.get(status, "error"), "")
+    return _styled(STATUS_MARKS.get(status, status), color)
+
+
+def _styled(text: str, style: str) -> Text:
+    """Text styled by a span, not a base style (a base style shifted DataTable cells by one)."""
+    out = Text()
+    out.append(text, style=style or None)
+    return out
+
+
+class StepTable(DataTable[Text | str]):
+    """Rows are added in start order and updated in place (only the cells that changed)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self._cells: dict[str, tuple[str, ...]] = {}
+
+    def on_mount(self) -> None:
+        for label, width in COLUMNS:
+            self.add_column(label, width=width, key=label)
+        self.add_column("text", width=self._text_width(), key="text")
+
+    def _text_width(self) -> int:
+        used = sum(width + 2 for _, width in COLUMNS) + 2  # each cell has one cell of padding a side
+        return max(10, self.scrollable_content_region.width - used)
+
+    def on_resize(self) -> None:
+        column = self.columns.get("text")  # type: ignore[call-overload]
+        if column is not None and column.width != self._text_width():
+            column.width = self._text_width()
+            self._cells = {key: (*cells[:-1], "") for key, cells in self._cells.items()}
+            self.refresh()
+
+    def reset(self) -> None:
+        self.clear()
+        self._cells.clear()
+
+    def sync(self, state: RunState, now: float) -> None:
+        """Bring the rows up to date with the run."""
+        theme = self.app.theme_variables
+        text_w = self._text_width()
+        added = False
+        for item in state.items.values():
+            cells = self._cells_for(item, now, text_w)
+            old = self._cells.get(item.id)
+            if old == cells:
+                continue
+            rendered = self._render_cells(item, cells, theme)
+            if old is None:
+                self.add_row(*rendered, key=item.id)
+                added = True
+            else:
+                for (column, _), new, before, value in zip(
+                    (*COLUMNS, ("text", 0)), cells, old, rendered, strict=True
+                ):
+                    if new != before:
+                        self.update_cell(item.id, column, value)
+            self._cells[item.id] = cells
+        if added and not self.has_focus:
+            self.scroll_end(animate=False)  # follow the newest rows unless the user is reading
+
+    @staticmethod
+    def _cells_for(item: LiveItem, now: float, text_w: int) -> tuple[str, ...]:
+        # tree guides, not spaces: leading spaces would not survive the cell's rendering
+        indent = "│ " * max(0, item.depth - 1) + ("├ " if item.depth else "")
+        name = item.name if item.is_call else f"▸ {item.name} {item.kind}"
+        tokens = item.tokens_so_far() if item.is_call else (str(item.completion_tokens or "") or "")
+        text = item.error if item.status in ("error", "refused") and item.error else item.text
+        return (
+            indent + units.first_line(name, COLUMNS[0][1] - len(indent)),
+            units.first_line(item.model or "", COLUMNS[1][1]),
+            item.status,
+            units.seconds(item.elapsed(now)),
+            tokens,
+            units.one_line(text, text_w),
+        )
+
+    @staticmethod
+    def _render_cells(item: LiveItem, cells: tuple[str, ...], theme: dict[str, str]) -> list[Text | str]:
+        name, model, status, elapsed, tokens, text = cells
+        return [
+            _styled(name, "" if item.is_call else "bold"),
+            _styled(model, "dim"),
+            status_text(status, theme),
+            Text(elapsed, justify="right"),
+            Text(tokens, justify="right"),
+            _styled(text, theme.get("error", "") if status == "error" else ""),
+        ]

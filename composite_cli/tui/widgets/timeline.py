@@ -1,0 +1,121 @@
+"""A Gantt timeline of a run: one bar per step or model call, indented by depth. Parallel
+experts overlap in time, so their bars sit side by side; recursive sub-calls sit deeper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.widget import Widget
+
+from composite_cli.tui import units
+from composite_cli.tui.run_state import Span
+
+_STATUS_CLASS = {
+    "running": "timeline--running",
+    "ok": "timeline--ok",
+    "partial": "timeline--partial",
+    "cancelled": "timeline--cancelled",
+    "skipped": "timeline--muted",
+}
+
+
+class Timeline(Widget):
+    """Bars scaled to the run's duration (or to the time so far, while it runs)."""
+
+    COMPONENT_CLASSES = {
+        "timeline--axis",
+        "timeline--label",
+        "timeline--running",
+        "timeline--ok",
+        "timeline--partial",
+        "timeline--error",
+        "timeline--cancelled",
+        "timeline--muted",
+        "timeline--selected",
+    }
+
+    @dataclass
+    class Selected(Message):
+        """A bar was clicked."""
+
+        timeline: Timeline
+        key: str
+
+        @property
+        def control(self) -> Timeline:
+            return self.timeline
+
+    def __init__(self, empty: str = "No steps yet.", *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.empty = empty
+        self.spans: list[Span] = []
+        self.total = 0.0
+        self.selected: str | None = None
+
+    def show(self, spans: Sequence[Span], total: float) -> None:
+        """Draw these bars over [0, total] seconds."""
+        grew = len(spans) != len(self.spans)
+        self.spans = list(spans)
+        self.total = max(total, max((s.end for s in spans), default=0.0))
+        self.refresh(layout=grew)
+
+    def select(self, key: str | None) -> None:
+        self.selected = key
+        self.refresh()
+
+    def get_content_height(self, container: object, viewport: object, width: int) -> int:
+        return len(self.spans) + 1 if self.spans else 1
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(name, partial=True)
+
+    def render(self) -> Text:
+        if not self.spans:
+            return Text(self.empty, style=self._style("timeline--muted"))
+        width = max(20, self.content_size.width)
+        label_w = max(10, min(26, width // 3))
+        dur_w = 8
+        bar_w = max(4, width - label_w - dur_w - 1)
+        total = self.total or 1e-9
+        out = Text(no_wrap=True, overflow="crop")
+        out.append(self._axis(label_w, bar_w, dur_w), style=self._style("timeline--axis"))
+        for span in self.spans:
+            out.append("\n")
+            indent = " " * min(span.depth, label_w // 2)
+            label = (indent + units.first_line(span.label, label_w - 1 - len(indent))).ljust(label_w)
+            label_style = self._style(
+                "timeline--selected" if span.key == self.selected else "timeline--label"
+            )
+            out.append(label, style=label_style)
+            start = min(bar_w - 1, int(span.start / total * bar_w))
+            end = max(start + 1, min(bar_w, round(span.end / total * bar_w)))
+            char = "█" if span.is_call else "━"
+            status = "error" if span.status in ("error", "refused") else span.status
+            style = self._style(_STATUS_CLASS.get(status, "timeline--error"))
+            out.append(" " * start)
+            out.append(char * (end - start), style=style)
+            out.append(" " * (bar_w - end))
+            out.append(" " + units.duration((span.end - span.start) * 1000).rjust(dur_w - 1))
+        return out
+
+    def _axis(self, label_w: int, bar_w: int, dur_w: int) -> str:
+        end = units.duration(self.total * 1000)
+        mid = units.duration(self.total * 500)
+        line = list("┈" * bar_w)
+        for pos, text in ((0, "0s"), (bar_w // 2 - len(mid) // 2, mid), (bar_w - len(end), end)):
+            for i, ch in enumerate(text):
+                if 0 <= pos + i < bar_w:
+                    line[pos + i] = ch
+        return "time".ljust(label_w) + "".join(line) + " " * (dur_w + 1)
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y - 1  # the first line is the axis
+        if 0 <= row < len(self.spans):
+            key = self.spans[row].key
+            self.select(key)
+            self.post_message(self.Selected(self, key))
