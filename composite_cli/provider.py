@@ -105,6 +105,11 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
                 self._runner = Runner(self._settings or load_settings())
             return self._runner
 
+    def request_subscribers(self) -> list[Any]:
+        """Extra event subscribers for the request being handled (called in the caller's context,
+        before the run starts; a server uses it to learn each request's run id)."""
+        return []
+
     # -- request handling ---------------------------------------------------------------------
     def _request(
         self, model: str, kwargs: dict[str, Any], stream: bool
@@ -158,7 +163,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
 
     # -- the four entry points LiteLLM calls -----------------------------------------------------
     def completion(self, *args: Any, **kwargs: Any) -> Any:
-        future = _background.submit(self._run(kwargs["model"], kwargs, False, []))
+        future = _background.submit(self._run(kwargs["model"], kwargs, False, self.request_subscribers()))
         try:
             name, result = future.result()
         except BaseException:
@@ -167,12 +172,13 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         return fill_response(kwargs["model_response"], name, result)
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-        name, result = await self._run(kwargs["model"], kwargs, False, [])
+        name, result = await self._run(kwargs["model"], kwargs, False, self.request_subscribers())
         return fill_response(kwargs["model_response"], name, result)
 
     def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         deltas: queue.Queue[Any] = queue.Queue()
         done = object()
+        extra = self.request_subscribers()
 
         def on_event(event: Event) -> None:
             if isinstance(event, TokenDelta):
@@ -180,7 +186,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
 
         async def run() -> tuple[str, RunResult]:
             try:
-                return await self._run(kwargs["model"], kwargs, True, [on_event])
+                return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
             finally:
                 deltas.put(done)
 
@@ -197,6 +203,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
     async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
         deltas: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
+        extra = self.request_subscribers()
 
         def on_event(event: Event) -> None:
             if isinstance(event, TokenDelta):
@@ -204,7 +211,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
 
         async def run() -> tuple[str, RunResult]:
             try:
-                return await self._run(kwargs["model"], kwargs, True, [on_event])
+                return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
             finally:
                 deltas.put_nowait(done)
 
@@ -296,6 +303,10 @@ def fill_response(response: Any, name: str, result: RunResult) -> Any:
     if result.cost_usd is not None:
         headers["llm_provider-x-litellm-response-cost"] = str(result.cost_usd)
     response._hidden_params["additional_headers"] = headers
+    if result.cost_usd is not None:
+        # LiteLLM's own logging prices the response from this, instead of looking up a price
+        # for `composite/<mode>` (which it does not have, slowly).
+        response._hidden_params["response_cost"] = result.cost_usd
     response._hidden_params["composite"] = run_info(name, result)
     return response
 
@@ -316,3 +327,18 @@ def register(
 
 # For a LiteLLM proxy config: custom_handler: composite_cli.provider.handler
 handler = CompositeLLM()
+
+
+def _local_handler() -> Any:
+    """The embedded model's provider, as registered by the loader (a proxy config that sets its own
+    custom_provider_map lists it too, so `local/...` keeps working there)."""
+    for entry in litellm.custom_provider_map or []:
+        if entry.get("provider") == "local":
+            return entry["custom_handler"]
+    from composite_cli.local import LocalLLM
+
+    return LocalLLM()
+
+
+# custom_handler: composite_cli.provider.local_handler
+local_handler = _local_handler()

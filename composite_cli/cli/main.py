@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from composite_cli import __version__
-from composite_cli.cli import chat, eval, models, modes, traces, tui
+from composite_cli.cli import chat, eval, models, modes, serve, traces, tui
 
 app = typer.Typer(
     name="composite",
@@ -38,6 +38,7 @@ def main(
 app.command("chat")(chat.chat)
 app.command("models")(models.models)
 app.command("tui")(tui.tui)
+app.command("serve")(serve.serve)
 app.add_typer(modes.app, name="modes")
 app.add_typer(eval.app, name="eval")
 app.add_typer(traces.app, name="traces")

@@ -27,6 +27,13 @@ def builtin_modes_dir() -> Path:
     return _PACKAGE.parent / "modes"
 
 
+def _mtime(directory: Path) -> float:
+    try:
+        return directory.stat().st_mtime_ns / 1e9
+    except OSError:
+        return -1.0
+
+
 class ModeLibrary:
     """Finds, resolves and loads (with a cache keyed on file mtime) mode files."""
 
@@ -35,17 +42,23 @@ class ModeLibrary:
         if include_builtin:
             self.dirs.append(builtin_modes_dir())
         self._cache: dict[Path, tuple[float, ModeSpec]] = {}
+        self._listing: tuple[tuple[float, ...], dict[str, Path]] | None = None
         self._lock = threading.Lock()
 
     def files(self) -> dict[str, Path]:
-        """Mode name → file, first directory wins."""
+        """Mode name → file, first directory wins. Listed again only when a directory changes
+        (its mtime), since a server asks on every request."""
+        stamp = tuple(_mtime(d) for d in self.dirs)
+        if self._listing is not None and self._listing[0] == stamp:
+            return dict(self._listing[1])
         found: dict[str, Path] = {}
         for directory in self.dirs:
             if not directory.is_dir():
                 continue
             for path in sorted(directory.glob("*.yaml")):
                 found.setdefault(path.stem, path)
-        return found
+        self._listing = (stamp, found)
+        return dict(found)
 
     def names(self) -> list[str]:
         return sorted(self.files())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -75,19 +76,33 @@ def m001_runs_and_steps(db: sqlite_utils.Database) -> None:
     db.table("runs").create_index(["mode", "created_at"])
 
 
-def apply_migrations(db: sqlite_utils.Database) -> list[str]:
-    """Run every migration not yet applied; return the names applied now."""
+def _recorded(db: sqlite_utils.Database, name: str) -> bool:
+    return db.conn.execute("select 1 from _migrations where name = ?", [name]).fetchone() is not None
+
+
+def apply_migrations(db: sqlite_utils.Database, wait_s: float = 10.0) -> list[str]:
+    """Run every migration not yet applied; return the names applied now.
+
+    Several processes may open a new database at once (e.g. `serve --workers 4`): when another
+    one is applying the same migration, this waits for it to be recorded instead of failing."""
     db.table("_migrations").create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
-    done = {row["name"] for row in db.table("_migrations").rows}
     applied = []
     for name, fn in MIGRATIONS:
-        if name in done:
+        if _recorded(db, name):
             continue
-        with db.conn:
-            fn(db)
-            db.table("_migrations").insert(
-                {"name": name, "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            )
+        try:
+            with db.conn:
+                fn(db)
+                db.table("_migrations").insert(
+                    {"name": name, "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                )
+        except sqlite3.OperationalError:
+            deadline = time.monotonic() + wait_s
+            while not _recorded(db, name):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            continue
         applied.append(name)
     return applied
 

@@ -1,0 +1,330 @@
+"""Throughput and latency of `composite serve` against the plain LiteLLM proxy, at concurrency 50.
+
+    python benchmarks/serve_throughput.py                 # about two minutes
+    python benchmarks/serve_throughput.py --requests 2000 --rounds 3 --json
+
+A fake OpenAI-compatible upstream (its own process, loopback only) answers every
+/v1/chat/completions after a fixed delay. Then, one server at a time:
+  (a) the plain LiteLLM proxy (`litellm --config`), model `fake` → openai/fake at the upstream;
+  (b) `composite serve`, mode `direct`, its profile mapping every alias to the same model;
+  (c) `composite serve`, mode `moa-v1` (four upstream calls per request).
+Rounds alternate (a) and (b) so drift on a shared machine hits both; the medians are reported,
+with (b)/(a) throughput and the p50 latency (b) adds. Figures, not pass/fail: nothing asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+KEY = "sk-bench-master-0123456789abcdef"
+UPSTREAM_KEY = "sk-bench-upstream-0123456789"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+CLI_SCRIPT = """
+from composite_cli.cli.main import app
+
+if not any(c.name == "serve" for c in app.registered_commands):
+    from composite_cli.cli.serve import serve
+
+    app.command("serve")(serve)
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+# -- the fake upstream (runs as `python serve_throughput.py --upstream PORT DELAY`) -------------------
+
+
+def run_upstream(port: int, delay: float) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        await asyncio.sleep(delay)
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Paris."},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
+            }
+        )
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- processes ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    raise SystemExit(f"{url} did not come up in {timeout:.0f}s")
+
+
+# -- load -----------------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def load(base: str, model: str, requests: int, concurrency: int) -> dict[str, Any]:
+    """`requests` chat completions from `concurrency` workers over keep-alive connections."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    remaining = requests
+    payload = json.dumps({"model": model, "messages": MESSAGES}).encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            t0 = time.perf_counter()
+            async with session.post(f"{base}/v1/chat/completions", data=payload, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+            if ok:
+                latencies.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {
+        "requests": requests,
+        "errors": errors,
+        "throughput_rps": len(latencies) / wall,
+        "p50_ms": pct(latencies, 0.5) if latencies else None,
+        "p95_ms": pct(latencies, 0.95) if latencies else None,
+    }
+
+
+def line(f: dict[str, Any]) -> str:
+    return f"{f['throughput_rps']:7.0f} req/s  p50 {f['p50_ms']:7.1f} ms  p95 {f['p95_ms']:7.1f} ms"
+
+
+def measure(base: str, model: str, requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
+    asyncio.run(load(base, model, warmup, concurrency))
+    return asyncio.run(load(base, model, requests, concurrency))
+
+
+# -- main -----------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--delay", type=float, default=0.05, help="the upstream's delay in seconds (0.05)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds (default 3)")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        run_upstream(int(args.upstream[0]), float(args.upstream[1]))
+        return
+
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_")}
+    env.update(
+        LITELLM_MASTER_KEY=KEY,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        HOME=str(work),
+        XDG_CONFIG_HOME=str(work / ".config"),
+    )
+    up_port, plain_port, serve_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    # priced like a real model, so both servers do the same cost accounting
+    model = {"model": "openai/fake", "api_base": upstream, "api_key": UPSTREAM_KEY,
+             "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}  # fmt: skip
+    (work / "plain.yaml").write_text(
+        yaml.safe_dump({"model_list": [{"model_name": "fake", "litellm_params": model}]})
+    )
+    (work / "composite.yaml").write_text(
+        yaml.safe_dump({"profile": "bench", "profiles": {"bench": {"*": model}}})
+    )
+    (work / "cli.py").write_text(CLI_SCRIPT)
+    bin_dir = Path(sys.executable).parent
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            start(
+                [sys.executable, __file__, "--upstream", str(up_port), str(args.delay)],
+                env,
+                work / "up.log",
+                work,
+            )
+        )
+        wait_http(f"http://127.0.0.1:{up_port}/", procs[-1], work / "up.log")
+        plain = start(
+            [
+                str(bin_dir / "litellm"),
+                "--config",
+                str(work / "plain.yaml"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(plain_port),
+            ],
+            env,
+            work / "plain.log",
+            work,
+        )
+        procs.append(plain)
+        serve = start(
+            [
+                sys.executable,
+                str(work / "cli.py"),
+                "serve",
+                "--config",
+                str(work / "composite.yaml"),
+                "--port",
+                str(serve_port),
+                "--modes",
+                "direct,moa",
+                "--db",
+                str(work / "traces.db"),
+            ],
+            env,
+            work / "serve.log",
+            work,
+        )
+        procs.append(serve)
+        plain_url, serve_url = f"http://127.0.0.1:{plain_port}", f"http://127.0.0.1:{serve_port}"
+        wait_http(f"{plain_url}/health/liveliness", plain, work / "plain.log")
+        wait_http(f"{serve_url}/health/liveliness", serve, work / "serve.log")
+
+        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "direct": []}
+        for i in range(args.rounds):
+            for name, base, target in (("plain", plain_url, "fake"), ("direct", serve_url, "direct")):
+                figures = measure(base, target, args.requests, args.concurrency, args.warmup)
+                runs[name].append(figures)
+                print(
+                    f"round {i + 1} {name:>6}: {line(figures)}  errors {figures['errors']}", file=sys.stderr
+                )
+        moa = measure(serve_url, "moa", args.requests // 2, args.concurrency, args.warmup // 2)
+        # one request at a time: the latency each server adds, without queueing behind the CPU
+        single = {
+            name: measure(base, target, 100, 1, 10)
+            for name, base, target in (("plain", plain_url, "fake"), ("direct", serve_url, "direct"))
+        }
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    result = {
+        "concurrency": args.concurrency,
+        "upstream_delay_ms": args.delay * 1000,
+        "requests_per_measurement": args.requests,
+        "rounds": args.rounds,
+        "plain_litellm": {k: med("plain", k) for k in ("throughput_rps", "p50_ms", "p95_ms")},
+        "composite_direct": {k: med("direct", k) for k in ("throughput_rps", "p50_ms", "p95_ms")},
+        "composite_moa": {k: moa[k] for k in ("throughput_rps", "p50_ms", "p95_ms")},
+        "errors": sum(r["errors"] for rs in runs.values() for r in rs) + moa["errors"],
+    }
+    result["throughput_ratio"] = (
+        result["composite_direct"]["throughput_rps"] / result["plain_litellm"]["throughput_rps"]
+    )
+    result["added_p50_ms"] = result["composite_direct"]["p50_ms"] - result["plain_litellm"]["p50_ms"]
+    result["concurrency_1"] = {
+        "plain_litellm_p50_ms": single["plain"]["p50_ms"],
+        "composite_direct_p50_ms": single["direct"]["p50_ms"],
+        "added_p50_ms": single["direct"]["p50_ms"] - single["plain"]["p50_ms"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    p, d, m = result["plain_litellm"], result["composite_direct"], result["composite_moa"]
+    print(f"concurrency {args.concurrency}, upstream delay {args.delay * 1000:.0f} ms, "
+          f"{args.requests} requests x {args.rounds} rounds (medians)")  # fmt: skip
+    print(f"(a) plain LiteLLM proxy     {line(p)}")
+    print(f"(b) composite serve direct  {line(d)}")
+    print(f"    composite serve moa-v1  {line(m)}")
+    ratio, added = result["throughput_ratio"], result["added_p50_ms"]
+    print(f"(b)/(a) throughput {ratio:.3f} (target >= 0.9)   added p50 {added:+.1f} ms (target <= 5 ms)")
+    one = result["concurrency_1"]
+    print(
+        f"one request at a time: plain p50 {one['plain_litellm_p50_ms']:.1f} ms, composite direct p50 "
+        f"{one['composite_direct_p50_ms']:.1f} ms, added {one['added_p50_ms']:+.1f} ms"
+    )
+    print(f"errors {result['errors']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The LiteLLM proxy config `composite serve` generates: one model per mode (plus short aliases),
+the `composite` provider in `custom_provider_map`, merged with a user's own LiteLLM config.
+
+The master key never goes into the file: it says `os.environ/LITELLM_MASTER_KEY`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from composite_cli.engine.library import ModeLibrary
+from composite_cli.errors import ModeValidationError, UnknownModeError
+from composite_cli.serve.auth import ENV_VAR
+from composite_cli.serve.errors import ServeError
+
+PROVIDER = "composite"
+SERVE_HANDLER = "composite_cli.serve.handler.handler"
+SERVE_LOCAL_HANDLER = "composite_cli.provider.local_handler"
+PLAIN_HANDLER = "composite_cli.provider.handler"
+_ENV_PREFIX = "os.environ/"
+
+
+@dataclass(frozen=True)
+class ServedMode:
+    """A mode and the model names it answers to (`composite/moa-v1`, `moa-v1`, `moa`)."""
+
+    name: str
+    names: tuple[str, ...]
+
+    @property
+    def model(self) -> str:
+        return f"{PROVIDER}/{self.name}"
+
+
+def served_modes(library: ModeLibrary, only: Sequence[str] = ()) -> list[ServedMode]:
+    """Every valid mode (or the ones asked for) with its model names. Unknown names are errors."""
+    shorts: dict[str, list[str]] = {}
+    for short, full in library.short_names().items():
+        shorts.setdefault(full, []).append(short)
+    if only:
+        try:
+            wanted = list(dict.fromkeys(library.resolve(name) for name in only))
+        except UnknownModeError as exc:
+            raise ServeError(f"--modes: {exc}") from None
+    else:
+        wanted = library.names()
+    served = []
+    for name in wanted:
+        try:
+            library.load(name)
+        except ModeValidationError as exc:
+            if only:
+                raise ServeError(f"mode {name!r} is invalid: {exc.errors[0].one_line()}") from None
+            continue  # `composite modes validate` reports it; serve the rest
+        served.append(ServedMode(name, (f"{PROVIDER}/{name}", name, *sorted(shorts.get(name, [])))))
+    if not served:
+        raise ServeError("no valid modes to serve (see `composite modes validate`)")
+    return served
+
+
+def model_list(
+    modes: Sequence[ServedMode], taken: set[str] | frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """`model_list` entries: every name of every mode, except names the user's config already has."""
+    entries = []
+    for mode in modes:
+        for name in mode.names:
+            if name in taken and name != mode.model:
+                continue  # the user's own model of that name wins over our alias
+            entries.append(
+                {
+                    "model_name": name,
+                    "litellm_params": {"model": mode.model},
+                    "model_info": {"composite_mode": mode.name},
+                }
+            )
+    return entries
+
+
+def provider_map(handler: str, local_handler: str | None) -> list[dict[str, str]]:
+    """`custom_provider_map` entries. The proxy replaces LiteLLM's whole map with its config's, so
+    the embedded model's `local` provider (which profiles like `local` need) is listed too."""
+    entries = [{"provider": PROVIDER, "custom_handler": handler}]
+    if local_handler:
+        entries.append({"provider": "local", "custom_handler": local_handler})
+    return entries
+
+
+def snippet(modes: Sequence[ServedMode]) -> str:
+    """The config.yaml text that lets an existing LiteLLM proxy serve composite modes."""
+    body = {
+        "model_list": model_list(modes),
+        "litellm_settings": {"custom_provider_map": provider_map(PLAIN_HANDLER, SERVE_LOCAL_HANDLER)},
+    }
+    header = (
+        "# composite modes for a LiteLLM proxy: merge into your config.yaml (or use as it is).\n"
+        "# The proxy needs composite installed in its environment. composite reads its own settings\n"
+        "# there too: $COMPOSITE_CONFIG, $COMPOSITE_PROFILE, $COMPOSITE_DB.\n"
+    )
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+
+
+def read_litellm_config(path: Path) -> dict[str, Any]:
+    """A user's LiteLLM config file, checked only as far as we need to merge it."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ServeError(f"LiteLLM config not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServeError(f"cannot read LiteLLM config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ServeError(f"{where}: invalid YAML in LiteLLM config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ServeError(f"{path}: a LiteLLM config must be a mapping (model_list:, litellm_settings:, ...)")
+    for key in ("model_list", "include"):
+        if key in data and data[key] is not None and not isinstance(data[key], list):
+            raise ServeError(f"{path}: {key}: must be a list")
+    for key in ("litellm_settings", "general_settings", "router_settings"):
+        if key in data and data[key] is not None and not isinstance(data[key], dict):
+            raise ServeError(f"{path}: {key}: must be a mapping")
+    if data.get("include"):
+        # the merged file lives elsewhere: make the included files' paths absolute
+        data["include"] = [str((path.parent / str(p)).resolve()) for p in data["include"]]
+    return data
+
+
+def config_master_key(user: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """`general_settings.master_key` of a user's config (following `os.environ/NAME`)."""
+    value = (user.get("general_settings") or {}).get("master_key")
+    if not isinstance(value, str) or not value:
+        return None
+    if value.startswith(_ENV_PREFIX):
+        return environ.get(value[len(_ENV_PREFIX) :]) or None
+    return value
+
+
+def uses_database(user: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether the proxy has a database, so keys other than the master key (virtual keys) exist."""
+    return bool(environ.get("DATABASE_URL") or (user.get("general_settings") or {}).get("database_url"))
+
+
+def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full proxy config: the user's (if any) with composite's models and provider merged in."""
+    merged: dict[str, Any] = copy.deepcopy(dict(user or {}))
+    theirs = [e for e in merged.get("model_list") or [] if isinstance(e, dict)]
+    taken = {str(e.get("model_name")) for e in theirs}
+    merged["model_list"] = theirs + model_list(modes, taken)
+    settings = dict(merged.get("litellm_settings") or {})
+    ours = provider_map(SERVE_HANDLER, SERVE_LOCAL_HANDLER)
+    names = {e["provider"] for e in ours}
+    others = [e for e in settings.get("custom_provider_map") or [] if e.get("provider") not in names]
+    settings["custom_provider_map"] = ours + others
+    merged["litellm_settings"] = settings
+    general = dict(merged.get("general_settings") or {})
+    general["master_key"] = f"{_ENV_PREFIX}{ENV_VAR}"
+    merged["general_settings"] = general
+    return merged
+
+
+def write_config(config: Mapping[str, Any], path: Path) -> Path:
+    """Write the config with user-only permissions (a user's config may hold provider keys)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(dict(config), fh, sort_keys=False)
+    return path
