@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from composite_cli.evals import stats
+from composite_cli.evals.stats import binomial
 from composite_cli.evals.stats import (
     PairedResult,
     bootstrap_mean_ci,
@@ -144,8 +145,8 @@ def test_mcnemar_float_path_agrees_with_exact_integers():
     for n in (1, 10, 101, 2_000, 19_999):
         for k in {0, 1, n // 10, n // 3, n // 2 - 1, n // 2}:
             if 0 <= k <= n // 2:
-                exact = stats._binom_half_lower_tail_exact(k, n)
-                approx = stats._binom_half_lower_tail_float(k, n)
+                exact = binomial._binom_half_lower_tail_exact(k, n)
+                approx = binomial._binom_half_lower_tail_float(k, n)
                 assert approx == pytest.approx(exact, rel=1e-9, abs=1e-300)
 
 
