@@ -16,10 +16,9 @@ from statistics import NormalDist, fmean, stdev
 import numpy as np
 import pytest
 
-from composite_cli.evals import stats
-from composite_cli.evals.stats import binomial
 from composite_cli.evals.stats import (
     PairedResult,
+    binomial,
     bootstrap_mean_ci,
     mcnemar_exact,
     p50,
