@@ -7,12 +7,12 @@ annotations) and its description from the docstring's first paragraph.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
+from composite_cli.dotted import DottedPathError, import_callable
 from composite_cli.tools.base import InternalTool, ToolError
 from composite_cli.tools.calculator import calculate
 from composite_cli.tools.python_tool import PYTHON
@@ -77,13 +77,10 @@ def load_tool(spec: str) -> InternalTool:
     if not _DOTTED.match(spec):
         known = ", ".join(sorted(BUILTIN_TOOLS))
         raise ToolError(f"unknown tool {spec!r} (built-ins: {known}; or give package.module:function)")
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ToolError(f"cannot import {module_name!r} for tool {spec!r}: {exc}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ToolError(f"{spec!r} is not a function")
+        fn = import_callable(spec, "tool")
+    except DottedPathError as exc:
+        raise ToolError(exc.reason) from None
+    attr = spec.partition(":")[2]
     doc = inspect.getdoc(fn) or f"The {attr} tool."
     return InternalTool(name=attr, description=doc.split("\n\n")[0], parameters=_schema(fn), fn=fn)

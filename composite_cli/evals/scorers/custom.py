@@ -3,13 +3,13 @@ wrapped as a Scorer."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from composite_cli.dotted import DottedPathError, import_callable
 from composite_cli.evals.scorers.base import (
     EPS,
     JudgeFn,
@@ -86,14 +86,10 @@ def load_custom(path: str) -> Scorer:
     `options` attribute is not a set of names."""
     if path in _CUSTOM:
         return _CUSTOM[path]
-    module_name, _, attr = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ScorerError(f"cannot import {module_name!r} for scorer {path!r}: {exc}") from exc
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ScorerError(f"scorer {path!r}: {module_name} has no function {attr!r}")
+        fn = import_callable(path, "scorer")
+    except DottedPathError as exc:
+        raise ScorerError(exc.reason) from exc
     declared = getattr(fn, "options", ())
     if not isinstance(declared, (set, frozenset, list, tuple)) or not all(
         isinstance(o, str) for o in declared
