@@ -59,11 +59,7 @@ class Runner:
         With `cache=True` (needs tracing), identical model requests are replayed from the
         trace database's call cache."""
         spec = self.mode(mode) if isinstance(mode, str) else mode
-        subs: list[Subscriber] = list(subscribers)
-        if self._recorder is not None:
-            if self.store is not None:
-                self.store.open()
-            subs.insert(0, self._recorder)
+        subs = self.subscribers(subscribers)
         return await run_mode(
             spec,
             request,
@@ -72,6 +68,14 @@ class Runner:
             run_id=run_id,
             cache=self.cache if cache else None,
         )
+
+    def subscribers(self, extra: Iterable[Subscriber] = ()) -> list[Subscriber]:
+        """The trace recorder (first, when tracing) followed by `extra`."""
+        subs: list[Subscriber] = list(extra)
+        if self._recorder is not None and self.store is not None:
+            self.store.open()
+            subs.insert(0, self._recorder)
+        return subs
 
     def flush(self) -> None:
         if self.store is not None:

@@ -126,11 +126,7 @@ class ScriptedRunner(Runner):
     ) -> RunResult:
         self.requests.append(request)
         script = self.scripts.pop(0) if len(self.scripts) > 1 else self.scripts[0]
-        subs = list(subscribers)
-        if self._recorder is not None and self.store is not None:
-            self.store.open()
-            subs.insert(0, self._recorder)
-        return await script.play(subs, self.clock)
+        return await script.play(self.subscribers(subscribers), self.clock)
 
 
 def _record(
