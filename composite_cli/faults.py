@@ -81,3 +81,8 @@ class FaultyLLM(litellm.CustomLLM):
         if delay:
             await asyncio.sleep(delay)
         return self._answer(kwargs)
+
+
+# For a LiteLLM proxy config (the proxy replaces the provider map with its config's):
+# custom_handler: composite_cli.faults.handler
+handler = FaultyLLM()

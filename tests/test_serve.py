@@ -164,11 +164,12 @@ def test_proxy_config_merges_a_users_litellm_config(tmp_path: Path):
         e for e in merged["model_list"] if e["model_name"] == "direct"
     ).items()
     providers = merged["litellm_settings"]["custom_provider_map"]
-    assert [p["provider"] for p in providers] == ["composite", "local", "mine"]
+    assert [p["provider"] for p in providers] == ["composite", "local", "faulty", "mine"]
     assert providers[0]["custom_handler"] == "composite_cli.serve.handler.handler"
     assert merged["litellm_settings"]["drop_params"] is True
     assert merged["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "alerting": []}
-    assert merged["router_settings"] == {"routing_strategy": "simple-shuffle"}
+    # the user's router settings are kept; composite only adds num_retries 0 when they set none
+    assert merged["router_settings"] == {"routing_strategy": "simple-shuffle", "num_retries": 0}
     assert merged["include"] == [str(tmp_path / "extra.yaml")]
 
 
@@ -298,7 +299,8 @@ async def _call(
     import httpx
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        response = await client.post(path, headers=headers or {}, json={})
+        body = {"model": "moa", "messages": [{"role": "user", "content": "hi"}]}  # a well-formed request
+        response = await client.post(path, headers=headers or {}, json=body)
     return response.status_code, dict(response.headers), response.json()
 
 

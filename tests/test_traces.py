@@ -169,11 +169,17 @@ def test_runs_left_running_by_a_dead_process_are_marked_at_start_up(tmp_path):
 
     path = tmp_path / "t.db"
     store = TraceStore(path).open()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
-    store.insert("runs", {"id": "r-dead", "status": "running", "pid": dead_pid, "mode": "m", "created_at": "x"})
+    store.insert(
+        "runs", {"id": "r-dead", "status": "running", "pid": dead_pid, "mode": "m", "created_at": "x"}
+    )
     store.insert("steps", {"id": "s-dead", "run_id": "r-dead", "status": "running", "kind": "llm"})
-    store.insert("runs", {"id": "r-live", "status": "running", "pid": os.getpid(), "mode": "m", "created_at": "x"})
+    store.insert(
+        "runs", {"id": "r-live", "status": "running", "pid": os.getpid(), "mode": "m", "created_at": "x"}
+    )
     store.insert("eval_runs", {"id": "e-dead", "status": "running", "pid": dead_pid})
     store.close()
     reopened = TraceStore(path).open()

@@ -23,6 +23,7 @@ PROVIDER = "composite"
 SERVE_HANDLER = "composite_cli.serve.handler.handler"
 SERVE_LOCAL_HANDLER = "composite_cli.provider.local_handler"
 PLAIN_HANDLER = "composite_cli.provider.handler"
+FAULTY_HANDLER = "composite_cli.faults.handler"
 _ENV_PREFIX = "os.environ/"
 
 
@@ -89,6 +90,7 @@ def provider_map(handler: str, local_handler: str | None) -> list[dict[str, str]
     entries = [{"provider": PROVIDER, "custom_handler": handler}]
     if local_handler:
         entries.append({"provider": "local", "custom_handler": local_handler})
+        entries.append({"provider": "faulty", "custom_handler": FAULTY_HANDLER})
     return entries
 
 
@@ -164,6 +166,11 @@ def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = N
     general = dict(merged.get("general_settings") or {})
     general["master_key"] = f"{_ENV_PREFIX}{ENV_VAR}"
     merged["general_settings"] = general
+    # The router would retry a failed request twice, running the whole mode three times; modes
+    # retry their own calls (per step), so the router does not, unless the user's config says so.
+    router = dict(merged.get("router_settings") or {})
+    router.setdefault("num_retries", 0)
+    merged["router_settings"] = router
     return merged
 
 

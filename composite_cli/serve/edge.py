@@ -6,6 +6,7 @@
   reports in any shape becomes the same 401.
 - `x-composite-run-id`: the run's id as a plain response header, streamed responses included.
 - `/composite/...`: the introspection API, behind the same key.
+- Chat-completion bodies the proxy mishandles (see body_check) get a clear 400 first.
 - Lifespan: once the proxy has shut down, `on_shutdown` closes the trace store.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from composite_cli.serve.auth import request_key, same_key
+from composite_cli.serve.body_check import is_chat_completion, problem
 from composite_cli.serve.handler import RunSlot, current_slot
 
 Scope = MutableMapping[str, Any]
@@ -52,6 +54,34 @@ async def unauthorized(send: Send, message: str) -> None:
         error_body(message, "invalid_request_error", "invalid_api_key"),
         ((b"www-authenticate", b'Bearer realm="composite"'),),
     )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (a chat request is one JSON document), read once."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then passes on the client's own
+    messages (a streaming response listens there for the client going away)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _is_auth_failure(status: int, body: bytes) -> bool:
@@ -113,6 +143,13 @@ class CompositeEdge:
         if not is_master and (key is None or not self.virtual_keys):
             await unauthorized(send, self._auth_message(key))
             return
+        if is_chat_completion(scope.get("method"), path):
+            body = await _read_body(receive)
+            wrong = problem(body)
+            if wrong is not None:
+                await send_error(send, 400, error_body(wrong, "invalid_request_error", "invalid_request"))
+                return
+            receive = _replay(body, receive)
         slot = RunSlot()
         token = current_slot.set(slot)
         try:
