@@ -703,3 +703,42 @@ def test_embedded_model_through_the_server(tmp_path: Path):
         assert trace(server, raw.headers["x-composite-run-id"])["run"]["profile"] == "local"
     finally:
         server.close()
+
+
+def test_a_client_that_disconnects_mid_stream_cancels_the_run(main: Server):
+    """The client goes away while the proposers are still working: the run is recorded as
+    cancelled, and its in-flight calls stop instead of running (and billing) on."""
+    import socket
+
+    path = main.log_path.parent / "main.db"
+    known = {r[0] for r in sqlite3.connect(path).execute("select id from runs")}
+    body = json.dumps({"model": "moa", "messages": hi("Tell me about castling."), "stream": True,
+                       "composite": {"profile": "slow"}}).encode()  # fmt: skip
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {MASTER}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    client = socket.create_connection(("127.0.0.1", main.port), timeout=10)
+    client.sendall(request)
+
+    def new_run() -> tuple[str, str] | None:
+        rows = (
+            sqlite3.connect(path).execute("select id, status from runs order by created_at desc").fetchall()
+        )
+        fresh = [r for r in rows if r[0] not in known]
+        return fresh[0] if fresh else None
+
+    deadline = time.time() + 20
+    while (run := new_run()) is None and time.time() < deadline:
+        time.sleep(0.05)  # wait until the run has started: its proposers (1 s each) are in flight
+    client.close()  # the client goes away before any token was sent
+    assert run is not None, "the run never started"
+    while time.time() < deadline and (run := new_run()) is not None and run[1] == "running":
+        time.sleep(0.1)
+    assert run is not None and run[1] == "cancelled", run
+    steps = (
+        sqlite3.connect(path)
+        .execute("select name, status from steps where run_id = ? and kind = 'llm'", [run[0]])
+        .fetchall()
+    )
+    assert steps and all(status == "cancelled" for _, status in steps), steps

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -69,19 +70,33 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the body already read, then passes on the client's own
-    messages (a streaming response listens there for the client going away)."""
-    sent = False
+async def _until_done_or_gone(app: ASGIApp, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """Run the proxy on a body already read, and stop it when the client goes away.
 
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+    The proxy waits for a mode's first tokens before it answers, without listening to the
+    client, so a client that leaves early would otherwise let the run go on (and bill) to the
+    end. Here the client's messages are watched the whole time: a disconnect cancels the request,
+    which cancels the run and its in-flight calls (recorded as cancelled)."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    inbox.put_nowait({"type": "http.request", "body": body, "more_body": False})
+    handling = asyncio.ensure_future(app(scope, inbox.get, send))
 
-    return replayed
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            inbox.put_nowait(message)
+            if message["type"] == "http.disconnect":
+                handling.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await handling
+    except asyncio.CancelledError:
+        if not handling.cancelled():
+            raise  # we are being cancelled ourselves: pass it on
+    finally:
+        watcher.cancel()
 
 
 def _is_auth_failure(status: int, body: bytes) -> bool:
@@ -143,17 +158,19 @@ class CompositeEdge:
         if not is_master and (key is None or not self.virtual_keys):
             await unauthorized(send, self._auth_message(key))
             return
-        if is_chat_completion(scope.get("method"), path):
-            body = await _read_body(receive)
-            wrong = problem(body)
-            if wrong is not None:
-                await send_error(send, 400, error_body(wrong, "invalid_request_error", "invalid_request"))
-                return
-            receive = _replay(body, receive)
         slot = RunSlot()
         token = current_slot.set(slot)
         try:
-            await self.app(scope, receive, self._proxy_send(send, slot, check_auth=not is_master))
+            proxied = self._proxy_send(send, slot, check_auth=not is_master)
+            if is_chat_completion(scope.get("method"), path):
+                body = await _read_body(receive)
+                wrong = problem(body)
+                if wrong is not None:
+                    await send_error(send, 400, error_body(wrong, "invalid_request_error", "invalid_request"))
+                    return
+                await _until_done_or_gone(self.app, scope, body, receive, proxied)
+            else:
+                await self.app(scope, receive, proxied)
         finally:
             current_slot.reset(token)
 
