@@ -48,11 +48,19 @@ def first_line(text: str | None, width: int) -> str:
 
 
 def short_path(path: object) -> str:
-    """A path relative to the working directory when it is inside it (shorter, and stable in tests)."""
+    """A path relative to the working directory when it is inside it; a shipped mode as
+    `(shipped) name.yaml` (shorter, and the same on every machine)."""
     from pathlib import Path
 
+    from composite_cli.engine.library import builtin_modes_dir
+
+    resolved = Path(str(path)).resolve()
     try:
-        return str(Path(str(path)).resolve().relative_to(Path.cwd().resolve()))
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        pass
+    try:
+        return f"(shipped) {resolved.relative_to(builtin_modes_dir().resolve())}"
     except ValueError:
         return str(path)
 
