@@ -339,4 +339,6 @@ async def run_mode(
         latency_ms=latency,
         status=status,
         cached_calls=ctx.cached_calls,
+        stopped_by=getattr(value, "stopped_by", None) if status == "partial" else None,
+        notes=dict(getattr(value, "notes", None) or {}),
     )

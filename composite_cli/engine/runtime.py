@@ -49,6 +49,10 @@ class RunResult:
     latency_ms: float
     status: str = "ok"
     cached_calls: int = 0
+    # Set when status is "partial": the cap that stopped the run ("max_iterations (8)").
+    stopped_by: str | None = None
+    # Facts for the response metadata from the final value (e.g. {"rlm": {"path": "fallback"}}).
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def text(self) -> str:

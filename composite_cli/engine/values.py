@@ -11,13 +11,17 @@ if TYPE_CHECKING:
 class TextValue(str):
     """A step's text output. Renders as the text; carries the assistant message it came from.
 
-    `ok` is set by `reflect` steps (the critique found nothing to fix).
+    `ok` is set by `reflect` steps (the critique found nothing to fix). A value marked `partial` is
+    the best answer so far after a cap was hit; `stopped_by` names that cap ("max_iterations (8)").
+    `notes` carries facts a caller may want in the response metadata (e.g. which path answered).
     """
 
     message: dict[str, Any]
     finish_reason: str
     ok: bool
     partial: bool
+    stopped_by: str | None
+    notes: dict[str, Any]
 
     def __new__(
         cls,
@@ -27,12 +31,16 @@ class TextValue(str):
         finish_reason: str = "stop",
         ok: bool = False,
         partial: bool = False,
+        stopped_by: str | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> TextValue:
         value = super().__new__(cls, text)
         value.message = message if message is not None else {"role": "assistant", "content": text}
         value.finish_reason = finish_reason
         value.ok = ok
         value.partial = partial  # a cap was hit: the best answer so far (finish_reason "length")
+        value.stopped_by = stopped_by
+        value.notes = dict(notes or {})
         return value
 
     @classmethod
