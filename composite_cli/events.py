@@ -99,6 +99,10 @@ class RunFinished:
     finish_reason: str | None = None
     error: str | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    # A partial run: the cap that stopped it ("max_iterations (8)"), when the step named one.
+    stopped_by: str | None = None
+    # Facts from the final value for the response metadata (e.g. {"rlm": {"path": "fallback"}}).
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 Event = (

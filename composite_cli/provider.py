@@ -29,7 +29,7 @@ from composite_cli.errors import (
 )
 from composite_cli.events import Event, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
-from composite_cli.runner import Runner
+from composite_cli.runner import Runner, run_info
 
 PROVIDER = "composite"
 # Caller options that apply to the final step (the one whose answer the caller gets).
@@ -266,22 +266,14 @@ def final_chunks(result: RunResult) -> Iterator[dict[str, Any]]:
             "total_tokens": result.prompt_tokens + result.completion_tokens,
         },
         "index": 0,
-    }
-
-
-def run_info(name: str, result: RunResult) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "mode": name,
-        "profile": result.profile,
-        "calls": result.calls,
-        "cost_usd": result.cost_usd,
-        "latency_ms": round(result.latency_ms, 3),
+        # LiteLLM sets these as attributes of the last chunk: `chunk.composite` (status included).
+        "provider_specific_fields": {"composite": run_info(result)},
     }
 
 
 def fill_response(response: Any, name: str, result: RunResult) -> Any:
-    """Fill LiteLLM's ModelResponse: final message, summed usage and cost, run id."""
+    """Fill LiteLLM's ModelResponse: final message, summed usage and cost, and composite's block
+    (run id, status; a partial run's `finish_reason` is "length" and `stopped_by` names the cap)."""
     message = result.message
     response.model = f"{PROVIDER}/{name}"
     response.created = int(time.time())
@@ -299,7 +291,8 @@ def fill_response(response: Any, name: str, result: RunResult) -> Any:
     if result.cost_usd is not None:
         usage.cost = result.cost_usd  # what litellm.completion_cost() reads for this response
     response.usage = usage
-    headers = {"x-composite-run-id": result.run_id}
+    # The proxy sends these as `llm_provider-x-composite-...` headers; serve's edge renames them.
+    headers = {"x-composite-run-id": result.run_id, "x-composite-status": result.status}
     if result.cost_usd is not None:
         headers["llm_provider-x-litellm-response-cost"] = str(result.cost_usd)
     response._hidden_params["additional_headers"] = headers
@@ -307,7 +300,9 @@ def fill_response(response: Any, name: str, result: RunResult) -> Any:
         # LiteLLM's own logging prices the response from this, instead of looking up a price
         # for `composite/<mode>` (which it does not have, slowly).
         response._hidden_params["response_cost"] = result.cost_usd
-    response._hidden_params["composite"] = run_info(name, result)
+    info = run_info(result, name)
+    response._hidden_params["composite"] = info
+    response.composite = info  # in the response body too (model_dump), e.g. over HTTP
     return response
 
 

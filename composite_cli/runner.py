@@ -88,6 +88,29 @@ class Runner:
             self.store.close()
 
 
+def stop_reason(stopped_by: str | None) -> str:
+    """What stopped a partial run, in words: the cap the step named, or a general statement."""
+    return stopped_by or "a cap (the step did not name it)"
+
+
+def run_info(result: RunResult, mode: str | None = None) -> dict[str, Any]:
+    """composite's own block of a response: the run, its totals and its status.
+
+    `status` is "ok" or "partial"; a partial run names the cap that stopped it in `stopped_by`,
+    and `notes` carries facts from the final value (e.g. which path answered)."""
+    return {
+        "run_id": result.run_id,
+        "mode": mode or result.mode,
+        "profile": result.profile,
+        "calls": result.calls,
+        "cost_usd": result.cost_usd,
+        "latency_ms": round(result.latency_ms, 3),
+        "status": result.status,
+        "stopped_by": result.stopped_by,
+        "notes": dict(result.notes),
+    }
+
+
 def completion_dict(result: RunResult, model: str, created: int) -> dict[str, Any]:
     """An OpenAI chat.completion object for a run, plus composite's own block."""
     return {
@@ -101,12 +124,5 @@ def completion_dict(result: RunResult, model: str, created: int) -> dict[str, An
             "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens,
         },
-        "composite": {
-            "run_id": result.run_id,
-            "mode": result.mode,
-            "profile": result.profile,
-            "calls": result.calls,
-            "cost_usd": result.cost_usd,
-            "latency_ms": round(result.latency_ms, 3),
-        },
+        "composite": run_info(result),
     }

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from composite_cli.cli.errors import EXIT_INTERRUPTED, cli_errors, error_line, fail
+from composite_cli.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    cli_errors,
+    error_line,
+    fail,
+    stderr_is_terminal,
+    stdin_is_terminal,
+)
 from composite_cli.cli.options import (
     ConfigOption,
     DbOption,
@@ -19,26 +30,57 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
-from composite_cli.events import Event, StepFinished, StepStarted, TokenDelta
+from composite_cli.events import CallFinished, Event, RunStarted, StepFinished, StepStarted, TokenDelta
 
 if TYPE_CHECKING:
-    from composite_cli.engine.runtime import RunResult
+    from composite_cli.engine.runtime import RunRequest, RunResult
+    from composite_cli.events import Subscriber
     from composite_cli.runner import Runner
 
 # Domain modules are imported inside the command so `composite --help` stays fast.
 
+# Plain progress (stderr not a terminal): quiet for the first seconds, so a quick answer piped
+# into a script adds nothing; then step starts and ends, and a heartbeat when nothing was printed.
+PLAIN_AFTER_S = 5.0
+HEARTBEAT_S = 10.0
+
 
 class Progress:
-    """Prints each top-level step as it starts and ends, on stderr (dim), while the answer streams."""
+    """Step progress on stderr while the answer streams.
 
-    def __init__(self, enabled: bool):
+    On a terminal: a dim line as each top-level step starts and ends. Otherwise (piped, a log
+    file): plain lines without ANSI codes, once the run has taken `after_s` seconds: each
+    top-level step's start and end, and a heartbeat (the step, elapsed time, calls so far)
+    whenever nothing was printed for `every_s` seconds, so a long step is never silent."""
+
+    def __init__(
+        self,
+        enabled: bool,
+        *,
+        plain: bool = False,
+        after_s: float = PLAIN_AFTER_S,
+        every_s: float = HEARTBEAT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.enabled = enabled
+        self.plain = plain
+        self.after_s = after_s
+        self.every_s = every_s
+        self.clock = clock
         self.names: dict[str, str] = {}
+        # Plain mode's state, shared with the heartbeat thread.
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[str, str, float]] = {}  # top-level step: name, kind, start
+        self._calls = 0
+        self._started: float | None = None
+        self._last_line: float | None = None
 
     def __call__(self, event: Event) -> None:
         if not self.enabled:
             return
-        if isinstance(event, StepStarted) and event.depth == 0:
+        if self.plain:
+            self._plain(event)
+        elif isinstance(event, StepStarted) and event.depth == 0:
             self.names[event.step_id] = event.name
             sys.stderr.write(f"\x1b[2m· {event.name} ({event.kind})…\x1b[0m\n")
             sys.stderr.flush()
@@ -47,6 +89,65 @@ class Progress:
             name = self.names.pop(event.step_id)
             sys.stderr.write(f"\x1b[2m{mark} {name} {event.latency_ms / 1000:.1f}s\x1b[0m\n")
             sys.stderr.flush()
+
+    # -- plain lines --------------------------------------------------------------------------
+    def _plain(self, event: Event) -> None:
+        with self._lock:
+            now = self.clock()
+            if isinstance(event, RunStarted):
+                if self._started is None:
+                    self._started = now
+            elif isinstance(event, CallFinished):
+                self._calls += 1
+            elif isinstance(event, StepStarted) and event.depth == 0:
+                self._running[event.step_id] = (event.name, event.kind, now)
+                if self._showing(now):
+                    self._line(f"{event.name} ({event.kind}) started", now)
+            elif isinstance(event, StepFinished) and event.step_id in self._running:
+                name, kind, _ = self._running.pop(event.step_id)
+                if self._showing(now):
+                    self._line(f"{name} ({kind}) {event.status} after {event.latency_ms / 1000:.1f}s", now)
+
+    def _showing(self, now: float) -> bool:
+        return self._started is not None and now - self._started >= self.after_s
+
+    def _line(self, text: str, now: float) -> None:
+        sys.stderr.write(f"composite: {text}\n")
+        sys.stderr.flush()
+        self._last_line = now
+
+    def tick(self) -> None:
+        """Print a heartbeat if one is due (plain mode; called by `heartbeat()`'s thread)."""
+        with self._lock:
+            now = self.clock()
+            if not (self.enabled and self.plain and self._running and self._showing(now)):
+                return
+            if self._last_line is not None and now - self._last_line < self.every_s:
+                return
+            name, kind, started = next(iter(self._running.values()))
+            calls = f"{self._calls} call{'' if self._calls == 1 else 's'} so far"
+            self._line(f"{name} ({kind}) running for {now - started:.0f}s, {calls}", now)
+
+    @contextmanager
+    def heartbeat(self, poll_s: float = 1.0) -> Iterator[None]:
+        """While the body runs, check every `poll_s` whether a heartbeat line is due (in a thread,
+        so a model call that holds the event loop cannot silence it)."""
+        if not (self.enabled and self.plain):
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(poll_s):
+                self.tick()
+
+        thread = threading.Thread(target=beat, name="composite-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 class Printer:
@@ -123,6 +224,13 @@ def chat(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not print step progress on stderr.")
     ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help=f"Exit 0 on a partial answer (a cap stopped the run early) instead of {EXIT_PARTIAL}.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     model: ModelOption = None,
@@ -138,6 +246,9 @@ def chat(
       echo "What is 17 * 23?" | composite chat -m reflect --trace
 
       composite chat -m moa          # interactive: the conversation is kept between turns
+
+    Exit codes: 0 answered, 1 failed, 2 bad usage, 3 partial answer (a cap such as max_iterations
+    stopped the run; --allow-partial exits 0), 130 interrupted.
     """
     from composite_cli.runner import Runner
 
@@ -153,16 +264,35 @@ def chat(
         params = parse_params(param)
         base: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         try:
-            if prompt is None and sys.stdin.isatty():
+            if prompt is None and stdin_is_terminal():
                 _interactive(runner, mode, base, generation, params, as_json, trace, quiet)
                 return
             text = prompt if prompt is not None else sys.stdin.read()
             if not text.strip():
                 raise fail("empty prompt (give one as an argument or on stdin)", 2)
             messages = [*base, {"role": "user", "content": text}]
-            _one_turn(runner, mode, messages, generation, params, as_json, trace, quiet)
+            result = _one_turn(runner, mode, messages, generation, params, as_json, trace, quiet)
         finally:
             runner.close()
+        if result.status == "partial" and not allow_partial:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+def run_turn(runner: Runner, mode: str, request: RunRequest, subscribers: list[Subscriber]) -> RunResult:
+    """Run one turn: the one place `chat` starts the engine."""
+    import asyncio
+
+    return asyncio.run(runner.run(mode, request, subscribers=subscribers))
+
+
+def partial_line(result: RunResult) -> str:
+    """The one stderr line that says an answer is partial and which cap stopped the run."""
+    from composite_cli.runner import stop_reason
+
+    return (
+        f"Partial: {result.mode} stopped at {stop_reason(result.stopped_by)} before it finished; "
+        f"the answer is its best so far (run {result.run_id})."
+    )
 
 
 def _one_turn(
@@ -175,18 +305,19 @@ def _one_turn(
     trace: bool,
     quiet: bool,
 ) -> RunResult:
-    import asyncio
-
     from composite_cli.cli.render import step_tree
     from composite_cli.engine.runtime import RunRequest
     from composite_cli.runner import completion_dict
 
     printer = Printer(enabled=not as_json)
-    progress = Progress(enabled=not quiet and not as_json and sys.stderr.isatty())
+    terminal = stderr_is_terminal()
+    # On a terminal --json keeps the screen to the JSON; piped, stdout stays pure JSON anyway.
+    progress = Progress(enabled=not quiet and not (as_json and terminal), plain=not terminal)
     request = RunRequest(
         messages=messages, generation=generation, params=params, source="chat", stream=not as_json
     )
-    result = asyncio.run(runner.run(mode, request, subscribers=[progress, printer]))
+    with progress.heartbeat():
+        result = run_turn(runner, mode, request, [progress, printer])
     if as_json:
         spec = runner.mode(mode)
         typer.echo(
@@ -209,6 +340,8 @@ def _one_turn(
         assert runner.store is not None
         tree = step_tree(runner.store.get_run(result.run_id), runner.store.run_steps(result.run_id))
         typer.echo(tree, err=as_json)
+    if result.status == "partial":
+        typer.echo(partial_line(result), err=True)
     return result
 
 

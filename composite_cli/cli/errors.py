@@ -11,9 +11,11 @@ import typer
 from composite_cli.errors import CompositeError, ModeValidationError
 from composite_cli.redact import redact_text
 
-EXIT_ERROR = 1
-EXIT_INVALID = 2
-EXIT_INTERRUPTED = 130
+# Exit codes (documented in the README under `composite chat`).
+EXIT_ERROR = 1  # the command failed (a run error, a bad config, an unreachable model)
+EXIT_INVALID = 2  # bad usage or an invalid mode/eval file
+EXIT_PARTIAL = 3  # the answer is partial: a cap (iterations, calls, deadline, budget) stopped the run
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
@@ -61,3 +63,7 @@ def cli_errors() -> Iterator[None]:
 
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()

@@ -281,7 +281,12 @@ async def run_mode(
     )
 
     def finished(
-        status: str, output: str | None = None, reason: str | None = None, error: str | None = None
+        status: str,
+        output: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+        stopped_by: str | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> float:
         latency = (time.perf_counter() - ctx.started) * 1000
         t = ctx.totals
@@ -298,6 +303,8 @@ async def run_mode(
                 reason,
                 error,
                 dict(ctx.stats),
+                stopped_by,
+                dict(notes or {}),
             )
         )
         return latency
@@ -324,7 +331,11 @@ async def run_mode(
         # The last value was not produced by a streamed call (e.g. a vote): send it whole.
         ctx.emit(TokenDelta(run_id, None, text))
     status = "partial" if getattr(value, "partial", False) else "ok"
-    latency = finished(status, text, reason)
+    stopped_by = getattr(value, "stopped_by", None) if status == "partial" else None
+    if status == "partial" and reason == "stop":
+        reason = "length"  # a capped answer is never reported as a natural stop
+    notes = dict(getattr(value, "notes", None) or {})
+    latency = finished(status, text, reason, stopped_by=stopped_by, notes=notes)
     t = ctx.totals
     return RunResult(
         run_id=run_id,
@@ -339,6 +350,6 @@ async def run_mode(
         latency_ms=latency,
         status=status,
         cached_calls=ctx.cached_calls,
-        stopped_by=getattr(value, "stopped_by", None) if status == "partial" else None,
-        notes=dict(getattr(value, "notes", None) or {}),
+        stopped_by=stopped_by,
+        notes=notes,
     )

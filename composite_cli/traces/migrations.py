@@ -273,3 +273,12 @@ def m004_summary_views(db: sqlite_utils.Database) -> None:
     db.create_view("run_summary", _RUN_SUMMARY_V1.strip())
     db.create_view("mode_stats", _MODE_STATS_V1.strip())
     db.create_view("model_stats", _MODEL_STATS_V1.strip())
+
+
+@migration
+def m005_run_stopped_by(db: sqlite_utils.Database) -> None:
+    """Why a partial run stopped (the cap: "max_iterations (8)") and the notes from its final
+    value (e.g. which path answered), as JSON."""
+    runs = db.table("runs")
+    runs.add_column("stopped_by", str)
+    runs.add_column("notes_json", str)

@@ -143,6 +143,8 @@ class TraceRecorder:
                     "cost_usd": event.cost_usd,
                     "latency_ms": round(event.latency_ms, 3),
                     "error": event.error,
+                    "stopped_by": event.stopped_by,
+                    "notes_json": _json(event.notes) if event.notes else None,
                     **{k: v for k, v in event.stats.items() if k in _RUN_STATS},
                 },
             )

@@ -1,0 +1,163 @@
+"""A partial run (a cap stopped it: max_iterations, max_calls, deadline, budget) is never silent:
+the CLI's stderr line and exit code, `--json`, the provider's response, the trace, the eval
+report, the TUI and serve all say so. Plus `composite chat`'s plain progress when stderr is not a
+terminal.
+
+`capped` makes the `direct` mode's answer step end as a capped step does (the best answer so far,
+marked partial, naming the cap); one test reaches a real cap, rlm-v1's max_iterations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from composite_cli.cli.errors import EXIT_PARTIAL
+from composite_cli.cli.main import app
+from composite_cli.config import Profile, Settings
+from composite_cli.engine.runtime import RunRequest
+from composite_cli.engine.steps.call import CallStep
+from composite_cli.engine.values import TextValue
+from composite_cli.runner import Runner
+
+CAP = "max_rounds (2)"
+FAKE_CONFIG = """\
+profile: fake
+profiles:
+  fake:
+    "*": {model: openai/fake}
+"""
+
+
+@pytest.fixture
+def capped(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every `call` step ends as a capped step does: its text, marked partial, naming CAP."""
+    original = CallStep.run
+
+    async def run(self: CallStep, rt: Any) -> TextValue:
+        value = await original(self, rt)
+        return TextValue(value.text, partial=True, stopped_by=CAP, notes={"test": {"capped": True}})
+
+    monkeypatch.setattr(CallStep, "run", run)
+    return CAP
+
+
+@pytest.fixture
+def fake_config(isolated_home: Path) -> Path:
+    path = isolated_home / "composite.yaml"
+    path.write_text(FAKE_CONFIG, encoding="utf-8")
+    return path
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def db_rows(sql: str, *args: Any) -> list[dict[str, Any]]:
+    conn = sqlite3.connect("traces.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
+
+
+# -- composite chat --------------------------------------------------------------------------------
+
+
+def test_a_partial_answer_prints_one_line_and_exits_3(fake_config: Path, fake_model: Any, capped: str):
+    fake_model.default.content = "Probably Paris."
+    result = invoke("chat", "-m", "direct", "Capital of France?")
+    assert result.exit_code == EXIT_PARTIAL == 3
+    assert result.stdout == "Probably Paris.\n"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    run_id = db_rows("select id from runs")[0]["id"]
+    assert lines[0] == (
+        f"Partial: direct stopped at {CAP} before it finished; the answer is its best so far (run {run_id})."
+    )
+
+
+def test_allow_partial_exits_0_and_still_says_so(fake_config: Path, fake_model: Any, capped: str):
+    result = invoke("chat", "-m", "direct", "--allow-partial", "q")
+    assert result.exit_code == 0
+    assert result.stderr.startswith(f"Partial: direct stopped at {CAP}")
+
+
+def test_an_ok_run_says_nothing_and_exits_0(fake_config: Path, fake_model: Any):
+    result = invoke("chat", "-m", "direct", "q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(invoke("chat", "--json", "q").stdout)["composite"]["status"] == "ok"
+
+
+def test_json_carries_the_status_and_a_finish_reason_that_is_not_stop(
+    fake_config: Path, fake_model: Any, capped: str
+):
+    result = invoke("chat", "-m", "direct", "--json", "q")
+    assert result.exit_code == EXIT_PARTIAL
+    data = json.loads(result.stdout)
+    assert data["choices"][0]["finish_reason"] == "length"
+    block = data["composite"]
+    assert block["status"] == "partial"
+    assert block["stopped_by"] == CAP
+    assert block["notes"] == {"test": {"capped": True}}
+    assert result.stderr.startswith("Partial: ")
+
+
+def test_the_trace_records_why_the_run_stopped(fake_config: Path, fake_model: Any, capped: str):
+    invoke("chat", "-m", "direct", "q")
+    run = db_rows("select status, finish_reason, stopped_by, notes_json from runs")[0]
+    assert run["status"] == "partial" and run["finish_reason"] == "length"
+    assert run["stopped_by"] == CAP
+    assert json.loads(run["notes_json"]) == {"test": {"capped": True}}
+
+
+def test_interactive_sessions_print_the_line_and_go_on(
+    fake_config: Path, fake_model: Any, capped: str, monkeypatch: pytest.MonkeyPatch
+):
+    from composite_cli.cli import chat
+
+    monkeypatch.setattr(chat, "stdin_is_terminal", lambda: True)
+    result = invoke("chat", "-m", "direct", input="first\nsecond\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(f"Partial: direct stopped at {CAP}") == 2
+
+
+def test_a_real_cap_rlm_max_iterations(fake_config: Path, fake_model: Any):
+    """rlm-v1 whose root never writes FINAL: max_iterations stops it."""
+    fake_model.script(
+        lambda name, m: (
+            "Still looking.\n```repl\nprint(len(context))\n```" if name.startswith("root") else None
+        )
+    )
+    result = invoke("chat", "-m", "rlm-v1", "--json", "--param", "max_iterations=1", "Count the words.")
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    data = json.loads(result.stdout)
+    assert data["composite"]["status"] == "partial"
+    assert data["choices"][0]["finish_reason"] == "length"
+    assert "Partial: rlm-v1 stopped at " in result.stderr
+    assert db_rows("select status from runs") == [{"status": "partial"}]
+
+
+# -- Python and the provider -----------------------------------------------------------------------
+
+
+async def test_run_result_and_run_finished_carry_the_cap(
+    fake_model: Any, fake_profile: Profile, tmp_path: Path, capped: str
+):
+    from composite_cli.events import RunFinished
+
+    runner = Runner(Settings(profile=fake_profile, db_path=tmp_path / "t.db"))
+    events: list[Any] = []
+    result = await runner.run(
+        "direct", RunRequest(messages=[{"role": "user", "content": "q"}]), subscribers=[events.append]
+    )
+    runner.close()
+    assert (result.status, result.stopped_by, result.finish_reason) == ("partial", CAP, "length")
+    finished = next(e for e in events if isinstance(e, RunFinished))
+    assert (finished.status, finished.stopped_by, finished.finish_reason) == ("partial", CAP, "length")
+    assert finished.notes == {"test": {"capped": True}}
