@@ -19,11 +19,27 @@ from composite_cli.yamlfile import YamlSyntaxError, line_of, load_yaml_file
 
 LOCAL_MODEL = "local/smollm2"
 DEFAULT_PROFILE = "local"
+DRY_PROFILE = "dry"
 DEFAULT_DB = "traces.db"
 APP_NAME = "composite"
 
+# The built-in `dry` profile: mock models (the `dry/...` provider in composite_cli/faults.py), no
+# network, cost 0, the same answers every time. Its answers let every shipped mode finish: the
+# judge finds nothing to fix (reflect stops after one critique) and grades 10, the RLM root follows
+# the REPL protocol in one turn (one sub-call on the context, then FINAL_VAR), every other alias
+# says plainly that it is a dry run.
+DRY_MODEL = "dry/mock"
+DRY_ANSWER = "This is a dry run: no model was called."
+DRY_JUDGE_ANSWER = "NO ISSUES. SCORE: 10. REASON: a dry run approves every answer."
+DRY_ROOT_ANSWER = "```repl\nanswer = llm_query(str(context)[:4000])\n```\nFINAL_VAR(answer)"
+
 BUILTIN_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     DEFAULT_PROFILE: {"*": {"model": LOCAL_MODEL}},
+    DRY_PROFILE: {
+        "judge": {"model": DRY_MODEL, "answer": DRY_JUDGE_ANSWER},
+        "root": {"model": DRY_MODEL, "answer": DRY_ROOT_ANSWER},
+        "*": {"model": DRY_MODEL, "answer": DRY_ANSWER},
+    },
 }
 
 _CONFIG_KEYS = {"profile", "db", "modes_path", "profiles", "no_content"}

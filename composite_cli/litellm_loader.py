@@ -43,6 +43,6 @@ def _register_local_provider(litellm: Any) -> None:
 
     add_custom_provider(litellm, "local", LocalLLM())
     litellm.register_model(LOCAL_MODEL_INFO)
-    from composite_cli.faults import FaultyLLM
+    from composite_cli.faults import register as register_mock_providers
 
-    add_custom_provider(litellm, "faulty", FaultyLLM())
+    register_mock_providers(litellm)  # `faulty/...` and `dry/...` (the built-in dry profile)

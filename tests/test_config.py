@@ -9,6 +9,8 @@ import pytest
 from composite_cli.config import (
     BUILTIN_PROFILES,
     DEFAULT_PROFILE,
+    DRY_ANSWER,
+    DRY_MODEL,
     LOCAL_MODEL,
     find_config_file,
     load_settings,
@@ -420,5 +422,68 @@ def test_unknown_profile_from_flag_lists_known_profiles() -> None:
 
 
 def test_unknown_profile_from_env_without_config() -> None:
-    with pytest.raises(UnknownProfileError, match=r"unknown profile 'ghost'.*known profiles: local"):
+    with pytest.raises(UnknownProfileError, match=r"unknown profile 'ghost'.*known profiles: dry, local$"):
         load_settings(environ={"COMPOSITE_PROFILE": "ghost"})
+
+
+# -- the built-in dry profile --------------------------------------------------------------------
+
+
+def test_the_dry_profile_is_built_in() -> None:
+    settings = load_settings(profile="dry", environ={})
+    assert settings.config_path is None
+    for alias in ("fast", "strong", "sub", "anything"):
+        assert settings.profile.resolve(alias) == {"model": DRY_MODEL, "answer": DRY_ANSWER}
+    assert settings.profile.resolve("judge")["answer"].startswith("NO ISSUES")
+    assert load_settings(environ={"COMPOSITE_PROFILE": "dry"}).profile.name == "dry"
+
+
+def test_a_users_own_dry_profile_wins() -> None:
+    write(
+        Path("composite.yaml"), 'profiles:\n  dry:\n    "*": {model: openai/gpt-4o-mini, mock_response: hi}\n'
+    )
+    profile = load_settings(profile="dry", environ={}).profile
+    assert profile.resolve("judge") == {"model": "openai/gpt-4o-mini", "mock_response": "hi"}
+    assert BUILTIN_PROFILES["dry"]["*"] == {"model": DRY_MODEL, "answer": DRY_ANSWER}
+
+
+def _shipped_modes() -> list[str]:
+    from composite_cli.engine.library import ModeLibrary
+
+    return ModeLibrary(()).names()
+
+
+@pytest.mark.parametrize("name", _shipped_modes())
+def test_every_shipped_mode_finishes_on_dry_for_free(name: str) -> None:
+    """Through LiteLLM and the `dry/...` provider (no fake model): ok, cost 0 (known), same answer twice."""
+    import asyncio
+
+    from composite_cli.engine.executor import run_mode
+    from composite_cli.engine.library import ModeLibrary
+    from composite_cli.engine.runtime import RunRequest
+
+    spec = ModeLibrary(()).load(name)
+    profile = load_settings(profile="dry", environ={}).profile
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+
+    async def both() -> list:
+        return [await run_mode(spec, RunRequest(messages=list(messages)), profile=profile) for _ in range(2)]
+
+    first, second = asyncio.run(both())
+    assert first.status == "ok" and first.finish_reason == "stop"
+    assert first.text == second.text == DRY_ANSWER
+    assert first.cost_usd == 0.0 and first.calls == second.calls
+    assert first.prompt_tokens > 0 and first.completion_tokens > 0
+
+
+def test_the_dry_provider_streams_and_can_still_inject_faults() -> None:
+    import litellm
+
+    from composite_cli.litellm_loader import get_litellm
+
+    llm = get_litellm()
+    messages = [{"role": "user", "content": "hi"}]
+    chunks = list(llm.completion(model=DRY_MODEL, messages=messages, answer="one two three", stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
+    with pytest.raises(litellm.RateLimitError):
+        llm.completion(model=DRY_MODEL, messages=messages, fault_rate=1.0)
