@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from typer.core import TyperGroup
@@ -22,7 +24,10 @@ from composite_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from composite_cli.evals.dataset import EvalFile
+    from composite_cli.evals.runner import Eta, EvalRunner, Progress
     from composite_cli.runner import Runner
 
 
@@ -43,6 +48,7 @@ app = typer.Typer(
 )
 
 MarkdownOption = Annotated[bool, typer.Option("--markdown", help="Print the report as Markdown.")]
+TICK_S = 1.0  # how often the progress display looks at the clock (ETA, lines for slow modes)
 
 
 def _select(eval_file: EvalFile, tags: list[str], limit: int | None) -> EvalFile:
@@ -121,7 +127,9 @@ def run(
     resume: Annotated[
         str | None,
         typer.Option(
-            "--resume", help="Finish the missing cases of an interrupted eval (its id).", show_default=False
+            "--resume",
+            help="Finish the missing cases of an interrupted eval (its id, a unique prefix, or `latest`).",
+            show_default=False,
         ),
     ] = None,
     retry_errors: Annotated[
@@ -137,6 +145,7 @@ def run(
     ] = None,
     as_json: JsonOption = False,
     markdown: MarkdownOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print progress on stderr.")] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     model: ModelOption = None,
@@ -183,8 +192,8 @@ def run(
             )
             if resume:
                 eval_settings.repeats = int(options.get("repeats", 1))
-            progress = _progress_bars(enabled=not as_json and sys.stderr.isatty())
-            evals = EvalRunner(runner, eval_settings, on_item=progress.update if progress else None)
+            display = None if quiet else progress_display(sys.stderr)
+            evals = EvalRunner(runner, eval_settings, on_progress=display)
             if not resume:
                 eval_run_id = evals.start(eval_file, mode_names)
                 _save_selection(runner, eval_run_id, tag or [], limit, scorer, repeats, skip_invalid)
@@ -193,7 +202,7 @@ def run(
                 f"{eval_settings.repeats} repeats",
                 err=True,
             )
-            interrupted = _run(evals, eval_file, eval_run_id, progress)
+            interrupted = _run(evals, eval_file, eval_run_id, display)
             _print_report(runner, eval_run_id, as_json, markdown)
             if interrupted:
                 typer.echo(
@@ -219,16 +228,31 @@ def _mode_params(runner: Runner, items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _run(evals: Any, eval_file: EvalFile, eval_run_id: str, progress: Any) -> bool:
+def _run(
+    evals: EvalRunner, eval_file: EvalFile, eval_run_id: str, display: ProgressBars | ProgressLines | None
+) -> bool:
     """Run the eval; True when Ctrl-C stopped it (results so far are kept)."""
     import asyncio
+    from contextlib import nullcontext
+
+    async def ticking() -> None:
+        # the display also looks every TICK_S, so the ETA moves and a slow mode is never silent
+        ticker = asyncio.create_task(_tick(display)) if display else None
+        try:
+            await evals.run(eval_file, eval_run_id)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+    async def _tick(show: Callable[[Progress], None]) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if evals.progress.total:
+                show(evals.progress)
 
     try:
-        if progress:
-            with progress.bars:
-                asyncio.run(evals.run(eval_file, eval_run_id))
-        else:
-            asyncio.run(evals.run(eval_file, eval_run_id))
+        with display if display is not None else nullcontext():
+            asyncio.run(ticking())
     except KeyboardInterrupt:
         evals.finish(eval_run_id, "interrupted")
         return True
@@ -259,11 +283,9 @@ def _resume(runner: Runner, eval_run_id: str) -> tuple[str, EvalFile, dict[str, 
     from composite_cli.evals.runner import EvalError
 
     assert runner.store is not None
+    eval_run_id = _eval_id(runner, eval_run_id)
     with runner.store.reader() as db:
-        rows = list(db.query("select * from eval_runs where id = ?", [eval_run_id]))
-    if not rows:
-        raise EvalError(f"no eval run with id {eval_run_id!r} in {runner.store.path}")
-    row = rows[0]
+        row = next(iter(db.query("select * from eval_runs where id = ?", [eval_run_id])))
     options = json.loads(row["settings"] or "{}")
     options["modes"] = json.loads(row["modes"])
     eval_file = load_eval_file(
@@ -276,42 +298,141 @@ def _resume(runner: Runner, eval_run_id: str) -> tuple[str, EvalFile, dict[str, 
     return eval_run_id, eval_file, options
 
 
-class _Bars:
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def eta_text(eta: Eta | None) -> str:
+    """`0:05:20`; `≥0:05:20` while it rests on cases still running; `~` when partly guessed."""
+    if eta is None:
+        return "-:--:--"
+    minutes, seconds = divmod(int(eta.seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    mark = "~" if eta.rough else "≥" if eta.at_least else ""
+    return f"{mark}{hours}:{minutes:02d}:{seconds:02d}"
 
-        self.bars = Progress(
+
+def _score_text(progress: Progress, mode: str) -> str:
+    acc = progress.accuracy(mode)
+    return "-" if acc is None else f"{acc * 100:.0f}%"
+
+
+def progress_line(progress: Progress, mode: str) -> str:
+    """One plain progress line for a mode (for logs and pipes)."""
+    eta = progress.eta(mode)
+    return (
+        f"{mode}: {progress.done.get(mode, 0)}/{progress.total.get(mode, 0)} done, "
+        f"{len(progress.running.get(mode, {}))} running, {progress.errors.get(mode, 0)} errors, "
+        f"{progress.partial.get(mode, 0)} partial, score {_score_text(progress, mode)}, "
+        f"ETA {'unknown' if eta is None else eta_text(eta)}"
+    )
+
+
+class ProgressBars:
+    """A bar per mode on a terminal, on screen from the plan (0/total) to the end."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import Progress as RichProgress
+
+        self.bars = RichProgress(
             TextColumn("{task.description:>16}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[errors]} errors · score {task.fields[acc]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+            TextColumn("{task.fields[note]}"),
+            console=console or Console(stderr=True),
         )
         self.tasks: dict[str, Any] = {}
 
-    def update(self, item: Any, progress: Any) -> None:
-        mode = item.mode
-        if mode not in self.tasks:
-            self.tasks[mode] = self.bars.add_task(mode, total=progress.total.get(mode, 0), errors=0, acc="-")
-        acc = progress.accuracy(mode)
-        self.bars.update(
-            self.tasks[mode],
-            completed=progress.done.get(mode, 0),
-            errors=progress.errors.get(mode, 0),
-            acc="-" if acc is None else f"{acc * 100:.0f}%",
-        )
+    def __enter__(self) -> ProgressBars:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def __call__(self, progress: Progress) -> None:
+        for mode, total in progress.total.items():
+            if mode not in self.tasks:
+                self.tasks[mode] = self.bars.add_task(mode, total=total, note="")
+            note = (
+                f"{progress.errors.get(mode, 0)} errors · {progress.partial.get(mode, 0)} partial · "
+                f"score {_score_text(progress, mode)} · ETA {eta_text(progress.eta(mode))}"
+            )
+            self.bars.update(self.tasks[mode], total=total, completed=progress.done.get(mode, 0), note=note)
 
 
-def _progress_bars(enabled: bool) -> _Bars | None:
-    return _Bars() if enabled else None
+class ProgressLines:
+    """Plain progress lines when stderr is not a terminal (a pipe, a log, CI). Per mode: a line
+    when the plan is known (0/total), when it passes another tenth of its cases, when its counts
+    changed and `every_s` passed, when nothing was said for `quiet_s` (a slow mode is never
+    silent), and a last one when it ends (or the eval is stopped)."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = 10.0,
+        quiet_s: float = 60.0,
+    ) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.every_s = every_s
+        self.quiet_s = quiet_s
+        self.said: dict[str, tuple[float, int, tuple[int, ...]]] = {}  # mode → (when, tenth, counts)
+        self.ended: set[str] = set()
+        self.last: Progress | None = None
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.last is None:
+            return
+        for mode in self.last.total:
+            said = self.said.get(mode)
+            if mode not in self.ended and (said is None or said[2] != self._counts(self.last, mode)):
+                self.stream.write(progress_line(self.last, mode) + "\n")
+        self.stream.flush()
+
+    @staticmethod
+    def _counts(progress: Progress, mode: str) -> tuple[int, ...]:
+        return (progress.done.get(mode, 0), progress.errors.get(mode, 0), progress.partial.get(mode, 0))
+
+    def __call__(self, progress: Progress) -> None:
+        self.last = progress
+        now = self.clock()
+        for mode, total in progress.total.items():
+            if mode in self.ended:
+                continue
+            counts = self._counts(progress, mode)
+            tenth = counts[0] * 10 // total if total else 10
+            said = self.said.get(mode)
+            if counts[0] >= total:
+                self.ended.add(mode)
+            elif said is not None:
+                when, said_tenth, said_counts = said
+                moved = tenth > said_tenth or (counts != said_counts and now - when >= self.every_s)
+                if not moved and now - when < self.quiet_s:
+                    continue
+            self.said[mode] = (now, tenth, counts)
+            self.stream.write(progress_line(progress, mode) + "\n")
+        self.stream.flush()
+
+
+def progress_display(stream: TextIO) -> ProgressBars | ProgressLines:
+    """Bars when `stream` is a terminal, plain lines otherwise."""
+    if stream.isatty():
+        from rich.console import Console
+
+        return ProgressBars(Console(file=stream))
+    return ProgressLines(stream)
 
 
 @app.command("report")
 def report(
     eval_run_id: Annotated[
-        str, typer.Argument(help="The eval's id (see `composite eval list`), or `latest`.")
+        str,
+        typer.Argument(
+            help="The eval's id (see `composite eval list`), a unique prefix of one, or `latest`."
+        ),
     ],
     as_json: JsonOption = False,
     markdown: MarkdownOption = False,
@@ -324,15 +445,15 @@ def report(
     with cli_errors():
         runner = Runner(settings_from(config, None, None, db))
         try:
-            _print_report(runner, _resolve_id(runner, eval_run_id), as_json, markdown)
+            _print_report(runner, _eval_id(runner, eval_run_id), as_json, markdown)
         finally:
             runner.close()
 
 
 @app.command("compare")
 def compare(
-    eval_a: Annotated[str, typer.Argument(help="The earlier eval's id.")],
-    eval_b: Annotated[str, typer.Argument(help="The later eval's id (or `latest`).")],
+    eval_a: Annotated[str, typer.Argument(help="The earlier eval's id, or a unique prefix of one.")],
+    eval_b: Annotated[str, typer.Argument(help="The later eval's id, a unique prefix of one, or `latest`.")],
     as_json: JsonOption = False,
     config: ConfigOption = None,
     db: DbOption = None,
@@ -345,7 +466,7 @@ def compare(
         runner = Runner(settings_from(config, None, None, db))
         try:
             assert runner.store is not None
-            result = compare_runs(runner.store, _resolve_id(runner, eval_a), _resolve_id(runner, eval_b))
+            result = compare_runs(runner.store, _eval_id(runner, eval_a), _eval_id(runner, eval_b))
             typer.echo(json.dumps(result, indent=2, default=str) if as_json else render_comparison(result))
         finally:
             runner.close()
@@ -360,19 +481,12 @@ def list_evals(
 ) -> None:
     """List eval runs, newest first."""
     from composite_cli.runner import Runner
+    from composite_cli.traces.queries import eval_runs
 
     with cli_errors():
         runner = Runner(settings_from(config, None, None, db))
         assert runner.store is not None
-        with runner.store.reader() as conn:
-            rows = list(
-                conn.query(
-                    "select e.id, e.created_at, e.file, e.modes, e.status, e.cases, count(r.id) as results "
-                    "from eval_runs e left join eval_results r on r.eval_run_id = e.id "
-                    "group by e.id order by e.created_at desc limit ?",
-                    [limit],
-                )
-            )
+        rows = eval_runs(runner.store, limit)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -383,14 +497,9 @@ def list_evals(
             )
 
 
-def _resolve_id(runner: Runner, eval_run_id: str) -> str:
-    if eval_run_id != "latest":
-        return eval_run_id
-    from composite_cli.evals.runner import EvalError
+def _eval_id(runner: Runner, ref: str) -> str:
+    """The full eval id named by an id, a unique prefix of one, or `latest` (as `traces show`)."""
+    from composite_cli.traces.queries import find_eval_run_id
 
     assert runner.store is not None
-    with runner.store.reader() as db:
-        row = db.execute("select id from eval_runs order by created_at desc limit 1").fetchone()
-    if row is None:
-        raise EvalError(f"no eval runs in {runner.store.path}")
-    return str(row[0])
+    return find_eval_run_id(runner.store, ref)

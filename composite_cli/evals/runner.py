@@ -12,6 +12,7 @@ import json
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,17 +64,134 @@ class ItemResult:
 
 
 @dataclass
+class Eta:
+    """Time left, estimated from the cases finished and running so far."""
+
+    seconds: float
+    # True when some case latency is only known to be at least its running time (none finished yet).
+    at_least: bool = False
+    # True when some mode has neither finished nor started a case: its latency is borrowed.
+    rough: bool = False
+
+
+@dataclass
 class Progress:
-    """Per-mode counts, for progress bars and the TUI."""
+    """Per-mode counts and timings, for progress bars, progress lines and the TUI.
+
+    The eval runner fills it: `plan` before the first case starts, then `started` and `finished`
+    around every case. `clock` (monotonic seconds) is injectable so estimates are testable.
+    """
 
     total: dict[str, int] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    partial: dict[str, int] = field(default_factory=dict)
     score_sum: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    # Cases running now, per mode: token → start time.
+    running: dict[str, dict[int, float]] = field(default_factory=dict)
+    # The modes of the cases not started yet, in the order they will start.
+    pending: deque[str] = field(default_factory=deque)
+    slots: int = 1  # cases run at once
+    # Seconds spent on, and number of, the cases finished in this process (not resumed ones).
+    busy_s: dict[str, float] = field(default_factory=dict)
+    timed: dict[str, int] = field(default_factory=dict)
+    _tokens: int = 0
+
+    def plan(self, total: dict[str, int], done: dict[str, int], order: list[str], slots: int) -> None:
+        """Totals and already-finished counts per mode, and the modes of the cases to run, in order."""
+        self.total = dict(total)
+        self.done = dict(done)
+        self.pending = deque(order)
+        self.slots = max(1, slots)
+
+    def started(self, mode: str) -> int:
+        """A case of `mode` starts (the next pending one); returns a token for `finished`."""
+        if self.pending and self.pending[0] == mode:
+            self.pending.popleft()
+        elif mode in self.pending:
+            self.pending.remove(mode)
+        self._tokens += 1
+        self.running.setdefault(mode, {})[self._tokens] = self.clock()
+        return self._tokens
+
+    def finished(self, mode: str, token: int, *, error: bool, score: float | None, partial: bool) -> None:
+        start = self.running.get(mode, {}).pop(token, None)
+        if start is not None:
+            self.busy_s[mode] = self.busy_s.get(mode, 0.0) + max(0.0, self.clock() - start)
+            self.timed[mode] = self.timed.get(mode, 0) + 1
+        self.done[mode] = self.done.get(mode, 0) + 1
+        if error:
+            self.errors[mode] = self.errors.get(mode, 0) + 1
+        elif score is not None:
+            self.score_sum[mode] = self.score_sum.get(mode, 0.0) + score
+        if partial and not error:
+            self.partial[mode] = self.partial.get(mode, 0) + 1
 
     def accuracy(self, mode: str) -> float | None:
         scored = self.done.get(mode, 0) - self.errors.get(mode, 0)
         return self.score_sum.get(mode, 0.0) / scored if scored else None
+
+    def _case_seconds(self, now: float) -> dict[str, tuple[float, bool]]:
+        """Seconds per case of each mode, and whether that is only a lower bound: the mean of the
+        finished cases, else how long its oldest running case has run."""
+        out: dict[str, tuple[float, bool]] = {}
+        for mode in self.total:
+            if self.timed.get(mode):
+                out[mode] = (self.busy_s[mode] / self.timed[mode], False)
+            elif self.running.get(mode):
+                age = now - min(self.running[mode].values())
+                if age > 0:
+                    out[mode] = (age, True)
+        return out
+
+    def eta(self, mode: str) -> Eta | None:
+        """When the last case of `mode` should finish: the work queued before it and still running,
+        shared over the slots, plus one case of its own. None before anything can be estimated."""
+        if self.done.get(mode, 0) >= self.total.get(mode, 0):
+            return Eta(0.0)
+        now = self.clock()
+        per_case = self._case_seconds(now)
+        if not per_case:
+            return None
+        borrowed = (max(s for s, _ in per_case.values()), any(low for _, low in per_case.values()))
+        rough = False
+
+        def seconds(m: str) -> tuple[float, bool]:
+            nonlocal rough
+            if m not in per_case:
+                rough = True
+                return borrowed
+            return per_case[m]
+
+        at_least = False
+        running_left = own_left = 0.0
+        for m, cases in self.running.items():
+            each, low = seconds(m)
+            for start in cases.values():
+                left = max(each - (now - start), 0.0)
+                running_left += left
+                at_least |= low
+                if m == mode:
+                    own_left = max(own_left, left)
+        last = max((i for i, m in enumerate(self.pending) if m == mode), default=None)
+        if last is None:  # nothing of this mode left to start: its running cases are the end
+            return Eta(own_left, at_least, rough)
+        ahead = running_left
+        for m in list(self.pending)[:last]:
+            each, low = seconds(m)
+            ahead += each
+            at_least |= low
+        each, low = seconds(mode)
+        return Eta(ahead / self.slots + each, at_least or low, rough)
+
+
+def schedule(
+    cases: list[EvalCase], modes: list[ModeSpec], repeats: int
+) -> list[tuple[EvalCase, ModeSpec, int]]:
+    """The order cases start in: repeat by repeat, case by case, every mode in turn, so each mode's
+    first cases start early (its bar moves and its ETA is known) and modes finish together."""
+    return [(case, spec, repeat) for repeat in range(repeats) for case in cases for spec in modes]
 
 
 def result_id(eval_run_id: str, case_id: str, mode: str, repeat: int) -> str:
@@ -98,14 +216,19 @@ class EvalRunner:
         runner: Runner,
         settings: EvalSettings,
         on_item: Callable[[ItemResult, Progress], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        """`on_item` is called after each case; `on_progress` when the plan is known (before any
+        case starts), when a case starts and when one finishes."""
         if runner.store is None:
             raise EvalError("evals need the trace database (tracing cannot be off)")
         self.runner = runner
         self.store = runner.store.open()
         self.settings = settings
         self.on_item = on_item
-        self.progress = Progress()
+        self.on_progress = on_progress
+        self.progress = Progress(clock=clock)
         self._judge_modes: dict[str, ModeSpec] = {}
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -156,37 +279,44 @@ class EvalRunner:
                 raise EvalError(f"--param names mode {name!r}, which this eval does not run")
             specs[name].merged_params(overrides)  # unknown or mistyped parameters fail before any call
         done = self.done_ids(eval_run_id)
-        work = [
+        work = deque(
             (case, spec, repeat)
-            for spec in specs.values()
-            for repeat in range(self.settings.repeats)
-            for case in eval_file.cases
+            for case, spec, repeat in schedule(eval_file.cases, list(specs.values()), self.settings.repeats)
             if result_id(eval_run_id, case.id, spec.name, repeat) not in done
-        ]
-        for spec in specs.values():
-            self.progress.total[spec.name] = len(eval_file.cases) * self.settings.repeats
-            self.progress.done[spec.name] = self.progress.total[spec.name] - sum(
-                1 for w in work if w[1] is spec
-            )
-        limit = asyncio.Semaphore(
-            self.settings.concurrency or default_concurrency(self.runner, list(specs.values()))
         )
+        total = {name: len(eval_file.cases) * self.settings.repeats for name in specs}
+        left = {name: sum(1 for w in work if w[1].name == name) for name in specs}
+        slots = min(
+            self.settings.concurrency or default_concurrency(self.runner, list(specs.values())),
+            max(1, len(work)),
+        )
+        self.progress.plan(
+            total, {name: total[name] - left[name] for name in specs}, [w[1].name for w in work], slots
+        )
+        self._notify()
 
-        async def guarded(case: EvalCase, spec: ModeSpec, repeat: int) -> None:
-            async with limit:
+        async def worker() -> None:
+            while work:
+                case, spec, repeat = work.popleft()
                 await self._one(eval_run_id, case, spec, repeat)
 
         try:
             async with asyncio.TaskGroup() as group:
-                for case, spec, repeat in work:
-                    group.create_task(guarded(case, spec, repeat))
+                for _ in range(slots):
+                    group.create_task(worker())
         except asyncio.CancelledError:
             self.finish(eval_run_id, "interrupted")
             raise
         self.finish(eval_run_id, "done")
         return "done"
 
+    def _notify(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
     async def _one(self, eval_run_id: str, case: EvalCase, spec: ModeSpec, repeat: int) -> None:
+        token = self.progress.started(spec.name)
+        self._notify()
         request = RunRequest(
             messages=[dict(m) for m in case.messages],
             tools=case.tools,
@@ -223,13 +353,16 @@ class EvalRunner:
         latency = run.latency_ms if run is not None else (time.perf_counter() - start) * 1000
         self._record(eval_run_id, case, spec.name, repeat, run, score, error, latency, judge_runs)
         item = ItemResult(case, spec.name, repeat, score, error, latency, run)
-        self.progress.done[spec.name] = self.progress.done.get(spec.name, 0) + 1
-        if error:
-            self.progress.errors[spec.name] = self.progress.errors.get(spec.name, 0) + 1
-        elif score is not None:
-            self.progress.score_sum[spec.name] = self.progress.score_sum.get(spec.name, 0.0) + score.value
+        self.progress.finished(
+            spec.name,
+            token,
+            error=error is not None,
+            score=score.value if score is not None else None,
+            partial=run is not None and run.status == "partial",
+        )
         if self.on_item is not None:
             self.on_item(item, self.progress)
+        self._notify()
 
     def _judge(self, runs: list[str]) -> Callable[[list[dict[str, Any]], str], Any]:
         """The judge scorer's model: a one-call mode, traced and costed as its own run."""

@@ -11,11 +11,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composite_cli.evals.stats import percentile
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import RunNotFound, TraceStore
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # Step kinds that mean "this request used a tool" (client tool calls are seen in finish_reason).
 TOOL_KINDS = ("tool", "think")
@@ -94,20 +97,71 @@ def step_tree(steps: list[dict[str, Any]]) -> list[StepNode]:
     return roots
 
 
-def find_run_id(store: TraceStore, prefix: str) -> str:
-    """The full id of the run whose id is (or starts with) `prefix`. Raises RunNotFound."""
-    with store.reader() as db:
-        rows = db.execute(
-            "select id from runs where id = ? or id like ? order by created_at desc limit 2",
-            [prefix, prefix.replace("%", "").replace("_", "\\_") + "%"],
+class EvalRunNotFound(RunNotFound):
+    """No eval run has this id."""
+
+
+# What each resolvable table is called in messages, and the error it raises.
+_ID_KINDS: dict[str, tuple[str, type[RunNotFound]]] = {
+    "runs": ("run", RunNotFound),
+    "eval_runs": ("eval run", EvalRunNotFound),
+}
+LATEST = "latest"
+_CANDIDATES = 5  # how many matching ids an ambiguous-prefix error lists
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching strings that start with `text` (use with `escape '\\'`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def resolve_id(db: sqlite_utils.Database, table: str, ref: str, where: Path | str | None = None) -> str:
+    """The full id in `table` ("runs" or "eval_runs") named by `ref`: the id itself, a unique prefix
+    of one, or `latest` (the newest). `db` is an open connection (`TraceStore.reader()`); `where`
+    (the file) only goes into messages. Raises RunNotFound (EvalRunNotFound for eval runs), listing
+    the candidates when a prefix is ambiguous."""
+    what, error = _ID_KINDS[table]
+    in_file = f" in {where}" if where else ""
+    ref = ref.strip()
+    if not ref:
+        raise error(f"give a {what} id, a unique prefix of one, or `{LATEST}`")
+    # table names come from _ID_KINDS, never from input
+    if db.execute(f"select 1 from {table} where id = ?", [ref]).fetchone():  # noqa: S608
+        return ref
+    if ref == LATEST:
+        row = db.execute(f"select id from {table} order by created_at desc, id desc limit 1").fetchone()  # noqa: S608
+        if row is None:
+            raise error(f"no {what}s recorded yet{in_file}")
+        return str(row[0])
+    found = [
+        str(r[0])
+        for r in db.execute(
+            f"select id from {table} where id like ? escape '\\' "  # noqa: S608
+            "order by created_at desc, id desc limit ?",
+            [like_prefix(ref), _CANDIDATES + 1],
         ).fetchall()
-    exact = [r[0] for r in rows if r[0] == prefix]
-    if exact:
-        return str(exact[0])
-    if len(rows) == 1:
-        return str(rows[0][0])
-    what = "several runs start with" if rows else "no run with id"
-    raise RunNotFound(f"{what} {prefix!r} in {store.path}")
+    ]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise error(f"no {what} with id {ref!r}{in_file}")
+    shown = ", ".join(found[:_CANDIDATES]) + (", ..." if len(found) > _CANDIDATES else "")
+    raise error(
+        f"ambiguous {what} id prefix {ref!r}: several {what}s start with it ({shown}); give more characters"
+    )
+
+
+def find_run_id(store: TraceStore, ref: str) -> str:
+    """The full id of the run named by `ref` (id, unique prefix or `latest`). Raises RunNotFound."""
+    with store.reader() as db:
+        return resolve_id(db, "runs", ref, store.path)
+
+
+def find_eval_run_id(store: TraceStore, ref: str) -> str:
+    """The full id of the eval run named by `ref` (id, unique prefix or `latest`).
+    Raises EvalRunNotFound."""
+    with store.reader() as db:
+        return resolve_id(db, "eval_runs", ref, store.path)
 
 
 def eval_runs(store: TraceStore, limit: int = 50) -> list[dict[str, Any]]:
