@@ -161,3 +161,41 @@ async def test_run_result_and_run_finished_carry_the_cap(
     finished = next(e for e in events if isinstance(e, RunFinished))
     assert (finished.status, finished.stopped_by, finished.finish_reason) == ("partial", CAP, "length")
     assert finished.notes == {"test": {"capped": True}}
+
+
+@pytest.fixture
+def litellm(fake_model: Any, tmp_path: Path) -> Any:
+    import composite_cli
+    from composite_cli.litellm_loader import get_litellm
+
+    settings = Settings(profile=Profile("fake", {"*": {"model": "openai/fake"}}), db_path=tmp_path / "t.db")
+    composite_cli.register(settings=settings)
+    return get_litellm()
+
+
+def test_the_providers_response_carries_the_status(litellm: Any, capped: str):
+    response = litellm.completion(model="composite/direct", messages=[{"role": "user", "content": "q"}])
+    assert response.choices[0].finish_reason == "length"
+    info = response._hidden_params["composite"]
+    assert (info["status"], info["stopped_by"]) == ("partial", CAP)
+    assert response._hidden_params["additional_headers"]["llm_provider-x-composite-status"] == "partial"
+    assert response.model_dump()["composite"] == info  # what a proxy puts in the body
+
+
+async def test_a_streamed_response_ends_with_the_status(litellm: Any, capped: str):
+    stream = await litellm.acompletion(
+        model="composite/direct", messages=[{"role": "user", "content": "q"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["length"]
+    blocks = [c.composite for c in chunks if getattr(c, "composite", None)]
+    assert [(b["status"], b["stopped_by"]) for b in blocks] == [("partial", CAP)]
+
+
+def test_an_ok_response_says_ok(litellm: Any):
+    response = litellm.completion(model="composite/direct", messages=[{"role": "user", "content": "q"}])
+    assert response.choices[0].finish_reason == "stop"
+    assert response._hidden_params["composite"]["status"] == "ok"
+    assert response._hidden_params["composite"]["stopped_by"] is None
+    assert response._hidden_params["additional_headers"]["llm_provider-x-composite-status"] == "ok"

@@ -305,7 +305,11 @@ async def _call(
 
 
 def _proxy_stub(
-    status: int = 200, body: Any = None, provider_run_id: str | None = None, slot_run_id: str | None = None
+    status: int = 200,
+    body: Any = None,
+    provider_run_id: str | None = None,
+    slot_run_id: str | None = None,
+    provider_status: str | None = None,
 ):
     from composite_cli.serve.handler import current_slot
 
@@ -316,6 +320,8 @@ def _proxy_stub(
         headers = [(b"content-type", b"application/json")]
         if provider_run_id:
             headers.append((b"llm_provider-x-composite-run-id", provider_run_id.encode()))
+        if provider_status:
+            headers.append((b"llm_provider-x-composite-status", provider_status.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": json.dumps(body or {"ok": True}).encode()})
 
@@ -363,6 +369,19 @@ async def test_edge_passes_the_master_key_and_adds_the_run_id_header():
     assert headers["x-composite-run-id"] == "run-from-slot"
     status, headers, _ = await _call(_edge(_proxy_stub()), "/v1/models", {"Authorization": f"Bearer {KEY}"})
     assert status == 200 and "x-composite-run-id" not in headers
+
+
+async def test_edge_adds_the_status_header_next_to_the_run_id():
+    body = {"choices": [{"finish_reason": "length"}], "composite": {"status": "partial"}}
+    stub = _proxy_stub(body=body, provider_run_id="r1", provider_status="partial")
+    status, headers, got = await _call(_edge(stub), "/v1/chat/completions", {"x-api-key": KEY})
+    assert status == 200
+    assert (headers["x-composite-run-id"], headers["x-composite-status"]) == ("r1", "partial")
+    assert got == body  # the body (with its composite block) passes through untouched
+    _, headers, _ = await _call(
+        _edge(_proxy_stub(slot_run_id="r2")), "/v1/chat/completions", {"x-api-key": KEY}
+    )
+    assert "x-composite-status" not in headers  # a stream: the status is in its last chunk
 
 
 async def test_edge_routes_composite_paths_to_introspection():

@@ -4,7 +4,9 @@
   OpenAI-style error body (the proxy alone answers 400 "No connected db." or 500 there). When the
   proxy has a database (virtual keys), other keys go on to the proxy, and an auth failure it
   reports in any shape becomes the same 401.
-- `x-composite-run-id`: the run's id as a plain response header, streamed responses included.
+- `x-composite-run-id`: the run's id as a plain response header, streamed responses included;
+  `x-composite-status` (ok or partial) on responses that are not streamed (a stream's headers go
+  out before the run ends: its last chunk carries the `composite` block, status included).
 - `/composite/...`: the introspection API, behind the same key.
 - Chat-completion bodies the proxy mishandles (see body_check) get a clear 400 first.
 - Lifespan: once the proxy has shut down, `on_shutdown` closes the trace store.
@@ -28,7 +30,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RUN_ID_HEADER = b"x-composite-run-id"
-_PROVIDER_RUN_ID_HEADER = b"llm_provider-x-composite-run-id"
+STATUS_HEADER = b"x-composite-status"
+# The proxy passes a provider's headers on with this prefix; composite's get a plain copy.
+_PROVIDER_PREFIX = b"llm_provider-"
 PREFIX = "/composite"
 # Probes a load balancer calls without a key (the proxy leaves them open too).
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
@@ -111,6 +115,23 @@ def _is_auth_failure(status: int, body: bytes) -> bool:
     return isinstance(error, dict) and error.get("type") in _AUTH_ERROR_TYPES
 
 
+def _composite_headers(headers: Any, slot: RunSlot) -> list[tuple[bytes, bytes]]:
+    """The response headers plus composite's own under their plain names (`x-composite-run-id`,
+    `x-composite-status`); the run id from the slot when the provider's has not arrived (streams)."""
+    out = list(headers)
+    present = {k.lower() for k, _ in out}
+    for key, value in list(out):
+        name = key.lower()
+        if name.startswith(_PROVIDER_PREFIX + b"x-composite-"):
+            plain = name[len(_PROVIDER_PREFIX) :]
+            if plain not in present:
+                out.append((plain, value))
+                present.add(plain)
+    if RUN_ID_HEADER not in present and slot.run_ids:
+        out.append((RUN_ID_HEADER, slot.run_ids[-1].encode()))
+    return out
+
+
 class CompositeEdge:
     """Wraps the proxy app: auth at the edge, run-id header, introspection API, trace-store close."""
 
@@ -188,13 +209,7 @@ class CompositeEdge:
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                run_id = next((v for k, v in headers if k.lower() == _PROVIDER_RUN_ID_HEADER), None)
-                if run_id is None and slot.run_ids:
-                    run_id = slot.run_ids[-1].encode()
-                if run_id is not None and not any(k.lower() == RUN_ID_HEADER for k, _ in headers):
-                    headers.append((RUN_ID_HEADER, run_id))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": _composite_headers(message.get("headers") or [], slot)}
                 if check_auth and message.get("status", 200) >= 400:
                     held.append(message)  # hold an error until its body shows whether it is about auth
                     return
