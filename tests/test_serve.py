@@ -164,7 +164,7 @@ def test_proxy_config_merges_a_users_litellm_config(tmp_path: Path):
         e for e in merged["model_list"] if e["model_name"] == "direct"
     ).items()
     providers = merged["litellm_settings"]["custom_provider_map"]
-    assert [p["provider"] for p in providers] == ["composite", "local", "faulty", "mine"]
+    assert [p["provider"] for p in providers] == ["composite", "local", "faulty", "dry", "mine"]
     assert providers[0]["custom_handler"] == "composite_cli.serve.handler.handler"
     assert merged["litellm_settings"]["drop_params"] is True
     assert merged["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "alerting": []}

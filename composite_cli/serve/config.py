@@ -24,6 +24,7 @@ SERVE_HANDLER = "composite_cli.serve.handler.handler"
 SERVE_LOCAL_HANDLER = "composite_cli.provider.local_handler"
 PLAIN_HANDLER = "composite_cli.provider.handler"
 FAULTY_HANDLER = "composite_cli.faults.handler"
+DRY_HANDLER = "composite_cli.faults.dry_handler"  # the built-in `dry` profile's models
 _ENV_PREFIX = "os.environ/"
 
 
@@ -91,6 +92,7 @@ def provider_map(handler: str, local_handler: str | None) -> list[dict[str, str]
     if local_handler:
         entries.append({"provider": "local", "custom_handler": local_handler})
         entries.append({"provider": "faulty", "custom_handler": FAULTY_HANDLER})
+        entries.append({"provider": "dry", "custom_handler": DRY_HANDLER})
     return entries
 
 
