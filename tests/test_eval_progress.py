@@ -157,8 +157,9 @@ def test_eta_comes_from_cases_started_and_finished_not_whole_modes():
     progress.plan({"direct": 4, "rlm": 2}, {"direct": 0, "rlm": 0}, order, slots=2)
     assert progress.eta("rlm") is None  # nothing started
     first_direct, first_rlm = progress.started("direct"), progress.started("rlm")
-    assert progress.eta("rlm") is None  # started this instant: nothing to go on
-    clock.now += 10
+    clock.now += 0.5
+    assert progress.eta("rlm") is None  # running for under a second: nothing to go on yet
+    clock.now += 9.5
     # rlm has run 10 s without finishing: its cases take at least that long
     progress.finished("direct", first_direct, error=False, score=1.0, partial=False)
     progress.started("direct")
@@ -187,6 +188,21 @@ def test_a_mode_not_started_yet_borrows_a_rough_estimate():
     assert eta == Eta(4.0, rough=True)
     assert eta_text(eta) == "~0:00:04" and eta_text(None) == "-:--:--"
     assert progress.eta("a") == Eta(8.0, rough=True)  # b's borrowed 4 s, then its own 4 s
+
+
+def test_once_a_mode_has_nothing_left_to_start_only_its_own_running_cases_count():
+    clock = Clock()
+    progress = Progress(clock=clock)
+    progress.plan({"fast": 2, "slow": 1}, {"fast": 0, "slow": 0}, ["fast", "slow", "fast"], slots=3)
+    first, _ = progress.started("fast"), progress.started("slow")
+    clock.now += 2
+    progress.finished("fast", first, error=False, score=1.0, partial=False)
+    second = progress.started("fast")
+    clock.now += 1  # fast takes 2 s a case; its last case has run 1 s; slow has run 3 s so far
+    assert progress.eta("fast") == Eta(1.0)  # slow's unknown latency does not make it a bound
+    assert progress.eta("slow") == Eta(0.0, at_least=True)  # at least its 3 s: due now or later
+    progress.finished("fast", second, error=False, score=1.0, partial=False)
+    assert progress.eta("fast") == Eta(0.0)
 
 
 # -- plain lines ------------------------------------------------------------------------------------

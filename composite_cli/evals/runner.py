@@ -27,6 +27,7 @@ from composite_cli.runner import Runner
 from composite_cli.traces.recorder import iso
 
 _RATE_LIMITED = ("RateLimitError",)
+_MIN_AGE_S = 1.0  # a case running for less than this says nothing yet about how long cases take
 _JUDGE_MODE = """
 name: judge
 description: The eval judge (one call).
@@ -141,7 +142,7 @@ class Progress:
                 out[mode] = (self.busy_s[mode] / self.timed[mode], False)
             elif self.running.get(mode):
                 age = now - min(self.running[mode].values())
-                if age > 0:
+                if age >= _MIN_AGE_S:
                     out[mode] = (age, True)
         return out
 
@@ -164,20 +165,18 @@ class Progress:
                 return borrowed
             return per_case[m]
 
-        at_least = False
-        running_left = own_left = 0.0
-        for m, cases in self.running.items():
-            each, low = seconds(m)
-            for start in cases.values():
-                left = max(each - (now - start), 0.0)
-                running_left += left
-                at_least |= low
-                if m == mode:
-                    own_left = max(own_left, left)
         last = max((i for i, m in enumerate(self.pending) if m == mode), default=None)
         if last is None:  # nothing of this mode left to start: its running cases are the end
-            return Eta(own_left, at_least, rough)
-        ahead = running_left
+            each, low = seconds(mode)
+            starts = self.running.get(mode, {}).values()
+            return Eta(max((max(each - (now - s), 0.0) for s in starts), default=0.0), low, rough)
+        at_least = False
+        ahead = 0.0
+        for m, cases in self.running.items():
+            if cases:
+                each, low = seconds(m)
+                ahead += sum(max(each - (now - start), 0.0) for start in cases.values())
+                at_least |= low
         for m in list(self.pending)[:last]:
             each, low = seconds(m)
             ahead += each
