@@ -199,3 +199,47 @@ def test_an_ok_response_says_ok(litellm: Any):
     assert response._hidden_params["composite"]["status"] == "ok"
     assert response._hidden_params["composite"]["stopped_by"] is None
     assert response._hidden_params["additional_headers"]["llm_provider-x-composite-status"] == "ok"
+
+
+# -- composite eval --------------------------------------------------------------------------------
+
+
+def test_the_eval_report_counts_partial_runs_and_the_verdict_says_so(isolated_home: Path, capped: str):
+    (isolated_home / "composite.yaml").write_text(
+        'profile: dry\nprofiles:\n  dry:\n    "*": {model: openai/gpt-4o-mini, mock_response: "Paris"}\n',
+        encoding="utf-8",
+    )
+    cases = [{"id": f"c{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(3)]
+    Path("e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
+    result = invoke("eval", "e.jsonl", "--modes", "direct,moa", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    direct, moa = report["modes"]
+    # direct's call step is capped; moa-v1 answers from a synthesize step, which is not
+    assert (direct["partial"], direct["errors"], direct["scored"], direct["score"]) == (3, 0, 3, 1.0)
+    assert direct["stopped_by"] == {CAP: 3}
+    assert direct["partial_note"] == f"3 of 3 direct runs were partial (stopped by {CAP})"
+    assert moa["partial"] == 0 and moa["partial_note"] is None
+    assert report["pairs"][0]["verdict"].endswith("; 3 of 3 direct runs were partial")
+
+    markdown = invoke("eval", "report", "latest", "--markdown").stdout
+    header, _, direct_row, moa_row = markdown.splitlines()[2:6]
+    assert header.startswith("| mode | n | errors | partial | score |")
+    assert direct_row.startswith("| direct") and "| 3 | 0 | 3 | 100.0% |" in direct_row
+    assert moa_row.startswith("| moa-v1") and "| 3 | 0 | 0 | 100.0% |" in moa_row
+    assert (
+        f"- 3 of 3 direct runs were partial (stopped by {CAP}); their best answers so far were scored."
+        in markdown
+    )
+    text = invoke("eval", "report", "latest").stdout
+    assert "3 of 3 direct runs were partial" in text
+
+
+def test_partial_note_names_each_cap():
+    from composite_cli.evals.stats.summary import partial_note
+
+    assert partial_note("rlm-v1", 0, 5) is None
+    assert partial_note("rlm-v1", 3, 5) == "3 of 5 rlm-v1 runs were partial"
+    assert partial_note("rlm-v1", 5, 5, {"max_iterations (10)": 3, "deadline": 2}) == (
+        "5 of 5 rlm-v1 runs were partial (stopped by max_iterations (10): 3, deadline: 2)"
+    )

@@ -6,26 +6,35 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
 from composite_cli.evals import stats
 from composite_cli.evals.runner import EvalError
+from composite_cli.evals.stats.summary import partial_note
 from composite_cli.traces.store import TraceStore
 
 ALPHA = 0.05
 
 
+_RESULTS_SQL = (
+    "select e.*, r.status as run_status, r.stopped_by as stopped_by from eval_results e "
+    "left join runs r on r.id = e.run_id where e.eval_run_id = ? order by e.case_id"
+)
+_RESULTS_SQL_BEFORE_STOPPED_BY = _RESULTS_SQL.replace("r.stopped_by as", "null as")
+
+
 def _load(store: TraceStore, eval_run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The eval run and its results, each with its run's `run_status` (ok, partial, error...) and
+    `stopped_by` (the cap behind a partial run; null in databases from before it was recorded)."""
     with store.reader() as db:
         runs = list(db.query("select * from eval_runs where id = ?", [eval_run_id]))
         if not runs:
             raise EvalError(f"no eval run with id {eval_run_id!r} in {store.path}")
-        results = list(
-            db.query("select * from eval_results where eval_run_id = ? order by case_id", [eval_run_id])
-        )
+        sql = _RESULTS_SQL if "stopped_by" in db["runs"].columns_dict else _RESULTS_SQL_BEFORE_STOPPED_BY
+        results = list(db.query(sql, [eval_run_id]))
     return runs[0], results
 
 
@@ -47,11 +56,17 @@ def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[st
         low, high = stats.bootstrap_mean_ci(scores) if scores else (math.nan, math.nan)
     latencies = [float(r["latency_ms"]) for r in ok if r["latency_ms"] is not None]
     costs = [r["cost_usd"] for r in ok]
+    partial = [r for r in ok if r.get("run_status") == "partial"]
+    stopped_by = Counter(str(r.get("stopped_by") or "an unnamed cap") for r in partial)
     summary: dict[str, Any] = {
         "mode": mode,
         "n": len(rows),
         "scored": len(ok),
         "errors": len(rows) - len(ok),
+        # answered, but a cap stopped the run: the best answer so far was scored
+        "partial": len(partial),
+        "stopped_by": dict(stopped_by),
+        "partial_note": partial_note(mode, len(partial), len(rows), stopped_by),
         "score": _mean(scores),
         "ci": [low, high] if scores else None,
         "ci_method": "wilson" if binary else "bootstrap",
@@ -141,6 +156,16 @@ def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
     summaries = [mode_summary(m, rows, repeats) for m, rows in by_mode.items()]
     per_case = {m: _per_case(rows) for m, rows in by_mode.items()}
     pairs = [compare_pair(a, per_case[a], b, per_case[b]) for a, b in combinations(by_mode, 2)]
+    by_name = {s["mode"]: s for s in summaries}
+    for pair in pairs:
+        # A verdict on answers a cap cut short says so.
+        partial = [
+            partial_note(m, by_name[m]["partial"], by_name[m]["n"])
+            for m in (pair["a"], pair["b"])
+            if by_name[m]["partial"]
+        ]
+        if partial:
+            pair["verdict"] = f"{pair['verdict']}; {' and '.join(str(p) for p in partial)}"
     quality = {s["mode"]: s["score"] for s in summaries if s["score"] is not None}
     fronts = {}
     for axis, key in (("cost", "cost_usd_mean"), ("latency", "latency_ms_p50")):
@@ -225,6 +250,7 @@ def mode_rows(report: dict[str, Any]) -> list[list[str]]:
                 s["mode"] + (f" {marks}" if marks else ""),
                 str(s["scored"]),
                 str(s["errors"]),
+                str(s["partial"]),
                 _pct(s["score"], s["binary"]),
                 interval,
                 _ms(s["latency_ms_p50"]),
@@ -237,7 +263,25 @@ def mode_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-MODE_HEADERS = ["mode", "n", "errors", "score", "95% CI", "p50", "p95", "tokens", "cost/case", "calls/case"]
+MODE_HEADERS = [
+    "mode",
+    "n",
+    "errors",
+    "partial",
+    "score",
+    "95% CI",
+    "p50",
+    "p95",
+    "tokens",
+    "cost/case",
+    "calls/case",
+]
+
+
+def partial_notes(report: dict[str, Any]) -> list[str]:
+    """One sentence per mode with partial runs, the caps that stopped them, for the report's text."""
+    notes = [s.get("partial_note") for s in report["modes"]]
+    return [f"{note}; their best answers so far were scored" for note in notes if note]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -251,6 +295,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("|" + "---|" * len(MODE_HEADERS))
     lines += ["| " + " | ".join(row) + " |" for row in mode_rows(report)]
     lines += ["", "$ = on the quality/cost Pareto front, ⏱ = on the quality/latency front.", ""]
+    lines += [f"- {note}." for note in partial_notes(report)]
     for pair in report["pairs"]:
         lines.append(
             f"- {pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}"
@@ -272,6 +317,7 @@ def render_text(report: dict[str, Any]) -> Any:
     for row in mode_rows(report):
         table.add_row(*row)
     notes = [Text("$ = Pareto front for quality vs cost, ⏱ = for quality vs latency", style="dim")]
+    notes += [Text(f"{note}.", style="yellow") for note in partial_notes(report)]
     for pair in report["pairs"]:
         notes.append(
             Text(f"{pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}.")

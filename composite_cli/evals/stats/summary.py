@@ -186,3 +186,27 @@ def verdict(
         f"The data cannot separate {name_a} and {name_b} "
         f"(difference {fmt(diff)}{suffix}, {ci} {fmt(low)} to {fmt(high)}, {p_text})"
     )
+
+
+# ---------------------------------------------------------------------------- partial runs
+
+
+def partial_note(
+    mode: str, partial: int, runs: int, stopped_by: Mapping[str, int] | None = None
+) -> str | None:
+    """A sentence for runs a cap stopped early (their best answer so far was scored), or None.
+
+    Examples::
+
+        3 of 5 moa-v1 runs were partial (stopped by max_iterations (10))
+        5 of 5 rlm-v1 runs were partial (stopped by max_iterations (10): 3, deadline of 600s: 2)
+    """
+    if partial <= 0:
+        return None
+    text = f"{partial} of {runs} {mode} runs were partial"
+    reasons = {reason: count for reason, count in (stopped_by or {}).items() if count > 0}
+    if len(reasons) == 1 and next(iter(reasons.values())) == partial:
+        text += f" (stopped by {next(iter(reasons))})"
+    elif reasons:
+        text += " (stopped by " + ", ".join(f"{reason}: {count}" for reason, count in reasons.items()) + ")"
+    return text
