@@ -1579,3 +1579,38 @@ def test_validate_every_mode_on_the_modes_path(tmp_path: Path) -> None:
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(f"{mine / 'oops.yaml'}:3: steps[0].kind: unknown step kind 'cal'")
     assert any(line.startswith("ok  ") and "moa-v1.yaml" in line for line in result.stdout.splitlines())
+
+
+# -- `modes list`: the first sentence of each description -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Layered mixture-of-agents (Together MoA, Wang et al. 2024). Three proposers.",
+         "Layered mixture-of-agents (Together MoA, Wang et al. 2024)"),
+        ("Follows Zhang et al. closely. Then more.", "Follows Zhang et al. closely"),
+        ("Samples, e.g. five times, and votes. Cheap.", "Samples, e.g. five times, and votes"),
+        ("A mode (see the README. It explains) that works. Next.", "A mode (see the README. It explains) that works"),
+        ("After J. Smith. Next.", "After J. Smith"),
+        ("Play the piano. Next.", "Play the piano"),
+        ("It works, etc. And more.", "It works, etc. And more"),
+        ("Costs 0.5 dollars per call. Next.", "Costs 0.5 dollars per call"),
+        ("Is it good? Yes.", "Is it good?"),
+        ("One sentence only.", "One sentence only"),
+        ("No period at all", "No period at all"),
+        ("  Spread\n  over lines. Second.", "Spread over lines"),
+    ],
+)  # fmt: skip
+def test_first_sentence_skips_abbreviations_and_parentheses(text: str, first: str) -> None:
+    from composite_cli.cli.modes import first_sentence
+
+    assert first_sentence(text) == first
+
+
+def test_modes_list_shows_whole_first_sentences() -> None:
+    result = CliRunner().invoke(app, ["modes", "list"])
+    assert result.exit_code == 0, result.output
+    assert "Recursive Language Model (Zhang et al. 2025)" in result.output
+    assert "Layered mixture-of-agents (Together MoA, Wang et al. 2024)" in result.output
+    assert "et al\n" not in result.output

@@ -30,6 +30,43 @@ def _library(config: Path | None, profile: str | None) -> tuple[ModeLibrary, Pro
     return ModeLibrary(settings.modes_path), settings.profile
 
 
+# Words that end with a period without ending the sentence ("Wang et al. 2024", "e.g. moa").
+_ABBREVIATIONS = ("et al.", "e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "no.", "fig.")
+
+
+def _ends_with_abbreviation(head: str) -> bool:
+    lower = head.lower()
+    return any(
+        lower.endswith(a) and (len(lower) == len(a) or not lower[-len(a) - 1].isalnum())
+        for a in _ABBREVIATIONS
+    )
+
+
+def _ends_with_initial(head: str) -> bool:
+    """An initial, as "J." in "J. Smith": one capital letter standing alone before the period."""
+    return len(head) >= 2 and head[-2].isupper() and (len(head) == 2 or head[-3] == " ")
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of `text`, without its final period (for one-line listings).
+
+    A sentence ends at `.`, `!` or `?` followed by a space or the end, outside parentheses,
+    brackets and braces, and not after an abbreviation such as "et al." or "e.g." or an initial."""
+    text = " ".join(text.split())
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch in ".!?" and depth == 0 and (i + 1 == len(text) or text[i + 1] == " "):
+            head = text[: i + 1]
+            if ch == "." and (_ends_with_abbreviation(head) or _ends_with_initial(head)):
+                continue
+            return head.rstrip(".")
+    return text.rstrip(".")
+
+
 @app.command("list")
 def list_modes(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """List every mode with its short name and description."""
@@ -54,7 +91,7 @@ def list_modes(as_json: JsonOption = False, config: ConfigOption = None) -> None
             if not r["valid"]:
                 typer.echo(f"{r['name']:<{width}}  INVALID: {r['error']}")
                 continue
-            first = r["description"].split(". ")[0].rstrip(".")
+            first = first_sentence(r["description"])
             typer.echo(f"{r['name']:<{width}}{short}  [{', '.join(r['aliases'])}]  {first}")
 
 
