@@ -251,6 +251,32 @@ def test_stopped_eval_prints_the_last_counts():
     assert len(said) == 3
 
 
+def test_bars_recompute_the_eta_at_most_every_half_second():
+    clock = Clock()
+    progress = Progress(clock=clock)
+    progress.plan({"a": 3}, {"a": 0}, ["a"] * 3, slots=1)
+    bars = ProgressBars(Console(file=io.StringIO()), clock=clock, eta_every_s=0.5)
+    bars(progress)
+    assert "ETA -:--:--" in rendered(bars)
+    token = progress.started("a")
+    clock.now += 2
+    progress.finished("a", token, error=False, score=1.0, partial=False)
+    bars(progress)
+    assert " 1/3 " in rendered(bars) and "ETA 0:00:04" in rendered(bars)  # 2 cases of 2 s
+    token = progress.started("a")
+    clock.now += 0.25
+    progress.finished("a", token, error=False, score=1.0, partial=False)
+    assert progress.eta("a") == Eta(1.125)
+    bars(progress)  # 0.25 s after the last estimate: the bar moves, the ETA text waits
+    assert " 2/3 " in rendered(bars) and "ETA 0:00:04" in rendered(bars)
+    clock.now += 0.25
+    bars(progress)
+    assert "ETA 0:00:01" in rendered(bars)
+    progress.finished("a", progress.started("a"), error=False, score=1.0, partial=False)
+    bars(progress)  # the end shows at once
+    assert " 3/3 " in rendered(bars) and "ETA 0:00:00" in rendered(bars)
+
+
 class Tty(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -325,9 +325,16 @@ def progress_line(progress: Progress, mode: str) -> str:
 
 
 class ProgressBars:
-    """A bar per mode on a terminal, on screen from the plan (0/total) to the end."""
+    """A bar per mode on a terminal, on screen from the plan (0/total) to the end. The ETA (a walk
+    over the cases still queued) is recomputed at most every `eta_every_s`, so thousands of fast
+    cases do not spend their time estimating."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        eta_every_s: float = 0.5,
+    ) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
         from rich.progress import Progress as RichProgress
@@ -340,6 +347,10 @@ class ProgressBars:
             console=console or Console(stderr=True),
         )
         self.tasks: dict[str, Any] = {}
+        self.clock = clock
+        self.eta_every_s = eta_every_s
+        self.etas: dict[str, str] = {}
+        self.eta_at: float | None = None
 
     def __enter__(self) -> ProgressBars:
         self.bars.start()
@@ -349,12 +360,18 @@ class ProgressBars:
         self.bars.stop()
 
     def __call__(self, progress: Progress) -> None:
+        now = self.clock()
+        fresh = self.eta_at is None or now - self.eta_at >= self.eta_every_s
+        if fresh:
+            self.eta_at = now
         for mode, total in progress.total.items():
             if mode not in self.tasks:
                 self.tasks[mode] = self.bars.add_task(mode, total=total, note="")
+            if fresh or progress.done.get(mode, 0) >= total:
+                self.etas[mode] = eta_text(progress.eta(mode))
             note = (
                 f"{progress.errors.get(mode, 0)} errors · {progress.partial.get(mode, 0)} partial · "
-                f"score {_score_text(progress, mode)} · ETA {eta_text(progress.eta(mode))}"
+                f"score {_score_text(progress, mode)} · ETA {self.etas[mode]}"
             )
             self.bars.update(self.tasks[mode], total=total, completed=progress.done.get(mode, 0), note=note)
 
