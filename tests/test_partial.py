@@ -243,3 +243,103 @@ def test_partial_note_names_each_cap():
     assert partial_note("rlm-v1", 5, 5, {"max_iterations (10)": 3, "deadline": 2}) == (
         "5 of 5 rlm-v1 runs were partial (stopped by max_iterations (10): 3, deadline: 2)"
     )
+
+
+# -- chat progress when stderr is not a terminal ---------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _events() -> dict[str, Any]:
+    from composite_cli.calls import CallRecord
+    from composite_cli.events import CallFinished, RunStarted, StepFinished, StepStarted
+
+    record = CallRecord(
+        id="c1",
+        run_id="r",
+        parent_id="s1",
+        name="root_1",
+        alias="root",
+        model="m",
+        started_at=0.0,
+        request={},
+    )
+    return {
+        "run": RunStarted("r", "rlm-v1", "chat", "p", "q", 0.0),
+        "start": StepStarted("r", "s1", None, "rlm", "answer", 0.0, 0),
+        "nested": StepStarted("r", "s2", "s1", "rlm", "child", 0.0, 1),
+        "call": CallFinished(record),
+        "end": StepFinished("r", "s1", "partial", 95_200.0),
+    }
+
+
+def test_plain_progress_is_quiet_at_first_then_prints_steps_and_heartbeats(
+    capsys: pytest.CaptureFixture[str],
+):
+    from composite_cli.cli.chat import Progress
+
+    clock, ev = Clock(), _events()
+    progress = Progress(True, plain=True, after_s=5.0, every_s=10.0, clock=clock)
+    progress(ev["run"])
+    progress(ev["start"])
+    clock.now += 4
+    progress.tick()
+    assert capsys.readouterr().err == ""  # a quick answer adds nothing to a script's stderr
+    progress(ev["call"])
+    clock.now += 1  # 5 s into the run
+    progress.tick()
+    progress(ev["nested"])  # below the top level: not a line of its own
+    clock.now += 9
+    progress.tick()  # 9 s since the last line: not yet
+    clock.now += 1
+    progress(ev["call"])
+    progress.tick()
+    clock.now += 85
+    progress(ev["end"])
+    assert capsys.readouterr().err.splitlines() == [
+        "composite: answer (rlm) running for 5s, 1 call so far",
+        "composite: answer (rlm) running for 15s, 2 calls so far",
+        "composite: answer (rlm) partial after 95.2s",
+    ]
+    progress.tick()  # nothing is running: no heartbeat
+    assert capsys.readouterr().err == ""
+
+
+def test_plain_progress_prints_each_step_start_once_shown(capsys: pytest.CaptureFixture[str]):
+    from composite_cli.cli.chat import Progress
+
+    clock, ev = Clock(), _events()
+    progress = Progress(True, plain=True, after_s=0.0, every_s=10.0, clock=clock)
+    for name in ("run", "start", "end"):
+        progress(ev[name])
+    assert capsys.readouterr().err.splitlines() == [
+        "composite: answer (rlm) started",
+        "composite: answer (rlm) partial after 95.2s",
+    ]
+
+
+def test_piped_chat_prints_plain_progress_and_quiet_hides_it(
+    fake_config: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
+):
+    from composite_cli.cli import chat
+
+    monkeypatch.setattr(chat, "PLAIN_AFTER_S", 0.0)  # show lines from the start
+    result = invoke("chat", "-m", "moa", "q")  # CliRunner's stderr is not a terminal
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "fake answer\n"
+    lines = result.stderr.splitlines()
+    assert lines[:2] == ["composite: proposals (fanout) started", lines[1]]
+    assert lines[1].startswith("composite: proposals (fanout) ok after ")
+    assert "composite: answer (synthesize) started" in lines
+    assert "\x1b" not in result.stderr
+    quiet = invoke("chat", "-m", "moa", "-q", "q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    as_json = invoke("chat", "-m", "moa", "--json", "q")  # stdout stays pure JSON
+    assert json.loads(as_json.stdout)["composite"]["status"] == "ok"
+    assert "composite: proposals (fanout) started" in as_json.stderr

@@ -312,7 +312,12 @@ def _one_turn(
     printer = Printer(enabled=not as_json)
     terminal = stderr_is_terminal()
     # On a terminal --json keeps the screen to the JSON; piped, stdout stays pure JSON anyway.
-    progress = Progress(enabled=not quiet and not (as_json and terminal), plain=not terminal)
+    progress = Progress(
+        enabled=not quiet and not (as_json and terminal),
+        plain=not terminal,
+        after_s=PLAIN_AFTER_S,
+        every_s=HEARTBEAT_S,
+    )
     request = RunRequest(
         messages=messages, generation=generation, params=params, source="chat", stream=not as_json
     )
