@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import time
@@ -18,12 +19,13 @@ import typer
 from typer.testing import CliRunner, Result
 
 from composite_cli.cli.render import step_tree
-from composite_cli.cli.traces import app, datasette_args, parse_duration
+from composite_cli.cli.traces import app, datasette_args
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.evals.dataset import load_eval_file
 from composite_cli.evals.runner import EvalRunner, EvalSettings
 from composite_cli.runner import Runner
+from composite_cli.traces.maintenance import parse_duration
 from composite_cli.traces.migrations import MIGRATIONS
 from composite_cli.traces.recorder import iso
 
@@ -213,7 +215,9 @@ def test_show_unknown_or_ambiguous_run_is_one_error_line(db) -> None:
     assert "no run with id 'nope'" in one_error_line(invoke("show", "nope"))
     common = next(i for i in range(1, 40) if len({r[:i] for r in ids}) > 1) - 1
     assert common > 0  # ids from one process share a prefix
-    assert "ambiguous" in one_error_line(invoke("show", ids[0][:common]))
+    line = one_error_line(invoke("show", ids[0][:common]))
+    assert "ambiguous run id prefix" in line and all(i in line for i in ids)  # the candidates
+    assert "ambiguous" in one_error_line(invoke("export", ids[0][:common]))
 
 
 # -- export ----------------------------------------------------------------------------------------------
@@ -414,3 +418,36 @@ def test_browse_binds_to_loopback_with_the_metadata(tmp_path: Path) -> None:
         tmp_path / "t.db", 0, tmp_path / "m.json", True
     )
     assert "--immutable" not in args and "-i" not in args  # composite writes while Datasette reads
+
+
+# -- one id resolver for runs and eval runs (composite_cli/traces/queries.py) ----------------------------
+
+
+def test_the_resolver_escapes_like_wildcards_and_lists_ambiguous_candidates() -> None:
+    from composite_cli.traces.queries import EvalRunNotFound, resolve_id
+    from composite_cli.traces.store import RunNotFound
+
+    db = sqlite3.connect(":memory:")
+    for table in ("runs", "eval_runs"):
+        db.execute(f"create table {table} (id text primary key, created_at text)")
+    ids = ["a_1", "ab2", "a%3", "a\\4", "b5", "b6"]
+    db.executemany("insert into runs values (?, ?)", [(i, f"2025-01-0{n + 1}") for n, i in enumerate(ids)])
+    db.executemany("insert into eval_runs values (?, ?)", [("e1", "2025-01-01"), ("e2", "2025-01-02")])
+    # `_`, `%` and `\` are literal characters of a prefix, not LIKE wildcards
+    assert [resolve_id(db, "runs", p) for p in ("a_", "ab", "a%", "a\\")] == ["a_1", "ab2", "a%3", "a\\4"]
+    assert resolve_id(db, "runs", " b5 ") == "b5" and resolve_id(db, "runs", "latest") == "b6"
+    with pytest.raises(
+        RunNotFound,
+        match=re.escape("ambiguous run id prefix 'a': several runs start with it (a\\4, a%3, ab2, a_1)"),
+    ):
+        resolve_id(db, "runs", "a")
+    with pytest.raises(RunNotFound, match="no run with id 'c'"):
+        resolve_id(db, "runs", "c")
+    with pytest.raises(RunNotFound, match="give a run id"):
+        resolve_id(db, "runs", "")
+    assert resolve_id(db, "eval_runs", "latest") == "e2" and resolve_id(db, "eval_runs", "e1") == "e1"
+    with pytest.raises(EvalRunNotFound, match=r"several eval runs start with it \(e2, e1\)"):
+        resolve_id(db, "eval_runs", "e")
+    db.execute("delete from eval_runs")
+    with pytest.raises(EvalRunNotFound, match="no eval runs recorded yet"):
+        resolve_id(db, "eval_runs", "latest")

@@ -54,28 +54,6 @@ def _run_filters(mode: str | None, status: str | None, source: str | None) -> tu
     return (" where " + " and ".join(where)) if where else "", args
 
 
-def resolve_run_id(conn: sqlite_utils.Database, run_id: str) -> str:
-    """A full run id from an id, a unique prefix of one, or `latest`."""
-    from composite_cli.traces.store import RunNotFound
-
-    if run_id == "latest":
-        row = conn.execute("select id from runs order by created_at desc limit 1").fetchone()
-        if row is None:
-            raise RunNotFound("no runs recorded yet")
-        return str(row[0])
-    if conn.execute("select 1 from runs where id = ?", [run_id]).fetchone():
-        return run_id
-    escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    found = [
-        r[0] for r in conn.execute("select id from runs where id like ? escape '\\' limit 2", [escaped + "%"])
-    ]
-    if len(found) == 1:
-        return str(found[0])
-    if found:
-        raise RunNotFound(f"run id prefix {run_id!r} is ambiguous (matches {found[0]}, {found[1]}, ...)")
-    raise RunNotFound(f"no run with id {run_id!r}")
-
-
 def _steps(conn: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
     return list(conn.query("select * from steps where run_id = ? order by offset_ms, seq", [run_id]))
 
@@ -135,9 +113,10 @@ def show(
 ) -> None:
     """Show a run and its step tree (model, status, latency, tokens of every step)."""
     from composite_cli.cli.render import step_tree
+    from composite_cli.traces.queries import resolve_id
 
     with cli_errors(), _reader(config, db) as conn:
-        full_id = resolve_run_id(conn, run_id)
+        full_id = resolve_id(conn, "runs", run_id)
         run = next(iter(conn.query("select * from runs where id = ?", [full_id])))
         steps = _steps(conn, full_id)
     if as_json:
@@ -186,8 +165,10 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export runs with their steps as JSON lines (one run per line, oldest first), columns as stored."""
+    from composite_cli.traces.queries import resolve_id
+
     with cli_errors(), _reader(config, db) as conn:
-        ids = [resolve_run_id(conn, r) for r in run_ids or []]
+        ids = [resolve_id(conn, "runs", r) for r in run_ids or []]
         rows = _export_rows(conn, ids, _run_filters(mode, status, source), limit)
         if output is None:
             runs, steps = _write_lines(rows, sys.stdout)
