@@ -400,6 +400,62 @@ def test_prune_deletes_old_runs_with_their_steps_and_eval_results(
     assert invoke("list").stdout.startswith(recent)
 
 
+def _wal_heavy_database(path: Path, runs: int = 400) -> sqlite3.Connection:
+    """Half the runs old, half new, most of the data still in the write-ahead log: a reader held
+    a snapshot while they were written, so no checkpoint could copy them (a TUI or Datasette open).
+    Returns a connection that stays open (closing the last one would checkpoint the log away)."""
+    from composite_cli.traces.store import open_database
+
+    db = open_database(path)
+    reader = sqlite3.connect(path)
+    reader.execute("begin")
+    reader.execute("select count(*) from runs").fetchone()
+    long_ago, now = iso(time.time() - 40 * 86400), iso(time.time())
+    with db.conn:
+        db.conn.executemany(
+            "insert into runs (id, created_at, mode, status, input) values (?, ?, 'direct', 'ok', ?)",
+            [(f"run{i}", long_ago if i % 2 else now, "x" * 4000) for i in range(runs)],
+        )
+    reader.execute("rollback")
+    db.conn.close()
+    return reader
+
+
+def _on_disk(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_prune_vacuum_reports_the_space_on_disk_including_the_log(isolated_home: Path) -> None:
+    path = isolated_home / "traces.db"
+    holder = _wal_heavy_database(path)
+    assert path.with_name("traces.db-wal").stat().st_size > path.stat().st_size
+    before = _on_disk(path)
+    result = invoke("prune", "--older-than", "30d", "--vacuum", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["runs"] == 200 and report["wal_truncated"] is True
+    # the file and its log, before and after: smaller, never "growing" because the log was left out
+    assert report["bytes_before"] == before
+    assert report["bytes_after"] == _on_disk(path) < before
+    holder.close()
+
+
+def test_prune_vacuum_says_when_another_reader_keeps_the_log(isolated_home: Path) -> None:
+    path = isolated_home / "traces.db"
+    reader = _wal_heavy_database(path)
+    reader.execute("begin")
+    reader.execute("select count(*) from runs").fetchone()  # a snapshot the checkpoint must keep
+    try:
+        result = invoke("prune", "--older-than", "30d", "--vacuum")
+    finally:
+        reader.execute("rollback")
+        reader.close()
+    assert result.exit_code == 0, result.output
+    assert "bytes on disk (the database and its write-ahead log)" in result.stdout
+    assert "Another process has the database open" in result.stdout
+
+
 def test_prune_bad_duration_is_a_usage_error(db) -> None:
     result = invoke("prune", "--older-than", "soon")
     assert result.exit_code == 2 and "expects a number and a unit" in one_error_line(result)

@@ -255,7 +255,15 @@ def prune(
         f"{report.eval_runs} eval runs started before {report.cutoff}."
     )
     if report.bytes_after is not None and report.bytes_before is not None:
-        typer.echo(f"Vacuumed: {report.bytes_before:,} → {report.bytes_after:,} bytes.")
+        typer.echo(
+            f"Vacuumed: {report.bytes_before:,} → {report.bytes_after:,} bytes on disk "
+            "(the database and its write-ahead log)."
+        )
+        if report.wal_truncated is False:
+            typer.echo(
+                "Another process has the database open, so its write-ahead log keeps the old pages "
+                "until that process closes it."
+            )
 
 
 # -- Datasette -----------------------------------------------------------------------------------

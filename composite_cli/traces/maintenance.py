@@ -112,8 +112,27 @@ class PruneReport:
     eval_results: int = 0
     eval_runs: int = 0
     dry_run: bool = False
+    # On disk: the database file plus its write-ahead log (-wal), which can hold most of the data
+    # while another connection is open; the main file alone would show a vacuum "growing" it.
     bytes_before: int | None = None
     bytes_after: int | None = None
+    # False when another connection kept the log from being emptied after the vacuum.
+    wal_truncated: bool | None = None
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes a database takes on disk: the file and its write-ahead log, if any."""
+    total = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        total += wal.stat().st_size
+    return total
+
+
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the write-ahead log into the database and empty it; False if a reader prevented it."""
+    busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 def prune_runs(
@@ -130,7 +149,7 @@ def prune_runs(
     db = open_database(path)
     conn = db.conn
     try:
-        report.bytes_before = path.stat().st_size
+        report.bytes_before = disk_bytes(path)
         conn.execute("begin immediate")
         conn.execute("create temp table _pruned as select id from runs where created_at < ?", [report.cutoff])
         gone = "(select id from _pruned)"
@@ -146,9 +165,10 @@ def prune_runs(
         conn.execute("drop table _pruned")
         conn.execute("rollback" if dry_run else "commit")
         if vacuum and not dry_run:
+            _checkpoint(conn)  # so the vacuum's own copy is the only thing in the log
             conn.execute("vacuum")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            report.bytes_after = path.stat().st_size
+            report.wal_truncated = _checkpoint(conn)
+            report.bytes_after = disk_bytes(path)
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("rollback")
