@@ -1,17 +1,29 @@
-"""The root `composite` command. Sub-commands import what they need lazily, so `--help` is fast
-and never imports LiteLLM."""
+"""The root `composite` command. Sub-commands import what they need lazily, so `--help` and
+`modes list` are fast and never import LiteLLM, sqlite-utils or numpy (tests/test_startup.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from composite_cli import __version__
-from composite_cli.cli import chat, eval, models, modes, serve, traces, tui
+from composite_cli.cli import chat, eval, models, modes, serve, traces, tui, worker
+from composite_cli.cli.options import show_flags_as_flags
+
+
+class CompositeGroup(TyperGroup):
+    """The root group: every flag in the command tree shows as a flag in `--help`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        show_flags_as_flags(self)
+
 
 app = typer.Typer(
     name="composite",
+    cls=CompositeGroup,
     help="Experiment with composite LLM modes (mixture-of-agents, self-refinement, think tools, "
     "recursive LMs) that look like one chat model. Runs offline on an embedded model by default.",
     no_args_is_help=True,
@@ -31,8 +43,20 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="Run in this process, without the warm background worker "
+            "(also: COMPOSITE_NO_WORKER=1). See `composite worker --help`.",
+        ),
+    ] = False,
 ) -> None:
     """composite: composite LLM modes from the terminal."""
+    if no_worker:
+        from composite_cli.worker.client import disable
+
+        disable()
 
 
 app.command("chat")(chat.chat)
@@ -42,8 +66,12 @@ app.command("serve")(serve.serve)
 app.add_typer(modes.app, name="modes")
 app.add_typer(eval.app, name="eval")
 app.add_typer(traces.app, name="traces")
+app.add_typer(worker.app, name="worker")
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the one way in that may use the background worker."""
+    from composite_cli.worker.client import allow
+
+    allow()
     app()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -49,6 +49,18 @@ NoContentOption = Annotated[
     bool,
     typer.Option("--no-content", help="Store metadata only in the trace: no prompts, answers or messages."),
 ]
+
+
+def show_flags_as_flags(command: Any) -> None:
+    """Give every flag of `command` and its sub-commands (their --help too) no value placeholder.
+
+    Typer's rich help prints a type after every option, so a flag reads `--json <bool>` as if it
+    took a value. An empty metavar is what that help prints instead; parsing is unchanged."""
+    for param in command.get_params(typer.Context(command)):  # includes the (cached) help option
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        show_flags_as_flags(sub)
 
 
 def settings_from(

@@ -1,0 +1,161 @@
+"""Start-up benchmarks: wall time from launch to exit (or to the first answer byte) of the real
+`composite` console script, in fresh processes.
+
+    python benchmarks/startup.py                    # everything (a few minutes on 2 cores)
+    python benchmarks/startup.py --runs 3 --skip-local
+    python benchmarks/startup.py --source /path/to/older/checkout   # "before" figures
+
+Rows: `composite --help`, `composite modes list`, `composite chat -m direct --profile dry "hi"`
+(mock models: the time is composite's and LiteLLM's, no model) and the first token of `composite
+chat` on the embedded model (`local`). Columns: in-process (`COMPOSITE_NO_WORKER=1`: every command
+imports LiteLLM itself), worker cold (no worker running: the command starts one and waits for it,
+i.e. the first command of a session) and worker warm (the worker is running; for `local` it has
+answered once, so the model is loaded). Each figure is the median of `--runs` runs. The worker
+runs in a private temporary directory (COMPOSITE_WORKER_DIR), never the user's own.
+
+Figures, not pass/fail tests: a shared machine makes them noisy, so the ratio in-process ÷ warm,
+measured in the same run, is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+DRY_CONFIG = 'profiles:\n  dry:\n    "*": {model: openai/gpt-4o-mini, mock_response: "Paris"}\n'
+TARGETS = {"help": 0.2, "modes list": 0.2, "chat dry": 1.5, "first token local": 2.0}
+
+
+def composite_exe() -> str:
+    exe = Path(sys.executable).with_name("composite")
+    return str(exe) if exe.exists() else "composite"
+
+
+class Bench:
+    def __init__(self, source: Path | None, work: Path):
+        self.exe = composite_exe()
+        self.work = work
+        self.env = {**os.environ, "COMPOSITE_WORKER_DIR": str(work / "worker")}
+        self.env.pop("COMPOSITE_NO_WORKER", None)
+        if source is not None:  # an older checkout: its composite_cli shadows the installed one
+            paths = [str(source), os.environ.get("PYTHONPATH")]
+            self.env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        (work / "composite.yaml").write_text(DRY_CONFIG, encoding="utf-8")
+        probe = subprocess.run([self.exe, "worker", "--help"], capture_output=True, env=self.env, cwd=work)
+        self.has_worker = probe.returncode == 0
+
+    def _env(self, worker: bool) -> dict[str, str]:
+        return self.env if worker else {**self.env, "COMPOSITE_NO_WORKER": "1"}
+
+    def wall(self, args: list[str], worker: bool = False) -> float:
+        """Seconds from launch to exit."""
+        start = time.perf_counter()
+        done = subprocess.run(
+            [self.exe, *args], capture_output=True, text=True, env=self._env(worker), cwd=self.work
+        )
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"composite {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return elapsed
+
+    def first_byte(self, args: list[str], worker: bool = False) -> float:
+        """Seconds from launch to the first byte of the answer on stdout (then waits for the exit)."""
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [self.exe, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._env(worker),
+            cwd=self.work,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.read(1)
+        elapsed = time.perf_counter() - start
+        _, err = proc.communicate()
+        if proc.returncode != 0 or not first:
+            raise SystemExit(f"composite {' '.join(args)} failed ({proc.returncode}): {err.decode().strip()}")
+        return elapsed
+
+    def stop_worker(self) -> None:
+        if self.has_worker:
+            subprocess.run([self.exe, "worker", "stop"], capture_output=True, env=self.env, cwd=self.work)
+
+
+Measure = Callable[[list[str], bool], float]
+
+
+def median_of(
+    runs: int, measure: Measure, argv: list[str], worker: bool, before: Callable[[], None] | None
+) -> float:
+    times = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        times.append(measure(argv, worker))
+    return statistics.median(times)
+
+
+def row_for(bench: Bench, runs: int, argv: list[str], measure: Measure) -> dict[str, float | None]:
+    """In-process, worker cold (stopped before each run) and worker warm (started beforehand)."""
+    row: dict[str, float | None] = {"in-process": median_of(runs, measure, argv, False, None)}
+    row["worker cold"] = row["worker warm"] = None
+    if bench.has_worker:
+        row["worker cold"] = median_of(runs, measure, argv, True, bench.stop_worker)
+        measure(argv, True)  # start it (and load the model) before the warm runs
+        row["worker warm"] = median_of(runs, measure, argv, True, None)
+        bench.stop_worker()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median; default 5)")
+    parser.add_argument("--skip-local", action="store_true", help="skip the embedded-model row")
+    parser.add_argument("--source", type=Path, help="measure another checkout (its directory)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    os.chmod(work, 0o700)
+    bench = Bench(args.source.resolve() if args.source else None, work)
+    load = os.getloadavg()[0]
+    rows: dict[str, dict[str, float | None]] = {}
+    dry = ["chat", "-q", "-m", "direct", "--profile", "dry", "hi"]
+    local = ["chat", "-q", "-m", "direct", "--profile", "local", "--max-tokens", "8", "Say hello."]
+    try:
+        bench.wall(["--help"])  # fill the page cache before the first figure
+        rows["help"] = {"in-process": median_of(args.runs, bench.wall, ["--help"], False, None)}
+        rows["modes list"] = {"in-process": median_of(args.runs, bench.wall, ["modes", "list"], False, None)}
+        rows["chat dry"] = row_for(bench, args.runs, dry, bench.wall)
+        if not args.skip_local:
+            rows["first token local"] = row_for(bench, args.runs, local, bench.first_byte)
+    finally:
+        bench.stop_worker()
+        shutil.rmtree(work, ignore_errors=True)
+
+    if args.json:
+        print(json.dumps({"load_average_1m": load, "runs": args.runs, "rows": rows}, indent=2))
+        return
+    print(f"composite start-up, median of {args.runs} runs (1-min load average at start: {load:.2f})")
+    print(f"{'command':<20} {'in-process':>11} {'worker cold':>12} {'worker warm':>12} {'target':>7}  ratio")
+    for name, row in rows.items():
+        cells = [row.get(k) for k in ("in-process", "worker cold", "worker warm")]
+        text = [f"{c:.2f} s" if c is not None else "-" for c in cells]
+        warm = row.get("worker warm")
+        ratio = f"{row['in-process'] / warm:.1f}x" if warm else ""
+        print(f"{name:<20} {text[0]:>11} {text[1]:>12} {text[2]:>12} {TARGETS[name]:>5.1f} s  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
