@@ -14,7 +14,6 @@ import typer
 
 from composite_cli.cli.errors import EXIT_INVALID, cli_errors, fail
 from composite_cli.cli.options import ConfigOption, DbOption, JsonOption, settings_from
-from composite_cli.traces.maintenance import merge_trace_files, parse_duration, prune_runs
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -203,6 +202,8 @@ def merge(
     as_json: JsonOption = False,
 ) -> None:
     """Combine trace files (e.g. one per instance) into one, without duplicates."""
+    from composite_cli.traces.maintenance import merge_trace_files
+
     with cli_errors():
         report = merge_trace_files(sources, into)
     if as_json:
@@ -238,6 +239,8 @@ def prune(
     db: DbOption = None,
 ) -> None:
     """Delete old runs with their steps and eval results (eval runs left empty go too)."""
+    from composite_cli.traces.maintenance import parse_duration, prune_runs
+
     try:
         seconds = parse_duration(older_than)
     except ValueError as exc:
