@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from test_eval_run import CASES, DRY, answers, make_runner, write_cases
-from typer.testing import CliRunner
+from test_eval_run import CASES, answers, dry_cli, make_runner, write_cases
 
 import composite_cli.calls
 from composite_cli.cli.eval import ProgressBars, ProgressLines, eta_text, progress_display, progress_line
@@ -290,30 +289,20 @@ def test_bars_on_a_terminal_lines_otherwise():
 # -- the command line -------------------------------------------------------------------------------
 
 
-def test_cli_progress_goes_to_stderr_and_quiet_hides_it(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
-    write_cases(isolated_home / "e.jsonl")
-    cli = CliRunner()
-    result = cli.invoke(app, ["eval", "e.jsonl", "--modes", "direct,moa", "--json"])
-    assert result.exit_code == 0, result.output
-    json.loads(result.stdout)  # stdout is the report only
-    err = result.stderr.splitlines()
-    assert "direct: 0/3 done, 0 running, 0 errors, 0 partial, score -, ETA unknown" in err
-    finals = [line for line in err if re.match(r"(direct|moa-v1): 3/3 done, 0 running", line)]
-    assert sorted(line.split(":")[0] for line in finals) == ["direct", "moa-v1"]
-    assert "\x1b" not in result.stderr
+def test_cli_markdown_keeps_progress_on_stderr_and_quiet_hides_it(isolated_home: Path):
+    """(--json's stdout and its progress lines: test_eval_run.test_cli_eval_report_compare_and_list)"""
+    cli = dry_cli(isolated_home)
     markdown = cli.invoke(app, ["eval", "e.jsonl", "-m", "direct", "--markdown"])
+    assert markdown.exit_code == 0, markdown.output
     assert markdown.stdout.startswith("Eval `") and "done," not in markdown.stdout
-    assert "direct: 3/3 done" in markdown.stderr
+    assert "direct: 3/3 done" in markdown.stderr and "\x1b" not in markdown.stderr
     quiet = cli.invoke(app, ["eval", "e.jsonl", "-m", "direct", "--json", "-q"])
     assert quiet.exit_code == 0 and "done," not in quiet.stderr
     assert quiet.stderr.startswith("eval ")  # the id line stays: --resume needs it
 
 
 def test_cli_report_compare_and_resume_accept_prefixes_and_latest(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
-    write_cases(isolated_home / "e.jsonl", CASES[:2])
-    cli = CliRunner()
+    cli = dry_cli(isolated_home, CASES[:2])
     ids = [
         json.loads(cli.invoke(app, ["eval", "e.jsonl", "-m", "direct", "--json", "-q"]).stdout)["eval_run"][
             "id"

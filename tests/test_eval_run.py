@@ -277,15 +277,24 @@ profiles:
 """
 
 
+def dry_cli(home: Path, cases=CASES) -> CliRunner:
+    """A CliRunner for `home`, which holds the DRY config and the cases in e.jsonl."""
+    (home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    write_cases(home / "e.jsonl", cases)
+    return CliRunner()
+
+
 def test_cli_eval_report_compare_and_list(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
-    write_cases(isolated_home / "e.jsonl")
-    cli = CliRunner()
+    cli = dry_cli(isolated_home)
     result = cli.invoke(app, ["eval", "e.jsonl", "--modes", "direct,moa", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)  # stdout is the report only; progress went to stderr
     assert [m["mode"] for m in report["modes"]] == ["direct", "moa-v1"]
     assert report["modes"][0]["score"] == pytest.approx(2 / 3)  # Paris and 4 pass, Rome does not
+    progress = result.stderr.splitlines()  # not a terminal: plain lines, first 0/3, last 3/3
+    assert "direct: 0/3 done, 0 running, 0 errors, 0 partial, score -, ETA unknown" in progress
+    assert sorted(p.split(":")[0] for p in progress if " 3/3 done, 0 running" in p) == ["direct", "moa-v1"]
+    assert "\x1b" not in result.stderr
     eval_id = report["eval_run"]["id"]
     markdown = cli.invoke(app, ["eval", "report", eval_id, "--markdown"])
     assert markdown.exit_code == 0 and "| direct" in markdown.stdout and "95% CI" in markdown.stdout
@@ -360,9 +369,7 @@ def test_ctrl_c_keeps_finished_results_and_resume_completes(isolated_home: Path)
 
 
 def test_cli_mode_params_reach_the_mode_and_bad_ones_fail_early(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
-    write_cases(isolated_home / "e.jsonl")
-    cli = CliRunner()
+    cli = dry_cli(isolated_home)
     result = cli.invoke(app, ["eval", "e.jsonl", "-m", "moa", "--param", "moa.extra_layers=1", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
