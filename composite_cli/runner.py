@@ -93,6 +93,11 @@ def stop_reason(stopped_by: str | None) -> str:
     return stopped_by or "a cap (the step did not name it)"
 
 
+def stop_sentence(mode: str, stopped_by: str | None) -> str:
+    """How every front end says a run is partial (no final period, so a caller can add to it)."""
+    return f"{mode} stopped at {stop_reason(stopped_by)} before it finished; the answer is its best so far"
+
+
 def run_info(result: RunResult, mode: str | None = None) -> dict[str, Any]:
     """composite's own block of a response: the run, its totals and its status.
 

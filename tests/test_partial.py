@@ -343,3 +343,67 @@ def test_piped_chat_prints_plain_progress_and_quiet_hides_it(
     as_json = invoke("chat", "-m", "moa", "--json", "q")  # stdout stays pure JSON
     assert json.loads(as_json.stdout)["composite"]["status"] == "ok"
     assert "composite: proposals (fanout) started" in as_json.stderr
+
+
+# -- the TUI ---------------------------------------------------------------------------------------
+
+
+async def test_the_tui_shows_a_partial_run_and_why_it_stopped(
+    isolated_home: Path, fake_model: Any, capped: str
+):
+    from test_tui_support import SIZE, engine_app, rendered, type_prompt, wait_until
+
+    from composite_cli.tui.screens.run import RunScreen
+    from composite_cli.tui.screens.trace import TraceScreen
+
+    fake_model.add("Probably Paris.")
+    app = engine_app(isolated_home, mode="direct")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen)
+        await type_prompt(pilot, "Capital of France?")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not screen.running)
+        await pilot.pause()
+        assert (screen.state.status, screen.state.stopped_by) == ("partial", CAP)
+        assert rendered(screen.query_one("#run-status")).startswith("partial · ")
+        assert rendered(screen.query_one("#totals")).startswith(f"partial: stopped at {CAP} · calls 1")
+        notes = [rendered(n) for n in screen.query(".note")]
+        assert notes == [
+            f"Partial answer: direct stopped at {CAP} before it finished; the answer is its best so far.\n"
+        ]
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, TraceScreen) and pilot.app.screen.run)
+        await pilot.pause()
+        summary = rendered(pilot.app.screen.query_one("#trace-summary"))
+        assert "direct · partial · tui" in summary
+        assert f"partial: direct stopped at {CAP} before it finished" in summary
+
+
+async def test_the_tuis_eval_screen_counts_partial_runs(isolated_home: Path, fake_model: Any, capped: str):
+    from test_tui_support import SIZE, engine_app, rendered, settle, wait_until
+
+    from composite_cli.tui.screens.evals import EvalsScreen
+
+    evals = isolated_home / "evals"
+    evals.mkdir()
+    (evals / "sums.jsonl").write_text('{"id": "c1", "input": "What is 2 + 2?", "expected": "4"}\n')
+    fake_model.default.content = "4"
+    app = engine_app(isolated_home, screen="evals")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press("ctrl+s")  # the default: direct, whose answer step is capped
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert isinstance(screen, EvalsScreen)
+        await wait_until(pilot, lambda: screen.report is not None, timeout=30)
+        assert screen.report["modes"][0]["partial"] == 1
+        notes = [str(w.render()) for w in screen.query(".progress-note")]
+        assert notes == ["1/1 · errors 0 · partial 1 · score 100%"]
+        pairs = rendered(screen.query_one("#eval-pairs"))
+        assert (
+            f"1 of 1 direct runs were partial (stopped by {CAP}); their best answers so far were scored."
+            in pairs
+        )

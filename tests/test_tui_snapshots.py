@@ -118,6 +118,16 @@ def test_run_finished_light_theme_80x24(snap_compare, isolated_home: Path):
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+def test_run_finished_partial(snap_compare, isolated_home: Path):
+    """A cap stopped the run: the status, the totals and a note under the answer say which."""
+    app = scripted_app(isolated_home, [fanout_script(4, stopped_by="max_rounds (2)")])
+
+    async def run_before(pilot):
+        await _finished_run(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 def test_traces_screen(snap_compare, isolated_home: Path):
     app = scripted_app(isolated_home, [fanout_script(4)], db=seeded_db(isolated_home), screen="traces")
 

@@ -282,17 +282,21 @@ def run_turn(runner: Runner, mode: str, request: RunRequest, subscribers: list[S
     """Run one turn: the one place `chat` starts the engine."""
     import asyncio
 
+    # -- warm worker (composite_cli/worker): run there when it is usable, else in-process ----------
+    from composite_cli.worker.client import run_turn as run_in_worker
+
+    result = run_in_worker(runner.settings, mode, request, subscribers)
+    if result is not None:
+        return result
+    # -- end warm worker --
     return asyncio.run(runner.run(mode, request, subscribers=subscribers))
 
 
 def partial_line(result: RunResult) -> str:
     """The one stderr line that says an answer is partial and which cap stopped the run."""
-    from composite_cli.runner import stop_reason
+    from composite_cli.runner import stop_sentence
 
-    return (
-        f"Partial: {result.mode} stopped at {stop_reason(result.stopped_by)} before it finished; "
-        f"the answer is its best so far (run {result.run_id})."
-    )
+    return f"Partial: {stop_sentence(result.mode, result.stopped_by)} (run {result.run_id})."
 
 
 def _one_turn(

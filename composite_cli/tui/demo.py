@@ -185,11 +185,14 @@ def fanout_script(
     failing: int | None = None,
     model: str = "demo/fast-model",
     final_model: str = "demo/strong-model",
+    stopped_by: str | None = None,
 ) -> ScriptedRun:
     """A mixture-of-agents run: `experts` proposers streaming in parallel, then an aggregator.
 
     With `gate_at`, the script stops at that time (seconds) until `release("mid")`. Expert number
-    `failing` (if any) ends with a provider error."""
+    `failing` (if any) ends with a provider error. With `stopped_by`, the aggregator's answer is
+    partial: that cap stopped the run."""
+    status, reason = ("partial", "length") if stopped_by else ("ok", "stop")
     names = [EXPERTS[i % len(EXPERTS)] + ("" if i < len(EXPERTS) else str(i)) for i in range(experts)]
     timed: list[tuple[float, Any]] = []
     fan = f"{run_id}-fanout"
@@ -241,7 +244,7 @@ def fanout_script(
     )
     timed.append((start + seconds, CallFinished(record)))
     end = start + seconds + 0.002
-    timed.append((end - 0.001, StepFinished(run_id, step, "ok", seconds * 1000, final)))
+    timed.append((end - 0.001, StepFinished(run_id, step, status, seconds * 1000, final)))
     calls = experts + 1
     prompt_tokens = sum(r.prompt_tokens for _, e in timed if isinstance(e, CallFinished) for r in [e.record])
     completion = sum(r.completion_tokens for _, e in timed if isinstance(e, CallFinished) for r in [e.record])
@@ -253,7 +256,21 @@ def fanout_script(
         if r.status == "ok"
     )
     timed.append(
-        (end, RunFinished(run_id, "ok", end * 1000, calls, prompt_tokens, completion, cost, final, "stop"))
+        (
+            end,
+            RunFinished(
+                run_id,
+                status,
+                end * 1000,
+                calls,
+                prompt_tokens,
+                completion,
+                cost,
+                final,
+                reason,
+                stopped_by=stopped_by,
+            ),
+        )
     )
     timed.sort(key=lambda pair: pair[0])
     entries: list[Emit | Gate] = []
@@ -266,12 +283,14 @@ def fanout_script(
         "moa-v1",
         "demo",
         {"role": "assistant", "content": final},
-        "stop",
+        reason,
         calls,
         prompt_tokens,
         completion,
         cost,
         end * 1000,
+        status=status,
+        stopped_by=stopped_by,
     )
     return ScriptedRun(entries, result)
 

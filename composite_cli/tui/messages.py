@@ -51,9 +51,10 @@ class DbChanged(Message):
 
 @dataclass
 class EvalProgressed(Message):
-    """Per-mode eval progress (done, total, errors, running score); the newest replaces older ones."""
+    """Per-mode eval progress (done, total, errors, partial, running score); the newest replaces
+    older ones."""
 
-    rows: list[tuple[str, int, int, int, float | None]]
+    rows: list[tuple[str, int, int, int, int, float | None]]
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, EvalProgressed)

@@ -78,6 +78,7 @@ class RunState:
     completion_tokens: int = 0
     cost_usd: float | None = None
     error: str | None = None
+    stopped_by: str | None = None  # a partial run: the cap that stopped it
     answer: str = ""
     items: dict[str, LiveItem] = field(default_factory=dict)  # in start order
 
@@ -108,6 +109,7 @@ class RunState:
             self._call_finished(event, at)
         elif isinstance(event, RunFinished):
             self.ended, self.status, self.error = at, event.status, event.error
+            self.stopped_by = event.stopped_by
             self.calls, self.cost_usd = event.calls, event.cost_usd
             self.prompt_tokens, self.completion_tokens = event.prompt_tokens, event.completion_tokens
             if event.output and not self.answer:

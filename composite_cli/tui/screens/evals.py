@@ -160,7 +160,7 @@ class EvalsScreen(AppScreen):
         self.app.call_from_thread(self.show_report, report)
 
     def show_report(self, report: dict[str, Any]) -> None:
-        from composite_cli.evals.report import MODE_HEADERS, mode_rows
+        from composite_cli.evals.report import MODE_HEADERS, mode_rows, partial_notes
 
         self.report = report
         self.shown = report["eval_run"]["id"]
@@ -174,8 +174,9 @@ class EvalsScreen(AppScreen):
         theme = self.app.theme_variables
         pairs = Text("\n\n").join(pair_text(p, theme) for p in report["pairs"])
         legend = Text("$ / ⏱: on the quality/cost, quality/latency Pareto front", style="dim")
+        notes = [Text(f"{note}.", style=theme.get("warning", "")) for note in partial_notes(report)]
         self.query_one("#eval-pairs", Static).update(
-            Text("\n\n").join([pairs, legend]) if report["pairs"] else legend
+            Text("\n\n").join([*([pairs] if report["pairs"] else []), *notes, legend])
         )
         modes = report["modes"]
         self.query_one("#plot-cost", QualityPlot).show(
@@ -231,7 +232,7 @@ class EvalsScreen(AppScreen):
             self.post_message(EvalEnded(None, "error", error_text(exc)))
             return
         total = len(eval_file.cases) * request.repeats
-        self.post_message(EvalProgressed([(m, 0, total, 0, None) for m in modes]))
+        self.post_message(EvalProgressed([(m, 0, total, 0, 0, None) for m in modes]))
         try:
             status = await evals.run(eval_file, eval_run_id)
         except asyncio.CancelledError:
@@ -245,14 +246,21 @@ class EvalsScreen(AppScreen):
 
     def _on_item(self, item: Any, progress: Any) -> None:
         rows = [
-            (m, progress.done.get(m, 0), total, progress.errors.get(m, 0), progress.accuracy(m))
+            (
+                m,
+                progress.done.get(m, 0),
+                total,
+                progress.errors.get(m, 0),
+                progress.partial.get(m, 0),
+                progress.accuracy(m),
+            )
             for m, total in progress.total.items()
         ]
         self.post_message(EvalProgressed(rows))
 
     def on_eval_progressed(self, message: EvalProgressed) -> None:
         box = self.query_one("#eval-progress", Vertical)
-        for mode, done, total, errors, score in message.rows:
+        for mode, done, total, errors, partial, score in message.rows:
             key = f"progress-{mode.replace('.', '_')}"
             bars = box.query(f"#{key}")
             if not bars:
@@ -266,9 +274,9 @@ class EvalsScreen(AppScreen):
                 continue
             bar = bars.first(ProgressBar)
             bar.update(total=total, progress=done)
-            note = (
-                f"{done}/{total} · errors {errors} · score {'-' if score is None else f'{score * 100:.0f}%'}"
-            )
+            capped = f" · partial {partial}" if partial else ""
+            shown = "-" if score is None else f"{score * 100:.0f}%"
+            note = f"{done}/{total} · errors {errors}{capped} · score {shown}"
             box.query_one(f"#{key}-note", Static).update(note)
 
     def on_eval_ended(self, message: EvalEnded) -> None:

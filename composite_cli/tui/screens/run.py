@@ -16,6 +16,7 @@ from textual.widgets import Footer, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
 
 from composite_cli.engine.runtime import RunRequest
+from composite_cli.runner import stop_reason, stop_sentence
 from composite_cli.tui import units
 from composite_cli.tui.bridge import EventBridge
 from composite_cli.tui.messages import EngineEvent, RunEnded, TextBatch
@@ -209,6 +210,8 @@ class RunScreen(AppScreen):
             if not state.answer:  # e.g. a final tool call: nothing streamed
                 state.answer = result.text or _tool_calls_text(result.message)
             conversation.set_answer(state.answer)
+            if result.status == "partial":
+                conversation.add_note(f"Partial answer: {stop_sentence(result.mode, result.stopped_by)}.")
             self.query_one("#prompt", TextArea).clear()
         elif message.cancelled:
             if state.status == "running":
@@ -244,12 +247,20 @@ class RunScreen(AppScreen):
             line.append(f" · turn {len(self.messages) // 2 + (1 if state.running else 0)}")
         return line
 
-    def _totals(self) -> str:
+    def _totals(self) -> Text:
         s = self.state
-        return (
+        line = Text()
+        if s.status == "partial":
+            line.append(
+                f"partial: stopped at {stop_reason(s.stopped_by)}",
+                style=self.app.theme_variables.get("warning", ""),
+            )
+            line.append(" · ")
+        line.append(
             f"calls {s.calls} · tokens {units.tokens(s.prompt_tokens, s.completion_tokens)} · "
             f"cost {units.cost(s.cost_usd)} · latency {units.duration(s.elapsed(0) * 1000)}"
         )
+        return line
 
 
 def _tool_calls_text(message: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from composite_cli.errors import CompositeError
+from composite_cli.runner import stop_sentence
 from composite_cli.traces import queries
 from composite_cli.tui import units
 from composite_cli.tui.messages import DbChanged
@@ -129,10 +130,7 @@ class TraceScreen(AppScreen):
         self.run, self.run_id = run, str(run["id"])
         self.steps = {str(s["id"]): s for s in steps}
         self.query_one("#trace-title", Static).update(f"trace {run['id']} · {created(run['created_at'])} UTC")
-        summary = Text(run_summary(run))
-        if run.get("error"):
-            summary.append(f"\nerror: {run['error']}", style=self.app.theme_variables.get("error", ""))
-        self.query_one("#trace-summary", Static).update(summary)
+        self.query_one("#trace-summary", Static).update(self._summary(run))
         spans = spans_of(steps)
         total = float(run.get("latency_ms") or 0.0) / 1000
         self.query_one(Timeline).show(spans, total)
@@ -147,6 +145,17 @@ class TraceScreen(AppScreen):
             tree.move_cursor_to_line(1)
         elif selected is not None:
             self._select(tree, selected)
+
+    def _summary(self, run: dict[str, Any]) -> Text:
+        """The run's one-line summary, then why it failed or why it is partial."""
+        theme = self.app.theme_variables
+        summary = Text(run_summary(run))
+        if run.get("error"):
+            summary.append(f"\nerror: {run['error']}", style=theme.get("error", ""))
+        elif run.get("status") == "partial":
+            sentence = stop_sentence(str(run.get("mode")), run.get("stopped_by"))
+            summary.append(f"\npartial: {sentence}", style=theme.get("warning", ""))
+        return summary
 
     def _add(self, parent: TreeNode[str], nodes: list[queries.StepNode]) -> None:
         theme = self.app.theme_variables
@@ -173,7 +182,7 @@ class TraceScreen(AppScreen):
         detail = self.query_one("#step-detail", Static)
         self.query_one(Timeline).select(event.node.data)
         if step is None:
-            detail.update(Text(run_summary(self.run)) if self.run else "")
+            detail.update(self._summary(self.run) if self.run else "")
             return
         detail.update(step_detail(step, self.app.theme_variables))
         self.query_one("#step-detail-box", VerticalScroll).scroll_home(animate=False)
