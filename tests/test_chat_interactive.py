@@ -20,7 +20,7 @@ profiles:
 """
 
 
-def read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
+def read_until(fd: int, needle: bytes, timeout: float = 60) -> bytes:
     buf = b""
     end = time.time() + timeout
     while needle not in buf:
@@ -57,7 +57,7 @@ def test_interactive_session_keeps_the_conversation(isolated_home: Path):
         read_until(main, b"Paris is the answer")
         read_until(main, b"direct> ")
         os.write(main, b"\x04")  # Ctrl-D ends the session
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

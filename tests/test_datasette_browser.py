@@ -41,11 +41,19 @@ def chromium() -> str:
         return found
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.skip("chromium is not installed and cannot be: no apt-get, or not root")
-    print("\ninstalling chromium with apt-get (this can take a minute)...")
-    done = _apt("install", "-y", "chromium")
-    if done.returncode != 0:  # the package lists may be missing or stale
-        _apt("update")
+    import fcntl
+
+    # One install at a time: under `pytest -n 2` each worker runs this fixture.
+    with open("/tmp/composite-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = shutil.which("chromium")
+        if found:
+            return found
+        print("\ninstalling chromium with apt-get (this can take a minute)...")
         done = _apt("install", "-y", "chromium")
+        if done.returncode != 0:  # the package lists may be missing or stale
+            _apt("update")
+            done = _apt("install", "-y", "chromium")
     found = shutil.which("chromium")
     if done.returncode != 0 or not found:
         reason = (done.stderr or done.stdout).strip().splitlines()[-3:]

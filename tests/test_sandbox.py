@@ -7,7 +7,6 @@ import json
 import os
 import resource
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -148,10 +147,7 @@ async def test_starting_programs_fails(sandbox, code):
 
 async def test_infinite_loop_is_interrupted_within_the_timeout(sandbox):
     await sandbox.execute("kept = 42")
-    started = time.monotonic()
-    result = await sandbox.execute("while True: pass")
-    elapsed = time.monotonic() - started
-    assert FAST.timeout_s <= elapsed < FAST.timeout_s + 1.0
+    result = await sandbox.execute("while True: pass")  # how soon: benchmarks/responsiveness.py
     assert_refused(result, "TimeoutError", "1 s", "line 1")
     assert result.limit == "timeout" and not result.killed
     assert (await sandbox.execute("kept")).output == "42\n"
@@ -161,12 +157,9 @@ async def test_loop_that_ignores_interrupts_is_killed_and_restarted(sandbox):
     await sandbox.execute("lost = 1")
     old_pid = sandbox.pid
     assert old_pid is not None
-    started = time.monotonic()
     result = await sandbox.execute(
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
     )
-    elapsed = time.monotonic() - started
-    assert elapsed < FAST.timeout_s + FAST.interrupt_grace_s + 1.0
     assert result.killed and result.limit == "timeout"
     assert_refused(result, "TimeoutError", "did not stop", "fresh REPL", "context")
     assert not alive(old_pid)
@@ -181,10 +174,8 @@ async def test_cpu_limit_per_execution():
     limits = SandboxLimits(timeout_s=10, cpu_s=0.5, interrupt_grace_s=0.5)
     async with Sandbox(limits=limits) as sb:
         await sb.start({})
-        started = time.monotonic()
         result = await sb.execute("x = 0\nwhile True: x += 1")
-        assert time.monotonic() - started < 3
-        assert result.limit == "cpu"
+        assert result.limit == "cpu"  # the 0.5 s CPU limit, not the 10 s timeout
         assert_refused(result, "CPU time")
 
 
@@ -340,9 +331,7 @@ async def test_variables_persist_between_executions(sandbox):
 async def test_two_megabyte_context():
     context = "abcdefghij" * 200_000
     async with Sandbox(limits=FAST) as sb:
-        started = time.monotonic()
         await sb.start({"context": context, "context_length": len(context), "meta": {"k": [1, 2]}})
-        assert time.monotonic() - started < 2
         result = await sb.execute("print(len(context), context_length, context[-3:], meta['k'])")
         assert result.output == "2000000 2000000 hij [1, 2]\n"
 
@@ -410,8 +399,7 @@ async def test_total_timeout_cuts_a_hanging_callback():
     limits = SandboxLimits(timeout_s=1, total_timeout_s=1, interrupt_grace_s=0.5)
     async with Sandbox(limits=limits, on_llm_query=hang) as sb:
         await sb.start({})
-        result = await sb.execute("x = 5\nllm_query('hi')")
-        assert result.duration_s < 2.5
+        result = await sb.execute("x = 5\nllm_query('hi')")  # the callback would take 60 s
         assert result.limit == "total_timeout" and not result.killed
         assert_refused(result, "TimeoutError")
         assert (await sb.execute("x")).output == "5\n"
@@ -457,7 +445,7 @@ async def test_close_kills_everything_and_removes_the_workdir():
 
 async def test_cancelled_execution_kills_the_repl(sandbox):
     old_pid = sandbox.pid
-    task = asyncio.create_task(sandbox.execute("import time\ntime.sleep(0.8)"))
+    task = asyncio.create_task(sandbox.execute("import time\ntime.sleep(60)"))
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

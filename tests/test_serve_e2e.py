@@ -59,7 +59,11 @@ if not any(c.name == "serve" for c in app.registered_commands):
 if __name__ == "__main__":
     app()
 """
-START_TIMEOUT = 120.0
+START_TIMEOUT = 300.0  # four servers start at once; on a loaded 2-core machine that takes a while
+# While HOLD is set, the upstream holds its stream after the first chunk until RELEASE is set: a
+# test can then see that the first token reached the client before the rest existed.
+HOLD = threading.Event()
+RELEASE = threading.Event()
 
 
 # -- a fake OpenAI-compatible upstream that streams slowly ----------------------------------------
@@ -126,6 +130,8 @@ def _upstream_app() -> Any:
                 for i in range(CHUNKS):
                     if i:
                         await asyncio.sleep(CHUNK_DELAY)
+                    while i == 1 and HOLD.is_set() and not RELEASE.is_set():
+                        await asyncio.sleep(0.01)
                     yield event(delta(**({"role": "assistant"} if i == 0 else {}), content=f"w{i} "))
                 yield event(delta("stop"))
             if (body.get("stream_options") or {}).get("include_usage"):
@@ -145,7 +151,7 @@ def upstream() -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(_upstream_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the fake upstream did not start"
@@ -400,31 +406,37 @@ def test_chat_answers_and_names_its_run(main: Server):
 
 
 def test_streaming_sends_the_final_steps_tokens_as_they_arrive(main: Server):
-    t0 = time.perf_counter()
-    raw = client(main).chat.completions.with_raw_response.create(
-        model="moa",
-        messages=hi(),
-        stream=True,
-        stream_options={"include_usage": True},
-        extra_body={"composite": {"profile": "stream"}},
-    )
-    run_id = raw.headers["x-composite-run-id"]  # in the headers, before the first token
-    pieces, first, usage = [], None, None
-    for chunk in raw.parse():
-        if chunk.choices and chunk.choices[0].delta.content:
-            first = first if first is not None else time.perf_counter() - t0
-            pieces.append(chunk.choices[0].delta.content)
-        if chunk.usage:
-            usage = chunk.usage
-    total = time.perf_counter() - t0
+    HOLD.set()
+    RELEASE.clear()
+    watchdog = threading.Timer(120, RELEASE.set)  # a buffering server gets its rest after all
+    watchdog.start()
+    try:
+        raw = client(main).chat.completions.with_raw_response.create(
+            model="moa",
+            messages=hi(),
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"composite": {"profile": "stream"}},
+        )
+        run_id = raw.headers["x-composite-run-id"]  # in the headers, before the first token
+        pieces, first_while_held, usage = [], None, None
+        for chunk in raw.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                if first_while_held is None:
+                    first_while_held = not RELEASE.is_set()
+                    RELEASE.set()
+                pieces.append(chunk.choices[0].delta.content)
+            if chunk.usage:
+                usage = chunk.usage
+    finally:
+        HOLD.clear()
+        RELEASE.set()
+        watchdog.cancel()
     assert "".join(pieces) == "".join(f"w{i} " for i in range(CHUNKS))
     assert len(pieces) >= CHUNKS // 2  # streamed in pieces, not one chunk at the end
     run = trace(main, run_id)["run"]
-    run_s = run["latency_ms"] / 1000
-    streaming_time = (CHUNKS - 1) * CHUNK_DELAY
-    # The first token reached the client while the final step was still streaming the rest.
-    assert first is not None and first < run_s - streaming_time / 2, (first, run_s)
-    assert total - first > streaming_time / 2
+    # The first token reached the client while the upstream still held back the rest.
+    assert first_while_held is True
     # usage (summed over every internal call) arrives in the last chunk
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (run["prompt_tokens"], run["completion_tokens"])
@@ -630,18 +642,16 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(servers: dict[str, 
 
     thread = threading.Thread(target=call)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the run is in flight
         if get(server, "/composite/metrics/summary", key).json()["modes"].get("direct", {}).get("running"):
             break
         time.sleep(0.05)
     else:
         pytest.fail("the slow request never started")
-    t0 = time.monotonic()
     assert server.stop() == 0
-    thread.join(timeout=30)
-    assert result == {"content": "slow answer"}
-    assert time.monotonic() - t0 > 0.5  # it waited for the request
+    thread.join(timeout=60)
+    assert result == {"content": "slow answer"}  # it waited for the request in flight
     assert "Application shutdown complete" in server.log()
     db = sqlite3.connect(server.log_path.parent / "shutdown.db")
     try:

@@ -3,11 +3,10 @@ and responsiveness during a 16-expert fan-out."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
+import pytest
 from test_tui_support import BROKEN, SIZE, engine_app, gate_calls, scripted_app, type_prompt, wait_until
 
 from composite_cli.events import TokenDelta
@@ -142,23 +141,68 @@ class _Collector:
         return True
 
 
-async def test_the_bridge_merges_token_deltas_to_at_most_20_a_second():
+class _Timer:
+    def __init__(self, delay: float, callback) -> None:
+        self.delay, self.callback, self.cancelled = delay, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Loop:
+    """Stands in for the event loop: records the flushes the bridge schedules."""
+
+    def __init__(self) -> None:
+        self.timers: list[_Timer] = []
+
+    def call_later(self, delay: float, callback) -> _Timer:
+        self.timers.append(_Timer(delay, callback))
+        return self.timers[-1]
+
+    def fire(self) -> None:
+        self.timers[-1].callback()
+
+
+def test_the_bridge_merges_token_deltas_to_at_most_20_a_second(monkeypatch):
+    """On a fake clock and a fake loop: whatever arrives before a flush is one TextBatch, and a
+    flush is never scheduled sooner than `interval` after the last one. (Real-time figures:
+    benchmarks/responsiveness.py.)"""
+    import types
+
+    import composite_cli.tui.bridge as bridge_module
+
+    now = [100.0]
+    loop = _Loop()
+    monkeypatch.setattr(bridge_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(bridge_module, "asyncio", types.SimpleNamespace(get_running_loop=lambda: loop))
     target = _Collector()
-    bridge = EventBridge(target, time.time, interval=0.05)  # type: ignore[arg-type]
-    started = time.monotonic()
-    for i in range(2000):
-        bridge(TokenDelta("r", "s", "x"))
-        bridge(CallDelta("r", f"c{i % 16}", "y"))
-        if i % 100 == 0:
-            await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
-    bridge.flush()
-    elapsed = time.monotonic() - started
+    bridge = EventBridge(target, lambda: now[0], interval=0.05)  # type: ignore[arg-type]
+
+    def burst(n: int) -> None:
+        for i in range(n):
+            bridge(TokenDelta("r", "s", "x"))
+            bridge(CallDelta("r", f"c{i % 16}", "y"))
+
+    burst(100)
+    assert [t.delay for t in loop.timers] == [0.0]  # the first text goes out at once, merged
+    loop.fire()
+    now[0] += 0.01
+    burst(100)  # 10 ms after a batch: held until 50 ms after it
+    burst(100)
+    assert len(loop.timers) == 2 and loop.timers[1].delay == pytest.approx(0.04)
+    now[0] += 0.04
+    loop.fire()
+    now[0] += 0.2  # a quiet spell: the next text is not held back
+    burst(50)
+    assert len(loop.timers) == 3 and loop.timers[2].delay == 0.0
+    loop.fire()
     batches = [m for m in target.messages if isinstance(m, TextBatch)]
-    assert len(batches) <= elapsed / 0.05 + 2
-    assert "".join(b.answer for b in batches) == "x" * 2000
-    assert sum(b.counts.get("c0", 0) for b in batches) == 125
-    assert bridge.deltas == 4000
+    assert len(batches) == bridge.batches == 3  # 350 x 2 deltas in three messages
+    assert "".join(b.answer for b in batches) == "x" * 350
+    assert [b.counts.get("c0", 0) for b in batches] == [7, 14, 4]
+    assert bridge.deltas == 700
+    bridge.flush()  # nothing buffered: nothing posted
+    assert bridge.batches == 3
 
 
 async def test_structural_events_keep_their_order_after_buffered_text():
@@ -172,6 +216,9 @@ async def test_structural_events_keep_their_order_after_buffered_text():
 
 
 async def test_the_ui_stays_responsive_during_a_16_expert_fan_out(isolated_home: Path):
+    """A key pressed while 16 experts stream is handled while they are still streaming, not queued
+    behind the fan-out, and their deltas reach the screen merged. How long the key takes is a
+    figure of benchmarks/responsiveness.py, not an assertion."""
     experts = 16
     script = fanout_script(experts)
     script.pace = 0.0005  # about 350 events, streamed as fast as the loop can
@@ -179,18 +226,20 @@ async def test_the_ui_stays_responsive_during_a_16_expert_fan_out(isolated_home:
     async with app.run_test(size=SIZE) as pilot:
         screen = pilot.app.screen
         await type_prompt(pilot, "openings?")
-        started = time.monotonic()
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: len(screen.state.items) > 8)
-        t0 = time.monotonic()
         await pilot.press("f1")  # a key while experts stream
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), timeout=2)
-        assert time.monotonic() - t0 < 1.0
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not screen.running, timeout=30)
-        elapsed = time.monotonic() - started
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), timeout=120)
         bridge = screen.bridge
-        assert bridge is not None and bridge.deltas > 250
-        assert bridge.batches <= elapsed / 0.05 + 40  # merged: far fewer messages than deltas
+        assert bridge is not None
+        assert screen.running, "the key was handled only after the fan-out had finished"
+        deltas_when_the_key_was_handled = bridge.deltas
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.running, timeout=120)
+        assert bridge.deltas > 250
+        assert deltas_when_the_key_was_handled < bridge.deltas  # text kept streaming after it
+        # merged (how many per message depends on the machine's speed; the rule is tested on a
+        # fake clock in test_the_bridge_merges_token_deltas_to_at_most_20_a_second)
+        assert bridge.batches < bridge.deltas
         assert screen.state.status == "ok"
         assert len([i for i in screen.state.items.values() if i.is_call]) == experts + 1

@@ -105,7 +105,7 @@ def gate_calls(monkeypatch: Any, fake: Any, names: list[str]) -> dict[str, async
     return gates
 
 
-async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float = 60.0) -> None:
     """Let the app run until `condition()` holds (fails the test after `timeout` seconds)."""
     deadline = time.monotonic() + timeout
     while not condition():
