@@ -25,12 +25,6 @@ from composite_cli.engine.values import TextValue
 from composite_cli.runner import Runner
 
 CAP = "max_rounds (2)"
-FAKE_CONFIG = """\
-profile: fake
-profiles:
-  fake:
-    "*": {model: openai/fake}
-"""
 
 
 @pytest.fixture
@@ -47,10 +41,9 @@ def capped(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def fake_config(isolated_home: Path) -> Path:
-    path = isolated_home / "composite.yaml"
-    path.write_text(FAKE_CONFIG, encoding="utf-8")
-    return path
+def dry_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in dry profile: its calls reach the fake model like any other."""
+    monkeypatch.setenv("COMPOSITE_PROFILE", "dry")
 
 
 def invoke(*args: str, input: str | None = None) -> Result:
@@ -69,7 +62,7 @@ def db_rows(sql: str, *args: Any) -> list[dict[str, Any]]:
 # -- composite chat --------------------------------------------------------------------------------
 
 
-def test_a_partial_answer_prints_one_line_and_exits_3(fake_config: Path, fake_model: Any, capped: str):
+def test_a_partial_answer_prints_one_line_and_exits_3(dry_profile: None, fake_model: Any, capped: str):
     fake_model.default.content = "Probably Paris."
     result = invoke("chat", "-m", "direct", "Capital of France?")
     assert result.exit_code == EXIT_PARTIAL == 3
@@ -82,20 +75,20 @@ def test_a_partial_answer_prints_one_line_and_exits_3(fake_config: Path, fake_mo
     )
 
 
-def test_allow_partial_exits_0_and_still_says_so(fake_config: Path, fake_model: Any, capped: str):
+def test_allow_partial_exits_0_and_still_says_so(dry_profile: None, fake_model: Any, capped: str):
     result = invoke("chat", "-m", "direct", "--allow-partial", "q")
     assert result.exit_code == 0
     assert result.stderr.startswith(f"Partial: direct stopped at {CAP}")
 
 
-def test_an_ok_run_says_nothing_and_exits_0(fake_config: Path, fake_model: Any):
+def test_an_ok_run_says_nothing_and_exits_0(dry_profile: None, fake_model: Any):
     result = invoke("chat", "-m", "direct", "q")
     assert result.exit_code == 0 and result.stderr == ""
     assert json.loads(invoke("chat", "--json", "q").stdout)["composite"]["status"] == "ok"
 
 
 def test_json_carries_the_status_and_a_finish_reason_that_is_not_stop(
-    fake_config: Path, fake_model: Any, capped: str
+    dry_profile: None, fake_model: Any, capped: str
 ):
     result = invoke("chat", "-m", "direct", "--json", "q")
     assert result.exit_code == EXIT_PARTIAL
@@ -108,7 +101,7 @@ def test_json_carries_the_status_and_a_finish_reason_that_is_not_stop(
     assert result.stderr.startswith("Partial: ")
 
 
-def test_the_trace_records_why_the_run_stopped(fake_config: Path, fake_model: Any, capped: str):
+def test_the_trace_records_why_the_run_stopped(dry_profile: None, fake_model: Any, capped: str):
     invoke("chat", "-m", "direct", "q")
     run = db_rows("select status, finish_reason, stopped_by, notes_json from runs")[0]
     assert run["status"] == "partial" and run["finish_reason"] == "length"
@@ -117,7 +110,7 @@ def test_the_trace_records_why_the_run_stopped(fake_config: Path, fake_model: An
 
 
 def test_interactive_sessions_print_the_line_and_go_on(
-    fake_config: Path, fake_model: Any, capped: str, monkeypatch: pytest.MonkeyPatch
+    dry_profile: None, fake_model: Any, capped: str, monkeypatch: pytest.MonkeyPatch
 ):
     from composite_cli.cli import chat
 
@@ -127,7 +120,7 @@ def test_interactive_sessions_print_the_line_and_go_on(
     assert result.stderr.count(f"Partial: direct stopped at {CAP}") == 2
 
 
-def test_a_real_cap_rlm_max_iterations(fake_config: Path, fake_model: Any):
+def test_a_real_cap_rlm_max_iterations(dry_profile: None, fake_model: Any):
     """rlm-v1 whose root never writes FINAL: max_iterations stops it."""
     fake_model.script(
         lambda name, m: (
@@ -137,9 +130,9 @@ def test_a_real_cap_rlm_max_iterations(fake_config: Path, fake_model: Any):
     result = invoke("chat", "-m", "rlm-v1", "--json", "--param", "max_iterations=1", "Count the words.")
     assert result.exit_code == EXIT_PARTIAL, result.output
     data = json.loads(result.stdout)
-    assert data["composite"]["status"] == "partial"
+    assert (data["composite"]["status"], data["composite"]["stopped_by"]) == ("partial", "max_iterations (1)")
     assert data["choices"][0]["finish_reason"] == "length"
-    assert "Partial: rlm-v1 stopped at " in result.stderr
+    assert "Partial: rlm-v1 stopped at max_iterations (1) before it finished" in result.stderr
     assert db_rows("select status from runs") == [{"status": "partial"}]
 
 
@@ -325,7 +318,7 @@ def test_plain_progress_prints_each_step_start_once_shown(capsys: pytest.Capture
 
 
 def test_piped_chat_prints_plain_progress_and_quiet_hides_it(
-    fake_config: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
+    dry_profile: None, fake_model: Any, monkeypatch: pytest.MonkeyPatch
 ):
     from composite_cli.cli import chat
 
