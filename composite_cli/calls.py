@@ -99,6 +99,12 @@ class CallRecord:
     cached: bool = False
     # Models of the alias that failed before the one that answered: [{"model", "error"}].
     fallbacks: list[dict[str, str]] = field(default_factory=list)
+    # Why the answer was cut short by composite or the provider rather than ended by the model:
+    # "repetition" (it looped; finish_reason "length"). Kept in the trace as `response.stopped`.
+    stopped: str | None = None
+    # What the provider did on the model's behalf, if it says (`provider_specific_fields.note`),
+    # e.g. the embedded model answering instead of repeating a tool call. Kept as `response.note`.
+    note: str | None = None
 
     @property
     def text(self) -> str:
@@ -171,19 +177,125 @@ def _is_retryable(exc: BaseException) -> bool:
     return type(exc).__name__ in _RETRYABLE or isinstance(exc, asyncio.TimeoutError)
 
 
+REPETITION = "repetition"
+_GUARD_MESSAGE = "repeating the same chunk"  # LiteLLM's streaming guard (CustomStreamWrapper)
+
+
+def _delta_text(chunk: Any) -> str | None:
+    choices = getattr(chunk, "choices", None) or []
+    text = getattr(choices[0].delta, "content", None) if choices else None
+    return text if isinstance(text, str) else None
+
+
+class RepeatedChunks:
+    """LiteLLM's rule for a looping stream, applied gently: `limit` identical text chunks in a row.
+
+    LiteLLM's guard raises mid-stream when a model sends the same chunk (over 2 characters)
+    `litellm.REPEATED_STREAMING_CHUNK_LIMIT` times in a row. Here a chunk equal to the one before is
+    held back instead of forwarded; a different chunk releases the held ones (as ONE piece of text, so
+    a stream built from what we forward never shows identical chunks in a row), and reaching the
+    limit, or the guard's exception, ends the answer with the held repeats dropped. So what the
+    caller streamed and what the record keeps are the same text: one copy of the repeated chunk.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(2, limit)
+        self.last: str | None = None
+        self.count = 0  # identical chunks in a row, the first included
+        self.held: list[Any] = []
+
+    def add(self, chunk: Any, text: str) -> tuple[list[Any], list[str]]:
+        """Take one text chunk; returns the chunks to keep and the texts to forward now."""
+        if len(text) > 2 and text == self.last:
+            self.count += 1
+            self.held.append(chunk)
+            return [], []
+        released = self.release()
+        self.last, self.count = text, 1
+        return [*released[0], chunk], [*released[1], text]
+
+    def release(self) -> tuple[list[Any], list[str]]:
+        """The held chunks, and their text as one piece (the run of repeats ended naturally)."""
+        held, self.held = self.held, []
+        return held, ["".join(_delta_text(c) or "" for c in held)] if held else []
+
+    @property
+    def looping(self) -> bool:
+        return self.count >= self.limit
+
+
+def is_repetition_guard(exc: BaseException) -> bool:
+    """Whether `exc` is LiteLLM's repeated-chunk guard (possibly wrapped in MidStreamFallbackError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _GUARD_MESSAGE in str(current):
+            return True
+        inner = getattr(current, "original_exception", None)
+        current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
+    return False
+
+
 async def _attempt(litellm: Any, kwargs: dict[str, Any], on_delta: Callable[[str], None] | None) -> Any:
     if on_delta is None:
         return await litellm_acompletion(**kwargs)
     stream = await litellm_acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
-    chunks = []
-    async for chunk in stream:
-        chunks.append(chunk)
-        choices = getattr(chunk, "choices", None) or []
-        if choices:
-            text = getattr(choices[0].delta, "content", None)
-            if text:
-                on_delta(text)
-    return litellm.stream_chunk_builder(chunks, messages=kwargs.get("messages"))
+    chunks: list[Any] = []
+    repeats = RepeatedChunks(int(getattr(litellm, "REPEATED_STREAMING_CHUNK_LIMIT", 100)))
+    looped = False
+    try:
+        async for chunk in stream:
+            text = _delta_text(chunk)
+            if not text:
+                chunks.append(chunk)
+                continue
+            kept, texts = repeats.add(chunk, text)
+            chunks.extend(kept)
+            for piece in texts:
+                on_delta(piece)
+            if repeats.looping:
+                looped = True
+                break
+    except Exception as exc:
+        if not is_repetition_guard(exc):
+            raise
+        looped = True
+    if looped:
+        await _close(stream)
+    else:
+        kept, texts = repeats.release()
+        chunks.extend(kept)
+        for piece in texts:
+            on_delta(piece)
+    response = litellm.stream_chunk_builder(chunks, messages=kwargs.get("messages"))
+    if looped:
+        _mark_stopped(response, REPETITION)
+    return response
+
+
+async def _close(stream: Any) -> None:
+    """Stop a stream we no longer read (for the embedded model this stops generation)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _mark_stopped(response: Any, reason: str) -> None:
+    """Mark a response composite cut short: finish_reason "length", and why, where providers say it."""
+    choice = response.choices[0]
+    choice.finish_reason = "length"
+    fields = dict(getattr(choice.message, "provider_specific_fields", None) or {})
+    fields["stopped"] = reason
+    choice.message.provider_specific_fields = fields
+
+
+def _provider_field(message: Any, key: str) -> str | None:
+    """One of the facts a provider (or composite) reports in `message.provider_specific_fields`:
+    `stopped` (why the answer was cut short) or `note`."""
+    fields = getattr(message, "provider_specific_fields", None)
+    value = fields.get(key) if isinstance(fields, dict) else None
+    return str(value) if value else None
 
 
 def build_kwargs(host: CallHost, request: CallRequest, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -342,6 +454,8 @@ def _fill_from_cache(record: CallRecord, hit: dict[str, Any], t0: float) -> None
     usage = hit.get("usage") or {}
     record.message = dict(hit.get("message") or {"role": "assistant", "content": ""})
     record.finish_reason = hit.get("finish_reason") or "stop"
+    record.stopped = hit.get("stopped")
+    record.note = hit.get("note")
     record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
     record.completion_tokens = int(usage.get("completion_tokens") or 0)
     record.cost_usd = 0.0
@@ -363,6 +477,10 @@ def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None
     record.finish_reason = (
         "tool_calls" if record.message.get("tool_calls") else (choice.finish_reason or "stop")
     )
+    record.stopped = _provider_field(choice.message, "stopped")
+    record.note = _provider_field(choice.message, "note")
+    if record.stopped and record.finish_reason != "tool_calls":
+        record.finish_reason = "length"  # cut short, whatever the provider said
     usage = getattr(response, "usage", None)
     record.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     record.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -374,5 +492,7 @@ def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None
         "model": getattr(response, "model", None),
         "message": record.message,
         "finish_reason": record.finish_reason,
+        **({"stopped": record.stopped} if record.stopped else {}),
+        **({"note": record.note} if record.note else {}),
         "usage": {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens},
     }

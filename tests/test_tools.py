@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import Reply
 
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.executor import run_mode
 from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.engine.spec import parse_mode
-from composite_cli.errors import BadRequest, ModeValidationError
+from composite_cli.engine.tool_loop import FINAL_ANSWER, FINAL_ANSWER_OR_TOOL
+from composite_cli.errors import BadRequest, ModeValidationError, StepFailed
 from composite_cli.events import CallFinished, StepFinished, StepStarted
 from composite_cli.runner import Runner
 from composite_cli.tools import load_tool
@@ -167,14 +169,59 @@ async def test_mixed_think_and_client_calls_return_only_the_clients(fake_model, 
     assert follow_up.finish_reason == "stop"
 
 
-async def test_think_rounds_are_capped(fake_model, fake_profile):
-    fake_model.on("answer", None, tool_calls=[think_call("again")])  # would think forever
+async def test_think_rounds_are_capped_then_the_model_is_asked_for_its_answer(fake_model, fake_profile):
+    fake_model.on("answer", None, tool_calls=[think_call("again")])  # thinks until told to answer
+    fake_model.script(
+        lambda name, messages: "Paris: 18C and sunny." if FINAL_ANSWER in str(messages) else None
+    )
     result, events = await run("think-v1", fake_profile, messages=ASK, params={"max_think_rounds": 2})
     thinks = [e for e in events if isinstance(e, StepStarted) and e.kind == "think"]
     assert len(thinks) == 2
     assert len(fake_model.requests) == 3
-    assert "tools" not in fake_model.requests[-1]  # the last call is offered no think tool
-    assert result.finish_reason in ("stop", "tool_calls")
+    last = fake_model.requests[-1]
+    assert "tools" not in last  # the last call is offered no think tool...
+    assert last["messages"][-1] == {"role": "user", "content": FINAL_ANSWER}  # ...and told to answer
+    assert (result.text, result.finish_reason) == ("Paris: 18C and sunny.", "stop")
+
+
+async def test_out_of_think_rounds_the_client_tools_stay_offered(fake_model, fake_profile):
+    fake_model.on("answer", None, tool_calls=[think_call("again")])
+    told = FINAL_ANSWER_OR_TOOL
+    fake_model.script(
+        lambda name, messages: Reply(None, tool_calls=[weather_call()]) if told in str(messages) else None
+    )
+    result, _ = await run(
+        "think-v1", fake_profile, messages=ASK, tools=[WEATHER], params={"max_think_rounds": 1}
+    )
+    last = fake_model.requests[-1]
+    assert [t["function"]["name"] for t in last["tools"]] == ["get_weather"]
+    assert last["messages"][-1] == {"role": "user", "content": FINAL_ANSWER_OR_TOOL}
+    assert result.finish_reason == "tool_calls" and result.message["tool_calls"] == [weather_call()]
+
+
+async def test_a_model_that_never_answers_fails_the_step_instead_of_answering_nothing(
+    fake_model, fake_profile
+):
+    fake_model.on("answer", None, tool_calls=[think_call("again")])  # even when think is not offered
+    with pytest.raises(StepFailed, match="the model gave no answer"):
+        await run("think-v1", fake_profile, messages=ASK, params={"max_think_rounds": 2})
+    assert len(fake_model.requests) == 3  # two think rounds, one request for the answer
+
+
+async def test_an_empty_answer_is_asked_again_once_then_fails(fake_model, fake_profile):
+    fake_model.on("answer", "")
+    fake_model.on("answer", "It is sunny.")
+    result, events = await run("think-v1", fake_profile, messages=ASK)
+    assert result.text == "It is sunny."
+    second = fake_model.requests[1]
+    assert "tools" not in second and second["messages"][-1]["content"] == FINAL_ANSWER
+    notes = [e.scratchpad for e in events if isinstance(e, StepFinished) and e.scratchpad]
+    assert any("empty answer" in n for n in notes)
+
+    fake_model.by_name.clear()
+    fake_model.on("answer", "   ")
+    with pytest.raises(StepFailed, match="the model gave no answer"):
+        await run("think-v1", fake_profile, messages=ASK)
 
 
 async def test_think_guidance_lives_in_the_mode_file(fake_model, fake_profile):

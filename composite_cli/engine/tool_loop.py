@@ -6,6 +6,10 @@ again, up to `max_rounds` times. Each internal tool call is a child step in the 
 `think` with the thought in its scratchpad). A call to a tool the step did not declare is refused
 and recorded, and the model is told so. When the model asks for client tools, composite runs the
 internal calls of that response and returns only the client's calls.
+
+Out of rounds, the model is asked for its final answer: the internal tools are no longer offered and
+a last message tells it to answer now. A step with internal tools never returns an empty answer
+silently: an empty reply is asked again once in that way, and a second one is a StepFailed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.errors import StepFailed
 from composite_cli.events import StepFinished, StepStarted
 from composite_cli.tools.base import InternalTool, ToolError
 
@@ -23,6 +28,13 @@ if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
 DEFAULT_TOOL_TIMEOUT = 30.0
+
+# The last message of a step's final call once its internal tool rounds are used up.
+FINAL_ANSWER = "You have no tool rounds left. Answer my last message now, in plain text."
+FINAL_ANSWER_OR_TOOL = (
+    "You have no private tool rounds left. Answer my last message now, in plain text, or call one "
+    "of my tools if you still need one."
+)
 
 
 def tool_names(tools: Sequence[dict[str, Any]] | None) -> set[str]:
@@ -61,25 +73,39 @@ async def call_with_tools(
         choice = "none" if not internal else None
     messages = list(request.messages)
     rounds = 0
+    asked_again = False  # an empty answer was met by asking for the final answer
     while True:
-        offered = ([t.definition() for t in internal] if rounds < max_rounds else []) + offered_client
+        final = rounds >= max_rounds or asked_again  # no internal tools any more
+        offered = ([t.definition() for t in internal] if not final else []) + offered_client
+        sent = messages
+        if internal and final and (rounds or asked_again):
+            ask = FINAL_ANSWER_OR_TOOL if offered_client and choice != "none" else FINAL_ANSWER
+            sent = [*messages, {"role": "user", "content": ask}]
         attempt = dataclasses.replace(
-            request, messages=messages, tools=offered or None, tool_choice=choice if offered else None
+            request, messages=sent, tools=offered or None, tool_choice=choice if offered else None
         )
         record = await complete(rt.ctx, attempt)
         calls = list(record.message.get("tool_calls") or [])
         if not calls:
+            if internal and not record.text.strip():
+                if final:
+                    raise StepFailed(_empty_answer(rounds))
+                rt.note("the model gave an empty answer: asked again for its final answer")
+                asked_again = True
+                continue
             return record
         if not internal:
             if not client_allowed:
                 _drop_tool_calls(rt, record, calls)
             return record  # plain pass-through: the client gets the calls as the model made them
-        mine = [c for c in calls if _call_name(c) in by_name and rounds < max_rounds]
+        mine = [c for c in calls if _call_name(c) in by_name and not final]
         theirs = [c for c in calls if client_allowed and _call_name(c) in tool_names(offered_client)]
         refused = [c for c in calls if c not in mine and c not in theirs]
-        if rounds >= max_rounds and not theirs:
-            # Out of tool rounds and the model still wants internal tools: keep its text.
+        if final and not theirs:
+            # Asked for the final answer and the model still wants internal tools: keep its text.
             _drop_tool_calls(rt, record, calls)
+            if not record.text.strip():
+                raise StepFailed(_empty_answer(rounds))
             return record
         results = [await _run_internal(rt, by_name[_call_name(c)], c, tool_timeout) for c in mine]
         results += [_refuse(rt, c) for c in refused]
@@ -91,6 +117,13 @@ async def call_with_tools(
         assistant = {"role": "assistant", "content": record.message.get("content") or "", "tool_calls": calls}
         messages = [*messages, assistant, *results]
         rounds += 1
+
+
+def _empty_answer(rounds: int) -> str:
+    return (
+        f"the model gave no answer: asked for its final answer after {rounds} tool round(s), "
+        "it replied with nothing but tool calls it may no longer make, or with empty text"
+    )
 
 
 def _drop_tool_calls(rt: StepRuntime, record: CallRecord, calls: list[dict[str, Any]]) -> None:

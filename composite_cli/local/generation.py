@@ -15,7 +15,7 @@ import openai
 from litellm.types.utils import GenericStreamingChunk
 from llama_cpp.llama_chat_format import chatml_function_calling
 
-from composite_cli.local.messages import function_calling_messages, plain_messages
+from composite_cli.local.messages import answered_calls, call_key, function_calling_messages, plain_messages
 from composite_cli.local.meter import Cancelled, Meter
 from composite_cli.local.model_info import MODEL_NAME, PROVIDER
 from composite_cli.local.pool import MeteredLlama, get_pool
@@ -29,10 +29,24 @@ def _chunk(text: str = "", tool_use: dict[str, Any] | None = None) -> GenericStr
 
 
 def _final(finish_reason: str, meter: Meter) -> GenericStreamingChunk:
-    """The last chunk: why generation ended, and the token counts."""
-    return GenericStreamingChunk(
+    """The last chunk: why generation ended, and the token counts.
+
+    An answer ended because it looped says so: finish_reason "length" (cut short, as OpenAI marks an
+    answer that ran out of tokens) and `provider_specific_fields={"stopped": "repetition"}`, which
+    LiteLLM hands on as `message.provider_specific_fields` and composite's call record keeps.
+    """
+    chunk = GenericStreamingChunk(
         text="", tool_use=None, is_finished=True, finish_reason=finish_reason, usage=meter.usage(), index=0
     )
+    fields: dict[str, Any] = {}
+    if meter.stopped is not None:
+        chunk["finish_reason"] = "length"
+        fields["stopped"] = meter.stopped
+    if meter.note is not None:
+        fields["note"] = meter.note
+    if fields:
+        chunk["provider_specific_fields"] = fields
+    return chunk
 
 
 def generate(request: Request, cancel: threading.Event) -> Iterator[GenericStreamingChunk]:
@@ -87,14 +101,20 @@ def _map_value_error(exc: ValueError) -> Exception:
 
 
 def _plain(llm: MeteredLlama, request: Request, meter: Meter) -> Iterator[GenericStreamingChunk]:
-    """Chat without tools, through the GGUF's own chat template."""
+    """Chat without tools, through the GGUF's own chat template.
+
+    Free text is watched for loops (see `repetition`); JSON under a grammar is not, since cutting it
+    would leave it unparsable (max_tokens bounds it).
+    """
+    if request.response_format is None:
+        meter.watch_repetition()
     stream: Any = llm.create_chat_completion(
         messages=plain_messages(request.messages),  # type: ignore[arg-type]
         stream=True,
         stop=request.stop,
         seed=request.seed,
         response_format=request.response_format,  # type: ignore[arg-type]
-        **request.sampling,
+        **request.text_sampling(),
     )
     finish_reason = "stop"
     try:
@@ -148,9 +168,19 @@ def _auto_tools(llm: MeteredLlama, request: Request, meter: Meter) -> Iterator[G
     llama's "auto" handler cannot stream a tool call, and when the model picks a text answer it returns
     empty content (its grammar only allows a function name or end-of-turn there). So: decide (and
     generate any calls) without streaming, and if the model chose to answer, stream a plain chat answer.
+
+    Given a tool's result, this model tends to ask for the very same call again (same function, same
+    arguments) instead of answering, so a client loop never ends. A call that only repeats one already
+    answered in the conversation is taken as nothing new to ask: the model answers instead, and the
+    response says so (`provider_specific_fields.note`).
     """
     result = _function_call(llm, request, "auto", stream=False)
     calls = result["choices"][0]["message"].get("tool_calls") or []
+    answered = answered_calls(request.messages)
+    if calls and all(call_key(call) in answered for call in calls):
+        names = ", ".join(call["function"]["name"] for call in calls)
+        meter.note = f"answered instead of repeating an answered tool call ({names})"
+        calls = []
     if not calls:
         yield from _plain(llm, request, meter)
         return

@@ -31,6 +31,7 @@ def _fill(
     calls: dict[int, dict[str, Any]] = {}
     finish_reason = "stop"
     usage = ChatCompletionUsageBlock(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    extra: dict[str, Any] | None = None  # the last chunk's provider_specific_fields (why it stopped)
     for chunk in chunks:
         text.append(chunk["text"])
         tool_use: Any = chunk.get("tool_use")
@@ -43,10 +44,14 @@ def _fill(
             call["function"]["arguments"] += tool_use["function"].get("arguments") or ""
         if chunk["is_finished"]:
             finish_reason, usage = chunk["finish_reason"], chunk["usage"] or usage
+            extra = chunk.get("provider_specific_fields") or extra
     tool_calls = [calls[i] for i in sorted(calls)]
     choice: Any = model_response.choices[0]
     choice.message = litellm.Message(
-        role="assistant", content=None if tool_calls else "".join(text), tool_calls=tool_calls or None
+        role="assistant",
+        content=None if tool_calls else "".join(text),
+        tool_calls=tool_calls or None,
+        provider_specific_fields=extra,
     )
     choice.finish_reason = finish_reason
     model_response.model = MODEL_NAME

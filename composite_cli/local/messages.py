@@ -42,6 +42,30 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     return calls
 
 
+def call_key(call: dict[str, Any]) -> tuple[str, str]:
+    """A tool call's function name and arguments, the arguments as canonical JSON when they parse."""
+    fn = call.get("function") or {}
+    args = fn.get("arguments")
+    try:
+        parsed = json.loads(args) if isinstance(args, str) else args
+        canonical = json.dumps(parsed, sort_keys=True)
+    except (TypeError, ValueError):
+        canonical = str(args).strip()
+    return str(fn.get("name") or ""), canonical
+
+
+def answered_calls(messages: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The tool calls (as `call_key`) in `messages` that a later `tool` message answered."""
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    return {
+        call_key(c)
+        for m in messages
+        if m.get("role") == "assistant"
+        for c in m.get("tool_calls") or []
+        if c.get("id") in answered
+    }
+
+
 def _render_calls(calls: list[dict[str, Any]]) -> str:
     # The same "functions.<name>:\n<arguments>" text the function-calling prompt uses.
     return "\n".join(f"functions.{c['function']['name']}:\n{c['function']['arguments']}" for c in calls)

@@ -9,6 +9,7 @@ import litellm
 from litellm.types.llms.openai import ChatCompletionUsageBlock
 
 from composite_cli.local.model_info import MODEL_NAME, PROVIDER
+from composite_cli.local.repetition import RepetitionDetector
 
 
 class Cancelled(Exception):
@@ -22,6 +23,9 @@ class Meter:
     the loop every completion (plain chat and function calling) runs through. A request may run several
     completions (tool choice "auto" first decides, then writes): prompt_tokens is the first prompt,
     completion_tokens every token generated. For one completion the counts equal llama's own usage.
+
+    With `watch_repetition()` on, the meter also ends a completion whose tokens fall into a loop (see
+    `repetition`): `on_token` returns True, the token loop stops there, and `stopped` says why.
     """
 
     def __init__(self, cancel: threading.Event, deadline: float | None):
@@ -30,13 +34,21 @@ class Meter:
         self.prompt_tokens: int | None = None  # the first prompt of the request
         self.completion_tokens = 0  # every token generated for the request (end-of-turn excluded)
         self.last_call_tokens = 0
+        self.stopped: str | None = None  # "repetition" once a completion was ended for looping
+        self.note: str | None = None  # what the provider did on the model's behalf, for the trace
+        self._detector: RepetitionDetector | None = None
+
+    def watch_repetition(self) -> None:
+        """End the next completion early if it starts repeating itself."""
+        self._detector = RepetitionDetector()
 
     def begin(self, n_prompt: int) -> None:
         if self.prompt_tokens is None:
             self.prompt_tokens = n_prompt
         self.last_call_tokens = 0
 
-    def on_token(self, is_end: bool) -> None:
+    def on_token(self, token: int, is_end: bool) -> bool:
+        """Count one generated token; True if generation should end here (a loop was detected)."""
         if self.cancel.is_set():
             raise Cancelled()
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -44,6 +56,11 @@ class Meter:
         if not is_end:  # llama's own usage does not count the end-of-turn token either
             self.completion_tokens += 1
             self.last_call_tokens += 1
+            if self._detector is not None and self._detector.feed(token):
+                self._detector = None
+                self.stopped = "repetition"
+                return True
+        return False
 
     def usage(self) -> ChatCompletionUsageBlock:
         prompt = self.prompt_tokens or 0

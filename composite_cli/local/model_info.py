@@ -9,6 +9,11 @@ PROVIDER = "local"
 N_CTX = 2048
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.7
+# Defaults for free-text answers, under the caller's own values. Without a penalty SmolLM2-135M falls
+# into loops ("classical classical ..."); llama's repeat_penalty divides the logits of tokens seen in
+# the last 64 tokens. Tool calls and JSON get none of this: a penalty there punishes the quotes,
+# colons and braces the format needs.
+TEXT_SAMPLING: dict[str, float] = {"repeat_penalty": 1.1}
 
 LOCAL_MODEL_INFO: dict[str, dict[str, Any]] = {
     MODEL_NAME: {

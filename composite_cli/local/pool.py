@@ -35,11 +35,17 @@ class MeteredLlama(llama_cpp.Llama):
         meter = self.meter
         if meter is not None:
             meter.begin(len(tokens))
-        for token in super().generate(tokens, *args, **kwargs):
-            if meter is not None:
+        tokens_out = super().generate(tokens, *args, **kwargs)
+        try:
+            for token in tokens_out:
                 # The same end-of-generation test llama's completion loop applies to each token.
-                meter.on_token(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
-            yield token
+                is_end = llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
+                if meter is not None and meter.on_token(token, is_end):
+                    # A loop: end here, as if out of tokens (llama then reports finish_reason "length").
+                    return
+                yield token
+        finally:
+            tokens_out.close()
 
 
 class Pool:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from composite_cli.local.model_info import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+from composite_cli.local.model_info import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, TEXT_SAMPLING
 
 
 @dataclass
@@ -44,6 +44,13 @@ class Request:
             tool_choice=p.get("tool_choice"),
             deadline=_deadline(timeout),
         )
+
+    def text_sampling(self) -> dict[str, Any]:
+        """Sampling for a free-text answer: the text defaults (a repeat penalty), then the caller's
+        values; JSON output (`response_format`) keeps the caller's alone, like tool calls."""
+        if self.response_format is not None:
+            return dict(self.sampling)
+        return {**TEXT_SAMPLING, **self.sampling}
 
 
 def _deadline(timeout: Any) -> float | None:
