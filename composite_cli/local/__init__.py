@@ -11,13 +11,17 @@ It always runs on the pool's worker threads, so the event loop never blocks on t
 consumer that goes away (closed stream, cancelled task) stops it at the next token.
 
 Sampling defaults: max_tokens 512, temperature 0.7 (llama-cpp-python's own defaults are 16 tokens for
-plain completions and 0.2 for chat, which are too small/cold for pipeline steps).
+plain completions and 0.2 for chat, which are too small/cold for pipeline steps), and for free-text
+answers repeat_penalty 1.1 (`model_info.TEXT_SAMPLING`); the caller's values win. A free-text answer
+that still falls into a loop is ended there (`repetition`): finish_reason "length", and
+`provider_specific_fields={"stopped": "repetition"}`, which composite's call record keeps.
 
 Modules, one job each:
     model_info   name, context size, sampling defaults, LiteLLM model-map entry
+    repetition   spotting a generation that loops, token by token
     model_file   locating the GGUF file
     amx_guard    refusing a llama.cpp build whose AMX kernels crash here, before the first load
-    meter        token counting and cancellation for one request
+    meter        token counting, cancellation and the loop stop for one request
     pool         the metered Llama subclass and the instance pool
     request      one call's inputs, from LiteLLM's arguments
     messages     message normalization for the two chat formats
@@ -34,6 +38,7 @@ from composite_cli.local.model_info import (
     MODEL_NAME,
     N_CTX,
     PROVIDER,
+    TEXT_SAMPLING,
 )
 from composite_cli.local.pool import pool_status, threads_per_instance
 
@@ -44,6 +49,7 @@ __all__ = [
     "MODEL_NAME",
     "N_CTX",
     "PROVIDER",
+    "TEXT_SAMPLING",
     "LocalLLM",
     "model_path",
     "pool_status",
