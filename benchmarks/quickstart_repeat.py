@@ -9,7 +9,9 @@ database in a temporary directory. A run passes when it exits 0, prints a non-em
 prints no error text (stdout or stderr). Printed: pass count, exit codes, the runs' finish reasons,
 how many model calls were cut for looping (`stopped: repetition` in the trace), and latency
 p50/max. `--repeat-penalty X` runs the same command through a config file whose profile sets that
-penalty for every alias, to compare against the default sampling. Progress goes to stderr.
+penalty for every alias, to compare against the default sampling. Each run is a fresh process
+that loads the model itself (`COMPOSITE_NO_WORKER=1`, as on a first run), unless `--worker` lets it
+use the warm worker. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ def trace_facts(db: Path) -> dict[str, Any]:
     return {"status": status, "finish_reason": finish, "loops": int(loops)}
 
 
-def run_once(work: Path, repeat_penalty: float | None, timeout: float) -> dict[str, Any]:
+def run_once(work: Path, repeat_penalty: float | None, timeout: float, worker: bool) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_")}
     env["COMPOSITE_DB"] = str(work / "traces.db")
+    if not worker:
+        env["COMPOSITE_NO_WORKER"] = "1"
     if repeat_penalty is not None:
         config = work / "composite.yaml"
         profile = {"*": {"model": "local/smollm2", "repeat_penalty": repeat_penalty}}
@@ -97,13 +101,14 @@ def main() -> int:
     parser.add_argument("-n", "--runs", type=int, default=20, help="how many runs (default 20)")
     parser.add_argument("--repeat-penalty", type=float, default=None, help="override the text repeat penalty")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per run (default 900)")
+    parser.add_argument("--worker", action="store_true", help="let the runs use the warm worker")
     parser.add_argument("--json", action="store_true", help="print every run as JSON")
     args = parser.parse_args()
 
     results = []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="quickstart-") as tmp:
-            result = run_once(Path(tmp), args.repeat_penalty, args.timeout)
+            result = run_once(Path(tmp), args.repeat_penalty, args.timeout, args.worker)
         results.append(result)
         first = result["answer"].splitlines()[0][:70] if result["answer"] else "(no answer)"
         log(

@@ -239,6 +239,61 @@ async def test_history_with_tool_calls_and_results() -> None:
     assert_weather_call(called.choices[0].message)
 
 
+# --- degenerate output: loops and repeated tool calls ----------------------------------------------
+
+# Greedy decoding without a penalty, asked to continue a run of one word: the model loops.
+LOOPING = [
+    {"role": "system", "content": "Continue the user's text exactly, the same way."},
+    {"role": "user", "content": "classical " * 40},
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_looping_answer_is_ended_with_length_and_says_why(stream: bool) -> None:
+    response = await litellm.acompletion(
+        model=MODEL, messages=LOOPING, temperature=0, repeat_penalty=1.0, max_tokens=300, stream=stream
+    )
+    if stream:
+        response = litellm.stream_chunk_builder([chunk async for chunk in response], messages=LOOPING)
+    choice = response.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.provider_specific_fields == {"stopped": "repetition"}
+    assert response.usage.completion_tokens < 300  # ended at the loop, not at max_tokens
+    assert "classical classical classical" in choice.message.content
+
+
+@pytest.mark.asyncio
+async def test_auto_never_repeats_a_tool_call_already_answered() -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    history = [
+        *WEATHER_QUESTION,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny in Paris"},
+    ]
+    for seed in (SEED, SEED + 1, SEED + 2):
+        response = await litellm.acompletion(
+            model=MODEL, messages=history, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=48, seed=seed
+        )
+        message = response.choices[0].message
+        for made in message.tool_calls or []:
+            assert (made.function.name, json.loads(made.function.arguments)) != (
+                "get_weather",
+                {"city": "Paris"},
+            )
+        if not message.tool_calls:
+            assert message.content.strip()
+            fields = message.provider_specific_fields or {}
+            assert fields.get("note") in (
+                None,
+                "answered instead of repeating an answered tool call (get_weather)",
+            )
+
+
 # --- errors, cancellation, concurrency -----------------------------------------------------------
 
 

@@ -28,7 +28,9 @@ from composite_cli.events import CallFinished, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
 from composite_cli.local.messages import answered_calls, call_key
 from composite_cli.local.meter import Meter
+from composite_cli.local.model_info import TEXT_SAMPLING
 from composite_cli.local.repetition import MIN_SPAN, RepetitionDetector
+from composite_cli.local.request import Request
 
 ASK = [{"role": "user", "content": "Name three classical chess openings."}]
 LOOP = " classical"
@@ -97,6 +99,16 @@ def test_a_looping_answer_ends_with_length_and_says_why():
     final = _final("stop", meter)
     assert final["finish_reason"] == "length"
     assert final["provider_specific_fields"] == {"stopped": "repetition"}
+
+
+def test_free_text_gets_a_repeat_penalty_tool_calls_do_not() -> None:
+    text = Request.build(ASK, {}, None)
+    assert text.text_sampling()["repeat_penalty"] == TEXT_SAMPLING["repeat_penalty"] > 1.0
+    assert "repeat_penalty" not in text.sampling  # what tool calls use
+    own = Request.build(ASK, {"repeat_penalty": 1.0}, None)
+    assert own.text_sampling()["repeat_penalty"] == own.sampling["repeat_penalty"] == 1.0
+    json_out = Request.build(ASK, {"response_format": {"type": "json_object"}}, None)
+    assert "repeat_penalty" not in json_out.text_sampling()
 
 
 def test_a_repeated_answered_tool_call_is_recognized():

@@ -12,7 +12,8 @@ consumer that goes away (closed stream, cancelled task) stops it at the next tok
 
 Sampling defaults: max_tokens 512, temperature 0.7 (llama-cpp-python's own defaults are 16 tokens for
 plain completions and 0.2 for chat, which are too small/cold for pipeline steps), and for free-text
-answers repeat_penalty 1.1 (`model_info.TEXT_SAMPLING`); the caller's values win. A free-text answer
+answers repeat_penalty 1.1 (`model_info.TEXT_SAMPLING`); the caller's values win. Without a `seed`,
+sampling differs from process to process (each instance starts from a random seed). A free-text answer
 that still falls into a loop is ended there (`repetition`): finish_reason "length", and
 `provider_specific_fields={"stopped": "repetition"}`, which composite's call record keeps.
 

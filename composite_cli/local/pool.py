@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -111,6 +112,9 @@ class Pool:
         try:
             return MeteredLlama(
                 model_path=str(path),
+                # llama-cpp-python derives each unseeded call's seed from the previous one, starting
+                # here; a fixed start would make every new process sample the same answers.
+                seed=secrets.randbelow(2**32 - 1) + 1,
                 n_ctx=N_CTX,
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
