@@ -193,13 +193,16 @@ async def test_max_iterations_gives_a_partial_answer(fake_model, tmp_path):
     assert result.text == "Still looking."
     assert runner.store.get_run(result.run_id)["status"] == "partial"
     rlm_step = next(e for e in events if isinstance(e, StepFinished) and e.status == "partial")
-    assert "max_iterations (3)" in rlm_step.scratchpad
+    assert "max_iterations (3)" in rlm_step.scratchpad and result.stopped_by == "max_iterations (3)"
+    assert result.notes == {
+        "rlm": {"path": "model", "iterations": 3, "sub_calls": 0, "stopped_by": "max_iterations (3)"}
+    }
     runner.close()
 
 
 @pytest.mark.parametrize(
     ("params", "reason"),
-    [({"max_calls": 5}, "max_calls (5)"), ({"deadline": 0.3}, "deadline of 0.3s")],
+    [({"max_calls": 5}, "max_calls (5)"), ({"deadline": 0.3}, "deadline (0.3s)")],
 )
 async def test_caps_end_in_a_partial_answer_not_a_crash(fake_model, tmp_path, params, reason):
     Reply = type(fake_model.default)
@@ -207,7 +210,7 @@ async def test_caps_end_in_a_partial_answer_not_a_crash(fake_model, tmp_path, pa
     fake_model.script(lambda name, m: Reply(code, delay=0.05) if name.startswith("root") else None)
     fake_model.default.delay = 0.05
     _, result, events = await run_rlm(fake_model, haystack(20_000), tmp_path, params=params)
-    assert result.status == "partial"
+    assert result.status == "partial" and result.stopped_by == reason
     notes = next(e.scratchpad for e in events if isinstance(e, StepFinished) and e.status == "partial")
     assert reason in notes
 
@@ -220,7 +223,7 @@ async def test_cost_budget_ends_in_a_partial_answer(fake_model, tmp_path):
     )
     assert result.status == "partial"
     notes = next(e.scratchpad for e in events if isinstance(e, StepFinished) and e.status == "partial")
-    assert "cost budget of $0.0001" in notes
+    assert "budget_usd ($0.0001" in notes and result.stopped_by.startswith("budget_usd ($0.0001")
 
 
 async def test_sandbox_escapes_become_errors_the_model_sees(fake_model, tmp_path, monkeypatch):

@@ -1,37 +1,47 @@
-"""The root model's instructions (after the RLM paper's prompt, adapted to small sub-models)."""
+"""The root model's instructions and worked example, and the fallback program's prompts.
+
+After the RLM paper's prompt and alexzhang13/rlm's minimal one, made short enough for a 2,048-token
+window: what the REPL holds, the rules in a few lines and one worked example of the protocol
+(code, its output, then FINAL). The example is left out when the root model's window is too
+small for it (composite_cli/engine/rlm/turns.py).
+"""
 
 SYSTEM = """\
-You are answering a query about a context that is too large to read at once. The context is
-stored in a Python REPL, and you work on it by writing code. You will be called again and again,
-seeing your code's printed output each time, until you give a final answer.
+You answer a query about a long text. The text is the Python variable `context` in a REPL; you \
+never see it whole, only what your code prints. Each turn, write one ```repl block of Python. \
+You will see its output, then write the next block. When you know the answer, write on its own \
+line, outside any code block:
+FINAL(the answer)
+or FINAL_VAR(variable_name) to answer with a REPL variable.
 
 The REPL has:
-1. `context`: a {{ context_type }} of {{ context_length }} characters. Never print all of it; look
-   at slices, search it, split it.
-2. `llm_query(prompt) -> str`: asks a language model. It reads at most about
-   {{ sub_context_chars }} characters, so send it slices, not the whole context.
-3. `llm_query_batched(prompts) -> list[str]`: asks many prompts at once, in parallel. Much faster
-   than calling llm_query in a loop: use it to process many chunks.
-{% if recursive %}4. `rlm_query(prompt, context) -> str`: runs a recursive RLM like you on a sub-context.
-{% endif %}
-Use print() to see results; you only see the first {{ max_output_chars }} characters of output.
-You may make at most {{ max_calls }} model calls in all (your turns and every sub-call), so size
-your chunks: a few large batches beat many small calls.
-Plain Python (re, collections, json, math) is often the fastest exact way: count, filter and
-sum with code, and use llm_query for what needs understanding.
+- `context`: a {{ context_type }} of {{ context_length }} characters. Print slices, never all of it.
+- `llm_query(prompt) -> str`: asks a helper model. It reads at most about {{ sub_context_chars }} \
+characters: send it a slice and your question.
+- `llm_query_batched(prompts) -> list[str]`: many llm_query calls at once, in parallel.
+{% if recursive %}- `rlm_query(prompt, context) -> str`: a recursive RLM like you, on a sub-context.
+{% endif %}- re, json, math and collections: exact searching and counting.
 
-To run code, write it in a fenced block marked repl:
+Rules: you see at most {{ max_output_chars }} characters of output per turn; at most \
+{{ max_calls }} model calls in all (your turns and every helper call); {{ max_iterations }} turns. \
+Do not write FINAL before you have the answer."""
+
+# The worked example, appended to SYSTEM when the root's window has room for it.
+EXAMPLE = """
+
+Example. Given "The context is a string of 48000 characters ... Question: What is the default \
+port?", a good first reply is:
+I will ask the helper model about each chunk.
 ```repl
-chunk = context[:2000]
-print(llm_query("Summarize: " + chunk))
+question = "What is the default port?"
+size = {{ chunk_chars }}
+chunks = [context[i:i + size] for i in range(0, len(context), size)]
+ask = "Copy the sentence that answers it, or reply NONE."
+answers = llm_query_batched([f"{chunk}\\n\\nQuestion: {question}\\n{ask}" for chunk in chunks])
+print([a for a in answers if "NONE" not in a])
 ```
-
-When you know the answer, write it on its own line, outside any code block, as
-FINAL(your answer)
-or, to return a REPL variable you computed,
-FINAL_VAR(variable_name)
-Do not write FINAL until you have the answer. You have {{ max_iterations }} turns.
-"""
+It prints ['The default port is 8443.'], and the next reply is:
+FINAL(8443)"""
 
 FIRST_TURN = """\
 The context is a {{ context_type }} of {{ context_length }} characters.
@@ -41,8 +51,7 @@ Its beginning:
 Its end:
 {{ tail }}
 
-The query is in the context (usually at its end). Start by looking at the context with code.
-"""
+The query is in the context (usually at its end). Write your first ```repl block."""
 
 NEXT_TURN = "REPL output:\n{{ output }}"
 WRAP_UP = (
@@ -53,3 +62,18 @@ NO_CODE = (
     "No ```repl block and no FINAL line in your reply. Write code in a ```repl block, or give "
     "FINAL(answer) on its own line."
 )
+
+# -- the fallback program (composite_cli/engine/rlm/fallback.py) -------------------------------------
+
+# What each chunk is asked. The question comes after the text: small models attend to the end.
+FINDING = (
+    "{chunk}\n\nQuestion: {question}\n"
+    "If the text above answers the question, copy the sentence that answers it, word for word. "
+    "Otherwise reply NONE."
+)
+# The last call: the question and what the chunks said.
+ANSWER = (
+    "Notes taken from a long document:\n{notes}\n\n"
+    "Using only these notes, answer the question briefly.\nQuestion: {question}"
+)
+NOTHING_FOUND = "(no part of the document answered the question)"

@@ -5,25 +5,34 @@ Trace shape: the session's parent step holds the root model's calls (`llm` rows)
 step per executed block (the code, its truncated output, its duration); `llm_query` sub-calls are
 `llm` rows under the `repl` step that made them, and `rlm_query` children are `rlm` steps there.
 Caps (iterations, calls, deadline, cost budget) end the session with the best partial answer,
-marked partial; they never crash or hang the run.
+marked partial with `stopped_by` naming the cap; they never crash or hang the run.
+
+What the root is sent always fits its model's window (composite_cli/engine/rlm/window.py). A root
+that cannot follow the protocol — `fallback_after` turns without code that runs, or a window too
+small for even one turn — is replaced by a built-in program run in the same REPL
+(composite_cli/engine/rlm/fallback.py). The answer's `notes["rlm"]["path"]` and the step's
+scratchpad say which path answered ("model" or "fallback") and why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
-from composite_cli.engine.rlm import prompts
+from composite_cli.engine.rlm import fallback, prompts, turns
 from composite_cli.engine.rlm.protocol import code_blocks, find_final, truncate
+from composite_cli.engine.rlm.settings import Counter, RlmFallbackError, RlmLimit, RlmSettings, RootWindowFull
+from composite_cli.engine.rlm.window import Window, message_tokens, recent_turns
 from composite_cli.engine.runtime import StepTotals
-from composite_cli.engine.templates import Template
 from composite_cli.engine.values import TextValue
-from composite_cli.errors import CompositeError, RunLimitExceeded
+from composite_cli.errors import RunLimitExceeded
 from composite_cli.events import StepFinished, StepStarted
-from composite_cli.sandbox import Sandbox, SandboxDead, SandboxLimits, SandboxVariableError
+from composite_cli.model_limits import estimate_tokens, window_or_fallback
+from composite_cli.sandbox import Sandbox, SandboxDead, SandboxVariableError
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
@@ -41,47 +50,6 @@ def FINAL_VAR(name):
     _final_set, _final_answer = True, str(value)
     print("FINAL answer recorded.")
 """
-_SYSTEM = Template.compile(
-    prompts.SYSTEM,
-    {
-        "context_type",
-        "context_length",
-        "sub_context_chars",
-        "recursive",
-        "max_output_chars",
-        "max_iterations",
-        "max_calls",
-    },
-)
-_FIRST = Template.compile(prompts.FIRST_TURN, {"context_type", "context_length", "head", "tail"})
-_NEXT = Template.compile(prompts.NEXT_TURN, {"output"})
-
-
-@dataclass
-class _Counter:
-    calls: int = 0
-
-
-class RlmLimit(CompositeError):
-    """A cap of the RLM step was reached (shown to the REPL code, or ends the session)."""
-
-
-@dataclass
-class RlmSettings:
-    root: str
-    sub: str
-    max_iterations: int = 12
-    max_depth: int = 1
-    max_calls: int = 60
-    max_output_chars: int = 4000
-    concurrency: int = 4
-    deadline_s: float = 600.0
-    budget_usd: float | None = None
-    sub_context_chars: int = 6000
-    history_turns: int = 4
-    root_generation: dict[str, Any] = field(default_factory=dict)
-    sub_generation: dict[str, Any] = field(default_factory=dict)
-    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
 
 class RlmSession:
@@ -96,7 +64,7 @@ class RlmSession:
         totals: StepTotals,
         depth: int = 1,
         started: float | None = None,
-        counter: _Counter | None = None,
+        counter: Counter | None = None,
     ):
         self.rt = rt
         self.ctx = rt.ctx
@@ -111,8 +79,14 @@ class RlmSession:
         self.last_output = ""
         self.notes: list[str] = []
         # Calls started by this session and its children (one counter for the whole tree).
-        self.counter = counter if counter is not None else _Counter()
+        self.counter = counter if counter is not None else Counter()
         self.wrap_up: str | None = None  # a sub-call hit a cap: the root gets one turn to answer
+        self.path = "model"  # or "fallback": which path produced the answer
+        self.reason = ""  # why the fallback ran
+        self.iterations = 0
+        self.in_fallback = False
+        self.sub_params: dict[str, Any] = {}  # the fallback's per-cell sub-call settings
+        self._sub_window: int | None = None
 
     # -- caps -----------------------------------------------------------------------------------
     def _remaining(self) -> float:
@@ -121,7 +95,7 @@ class RlmSession:
     def _cap_reached(self, reserve_root: bool = False) -> str | None:
         """The cap that stops the next call, if any. Sub-calls leave one call for the root's answer."""
         if self._remaining() <= 0:
-            return f"deadline of {self.s.deadline_s:g}s"
+            return f"deadline ({self.s.deadline_s:g}s)"
         if self.counter.calls >= self.s.max_calls - (1 if reserve_root else 0):
             return f"max_calls ({self.s.max_calls})"
         cost = self.totals.cost_usd
@@ -131,8 +105,26 @@ class RlmSession:
             and self.totals.calls
             and cost >= self.s.budget_usd
         ):
-            return f"cost budget of ${self.s.budget_usd:g} (spent ${cost:.4f})"
+            return f"budget_usd (${self.s.budget_usd:g}, spent ${cost:.4f})"
         return None
+
+    # -- windows ----------------------------------------------------------------------------------
+    def _window_of(self, alias: str) -> tuple[int, bool]:
+        return window_or_fallback(self.ctx.profile.candidates(alias))
+
+    def sub_window(self) -> int:
+        if self._sub_window is None:
+            self._sub_window = self._window_of(self.s.sub)[0]
+        return self._sub_window
+
+    def _sub_params(self, prompt: str) -> dict[str, Any]:
+        """The sub-call's settings, its max_tokens lowered if prompt and reply would not fit."""
+        params = {**self.s.sub_generation, **self.sub_params}
+        wanted = params.get("max_tokens")
+        if isinstance(wanted, int):
+            room = self.sub_window() - estimate_tokens(prompt) - 16
+            params["max_tokens"] = max(16, min(wanted, room))
+        return params
 
     # -- sub-calls, from the REPL ----------------------------------------------------------------
     async def llm_query(self, prompts_in: list[str]) -> list[str]:
@@ -141,10 +133,12 @@ class RlmSession:
 
         async def one(index: int, prompt: str) -> str:
             async with semaphore:
-                cap = self._cap_reached(reserve_root=True)
+                cap = self._cap_reached(reserve_root=not self.in_fallback)
                 if cap:
                     self.wrap_up = cap
-                    raise RlmLimit(f"llm_query refused: the RLM reached its {cap}; answer now with FINAL")
+                    raise RlmLimit(
+                        cap, f"llm_query refused: the RLM reached its {cap}; answer now with FINAL"
+                    )
                 self.counter.calls += 1  # counted before the await, so parallel calls cannot overshoot
                 self.sub_calls += 1
                 self._stat("rlm_sub_calls", 1)
@@ -153,7 +147,7 @@ class RlmSession:
                     messages=[{"role": "user", "content": prompt}],
                     name=f"llm_query[{index}]" if len(prompts_in) > 1 else "llm_query",
                     parent_id=parent,
-                    params=dict(self.s.sub_generation),
+                    params=self._sub_params(prompt),
                     timeout=max(0.001, self._remaining()),
                 )
                 record = await complete(self.ctx, request)
@@ -169,7 +163,10 @@ class RlmSession:
 
     async def rlm_query(self, prompt: str, context: str) -> str:
         if self.depth >= self.s.max_depth:
-            raise RlmLimit(f"rlm_query refused: max_depth is {self.s.max_depth}; use llm_query")
+            raise RlmLimit(
+                f"max_depth ({self.s.max_depth})",
+                f"rlm_query refused: max_depth is {self.s.max_depth}; use llm_query",
+            )
         child_id = new_id()
         parent = self.iteration_id or self.parent_id
         totals = StepTotals(self.ctx.step_totals.get(parent, self.totals))
@@ -188,7 +185,13 @@ class RlmSession:
         )
         t0 = time.perf_counter()
         child = RlmSession(
-            self.rt, self.s, parent_id=child_id, totals=totals, depth=self.depth + 1, started=self.started
+            self.rt,
+            self.s,
+            parent_id=child_id,
+            totals=totals,
+            depth=self.depth + 1,
+            started=self.started,
+            counter=self.counter,
         )
         try:
             value = await child.run(f"{context}\n\nQuery: {prompt}")
@@ -222,13 +225,14 @@ class RlmSession:
     def _stat(self, key: str, amount: int) -> None:
         self.ctx.stats[key] = self.ctx.stats.get(key, 0) + amount
 
-    # -- the loop -----------------------------------------------------------------------------------
+    # -- the run ------------------------------------------------------------------------------------
     async def run(self, context: Any) -> TextValue:
         self.ctx.stats["rlm_depth"] = max(self.ctx.stats.get("rlm_depth", 0), self.depth)
         text = context if isinstance(context, str) else repr(context)
         kind = "string" if isinstance(context, str) else "list of messages"
         limits = self.s.sandbox
         recursive = self.s.max_depth > self.depth
+        plan = fallback.plan(context, self.sub_window(), self.s.sub_context_chars, self.s.fallback_chunks)
         sandbox = Sandbox(
             limits=limits, on_llm_query=self.llm_query, on_rlm_query=self.rlm_query if recursive else None
         )
@@ -236,111 +240,153 @@ class RlmSession:
             await sandbox.start({"context": context, "context_length": len(text)})
             setup = await sandbox.execute(_SETUP)
             if setup.error:
-                raise RlmLimit(f"the REPL could not be prepared: {setup.error}")
-            return await self._loop(sandbox, text, kind, recursive)
+                raise RlmFallbackError(f"the REPL could not be prepared: {setup.error}")
+            outcome = await self._loop(sandbox, text, kind, recursive, plan)
+            if isinstance(outcome, TextValue):
+                return outcome
+            return await self._fallback(sandbox, plan, outcome)
         finally:
             await sandbox.close()
 
-    async def _loop(self, sandbox: Sandbox, text: str, kind: str, recursive: bool) -> TextValue:
-        system = _SYSTEM.render(
-            {
-                "context_type": kind,
-                "context_length": len(text),
-                "sub_context_chars": self.s.sub_context_chars,
-                "recursive": recursive,
-                "max_output_chars": self.s.max_output_chars,
-                "max_iterations": self.s.max_iterations,
-                "max_calls": self.s.max_calls,
-            }
+    def _fallback_due(self, fruitless: int) -> bool:
+        return self.s.fallback_after >= 0 and fruitless >= self.s.fallback_after
+
+    async def _loop(
+        self, sandbox: Sandbox, text: str, kind: str, recursive: bool, plan: fallback.Plan
+    ) -> TextValue | str:
+        """The root's turns: its answer, a partial answer at a cap, or why the fallback must run."""
+        if self._fallback_due(0):
+            return "fallback_after is 0"
+        tokens, known = self._window_of(self.s.root)
+        window = Window.for_root(tokens, known, self.s.root_generation.get("max_tokens"))
+        self.notes.append(f"root window: {window.describe()}")
+        head, notes = turns.first_messages(
+            text, kind, window, self._prompt_values(kind, len(text), recursive, plan)
         )
-        first = _FIRST.render(
-            {"context_type": kind, "context_length": len(text), "head": text[:600], "tail": text[-600:]}
-        )
-        head = [{"role": "system", "content": system}, {"role": "user", "content": first}]
-        turns: list[dict[str, Any]] = []
+        self.notes += notes
+        room = window.prompt_tokens - sum(message_tokens(m) for m in head)
+        history: list[dict[str, Any]] = []
+        fruitless = 0  # root turns without code that ran
         warned = False
         for iteration in range(1, self.s.max_iterations + 1):
             cap = self._cap_reached()
             if cap:
                 return self._partial(cap)
             self._stat("rlm_iterations", 1)
+            self.iterations = iteration
             try:
-                record = await self._root_turn(head, turns, iteration)
+                record = await self._root_turn(head, history, iteration, room, window)
+            except RootWindowFull as exc:
+                if self.s.fallback_after >= 0:
+                    return str(exc)
+                return self._partial(exc.cap)
             except RlmLimit as exc:
-                return self._partial(str(exc))
+                return self._partial(exc.cap)
             reply = record.text
-            outputs, final = await self._execute_blocks(sandbox, reply, iteration)
+            outputs, final, ran = await self._execute_blocks(sandbox, reply, iteration)
             if final is None:
                 final = await self._final_from_text(sandbox, reply, outputs)
             if final is not None:
-                self.notes.append(f"finished after {iteration} iteration(s)")
-                return TextValue(final)
+                self.notes.append(f"path: model (FINAL after {iteration} iteration(s))")
+                return self._value(final)
             self.last_prose = _strip_code(reply) or self.last_prose
             if warned:
                 return self._partial(str(self.wrap_up))  # its last turn, and still no FINAL
-            message = _NEXT.render({"output": "\n\n".join(outputs)}) if outputs else prompts.NO_CODE
+            if not ran:
+                fruitless += 1
+                if self._fallback_due(fruitless):
+                    return f"{fruitless} root turn(s) without code that runs"
+            message = turns.next_message(outputs)
             if self.wrap_up:
                 # A cap stopped the sub-calls: one more turn for the root to answer with what it has.
                 message += "\n\n" + prompts.WRAP_UP.replace("{cap}", self.wrap_up)
                 warned = True
-            turns += [{"role": "assistant", "content": reply}, {"role": "user", "content": message}]
+            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": message}]
         return self._partial(f"max_iterations ({self.s.max_iterations})")
 
+    def _prompt_values(self, kind: str, length: int, recursive: bool, plan: fallback.Plan) -> dict[str, Any]:
+        return {
+            "context_type": kind,
+            "context_length": length,
+            "sub_context_chars": min(self.s.sub_context_chars, plan.chunk_chars),
+            "recursive": recursive,
+            "max_output_chars": self.s.max_output_chars,
+            "max_iterations": self.s.max_iterations,
+            "max_calls": self.s.max_calls,
+        }
+
     async def _root_turn(
-        self, head: list[dict[str, Any]], turns: list[dict[str, Any]], iteration: int
+        self,
+        head: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+        iteration: int,
+        room: int,
+        window: Window,
     ) -> CallRecord:
-        """The root's next reply. A full context window drops the oldest turns and tries again."""
-        keep = 2 * self.s.history_turns
+        """The root's next reply: recent turns that fit; a full window drops one more and retries."""
+        keep = self.s.history_turns
         while True:
-            window = turns[-keep:] if keep else []
+            recent = recent_turns(history, room, keep)
             try:
-                return await self._root_call(head + window, iteration)
+                return await self._root_call(head + recent, iteration, window)
             except RunLimitExceeded as exc:
-                raise RlmLimit(str(exc)) from None
+                limit = f"max_calls ({self.ctx.max_calls})" if exc.limit == "max_calls" else exc.limit
+                raise RlmLimit(f"run {limit}", str(exc)) from None
             except Exception as exc:
                 name = type(exc).__name__
                 if name == "ContextWindowExceededError":
-                    if not window:
-                        raise RlmLimit("the root model's context window is full") from None
-                    keep = len(window) - 2
-                    self.notes.append(f"iteration {iteration}: context window full, kept {keep // 2} turn(s)")
+                    if not recent:
+                        raise RootWindowFull(
+                            "root context window", "the root model's context window is too small for one turn"
+                        ) from None
+                    keep = len(recent) // 2 - 1
+                    self.notes.append(f"iteration {iteration}: context window full, kept {keep} turn(s)")
                     continue
                 if name == "Timeout" and self._remaining() <= 0.05:
-                    raise RlmLimit(f"deadline of {self.s.deadline_s:g}s") from None
+                    raise RlmLimit(f"deadline ({self.s.deadline_s:g}s)") from None
                 raise
 
-    async def _root_call(self, messages: list[dict[str, Any]], iteration: int) -> CallRecord:
+    async def _root_call(self, messages: list[dict[str, Any]], iteration: int, window: Window) -> CallRecord:
         self.counter.calls += 1
         request = CallRequest(
             alias=self.s.root,
             messages=messages,
             name=f"root (iteration {iteration})" if self.depth == 1 else f"root d{self.depth} ({iteration})",
             parent_id=self.parent_id,
-            params=dict(self.s.root_generation),
+            params={**self.s.root_generation, "max_tokens": window.reply_tokens},
             timeout=max(0.001, self._remaining()),
         )
         return await complete(self.ctx, request)
 
     async def _execute_blocks(
         self, sandbox: Sandbox, reply: str, iteration: int
-    ) -> tuple[list[str], str | None]:
+    ) -> tuple[list[str], str | None, bool]:
+        """Run the reply's blocks: (their outputs, a FINAL answer if one was set, whether new code ran)."""
         outputs: list[str] = []
+        ran = False
         for number, code in enumerate(code_blocks(reply), start=1):
-            result_text, status = await self._execute_one(sandbox, code, iteration, number)
+            name = f"iteration {iteration}" + (f".{number}" if number > 1 else "")
+            result_text, status = await self._execute_one(sandbox, code, name)
             outputs.append(result_text)
-            if "FINAL" in code and status != "killed":
+            ran = ran or status in ("ok", "error")
+            if "FINAL" in code and status not in ("killed", "dead"):
                 answer = await self._final_in_repl(sandbox)
                 if answer is not None:
-                    return outputs, answer
+                    return outputs, answer, True
             if status == "dead":
-                raise RlmLimit("the REPL died too many times")
-        return outputs, None
+                raise RlmLimit("repl restarts", "the REPL died too many times")
+        return outputs, None, ran
 
-    async def _execute_one(self, sandbox: Sandbox, code: str, iteration: int, number: int) -> tuple[str, str]:
+    async def _execute_one(self, sandbox: Sandbox, code: str, name: str) -> tuple[str, str]:
+        """Run one block as a `repl` step: (what the model sees, its status).
+
+        Status: "ok"; "error" (it raised); "invalid" (SyntaxError or NameError: not a program
+        for this REPL, what a model that cannot follow the protocol writes); "killed" (a limit
+        killed the REPL); "dead" (no REPL left).
+        """
         step_id = new_id()
         self.iteration_id = step_id
         self.ctx.step_totals[step_id] = StepTotals(self.totals)
-        name = f"iteration {iteration}" + (f".{number}" if number > 1 else "")
         self.ctx.emit(
             StepStarted(
                 self.ctx.run_id,
@@ -381,7 +427,12 @@ class RlmSession:
                 cost_usd=totals.cost_usd if totals.calls else None,
             )
         )
-        return shown, "killed" if result.killed else "ok"
+        if result.killed:
+            return shown, "killed"
+        if not result.error:
+            return shown, "ok"
+        raised = _EXCEPTION.findall(result.error)
+        return shown, "invalid" if raised and raised[-1] in _NOT_A_PROGRAM else "error"
 
     async def _final_in_repl(self, sandbox: Sandbox) -> str | None:
         try:
@@ -403,10 +454,62 @@ class RlmSession:
             outputs.append(f"FINAL_VAR({final.value}) failed: {exc}")
             return None
 
-    def _partial(self, why: str) -> TextValue:
-        self.notes.append(f"stopped: {why}")
+    # -- the fallback ----------------------------------------------------------------------------
+    async def _fallback(self, sandbox: Sandbox, plan: fallback.Plan, reason: str) -> TextValue:
+        """Run the built-in program (composite_cli/engine/rlm/fallback.py) in the same REPL."""
+        self.path, self.reason, self.in_fallback = "fallback", reason, True
+        cells: list[tuple[str, str, dict[str, Any]]]
+        if plan.whole:
+            cells = [("fallback: whole context", fallback.whole_program(), fallback.WHOLE_PARAMS)]
+        else:
+            left = self.s.max_calls - self.counter.calls
+            if left < 2:
+                return self._partial(f"max_calls ({self.s.max_calls})")
+            plan = replace(plan, max_chunks=min(plan.max_chunks, left - 1))
+            cells = [
+                ("fallback: findings", fallback.findings_program(plan), fallback.NOTE_PARAMS),
+                ("fallback: answer", fallback.answer_program(), fallback.ANSWER_PARAMS),
+            ]
+        self.notes.append(f"path: fallback ({reason}); {plan.describe()}")
+        for name, code, params in cells:
+            cap = self._cap_reached()
+            if cap:
+                return self._partial(cap)
+            self.sub_params = params
+            shown, status = await self._execute_one(sandbox, code, name)
+            if self.wrap_up:
+                return self._partial(self.wrap_up)
+            if status == "killed":
+                return self._partial(f"repl_timeout ({self.s.sandbox.timeout_s:g}s)")
+            if status != "ok":
+                raise RlmFallbackError(
+                    f"the fallback program failed in {name!r}: {shown.strip().splitlines()[-1]}"
+                )
+        answer = await self._final_in_repl(sandbox)
+        if answer is None:
+            raise RlmFallbackError("the fallback program ended without an answer")
+        return self._value(answer)
+
+    # -- results ----------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"path": self.path, "iterations": self.iterations, "sub_calls": self.sub_calls}
+        if self.path == "fallback":
+            meta["reason"] = self.reason
+        return {"rlm": meta}
+
+    def _value(self, answer: str) -> TextValue:
+        return TextValue(answer, notes=self._meta())
+
+    def _partial(self, cap: str) -> TextValue:
+        self.notes.append(f"stopped: {cap}")
         answer = self.last_prose or self.last_output or ""
-        return TextValue(answer, finish_reason="length", partial=True)
+        meta = self._meta()
+        meta["rlm"]["stopped_by"] = cap
+        return TextValue(answer, finish_reason="length", partial=True, stopped_by=cap, notes=meta)
+
+
+_EXCEPTION = re.compile(r"^(\w+)(?::|$)", re.M)
+_NOT_A_PROGRAM = {"SyntaxError", "IndentationError", "TabError", "NameError"}
 
 
 def _strip_code(reply: str) -> str:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.messages import content_text, last_user_text
 from composite_cli.engine.registry import step_kind
-from composite_cli.engine.rlm.session import RlmSession, RlmSettings
+from composite_cli.engine.rlm.session import RlmSession
+from composite_cli.engine.rlm.settings import RlmSettings
 from composite_cli.engine.spec import ParamRef, ParseContext
 from composite_cli.engine.steps.base import COMMON_FIELDS, Step
 from composite_cli.engine.values import TextValue
@@ -33,6 +34,8 @@ _NUMBERS: dict[str, tuple[Any, bool, float | None]] = {
     "repl_timeout": (30.0, False, 0.001),
     "repl_memory_mb": (1024, True, 64),
     "temperature": (None, False, 0.0),
+    "fallback_after": (2, True, -1),
+    "fallback_chunks": (4, True, 1),
 }
 
 
@@ -70,7 +73,7 @@ class RlmStep(Step):
         n = self.numbers
         return (
             f"root={self.root} sub={self.sub} max_iterations={n['max_iterations']} "
-            f"max_depth={n['max_depth']} max_calls={n['max_calls']}"
+            f"max_depth={n['max_depth']} max_calls={n['max_calls']} fallback_after={n['fallback_after']}"
         )
 
     def settings(self, rt: StepRuntime) -> RlmSettings:
@@ -92,6 +95,8 @@ class RlmStep(Step):
             budget_usd=None if n["budget_usd"] is None else float(n["budget_usd"]),
             sub_context_chars=int(n["sub_context_chars"]),
             history_turns=int(n["history_turns"]),
+            fallback_after=int(n["fallback_after"]),
+            fallback_chunks=int(n["fallback_chunks"]),
             root_generation={k: v for k, v in root_gen.items() if v is not None},
             sub_generation={k: v for k, v in sub_gen.items() if v is not None},
             sandbox=SandboxLimits(
