@@ -27,29 +27,33 @@ Rules: you see at most {{ max_output_chars }} characters of output per turn; at 
 Do not write FINAL before you have the answer."""
 
 # The worked example, appended to SYSTEM when the root's window has room for it.
-EXAMPLE = """
-
-Example. Given "The context is a string of 48000 characters ... Question: What is the default \
-port?", a good first reply is:
+EXAMPLE = """\
+Example. Given "The context is a string of 48000 characters ... Question: Which city hosted the \
+1987 meeting?", a good first reply is:
 I will ask the helper model about each chunk.
 ```repl
-question = "What is the default port?"
+question = "Which city hosted the 1987 meeting?"
 size = {{ chunk_chars }}
 chunks = [context[i:i + size] for i in range(0, len(context), size)]
 ask = "Copy the sentence that answers it, or reply NONE."
 answers = llm_query_batched([f"{chunk}\\n\\nQuestion: {question}\\n{ask}" for chunk in chunks])
 print([a for a in answers if "NONE" not in a])
 ```
-It prints ['The default port is 8443.'], and the next reply is:
-FINAL(8443)"""
+It prints ['The 1987 meeting was held in Tallinn.'], and the next reply is:
+FINAL(Tallinn)"""
 
 FIRST_TURN = """\
 The context is a {{ context_type }} of {{ context_length }} characters.
+{% if tail %}
 Its beginning:
 {{ head }}
 ...
 Its end:
 {{ tail }}
+{% else %}
+All of it:
+{{ head }}
+{% endif %}
 
 The query is in the context (usually at its end). Write your first ```repl block."""
 

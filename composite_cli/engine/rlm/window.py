@@ -66,11 +66,14 @@ def fit(text: str, tokens: int) -> str:
 
 
 def preview(text: str, tokens: int) -> tuple[str, str]:
-    """The context's head and tail, as long as `tokens` allows and at most PREVIEW_CHARS each."""
-    chars = min(PREVIEW_CHARS, len(text) // 2 + 1)
+    """The context's head and tail, as long as `tokens` allows and at most PREVIEW_CHARS each;
+    a context that fits is the head, whole, with no tail."""
+    if len(text) <= 2 * PREVIEW_CHARS and estimate_tokens(text) <= tokens:
+        return text, ""
+    chars = PREVIEW_CHARS
     while chars > 40 and estimate_tokens(text[:chars]) + estimate_tokens(text[-chars:]) > tokens:
         chars = int(chars * 0.8)
-    return text[:chars], text[-chars:] if len(text) > chars else ""
+    return text[:chars], text[-chars:]
 
 
 def recent_turns(turns: list[dict[str, Any]], tokens: int, max_pairs: int) -> list[dict[str, Any]]:
