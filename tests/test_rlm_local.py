@@ -8,6 +8,7 @@ code that runs, and a test must not depend on when it happens to.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def _make_case(seed: int):
     spec = importlib.util.spec_from_file_location("rlm_local_bench", _BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.make_case(seed)
 
