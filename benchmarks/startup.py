@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DRY_CONFIG = 'profiles:\n  dry:\n    "*": {model: openai/gpt-4o-mini, mock_response: "Paris"}\n'
@@ -56,57 +57,73 @@ class Bench:
     def _env(self, worker: bool) -> dict[str, str]:
         return self.env if worker else {**self.env, "COMPOSITE_NO_WORKER": "1"}
 
-    def wall(self, args: list[str], worker: bool = False) -> float:
-        """Seconds from launch to exit."""
-        start = time.perf_counter()
-        done = subprocess.run(
-            [self.exe, *args], capture_output=True, text=True, env=self._env(worker), cwd=self.work
-        )
-        elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"composite {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-        return elapsed
-
-    def first_byte(self, args: list[str], worker: bool = False) -> float:
-        """Seconds from launch to the first byte of the answer on stdout (then waits for the exit)."""
-        start = time.perf_counter()
-        proc = subprocess.Popen(
+    def _launch(self, args: list[str], worker: bool) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [self.exe, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self._env(worker),
             cwd=self.work,
         )
-        assert proc.stdout is not None
-        first = proc.stdout.read(1)
-        elapsed = time.perf_counter() - start
-        _, err = proc.communicate()
-        if proc.returncode != 0 or not first:
+
+    def _finish(self, proc: subprocess.Popen[bytes], args: list[str]) -> float:
+        """Wait for the exit; the process's own CPU seconds (user + system)."""
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read()
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
             raise SystemExit(f"composite {' '.join(args)} failed ({proc.returncode}): {err.decode().strip()}")
-        return elapsed
+        return usage.ru_utime + usage.ru_stime
+
+    def wall(self, args: list[str], worker: bool = False) -> Sample:
+        """Seconds from launch to exit, and the command's own CPU seconds (not the worker's)."""
+        start = time.perf_counter()
+        proc = self._launch(args, worker)
+        cpu = self._finish(proc, args)
+        return Sample(time.perf_counter() - start, cpu)
+
+    def first_byte(self, args: list[str], worker: bool = False) -> Sample:
+        """Seconds from launch to the first byte of the answer on stdout (then waits for the exit)."""
+        start = time.perf_counter()
+        proc = self._launch(args, worker)
+        assert proc.stdout is not None
+        if not proc.stdout.read(1):
+            raise SystemExit(f"composite {' '.join(args)} printed nothing")
+        elapsed = time.perf_counter() - start
+        self._finish(proc, args)
+        return Sample(elapsed, None)
 
     def stop_worker(self) -> None:
         if self.has_worker:
             subprocess.run([self.exe, "worker", "stop"], capture_output=True, env=self.env, cwd=self.work)
 
 
-Measure = Callable[[list[str], bool], float]
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float | None  # the command's own CPU time (a quiet machine's wall time is close to it)
+
+
+Measure = Callable[[list[str], bool], Sample]
 
 
 def median_of(
     runs: int, measure: Measure, argv: list[str], worker: bool, before: Callable[[], None] | None
-) -> float:
-    times = []
+) -> Sample:
+    samples = []
     for _ in range(runs):
         if before is not None:
             before()
-        times.append(measure(argv, worker))
-    return statistics.median(times)
+        samples.append(measure(argv, worker))
+    cpus = [s.cpu for s in samples if s.cpu is not None]
+    return Sample(statistics.median(s.wall for s in samples), statistics.median(cpus) if cpus else None)
 
 
-def row_for(bench: Bench, runs: int, argv: list[str], measure: Measure) -> dict[str, float | None]:
+def row_for(bench: Bench, runs: int, argv: list[str], measure: Measure) -> dict[str, Sample | None]:
     """In-process, worker cold (stopped before each run) and worker warm (started beforehand)."""
-    row: dict[str, float | None] = {"in-process": median_of(runs, measure, argv, False, None)}
+    row: dict[str, Sample | None] = {"in-process": median_of(runs, measure, argv, False, None)}
     row["worker cold"] = row["worker warm"] = None
     if bench.has_worker:
         row["worker cold"] = median_of(runs, measure, argv, True, bench.stop_worker)
@@ -114,6 +131,12 @@ def row_for(bench: Bench, runs: int, argv: list[str], measure: Measure) -> dict[
         row["worker warm"] = median_of(runs, measure, argv, True, None)
         bench.stop_worker()
     return row
+
+
+def cell(sample: Sample | None) -> str:
+    if sample is None:
+        return "-"
+    return f"{sample.wall:.2f} s" + (f" ({sample.cpu:.2f})" if sample.cpu is not None else "")
 
 
 def main() -> None:
@@ -130,13 +153,13 @@ def main() -> None:
     os.chmod(work, 0o700)
     bench = Bench(args.source.resolve() if args.source else None, work)
     load = os.getloadavg()[0]
-    rows: dict[str, dict[str, float | None]] = {}
+    rows: dict[str, dict[str, Sample | None]] = {}
     dry = ["chat", "-q", "-m", "direct", "--profile", "dry", "hi"]
     local = ["chat", "-q", "-m", "direct", "--profile", "local", "--max-tokens", "8", "Say hello."]
     try:
         bench.wall(["--help"])  # fill the page cache before the first figure
-        rows["help"] = {"in-process": median_of(args.runs, bench.wall, ["--help"], False, None)}
-        rows["modes list"] = {"in-process": median_of(args.runs, bench.wall, ["modes", "list"], False, None)}
+        for name, argv in (("help", ["--help"]), ("modes list", ["modes", "list"])):
+            rows[name] = {"in-process": median_of(args.runs, bench.wall, argv, False, None)}
         rows["chat dry"] = row_for(bench, args.runs, dry, bench.wall)
         if not args.skip_local:
             rows["first token local"] = row_for(bench, args.runs, local, bench.first_byte)
@@ -145,16 +168,19 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     if args.json:
-        print(json.dumps({"load_average_1m": load, "runs": args.runs, "rows": rows}, indent=2))
+        table = {name: {k: v and asdict(v) for k, v in row.items()} for name, row in rows.items()}
+        print(json.dumps({"load_average_1m": load, "runs": args.runs, "rows": table}, indent=2))
         return
-    print(f"composite start-up, median of {args.runs} runs (1-min load average at start: {load:.2f})")
-    print(f"{'command':<20} {'in-process':>11} {'worker cold':>12} {'worker warm':>12} {'target':>7}  ratio")
+    print(f"composite start-up: median wall time of {args.runs} runs (the command's own CPU seconds)")
+    print(f"1-minute load average at the start: {load:.2f} on {os.cpu_count()} cores")
+    print(
+        f"{'':<18} {'in-process':>15} {'worker cold':>15} {'worker warm':>15} {'target':>7}  in-process/warm"
+    )
     for name, row in rows.items():
-        cells = [row.get(k) for k in ("in-process", "worker cold", "worker warm")]
-        text = [f"{c:.2f} s" if c is not None else "-" for c in cells]
-        warm = row.get("worker warm")
-        ratio = f"{row['in-process'] / warm:.1f}x" if warm else ""
-        print(f"{name:<20} {text[0]:>11} {text[1]:>12} {text[2]:>12} {TARGETS[name]:>5.1f} s  {ratio}")
+        cells = [cell(row.get(k)) for k in ("in-process", "worker cold", "worker warm")]
+        inproc, warm = row.get("in-process"), row.get("worker warm")
+        ratio = f"{inproc.wall / warm.wall:.1f}x" if inproc and warm else ""
+        print(f"{name:<18} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {TARGETS[name]:>5.1f} s  {ratio}")
 
 
 if __name__ == "__main__":

@@ -433,6 +433,7 @@ def test_a_real_detached_worker_serves_the_console_script(paths, isolated_home):
         encoding="utf-8",
     )
     env = {**os.environ, "COMPOSITE_WORKER_DIR": str(paths.dir)}
+    env.pop("COMPOSITE_NO_WORKER", None)
 
     def composite(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -139,7 +139,8 @@ class WorkerServer:
             "version": self.identity.version,
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
-            "idle_s": 0.0 if self.connections else round(self.clock() - self.last_active, 1),
+            # The status request is itself a connection.
+            "idle_s": 0.0 if self.connections > 1 else round(self.clock() - self.last_active, 1),
             "idle_timeout_s": self.idle_timeout,
             "active_runs": self.active_runs,
             "runs_served": self.runs_served,
@@ -170,6 +171,7 @@ class WorkerServer:
                 if request.get("if_idle") and self.active_runs:
                     await _send(writer, {"type": "busy", "active_runs": self.active_runs})
                 else:
+                    log.info("asked to stop")
                     await _send(writer, {"type": "stopping", "pid": os.getpid()})
                     self.stop()
             elif op == "run":
