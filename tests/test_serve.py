@@ -529,6 +529,32 @@ def test_metrics_summary(traced_runner: Any):
     assert everything["modes"]["direct"]["requests"] == 2
 
 
+def test_metrics_summary_counts_partial_runs_by_cap(fake_model: Any, fake_profile: Profile, tmp_path: Path):
+    """rlm-v1 whose root never writes FINAL stops at max_iterations: partial, not an error."""
+    from composite_cli.runner import Runner
+
+    runner = Runner(Settings(profile=fake_profile, db_path=tmp_path / "traces.db"))
+    fake_model.script(
+        lambda name, m: "```repl\nprint(len(context))\n```" if name.startswith("root") else None
+    )
+
+    async def go() -> None:
+        for mode, params in (("rlm-v1", {"max_iterations": 1}),) * 2 + (("direct", {}),):
+            request = RunRequest(messages=[{"role": "user", "content": "hi"}], params=params, source="serve")
+            await runner.run(mode, request)
+
+    asyncio.run(go())
+    runner.flush()
+    try:
+        modes = _client(runner).get("/composite/metrics/summary").json()["modes"]
+    finally:
+        runner.close()
+    rlm, direct = modes["rlm-v1"], modes["direct"]
+    assert (rlm["requests"], rlm["errors"], rlm["partial"]) == (2, 0, 2)
+    assert rlm["stopped_by"] == {"max_iterations (1)": 2}
+    assert (direct["partial"], direct["stopped_by"]) == (0, {})
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -1,6 +1,7 @@
 """The numbers behind `/composite/metrics/summary`: SELECTs over a trace store's reader connection.
 
-Per mode: requests, errors, p50/p95 latency, tokens, cost and calls per request. Per underlying
+Per mode: requests, errors, partial runs (a cap stopped them; by cap in `stopped_by`), p50/p95
+latency, tokens, cost and calls per request. Per underlying
 model (steps with kind='llm'): calls, errors, tokens and cost. Costs stay `None` when no price
 was known, never a made-up 0.
 """
@@ -8,14 +9,16 @@ was known, never a made-up 0.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from composite_cli.evals.stats import p50, p95
+from composite_cli.runner import stop_reason
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import TraceStore, TraceStoreError
 
 _RUNS = (
-    "select mode, status, latency_ms, prompt_tokens, completion_tokens, cost_usd, calls "
+    "select mode, status, stopped_by, latency_ms, prompt_tokens, completion_tokens, cost_usd, calls "
     "from runs where created_at >= ? and (? is null or source = ?)"
 )
 _MODELS = (
@@ -44,10 +47,14 @@ def _mode_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     prompt = sum(r["prompt_tokens"] or 0 for r in finished)
     completion = sum(r["completion_tokens"] or 0 for r in finished)
     costs = [float(r["cost_usd"]) for r in finished if r["cost_usd"] is not None]
+    partial = [r for r in finished if r["status"] == "partial"]
     return {
         "requests": len(rows),
         "running": len(rows) - len(finished),
         "errors": sum(1 for r in finished if r["status"] == "error"),
+        # answered, but a cap (iterations, deadline, budget...) stopped the run early
+        "partial": len(partial),
+        "stopped_by": dict(Counter(stop_reason(r["stopped_by"]) for r in partial)),
         "latency_ms": {"p50": _round(p50(latencies)), "p95": _round(p95(latencies))},
         "tokens": {
             "prompt": prompt,
