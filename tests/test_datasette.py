@@ -268,6 +268,36 @@ def test_mode_stats_percentiles_on_known_values(tmp_path):
     assert stats["two"]["requests"] == 3  # the running one counts as a request, not in latency
 
 
+async def test_mode_stats_counts_partial_runs_and_run_summary_says_why(tmp_path):
+    """A database made before m006 (views without partial) is upgraded by the new migration."""
+    import sqlite_utils
+
+    from composite_cli.traces.migrations import MIGRATIONS, apply_migrations
+
+    path = tmp_path / "traces.db"
+    db = sqlite_utils.Database(path)
+    before = [m for m in MIGRATIONS if m[0] < "m006"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("composite_cli.traces.migrations.MIGRATIONS", before)
+        apply_migrations(db)
+    assert "partial" not in db["mode_stats"].columns_dict
+    assert apply_migrations(db) == ["m006_partial_in_views"]
+    cap = "max_iterations (8)"
+    for i, (status, stopped_by) in enumerate(
+        [("ok", None), ("partial", cap), ("partial", cap), ("error", None), ("running", None)]
+    ):
+        db.table("runs").insert(
+            {"id": f"r{i}", "mode": "rlm-v1", "status": status, "stopped_by": stopped_by, "calls": 1}
+        )
+    db.conn.close()
+    ds = Datasette([str(path)])
+    (stats,) = await get_json(ds, "/traces/mode_stats")
+    assert (stats["requests"], stats["ok"], stats["errors"], stats["partial"]) == (5, 1, 1, 2)
+    summary = {r["id"]: r for r in await get_json(ds, "/traces/run_summary")}
+    assert summary["r1"]["status"] == "partial" and summary["r1"]["stopped_by"] == cap
+    assert summary["r0"]["stopped_by"] is None
+
+
 async def test_model_stats_view(traces):
     path, _ = traces
     ds = Datasette([str(path)])

@@ -282,3 +282,21 @@ def m005_run_stopped_by(db: sqlite_utils.Database) -> None:
     runs = db.table("runs")
     runs.add_column("stopped_by", str)
     runs.add_column("notes_json", str)
+
+
+# run_summary v2: v1 plus why a partial run stopped (stopped_by), beside finish_reason.
+_RUN_SUMMARY_V2 = _RUN_SUMMARY_V1.replace(
+    "  r.finish_reason,\n  r.error\n", "  r.finish_reason,\n  r.stopped_by,\n  r.error\n"
+)
+# mode_stats v2: v1 plus `partial` (answered, but a cap stopped the run) beside `errors`.
+_MODE_STATS_V2 = _MODE_STATS_V1.replace(
+    "  sum(r.status = 'error') as errors,\n",
+    "  sum(r.status = 'error') as errors,\n  sum(r.status = 'partial') as partial,\n",
+)
+
+
+@migration
+def m006_partial_in_views(db: sqlite_utils.Database) -> None:
+    """run_summary shows stopped_by; mode_stats counts partial runs per mode."""
+    db.create_view("run_summary", _RUN_SUMMARY_V2.strip(), replace=True)
+    db.create_view("mode_stats", _MODE_STATS_V2.strip(), replace=True)
