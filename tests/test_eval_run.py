@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from composite_cli.cli.main import app
 from composite_cli.config import Profile, Settings
 from composite_cli.evals.dataset import load_eval_file
-from composite_cli.evals.report import build_report, compare_runs
+from composite_cli.evals.report import build_report, compare_runs, render_comparison
 from composite_cli.evals.runner import EvalRunner, EvalSettings
 from composite_cli.runner import Runner
 
@@ -265,6 +265,30 @@ async def test_compare_two_eval_runs_case_by_case(fake_model, tmp_path):
     assert mode["regressed"] == ["rome", "sum"] and mode["improved"] == []
     assert mode["n"] == 3
     runner.close()
+
+
+async def test_compare_names_the_partial_runs_in_its_verdict(fake_model, tmp_path):
+    """rlm-v1 answers at once in the first eval; in the second its root never writes FINAL, so
+    max_iterations stops every run: partial, and the comparison says so."""
+    runner = make_runner(tmp_path)
+    path = write_cases(tmp_path / "e.jsonl")
+    fake_model.script(lambda name, m: "FINAL(Paris)" if name.startswith("root") else None)
+    first = await run_eval(runner, path, ["rlm-v1"])
+    fake_model.scripts.clear()
+    fake_model.script(
+        lambda name, m: "```repl\nprint(len(context))\n```" if name.startswith("root") else None
+    )
+    second = await run_eval(runner, path, ["rlm-v1"], cache=False, params={"rlm-v1": {"max_iterations": 1}})
+    result = compare_runs(runner.store, first, second)
+    runner.close()
+    (mode,) = result["modes"]
+    assert (mode["partial_a"], mode["partial_b"]) == (0, 3)
+    assert mode["verdict"].endswith(f"; 3 of 3 rlm-v1 ({second}) runs were partial")
+    cap = f"3 of 3 rlm-v1 ({second}) runs were partial (stopped by max_iterations (1))"
+    assert mode["partial_notes"] == [f"{cap}; their best answers so far were scored"]
+    text = render_comparison(result).splitlines()
+    assert f"  partial: {cap}; their best answers so far were scored." in text
+    assert text[1].startswith("- rlm-v1 → rlm-v1: ") and text[1].endswith("runs were partial")
 
 
 # -- the command line ------------------------------------------------------------------------------

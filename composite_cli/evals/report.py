@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -46,6 +46,22 @@ def _is_binary(values: Sequence[float]) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
+def _partial(rows: list[dict[str, Any]]) -> Counter[str]:
+    """How many scored results each cap stopped early (their run answered, but partially)."""
+    return Counter(
+        str(r.get("stopped_by") or "an unnamed cap")
+        for r in rows
+        if r["error"] is None and r["score"] is not None and r.get("run_status") == "partial"
+    )
+
+
+def _mention_partial(pair: dict[str, Any], notes: Iterable[str | None]) -> None:
+    """A verdict on answers a cap cut short says so: the notes are added to `pair["verdict"]`."""
+    said = [note for note in notes if note]
+    if said:
+        pair["verdict"] = f"{pair['verdict']}; {' and '.join(said)}"
+
+
 def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
     ok = [r for r in rows if r["error"] is None and r["score"] is not None]
     scores = [float(r["score"]) for r in ok]
@@ -56,17 +72,17 @@ def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[st
         low, high = stats.bootstrap_mean_ci(scores) if scores else (math.nan, math.nan)
     latencies = [float(r["latency_ms"]) for r in ok if r["latency_ms"] is not None]
     costs = [r["cost_usd"] for r in ok]
-    partial = [r for r in ok if r.get("run_status") == "partial"]
-    stopped_by = Counter(str(r.get("stopped_by") or "an unnamed cap") for r in partial)
+    stopped_by = _partial(rows)
+    partial = stopped_by.total()
     summary: dict[str, Any] = {
         "mode": mode,
         "n": len(rows),
         "scored": len(ok),
         "errors": len(rows) - len(ok),
         # answered, but a cap stopped the run: the best answer so far was scored
-        "partial": len(partial),
+        "partial": partial,
         "stopped_by": dict(stopped_by),
-        "partial_note": partial_note(mode, len(partial), len(rows), stopped_by),
+        "partial_note": partial_note(mode, partial, len(rows), stopped_by),
         "score": _mean(scores),
         "ci": [low, high] if scores else None,
         "ci_method": "wilson" if binary else "bootstrap",
@@ -158,14 +174,9 @@ def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
     pairs = [compare_pair(a, per_case[a], b, per_case[b]) for a, b in combinations(by_mode, 2)]
     by_name = {s["mode"]: s for s in summaries}
     for pair in pairs:
-        # A verdict on answers a cap cut short says so.
-        partial = [
-            partial_note(m, by_name[m]["partial"], by_name[m]["n"])
-            for m in (pair["a"], pair["b"])
-            if by_name[m]["partial"]
-        ]
-        if partial:
-            pair["verdict"] = f"{pair['verdict']}; {' and '.join(str(p) for p in partial)}"
+        _mention_partial(
+            pair, (partial_note(m, by_name[m]["partial"], by_name[m]["n"]) for m in (pair["a"], pair["b"]))
+        )
     quality = {s["mode"]: s["score"] for s in summaries if s["score"] is not None}
     fronts = {}
     for axis, key in (("cost", "cost_usd_mean"), ("latency", "latency_ms_p50")):
@@ -191,7 +202,9 @@ def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
 
 
 def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
-    """Two eval runs, case by case, for each mode they share (or their only modes)."""
+    """Two eval runs, case by case, for each mode they share (or their only modes). Partial runs
+    (a cap stopped them; their best answers so far were scored) are counted per side, named in
+    the verdict, and described with their caps in `partial_notes`."""
     run_a, rows_a = _load(store, id_a)
     run_b, rows_b = _load(store, id_b)
     modes_a, modes_b = json.loads(run_a["modes"]), json.loads(run_b["modes"])
@@ -208,9 +221,19 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
         "modes": [],
     }
     for mode_a, mode_b in pairs:
-        a = _per_case([r for r in rows_a if r["mode"] == mode_a])
-        b = _per_case([r for r in rows_b if r["mode"] == mode_b])
-        comparison = compare_pair(f"{mode_a} ({id_a})", a, f"{mode_b} ({id_b})", b)
+        results_a = [r for r in rows_a if r["mode"] == mode_a]
+        results_b = [r for r in rows_b if r["mode"] == mode_b]
+        a, b = _per_case(results_a), _per_case(results_b)
+        name_a, name_b = f"{mode_a} ({id_a})", f"{mode_b} ({id_b})"
+        comparison = compare_pair(name_a, a, name_b, b)
+        sides = [
+            (name, len(rows), _partial(rows)) for name, rows in ((name_a, results_a), (name_b, results_b))
+        ]
+        comparison["partial_a"], comparison["partial_b"] = (caps.total() for _, _, caps in sides)
+        _mention_partial(comparison, (partial_note(name, caps.total(), n) for name, n, caps in sides))
+        comparison["partial_notes"] = _best_so_far(
+            partial_note(name, caps.total(), n, caps) for name, n, caps in sides
+        )
         common = sorted(set(a) & set(b))
         comparison["mode_a"], comparison["mode_b"] = mode_a, mode_b
         comparison["improved"] = [c for c in common if b[c] > a[c]]
@@ -278,10 +301,13 @@ MODE_HEADERS = [
 ]
 
 
+def _best_so_far(notes: Iterable[str | None]) -> list[str]:
+    return [f"{note}; their best answers so far were scored" for note in notes if note]
+
+
 def partial_notes(report: dict[str, Any]) -> list[str]:
     """One sentence per mode with partial runs, the caps that stopped them, for the report's text."""
-    notes = [s.get("partial_note") for s in report["modes"]]
-    return [f"{note}; their best answers so far were scored" for note in notes if note]
+    return _best_so_far(s.get("partial_note") for s in report["modes"])
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -334,6 +360,7 @@ def render_comparison(comparison: dict[str, Any]) -> str:
         lines.append(f"- {m['mode_a']} → {m['mode_b']}: {m['verdict']}")
         lines.append(f"  improved: {len(m['improved'])} ({', '.join(m['improved'][:10])})")
         lines.append(f"  regressed: {len(m['regressed'])} ({', '.join(m['regressed'][:10])})")
+        lines += [f"  partial: {note}." for note in m["partial_notes"]]
         if m["only_in_a"] or m["only_in_b"]:
             lines.append(f"  only in one run: {len(m['only_in_a'])} / {len(m['only_in_b'])}")
     return "\n".join(lines)
