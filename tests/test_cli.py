@@ -219,6 +219,31 @@ def test_models_never_prints_api_keys() -> None:
     assert data["aliases"]["strong"]["api_key"] != "other-secret-value-99"
 
 
+def test_models_prints_multi_line_values_on_one_line() -> None:
+    """The built-in dry profile's `root` answer spans four lines: the table keeps one line per
+    alias (the value's repr); --json keeps the value as it is."""
+    data = json.loads(invoke("models", "--profile", "dry", "--json").stdout)
+    answer = data["aliases"]["root"]["answer"]
+    assert answer.count("\n") == 3
+    lines = invoke("models", "--profile", "dry").stdout.splitlines()
+    assert lines[0] == "profile dry (built in)" and len(lines) == 1 + len(data["aliases"])
+    (root,) = [line for line in lines if line.split()[0] == "root"]
+    assert root.endswith(f"dry/mock  answer={answer!r}")
+
+
+def test_models_shortens_long_values_with_an_ellipsis() -> None:
+    long = "first line\\n" + "word " * 40
+    Path("composite.yaml").write_text(
+        f'profile: p\nprofiles:\n  p:\n    "*": {{model: openai/x, mock_response: "{long}"}}\n',
+        encoding="utf-8",
+    )
+    data = json.loads(invoke("models", "--json").stdout)
+    assert data["aliases"]["strong"]["mock_response"] == long.replace("\\n", "\n")
+    (strong,) = [line for line in invoke("models").stdout.splitlines() if line.split()[0] == "strong"]
+    value = strong.split("mock_response=", 1)[1]
+    assert value.startswith("'first line\\nword word") and value.endswith("…") and len(value) == 80
+
+
 def test_models_bad_override_is_one_error_line(dry: Path) -> None:
     result = invoke("models", "--model", "strong")
     assert result.exit_code == 1

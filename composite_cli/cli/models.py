@@ -10,6 +10,17 @@ from composite_cli.cli.errors import cli_errors
 from composite_cli.cli.options import ConfigOption, JsonOption, ModelOption, ProfileOption, settings_from
 from composite_cli.errors import ModeValidationError
 
+VALUE_WIDTH = 80
+
+
+def _one_line(value: object, width: int = VALUE_WIDTH) -> str:
+    """A parameter's value for the plain-text table: on one line (a multi-line string is shown as
+    its repr, newlines escaped) and at most `width` characters, ending in … when cut."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        text = repr(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
 
 def models(
     as_json: JsonOption = False,
@@ -17,7 +28,8 @@ def models(
     profile: ProfileOption = None,
     model: ModelOption = None,
 ) -> None:
-    """Print the alias → model table for the active profile (with every alias the modes use)."""
+    """Print the alias → model table for the active profile (with every alias the modes use).
+    Long or multi-line values are shortened to one line; `--json` prints them whole."""
     from composite_cli.engine.library import ModeLibrary
     from composite_cli.redact import sanitize_params
 
@@ -50,5 +62,5 @@ def models(
         width = max((len(a) for a, _ in rows), default=5)
         for alias, params in rows:
             model_name = params.pop("model", "(unmapped)")
-            extra = "  " + " ".join(f"{k}={v}" for k, v in params.items()) if params else ""
+            extra = "  " + " ".join(f"{k}={_one_line(v)}" for k, v in params.items()) if params else ""
             typer.echo(f"  {alias:<{width}}  {model_name}{extra}")
