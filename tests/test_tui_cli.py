@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
+import pytest
 import typer
+from test_tui_support import SIZE, scripted_app, seeded_db, settle
 from typer.testing import CliRunner
 
 from composite_cli.cli.tui import tui
+from composite_cli.tui.demo import fanout_script
+from composite_cli.tui.screens.trace import TraceScreen
 
 
 def _app() -> typer.Typer:
@@ -23,6 +30,7 @@ def test_tui_help_lists_its_options():
     assert result.exit_code == 0
     for option in ("--trace", "--screen", "--mode", "--max-tokens", "--profile", "--db"):
         assert option in result.output
+    assert "id, a unique prefix of one, or `latest`" in " ".join(result.output.replace("│", " ").split())
 
 
 def test_an_unknown_screen_is_a_usage_error():
@@ -35,3 +43,29 @@ def test_importing_the_command_does_not_import_textual_or_litellm():
     code = "import sys, composite_cli.cli.tui; print('textual' in sys.modules, 'litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_trace_latest_opens_the_app_on_that_trace(isolated_home: Path, monkeypatch: pytest.MonkeyPatch):
+    from composite_cli.tui.app import CompositeApp
+
+    opened: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(
+        CompositeApp, "run", lambda self: opened.append((self.start_screen, self.start_trace))
+    )
+    result = CliRunner().invoke(_app(), ["tui", "--trace", "latest", "--profile", "dry"])
+    assert result.exit_code == 0, result.output
+    assert opened == [("traces", "latest")]
+
+
+async def test_trace_latest_resolves_to_the_newest_run(isolated_home: Path):
+    """`--trace latest` goes through the shared resolver (traces/queries.py find_run_id)."""
+    db = seeded_db(isolated_home)
+    conn = sqlite3.connect(db)
+    (newest,) = conn.execute("select id from runs order by created_at desc, id desc limit 1").fetchone()
+    conn.close()
+    app: Any = scripted_app(isolated_home, [fanout_script(2)], db=db, trace="latest")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, TraceScreen) and screen.run_id == newest
+        assert f"trace {newest}" in str(screen.query_one("#trace-title").render())

@@ -17,7 +17,9 @@ def tui(
     trace: Annotated[
         str | None,
         typer.Option(
-            "--trace", help="Open straight to this run's trace (its id, or a prefix).", show_default=False
+            "--trace",
+            help="Open straight to this run's trace: its id, a unique prefix of one, or `latest`.",
+            show_default=False,
         ),
     ] = None,
     screen: Annotated[
@@ -42,6 +44,8 @@ def tui(
       composite tui --mode moa --profile dry
 
       composite tui --trace 18eb3c   # open a run's timeline
+
+      composite tui --trace latest   # the newest run's timeline
     """
     from composite_cli.cli.errors import fail
 
