@@ -186,8 +186,8 @@ async def test_max_iterations_gives_a_partial_answer(fake_model, tmp_path):
             "Still looking.\n```repl\nprint(len(context))\n```" if name.startswith("root") else None
         )
     )
-    runner, result, events = await run_rlm(
-        fake_model, haystack(20_000), tmp_path, params={"max_iterations": 3}
+    runner, result, events = await run_rlm(  # (the same code each turn would start the fallback)
+        fake_model, haystack(20_000), tmp_path, params={"max_iterations": 3, "fallback_after": -1}
     )
     assert result.status == "partial" and result.finish_reason == "length"
     assert result.text == "Still looking."

@@ -79,14 +79,18 @@ async def test_a_root_without_code_falls_back_after_two_turns(fake_model, tmp_pa
 @pytest.mark.parametrize(
     ("code", "falls_back"),
     [
-        ("print(undefined_name)", True),  # NameError: not a program for this REPL
-        ("this is prose in a fence", True),  # SyntaxError
-        ("open('/etc/shadow').read()", False),  # a real program that failed: the root goes on
-        ("print(len(context))", False),
+        ("print(undefined_name)  # {turn}", True),  # NameError: not a program for this REPL
+        ("this is prose in a fence {turn}", True),  # SyntaxError
+        ("print(len(context))", True),  # the same code every turn: no progress
+        ("open('/etc/shadow').read()  # {turn}", False),  # a real program that failed: the root goes on
+        ("print(len(context) + {turn})", False),
     ],
 )
 async def test_which_turns_count_as_without_code_that_runs(fake_model, tmp_path, code, falls_back):
-    fake_model.script(lambda name, m: f"```repl\n{code}\n```" if name.startswith("root") else None)
+    turns = iter(range(1, 100))
+    fake_model.script(
+        lambda name, m: f"```repl\n{code.format(turn=next(turns))}\n```" if name.startswith("root") else None
+    )
     fake_model.script(reader)
     _, result, _ = await run_rlm(fake_model, haystack(20_000), tmp_path, params={"max_iterations": 3})
     assert (result.notes["rlm"]["path"] == "fallback") is falls_back
@@ -224,3 +228,24 @@ def test_a_conversation_s_question_is_its_last_user_message():
     chat = [{"role": "user", "content": "hello"}, {"role": "user", "content": "What is the port?"}]
     found, start, end = fallback.split_question(chat)
     assert found == "What is the port?" and fallback.context_text(chat)[start:end] == "user: hello\n\nuser: "
+
+
+async def test_the_worked_example_runs_as_written(fake_model, tmp_path):
+    """A root that copies the system prompt's example finds the needle: `question` is preset in
+    the REPL, and the example reads only the chunks that share words with it."""
+
+    def copier(name, messages):
+        if not name.startswith("root"):
+            return None
+        if messages[-1]["content"].startswith("REPL output:"):
+            found = re.search(r"is ([A-Z]+-\d+)", messages[-1]["content"])
+            return f"FINAL({found.group(1)})" if found else "FINAL(not found)"
+        example = re.search(r"```repl\n.*?```", messages[0]["content"], re.S)
+        return "I will ask the helper model.\n" + example.group(0)
+
+    fake_model.script(copier).script(reader)
+    runner, result, _ = await run_rlm(fake_model, haystack(60_000), tmp_path)
+    assert result.text == "QX-7731" and result.notes["rlm"]["path"] == "model"
+    subs = [n for n in fake_model.names() if n.startswith("llm_query")]
+    assert 1 <= len(subs) <= 4
+    runner.close()

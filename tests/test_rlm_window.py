@@ -93,7 +93,7 @@ async def test_every_root_turn_fits_the_embedded_models_window(fake_model, tmp_p
         if not name.startswith("root"):
             return None
         turn = next(turns)
-        return "FINAL(done)" if turn == 6 else f"turn {turn}\n```repl\nprint(context[:4000])\n```"
+        return "FINAL(done)" if turn == 6 else f"turn {turn}\n```repl\nprint(context[{turn}:4000])\n```"
 
     fake_model.script(root)
     runner, result, _ = await run_rlm(fake_model, haystack(60_000), tmp_path, profile=SMALL)
@@ -130,3 +130,16 @@ async def test_sub_call_replies_are_shortened_to_fit_the_window(fake_model, tmp_
     sub = fake_model.request("llm_query")
     prompt = sub["messages"][0]["content"]
     assert estimate_tokens(prompt) + sub["max_tokens"] <= 2048 and sub["max_tokens"] < 1500
+
+
+async def test_sub_call_replies_are_capped_on_a_small_window(fake_model, tmp_path):
+    def root(name, messages):
+        if not name.startswith("root"):
+            return None
+        if any(m["role"] == "assistant" for m in messages):
+            return "FINAL(ok)"
+        return "```repl\nprint(llm_query('Say hi.'))\n```"
+
+    fake_model.script(root)
+    await run_rlm(fake_model, haystack(20_000), tmp_path, profile=SMALL)
+    assert fake_model.request("llm_query")["max_tokens"] == 256  # 2048 / 8, though no max was set

@@ -16,6 +16,7 @@ or FINAL_VAR(variable_name) to answer with a REPL variable.
 
 The REPL has:
 - `context`: a {{ context_type }} of {{ context_length }} characters. Print slices, never all of it.
+- `question`: the query as it appears at the end of the context (check it against the preview).
 - `llm_query(prompt) -> str`: asks a helper model. It reads at most about {{ sub_context_chars }} \
 characters: send it a slice and your question.
 - `llm_query_batched(prompts) -> list[str]`: many llm_query calls at once, in parallel.
@@ -30,13 +31,14 @@ Do not write FINAL before you have the answer."""
 EXAMPLE = """\
 Example. Given "The context is a string of 48000 characters ... Question: Which city hosted the \
 1987 meeting?", a good first reply is:
-I will ask the helper model about each chunk.
+I will ask the helper model about the chunks that share words with the question.
 ```repl
-question = "Which city hosted the 1987 meeting?"
+words = [w for w in re.findall(r"[a-z0-9]+", question.lower()) if len(w) > 3]
 size = {{ chunk_chars }}
 chunks = [context[i:i + size] for i in range(0, len(context), size)]
+best = sorted(chunks, key=lambda c: -sum(w in c.lower() for w in words))[:4]
 ask = "Copy the sentence that answers it, or reply NONE."
-answers = llm_query_batched([f"{chunk}\\n\\nQuestion: {question}\\n{ask}" for chunk in chunks])
+answers = llm_query_batched([f"{c}\\n\\nQuestion: {question}\\n{ask}" for c in best])
 print([a for a in answers if "NONE" not in a])
 ```
 It prints ['The 1987 meeting was held in Tallinn.'], and the next reply is:
@@ -57,7 +59,10 @@ All of it:
 
 The query is in the context (usually at its end). Write your first ```repl block."""
 
-NEXT_TURN = "REPL output:\n{{ output }}"
+NEXT_TURN = (
+    "REPL output:\n{{ output }}\n\n"
+    "If this answers the query, reply FINAL(answer). Otherwise write the next ```repl block."
+)
 WRAP_UP = (
     "The sub-calls stopped: the run reached its {cap}. No more llm_query calls will be answered. "
     "Give your best answer now with FINAL(answer) or FINAL_VAR(name)."

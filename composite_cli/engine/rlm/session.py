@@ -26,7 +26,14 @@ from composite_cli.calls import CallRecord, CallRequest, complete, describe_erro
 from composite_cli.engine.rlm import fallback, prompts, turns
 from composite_cli.engine.rlm.protocol import code_blocks, find_final, truncate
 from composite_cli.engine.rlm.settings import Counter, RlmFallbackError, RlmLimit, RlmSettings, RootWindowFull
-from composite_cli.engine.rlm.window import Window, message_tokens, recent_turns
+from composite_cli.engine.rlm.window import (
+    MESSAGE_OVERHEAD,
+    SMALL_WINDOW,
+    Window,
+    message_tokens,
+    recent_turns,
+    reply_cap,
+)
 from composite_cli.engine.runtime import StepTotals
 from composite_cli.engine.values import TextValue
 from composite_cli.errors import RunLimitExceeded
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
 _SETUP = """
+import collections, json, math, re
 _final_set = False
 _final_answer = ""
 def FINAL(answer):
@@ -86,6 +94,7 @@ class RlmSession:
         self.iterations = 0
         self.in_fallback = False
         self.sub_params: dict[str, Any] = {}  # the fallback's per-cell sub-call settings
+        self.seen_code: set[str] = set()
         self._sub_window: int | None = None
 
     # -- caps -----------------------------------------------------------------------------------
@@ -118,11 +127,15 @@ class RlmSession:
         return self._sub_window
 
     def _sub_params(self, prompt: str) -> dict[str, Any]:
-        """The sub-call's settings, its max_tokens lowered if prompt and reply would not fit."""
+        """The sub-call's settings: on a small window the reply is capped like the root's, and
+        lowered if prompt and reply would not fit."""
         params = {**self.s.sub_generation, **self.sub_params}
+        window = self.sub_window()
         wanted = params.get("max_tokens")
+        if window <= SMALL_WINDOW:
+            wanted = min(wanted or window, reply_cap(window))
         if isinstance(wanted, int):
-            room = self.sub_window() - estimate_tokens(prompt) - 16
+            room = window - estimate_tokens(prompt) - MESSAGE_OVERHEAD
             params["max_tokens"] = max(16, min(wanted, room))
         return params
 
@@ -237,7 +250,7 @@ class RlmSession:
             limits=limits, on_llm_query=self.llm_query, on_rlm_query=self.rlm_query if recursive else None
         )
         try:
-            await sandbox.start({"context": context, "context_length": len(text)})
+            await sandbox.start({"context": context, "context_length": len(text), "question": plan.question})
             setup = await sandbox.execute(_SETUP)
             if setup.error:
                 raise RlmFallbackError(f"the REPL could not be prepared: {setup.error}")
@@ -361,14 +374,17 @@ class RlmSession:
     async def _execute_blocks(
         self, sandbox: Sandbox, reply: str, iteration: int
     ) -> tuple[list[str], str | None, bool]:
-        """Run the reply's blocks: (their outputs, a FINAL answer if one was set, whether new code ran)."""
+        """Run the reply's blocks: (their outputs, a FINAL answer if one was set, whether code ran
+        that had not run before)."""
         outputs: list[str] = []
         ran = False
         for number, code in enumerate(code_blocks(reply), start=1):
             name = f"iteration {iteration}" + (f".{number}" if number > 1 else "")
             result_text, status = await self._execute_one(sandbox, code, name)
             outputs.append(result_text)
-            ran = ran or status in ("ok", "error")
+            again = " ".join(code.split()) in self.seen_code  # the same code again is no progress
+            self.seen_code.add(" ".join(code.split()))
+            ran = ran or (status in ("ok", "error") and not again)
             if "FINAL" in code and status not in ("killed", "dead"):
                 answer = await self._final_in_repl(sandbox)
                 if answer is not None:

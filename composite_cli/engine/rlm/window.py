@@ -20,6 +20,12 @@ SPARE = 0.9  # the share of the estimated room that is used
 MIN_REPLY = 128
 DEFAULT_REPLY = 1024
 PREVIEW_CHARS = 600  # the most of the context's head (and of its tail) shown
+SMALL_WINDOW = 16_384  # at most this, sub-call replies are capped too (they run unbounded otherwise)
+
+
+def reply_cap(tokens: int) -> int:
+    """The longest reply worth asking of a model with this window: an eighth of it, at least 128."""
+    return max(MIN_REPLY, tokens // 8)
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Window:
     @classmethod
     def for_root(cls, tokens: int, known: bool, max_tokens: int | None) -> Window:
         """The root's reply is at most an eighth of a small window: a code block, not an essay."""
-        reply = min(max_tokens or DEFAULT_REPLY, max(MIN_REPLY, tokens // 8))
+        reply = min(max_tokens or DEFAULT_REPLY, reply_cap(tokens))
         return cls(tokens, known, reply)
 
     @property
