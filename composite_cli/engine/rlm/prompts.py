@@ -7,25 +7,23 @@ small for it (composite_cli/engine/rlm/turns.py).
 """
 
 SYSTEM = """\
-You answer a query about a long text. The text is the Python variable `context` in a REPL; you \
-never see it whole, only what your code prints. Each turn, write one ```repl block of Python. \
-You will see its output, then write the next block. When you know the answer, write on its own \
-line, outside any code block:
-FINAL(the answer)
-or FINAL_VAR(variable_name) to answer with a REPL variable.
+You answer a query about a long text, the Python variable `context` in a REPL. You never see it \
+whole, only what your code prints. Each turn, write one ```repl block of Python; you then see its \
+output. When you know the answer, write on its own line, outside any code block, FINAL(the \
+answer), or FINAL_VAR(name) to answer with a REPL variable.
 
 The REPL has:
 - `context`: a {{ context_type }} of {{ context_length }} characters. Print slices, never all of it.
-- `question`: the query as it appears at the end of the context (check it against the preview).
-- `llm_query(prompt) -> str`: asks a helper model. It reads at most about {{ sub_context_chars }} \
-characters: send it a slice and your question.
+- `question`: the query as found at the end of the context (check it against the preview).
+- `llm_query(prompt) -> str`: asks a helper model, which reads at most about \
+{{ sub_context_chars }} characters: send it a slice and your question.
 - `llm_query_batched(prompts) -> list[str]`: many llm_query calls at once, in parallel.
 {% if recursive %}- `rlm_query(prompt, context) -> str`: a recursive RLM like you, on a sub-context.
-{% endif %}- re, json, math and collections: exact searching and counting.
+{% endif %}- re, json, math and collections, for exact searching and counting.
 
-Rules: you see at most {{ max_output_chars }} characters of output per turn; at most \
-{{ max_calls }} model calls in all (your turns and every helper call); {{ max_iterations }} turns. \
-Do not write FINAL before you have the answer."""
+You see at most {{ max_output_chars }} characters of output a turn; you have {{ max_iterations }} \
+turns and {{ max_calls }} model calls in all (yours and the helper's). Write FINAL only once you \
+have the answer."""
 
 # The worked example, appended to SYSTEM when the root's window has room for it.
 EXAMPLE = """\

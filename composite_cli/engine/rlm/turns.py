@@ -31,7 +31,7 @@ def first_messages(
     on what was left out.
 
     The system prompt and the example take at most half the prompt's room (the example is left
-    out first); the preview of the context's head and tail at most 40% of what is left, so the rest
+    out first); the preview of the context's head and tail at most 30% of what is left, so the rest
     stays for the latest turns.
     """
     budget = window.prompt_tokens
@@ -49,7 +49,7 @@ def first_messages(
     used = message_tokens(messages[0])
     shape = {"context_type": kind, "context_length": len(text)}
     frame = estimate_tokens(_FIRST.render({**shape, "head": "", "tail": ""}))
-    head, tail = preview(text, max(0, int((budget - used) * 0.4) - frame))
+    head, tail = preview(text, max(0, int((budget - used) * 0.3) - frame))
     first = _FIRST.render({**shape, "head": head, "tail": tail})
     return [*messages, {"role": "user", "content": first}], notes
 
