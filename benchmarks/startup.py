@@ -4,6 +4,7 @@
     python benchmarks/startup.py                    # everything (a few minutes on 2 cores)
     python benchmarks/startup.py --runs 3 --skip-local
     python benchmarks/startup.py --source /path/to/older/checkout   # "before" figures
+    python benchmarks/startup.py --before /path/to/older/checkout   # interleaved before/after
 
 Rows: `composite --help`, `composite modes list`, `composite chat -m direct --profile dry "hi"`
 (mock models: the time is composite's and LiteLLM's, no model) and the first token of `composite
@@ -44,6 +45,7 @@ def composite_exe() -> str:
 class Bench:
     def __init__(self, source: Path | None, work: Path):
         self.exe = composite_exe()
+        self.source = source
         self.work = work
         self.env = {**os.environ, "COMPOSITE_WORKER_DIR": str(work / "worker")}
         self.env.pop("COMPOSITE_NO_WORKER", None)
@@ -139,6 +141,23 @@ def cell(sample: Sample | None) -> str:
     return f"{sample.wall:.2f} s" + (f" ({sample.cpu:.2f})" if sample.cpu is not None else "")
 
 
+def compare(
+    before: Bench, after: Bench, runs: int, cases: dict[str, list[str]]
+) -> dict[str, dict[str, Sample]]:
+    """In-process figures of two checkouts, their runs interleaved (so both see the same load)."""
+    out = {}
+    for name, argv in cases.items():
+        samples: dict[str, list[Sample]] = {"before": [], "after": []}
+        for _ in range(runs):
+            samples["before"].append(before.wall(argv))
+            samples["after"].append(after.wall(argv))
+        out[name] = {
+            k: Sample(statistics.median(x.wall for x in v), statistics.median(x.cpu or 0.0 for x in v))
+            for k, v in samples.items()
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,6 +165,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median; default 5)")
     parser.add_argument("--skip-local", action="store_true", help="skip the embedded-model row")
     parser.add_argument("--source", type=Path, help="measure another checkout (its directory)")
+    parser.add_argument("--before", type=Path, help="also compare with another checkout, interleaved")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
 
@@ -154,6 +174,7 @@ def main() -> None:
     bench = Bench(args.source.resolve() if args.source else None, work)
     load = os.getloadavg()[0]
     rows: dict[str, dict[str, Sample | None]] = {}
+    compared: dict[str, dict[str, Sample]] = {}
     dry = ["chat", "-q", "-m", "direct", "--profile", "dry", "hi"]
     local = ["chat", "-q", "-m", "direct", "--profile", "local", "--max-tokens", "8", "Say hello."]
     try:
@@ -163,13 +184,20 @@ def main() -> None:
         rows["chat dry"] = row_for(bench, args.runs, dry, bench.wall)
         if not args.skip_local:
             rows["first token local"] = row_for(bench, args.runs, local, bench.first_byte)
+        if args.before:
+            cases = {"help": ["--help"], "modes list": ["modes", "list"], "chat dry": dry}
+            old = Bench(args.before.resolve(), Path(tempfile.mkdtemp(prefix="cs-", dir=work)))
+            compared = compare(old, bench, args.runs, cases)
     finally:
         bench.stop_worker()
         shutil.rmtree(work, ignore_errors=True)
 
     if args.json:
         table = {name: {k: v and asdict(v) for k, v in row.items()} for name, row in rows.items()}
-        print(json.dumps({"load_average_1m": load, "runs": args.runs, "rows": table}, indent=2))
+        pairs = {name: {k: asdict(v) for k, v in pair.items()} for name, pair in compared.items()}
+        print(
+            json.dumps({"load_average_1m": load, "runs": args.runs, "rows": table, "before": pairs}, indent=2)
+        )
         return
     print(f"composite start-up: median wall time of {args.runs} runs (the command's own CPU seconds)")
     print(f"1-minute load average at the start: {load:.2f} on {os.cpu_count()} cores")
@@ -181,6 +209,14 @@ def main() -> None:
         inproc, warm = row.get("in-process"), row.get("worker warm")
         ratio = f"{inproc.wall / warm.wall:.1f}x" if inproc and warm else ""
         print(f"{name:<18} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {TARGETS[name]:>5.1f} s  {ratio}")
+
+    if compared:
+        print(f"\nbefore ({args.before}) vs now, in-process, {args.runs} interleaved runs each: wall (CPU)")
+        for name, pair in compared.items():
+            ratio = (pair["after"].cpu or 0.0) / (pair["before"].cpu or 1.0)
+            print(
+                f"{name:<18} {cell(pair['before']):>15} {cell(pair['after']):>15}  CPU now/before {ratio:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,14 @@ from composite_cli.cli.main import app
 HEAVY = ("litellm", "sqlite_utils", "numpy", "llama_cpp", "openai", "textual")
 
 
-def heavy_imports(code: str, cwd: Path) -> list[str]:
-    """The heavy top-level modules a fresh interpreter has imported after running `code`."""
-    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))\n"
+def heavy_imports(code: str, cwd: Path, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The heavy top-level modules (and composite's model-calling modules) a fresh interpreter has
+    imported after running `code`."""
+    probe = (
+        f"{code}\nimport sys\n"
+        "names = {m.split('.')[0] for m in sys.modules} | {m for m in sys.modules if m.startswith('composite_cli')}\n"
+        "print(' '.join(sorted(names)))\n"
+    )
     out = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
@@ -31,16 +36,16 @@ def heavy_imports(code: str, cwd: Path) -> list[str]:
         check=True,
     )
     loaded = set(out.stdout.strip().splitlines()[-1].split())
-    return sorted(loaded & set(HEAVY))
+    return sorted(loaded & set(heavy))
 
 
 def run_cli(args: list[str]) -> str:
     return (
         "import sys\n"
-        "from composite_cli.cli.main import app\n"
+        "from composite_cli.cli.main import run\n"  # the console script's entry point
         f"sys.argv = ['composite', *{args!r}]\n"
         "try:\n"
-        "    app()\n"
+        "    run()\n"
         "except SystemExit:\n"
         "    pass\n"
     )
@@ -52,14 +57,23 @@ def run_cli(args: list[str]) -> str:
     ids=" ".join,
 )
 def test_commands_that_call_no_model_import_no_heavy_library(args: list[str], isolated_home: Path) -> None:
-    assert heavy_imports(run_cli(args), isolated_home) == []
+    assert heavy_imports(run_cli(args), isolated_home, HEAVY) == []
+
+
+def test_help_does_not_load_the_worker_client(isolated_home: Path) -> None:
+    """The entry point only flips a switch; the client (and the engine modules it needs) load when
+    a command runs a mode."""
+    loaded = heavy_imports(
+        run_cli(["--help"]), isolated_home, ("composite_cli.worker.client", "composite_cli.calls")
+    )
+    assert loaded == []
 
 
 def test_the_chat_client_side_imports_no_model_library(isolated_home: Path) -> None:
     """What `composite chat` loads before it hands the run to the worker (the trace store's
     sqlite-utils is there: the client reads the trace for --trace)."""
     code = "import composite_cli.cli.main, composite_cli.cli.chat, composite_cli.worker.client, composite_cli.runner"
-    assert not set(heavy_imports(code, isolated_home)) & {"litellm", "llama_cpp", "openai", "textual"}
+    assert heavy_imports(code, isolated_home, ("litellm", "llama_cpp", "openai", "textual")) == []
 
 
 def option_lines(help_text: str) -> dict[str, str]:

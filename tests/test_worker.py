@@ -29,6 +29,7 @@ from composite_cli.errors import ConfigError
 from composite_cli.events import RunFinished, RunStarted, TokenDelta
 from composite_cli.runner import Runner
 from composite_cli.worker import client as worker_client
+from composite_cli.worker import switch
 from composite_cli.worker.client import WorkerClient, run_message, settings_message
 from composite_cli.worker.identity import Identity, environment_hash
 from composite_cli.worker.paths import WorkerPaths, WorkerUnavailable, ensure_private_dir
@@ -334,14 +335,14 @@ def test_an_idle_worker_with_another_environment_is_replaced(paths, servers, set
 
 
 def test_turned_off_unless_the_console_script_allows_it(monkeypatch, settings):
-    monkeypatch.setattr(worker_client, "_allowed", False)
+    monkeypatch.setattr(switch, "_allowed", False)
     assert worker_client.run_turn(settings, "direct", request(), []) is None
-    monkeypatch.setattr(worker_client, "_allowed", True)
+    switch.allow()  # what the console-script entry point does
     monkeypatch.setenv("COMPOSITE_NO_WORKER", "1")
     assert worker_client.enabled() is False
     monkeypatch.delenv("COMPOSITE_NO_WORKER")
     assert worker_client.enabled() is True
-    worker_client.disable()  # `composite --no-worker`
+    switch.disable()  # `composite --no-worker`
     assert worker_client.enabled() is False
 
 

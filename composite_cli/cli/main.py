@@ -54,7 +54,7 @@ def main(
 ) -> None:
     """composite: composite LLM modes from the terminal."""
     if no_worker:
-        from composite_cli.worker.client import disable
+        from composite_cli.worker.switch import disable
 
         disable()
 
@@ -71,7 +71,7 @@ app.add_typer(worker.app, name="worker")
 
 def run() -> None:
     """Console-script entry point: the one way in that may use the background worker."""
-    from composite_cli.worker.client import allow
+    from composite_cli.worker.switch import allow
 
     allow()
     app()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import composite_cli
 from composite_cli.errors import CompositeError, ConfigError
+from composite_cli.worker import switch
 from composite_cli.worker.identity import Identity
 from composite_cli.worker.paths import (
     WorkerPaths,
@@ -51,30 +52,15 @@ START_TIMEOUT_S = 60.0  # a cold start imports LiteLLM: seconds, more on a busy 
 CANCEL_WAIT_S = 3.0  # after Ctrl-C, how long to wait for the worker to record the cancellation
 _LOG_LIMIT = 1 << 20
 
-_allowed = False
-
 
 class WorkerLost(CompositeError):
     """The worker went away in the middle of a run."""
 
 
-def allow() -> None:
-    """Let this process use the worker (called by the console-script entry point only, so code that
-    drives the CLI in-process, such as tests through CliRunner, never starts one)."""
-    global _allowed
-    _allowed = True
-
-
-def disable() -> None:
-    """`composite --no-worker`: run everything in-process."""
-    global _allowed
-    _allowed = False
-
-
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     off = env.get("COMPOSITE_NO_WORKER", "").strip().lower() in ("1", "true", "yes", "on")
-    return _allowed and not off and supported()
+    return switch.allowed() and not off and supported()
 
 
 def idle_timeout(environ: Mapping[str, str] | None = None) -> float:
