@@ -2,6 +2,7 @@
 
     python benchmarks/quickstart_repeat.py                  # 20 runs of the README's quick start
     python benchmarks/quickstart_repeat.py -n 5 --repeat-penalty 1.0   # without the loop penalty
+    python benchmarks/quickstart_repeat.py --loop-rate 5    # loops per call, penalty 1.0 vs 1.1
 
 Each run is the README's command, `composite chat --mode moa-v1 "Name three classical chess
 openings."`, as a subprocess on the `local` profile (the embedded model) with a fresh trace
@@ -11,7 +12,12 @@ how many model calls were cut for looping (`stopped: repetition` in the trace), 
 p50/max. `--repeat-penalty X` runs the same command through a config file whose profile sets that
 penalty for every alias, to compare against the default sampling. Each run is a fresh process
 that loads the model itself (`COMPOSITE_NO_WORKER=1`, as on a first run), unless `--worker` lets it
-use the warm worker. Progress goes to stderr.
+use the warm worker.
+
+`--loop-rate SEEDS` measures instead how often single calls loop: moa-v1's three proposer prompts
+on three chess questions, SEEDS seeds each, at `--temperature` (default 0.2, where a small model
+loops most), in this process, once with repeat_penalty 1.0 and once with the default; a call
+counts as looping when the embedded model cut it (`stopped: repetition`). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -94,6 +100,53 @@ def run_once(work: Path, repeat_penalty: float | None, timeout: float, worker: b
     }
 
 
+LOOP_QUESTIONS = [PROMPT, "What is castling in chess?", "List the pieces of a chess set."]
+
+
+def loop_rate(seeds: int, temperature: float) -> None:
+    """Print, for repeat_penalty 1.0 and the default, how many single calls the model looped in."""
+    import asyncio
+
+    import yaml
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from composite_cli.litellm_loader import get_litellm
+    from composite_cli.local.model_info import TEXT_SAMPLING
+
+    litellm = get_litellm()
+    mode = yaml.safe_load((Path(__file__).resolve().parent.parent / "modes" / "moa-v1.yaml").read_text())
+    systems = [expert["system"] for expert in mode["steps"][0]["experts"]]
+    jobs = [(system, q, seed) for system in systems for q in LOOP_QUESTIONS for seed in range(seeds)]
+
+    async def measure(penalty: float) -> tuple[int, int, float]:
+        slots = asyncio.Semaphore(os.cpu_count() or 1)  # one call per pool instance
+
+        async def one(system: str, question: str, seed: int) -> tuple[bool, bool]:
+            async with slots:
+                response = await litellm.acompletion(
+                    model="local/smollm2",
+                    messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+                    temperature=temperature,
+                    repeat_penalty=penalty,
+                    max_tokens=256,
+                    seed=seed,
+                )
+            fields = response.choices[0].message.provider_specific_fields or {}
+            looped = fields.get("stopped") == "repetition"
+            return looped, response.choices[0].finish_reason == "length" and not looped
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(one(*job) for job in jobs))
+        return sum(r[0] for r in results), sum(r[1] for r in results), time.perf_counter() - start
+
+    for penalty in (1.0, TEXT_SAMPLING["repeat_penalty"]):
+        loops, at_max, seconds = asyncio.run(measure(penalty))
+        print(
+            f"repeat_penalty {penalty}, temperature {temperature}: {loops}/{len(jobs)} calls cut for "
+            f"looping, {at_max} more ran to max_tokens (256) ({seconds:.0f}s)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,7 +156,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per run (default 900)")
     parser.add_argument("--worker", action="store_true", help="let the runs use the warm worker")
     parser.add_argument("--json", action="store_true", help="print every run as JSON")
+    parser.add_argument("--loop-rate", type=int, metavar="SEEDS", help="measure loops per call instead")
+    parser.add_argument("--temperature", type=float, default=0.2, help="for --loop-rate (default 0.2)")
     args = parser.parse_args()
+    if args.loop_rate:
+        loop_rate(args.loop_rate, args.temperature)
+        return 0
 
     results = []
     for i in range(args.runs):
