@@ -315,6 +315,7 @@ async def test_litellms_real_guard_becomes_a_cut_answer(looping_profile):
     assert result.text == f"Openings:{LOOP}" == streamed(events)
     assert result.finish_reason == "length"
     assert call_records(events)[0].stopped == "repetition"
+    assert result.notes == {"stopped": "repetition"}  # reaches --json and the composite block
     assert provider.sent < 1000  # stopped early, by the guard or at its limit
 
 

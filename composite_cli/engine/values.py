@@ -45,8 +45,14 @@ class TextValue(str):
 
     @classmethod
     def from_call(cls, record: CallRecord) -> TextValue:
-        """A model call's result as a step value (message and finish_reason kept)."""
-        return cls(record.text, message=record.message, finish_reason=record.finish_reason or "stop")
+        """A model call's result as a step value (message and finish_reason kept; a call cut short,
+        e.g. because the model looped, says so in `notes["stopped"]`)."""
+        return cls(
+            record.text,
+            message=record.message,
+            finish_reason=record.finish_reason or "stop",
+            notes={"stopped": record.stopped} if record.stopped else None,
+        )
 
     @property
     def text(self) -> str:
