@@ -53,7 +53,16 @@ def run_cli(args: list[str]) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["modes", "list"], ["chat", "--help"], ["worker", "status"], ["traces", "--help"]],
+    [
+        ["--help"],
+        ["--version"],
+        ["modes", "list"],
+        ["modes", "show", "moa"],
+        ["models"],
+        ["chat", "--help"],
+        ["worker", "status"],
+        ["traces", "--help"],
+    ],
     ids=" ".join,
 )
 def test_commands_that_call_no_model_import_no_heavy_library(args: list[str], isolated_home: Path) -> None:
