@@ -249,3 +249,26 @@ async def test_the_worked_example_runs_as_written(fake_model, tmp_path):
     subs = [n for n in fake_model.names() if n.startswith("llm_query")]
     assert 1 <= len(subs) <= 4
     runner.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ("FINAL(QX-0000)", "no code has run yet"),  # a guess before looking at a long context
+        ("```repl\nprint(len(context))\n```\nFINAL(Tallinn)", "the worked example's answer"),
+    ],
+)
+async def test_a_final_that_cannot_be_an_answer_is_refused(fake_model, tmp_path, reply, why):
+    fake_model.script(lambda name, m: reply if name.startswith("root") else None).script(reader)
+    runner, result, _ = await run_rlm(fake_model, haystack(30_000), tmp_path)
+    assert result.text == "The code is QX-7731." and result.notes["rlm"]["path"] == "fallback"
+    second = fake_model.request("root (iteration 2)")["messages"][-1]["content"]
+    assert second.startswith("FINAL not accepted:") and why in second
+    assert "not accepted" in rlm_notes(runner, result)
+    runner.close()
+
+
+async def test_a_short_context_shown_whole_may_be_answered_at_once(fake_model, tmp_path):
+    fake_model.script(lambda name, m: "FINAL(Ruy Lopez)" if name.startswith("root") else None)
+    _, result, _ = await run_rlm(fake_model, "Which opening begins 1.e4 e5 2.Nf3 Nc6 3.Bb5?", tmp_path)
+    assert result.text == "Ruy Lopez" and result.notes["rlm"]["path"] == "model"

@@ -41,6 +41,7 @@ print([a for a in answers if "NONE" not in a])
 ```
 It prints ['The 1987 meeting was held in Tallinn.'], and the next reply is:
 FINAL(Tallinn)"""
+EXAMPLE_ANSWER = "Tallinn"  # a FINAL that repeats it is the example copied, not an answer
 
 FIRST_TURN = """\
 The context is a {{ context_type }} of {{ context_length }} characters.
@@ -65,6 +66,11 @@ WRAP_UP = (
     "The sub-calls stopped: the run reached its {cap}. No more llm_query calls will be answered. "
     "Give your best answer now with FINAL(answer) or FINAL_VAR(name)."
 )
+EARLY_FINAL = (
+    "FINAL not accepted: no code has run yet, and you were shown only the beginning and end "
+    "of the context. Look at it with a ```repl block first."
+)
+COPIED_FINAL = "FINAL not accepted: that is the worked example's answer, not this context's."
 NO_CODE = (
     "No ```repl block and no FINAL line in your reply. Write code in a ```repl block, or give "
     "FINAL(answer) on its own line."

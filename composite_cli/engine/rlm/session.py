@@ -95,6 +95,7 @@ class RlmSession:
         self.in_fallback = False
         self.sub_params: dict[str, Any] = {}  # the fallback's per-cell sub-call settings
         self.seen_code: set[str] = set()
+        self.code_ran = False  # some block was executed in this session (whatever its outcome)
         self._sub_window: int | None = None
 
     # -- caps -----------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class RlmSession:
             await sandbox.start({"context": context, "context_length": len(text), "question": plan.question})
             setup = await sandbox.execute(_SETUP)
             if setup.error:
-                raise RlmFallbackError(f"the REPL could not be prepared: {setup.error}")
+                raise RlmLimit("repl setup", f"the REPL could not be prepared: {setup.error}")
             outcome = await self._loop(sandbox, text, kind, recursive, plan)
             if isinstance(outcome, TextValue):
                 return outcome
@@ -273,7 +274,7 @@ class RlmSession:
         tokens, known = self._window_of(self.s.root)
         window = Window.for_root(tokens, known, self.s.root_generation.get("max_tokens"))
         self.notes.append(f"root window: {window.describe()}")
-        head, notes = turns.first_messages(
+        head, notes, shown_whole = turns.first_messages(
             text, kind, window, self._prompt_values(kind, len(text), recursive, plan)
         )
         self.notes += notes
@@ -299,9 +300,14 @@ class RlmSession:
             outputs, final, ran = await self._execute_blocks(sandbox, reply, iteration)
             if final is None:
                 final = await self._final_from_text(sandbox, reply, outputs)
-            if final is not None:
+            refused = None if final is None else self._refusal(final, text, shown_whole)
+            if final is not None and refused is None:
                 self.notes.append(f"path: model (FINAL after {iteration} iteration(s))")
                 return self._value(final)
+            if refused:
+                self.notes.append(f"iteration {iteration}: FINAL({str(final)[:80]}) not accepted")
+                await sandbox.execute("_final_set = False")  # a refused FINAL() call is forgotten
+                ran = False
             self.last_prose = _strip_code(reply) or self.last_prose
             if warned:
                 return self._partial(str(self.wrap_up))  # its last turn, and still no FINAL
@@ -309,13 +315,22 @@ class RlmSession:
                 fruitless += 1
                 if self._fallback_due(fruitless):
                     return f"{fruitless} root turn(s) without code that runs"
-            message = turns.next_message(outputs)
+            message = turns.next_message(outputs, refused)
             if self.wrap_up:
                 # A cap stopped the sub-calls: one more turn for the root to answer with what it has.
                 message += "\n\n" + prompts.WRAP_UP.replace("{cap}", self.wrap_up)
                 warned = True
             history += [{"role": "assistant", "content": reply}, {"role": "user", "content": message}]
         return self._partial(f"max_iterations ({self.s.max_iterations})")
+
+    def _refusal(self, final: str, text: str, shown_whole: bool) -> str | None:
+        """Why a FINAL is not taken: given before any block was executed, on a context seen only in part
+        (the reference implementation's first-turn safeguard), or the worked example's answer."""
+        if not self.code_ran and not shown_whole:
+            return prompts.EARLY_FINAL
+        if final.strip() == prompts.EXAMPLE_ANSWER and prompts.EXAMPLE_ANSWER not in text:
+            return prompts.COPIED_FINAL
+        return None
 
     def _prompt_values(self, kind: str, length: int, recursive: bool, plan: fallback.Plan) -> dict[str, Any]:
         return {
@@ -385,6 +400,7 @@ class RlmSession:
             again = " ".join(code.split()) in self.seen_code  # the same code again is no progress
             self.seen_code.add(" ".join(code.split()))
             ran = ran or (status in ("ok", "error") and not again)
+            self.code_ran = self.code_ran or status in ("ok", "error", "invalid")
             if "FINAL" in code and status not in ("killed", "dead"):
                 answer = await self._final_in_repl(sandbox)
                 if answer is not None:
@@ -474,6 +490,7 @@ class RlmSession:
     async def _fallback(self, sandbox: Sandbox, plan: fallback.Plan, reason: str) -> TextValue:
         """Run the built-in program (composite_cli/engine/rlm/fallback.py) in the same REPL."""
         self.path, self.reason, self.in_fallback = "fallback", reason, True
+        self.wrap_up = None  # a cap the root's code met is checked again, not assumed
         cells: list[tuple[str, str, dict[str, Any]]]
         if plan.whole:
             cells = [("fallback: whole context", fallback.whole_program(), fallback.WHOLE_PARAMS)]

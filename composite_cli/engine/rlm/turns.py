@@ -26,9 +26,9 @@ _NEXT = Template.compile(prompts.NEXT_TURN, {"output"})
 
 def first_messages(
     text: str, kind: str, window: Window, values: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """System prompt, worked example and first message, fitted to the root's window; and notes
-    on what was left out.
+) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """System prompt, worked example and first message, fitted to the root's window; notes on
+    what was left out; and whether the context was shown whole.
 
     The system prompt and the example take at most half the prompt's room (the example is left
     out first); the preview of the context's head and tail at most 30% of what is left, so the rest
@@ -51,9 +51,11 @@ def first_messages(
     frame = estimate_tokens(_FIRST.render({**shape, "head": "", "tail": ""}))
     head, tail = preview(text, max(0, int((budget - used) * 0.3) - frame))
     first = _FIRST.render({**shape, "head": head, "tail": tail})
-    return [*messages, {"role": "user", "content": first}], notes
+    return [*messages, {"role": "user", "content": first}], notes, not tail
 
 
-def next_message(outputs: list[str]) -> str:
-    """The user turn after a reply: what its code printed, or a reminder of the form."""
-    return _NEXT.render({"output": "\n\n".join(outputs)}) if outputs else prompts.NO_CODE
+def next_message(outputs: list[str], refused: str | None = None) -> str:
+    """The user turn after a reply: what its code printed, or a reminder of the form; and why
+    its FINAL was not accepted, if it was not."""
+    message = _NEXT.render({"output": "\n\n".join(outputs)}) if outputs else prompts.NO_CODE
+    return f"{refused}\n\n{message}" if refused else message
