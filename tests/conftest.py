@@ -146,6 +146,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("COMPOSITE_"):
             monkeypatch.delenv(key)
+    # Console-script tests would otherwise start the warm worker, which outlives the test;
+    # tests/test_worker.py starts its own in a temporary directory.
+    monkeypatch.setenv("COMPOSITE_NO_WORKER", "1")
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
