@@ -272,3 +272,14 @@ async def test_a_short_context_shown_whole_may_be_answered_at_once(fake_model, t
     fake_model.script(lambda name, m: "FINAL(Ruy Lopez)" if name.startswith("root") else None)
     _, result, _ = await run_rlm(fake_model, "Which opening begins 1.e4 e5 2.Nf3 Nc6 3.Bb5?", tmp_path)
     assert result.text == "Ruy Lopez" and result.notes["rlm"]["path"] == "model"
+
+
+async def test_the_fallback_runs_though_the_root_rebound_the_repl_s_functions(fake_model, tmp_path):
+    """SmolLM2 defines its own llm_query_batched (and worse): the program restores the REPL's."""
+    clobber = (
+        "```repl\ndef llm_query_batched(key):\n    return [answer]\n"
+        "print = len = sorted = FINAL_VAR = None\n```"
+    )
+    fake_model.script(lambda name, m: clobber if name.startswith("root") else None).script(reader)
+    _, result, _ = await run_rlm(fake_model, haystack(30_000), tmp_path)
+    assert result.text == "The code is QX-7731." and result.notes["rlm"]["path"] == "fallback"

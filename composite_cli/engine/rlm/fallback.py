@@ -48,6 +48,17 @@ def context_text(context: Any) -> str:
     return "\n\n".join(f"{m.get('role')}: {m.get('content')}" for m in context)
 
 
+# Saved by the session's REPL setup: the REPL's own functions, whatever the root later rebinds.
+SAVED_TOOLS = "_composite_tools"
+# First lines of the program: the root may have rebound print, len, llm_query_batched or FINAL_VAR
+# in the shared namespace (SmolLM2 does); its rebindings of builtins go, the REPL's functions return.
+_RESTORE = f"""\
+for _name in [_n for _n in __builtins__.list(__builtins__.globals()) if not _n.startswith("_")]:
+    if _name in __builtins__.vars(__builtins__):
+        del __builtins__.globals()[_name]
+__builtins__.globals().update({SAVED_TOOLS})
+"""
+
 _TEXT_IN_REPL = (
     "_text = context if isinstance(context, str) else "
     "'\\n\\n'.join(f\"{m.get('role')}: {m.get('content')}\" for m in context)"
@@ -121,13 +132,13 @@ def plan(context: Any, sub_window: int, sub_context_chars: int, max_chunks: int)
 
 def whole_program() -> str:
     """The program for a context that fits one sub-call."""
-    return f"{_TEXT_IN_REPL}\nanswer = llm_query(_text)\nFINAL_VAR('answer')\n"
+    return f"{_RESTORE}{_TEXT_IN_REPL}\nanswer = llm_query(_text)\nFINAL_VAR('answer')\n"
 
 
 def findings_program(p: Plan) -> str:
     """Cell 1: chunk, rank, read the best chunks in parallel, keep the answers that are not NONE."""
     return f"""\
-import math
+{_RESTORE}import math
 import re
 
 {_TEXT_IN_REPL}

@@ -44,7 +44,7 @@ from composite_cli.sandbox import Sandbox, SandboxDead, SandboxVariableError
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
-_SETUP = """
+_SETUP = f"""
 import collections, json, math, re
 _final_set = False
 _final_answer = ""
@@ -57,6 +57,9 @@ def FINAL_VAR(name):
     value = globals()[name] if isinstance(name, str) and name in globals() else name
     _final_set, _final_answer = True, str(value)
     print("FINAL answer recorded.")
+{fallback.SAVED_TOOLS} = {{
+    "llm_query": llm_query, "llm_query_batched": llm_query_batched, "FINAL": FINAL, "FINAL_VAR": FINAL_VAR
+}}
 """
 
 
