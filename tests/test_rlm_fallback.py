@@ -22,13 +22,17 @@ def prose_root(name, messages):
     return PROSE if name.startswith("root") else None
 
 
+def is_answer_call(prompt: str) -> bool:
+    return prompt.endswith("Answer with the exact words of the text above.")
+
+
 def reader(name, messages):
     """A sub-model: copies the needle's sentence when its chunk has it, else says NONE; answers
     the final question from its notes."""
     if not name.startswith("llm_query"):
         return None
     prompt = messages[-1]["content"]
-    if prompt.startswith("Notes taken from a long document"):
+    if is_answer_call(prompt):
         match = re.search(r"is ([A-Z]+-\d+)", prompt)
         return f"The code is {match.group(1)}." if match else "I do not know."
     return NEEDLE if NEEDLE in prompt else "NONE"
@@ -146,7 +150,7 @@ async def test_invented_notes_are_dropped_and_the_answer_uses_the_grounded_one(f
         if not name.startswith("llm_query"):
             return None
         prompt = messages[-1]["content"]
-        if prompt.startswith("Notes taken"):
+        if is_answer_call(prompt):
             return prompt  # echo, so the test sees what the answer call was given
         return NEEDLE if NEEDLE in prompt else "The secret code for the Lyon warehouse is ZZ-1111."
 
@@ -162,7 +166,7 @@ async def test_chunks_are_ranked_by_the_question_and_fit_the_sub_window(fake_mod
         r
         for r in fake_model.requests
         if r["metadata"]["composite_call"].startswith("llm_query")
-        and not r["messages"][0]["content"].startswith("Notes taken")
+        and not is_answer_call(r["messages"][0]["content"])
     ]
     assert NEEDLE in reads[0]["messages"][0]["content"], "the best-ranked chunk is read first"
     for r in reads:
@@ -283,3 +287,23 @@ async def test_the_fallback_runs_though_the_root_rebound_the_repl_s_functions(fa
     fake_model.script(lambda name, m: clobber if name.startswith("root") else None).script(reader)
     _, result, _ = await run_rlm(fake_model, haystack(30_000), tmp_path)
     assert result.text == "The code is QX-7731." and result.notes["rlm"]["path"] == "fallback"
+
+
+async def test_with_no_note_left_the_best_chunk_s_closest_lines_are_the_notes(fake_model, tmp_path):
+    """The sub-model copies a real sentence, but not one about the question: it is dropped, and
+    the answer call is given the lines of the best chunk that share the question's words."""
+
+    def off_topic(name, messages):
+        if not name.startswith("llm_query"):
+            return None
+        prompt = messages[-1]["content"]
+        if is_answer_call(prompt):
+            return prompt  # echo: the test sees what the answer call was given
+        return prompt.strip().splitlines()[0]  # a log line, copied word for word
+
+    fake_model.script(prose_root).script(off_topic)
+    runner, result, _ = await run_rlm(fake_model, haystack(60_000), tmp_path, params={"fallback_after": 0})
+    assert result.text.startswith(f"- {NEEDLE}")
+    findings = next(s for s in steps_of(runner, result) if s["name"] == "fallback: findings")
+    assert "dropped (not copied from their chunk, or off the question): ['2024-" in findings["output"]
+    runner.close()

@@ -10,8 +10,10 @@ it). Two cells:
    more, adjacent pairs of them more still); ask the sub-model, in parallel, about the best
    `max_chunks` that score at least half the best score (or evenly spread ones when no chunk
    shares a word with the question) for the sentence that answers the question, or NONE. A note
-   is kept only if it is grounded in its chunk (its numbers and most of its words occur there):
-   small models invent answers. With no note left, the best chunk itself is the note.
+   is kept only if it is copied from its chunk word for word and shares a telling word with the
+   question (one found in at most half the chunks): small models invent answers, or copy the
+   wrong sentence. With no note left, the two
+   lines of the best chunk that share the most words with the question are the notes.
 2. answer: one sub-call answers the question from the notes; FINAL_VAR ends the program.
 
 A context that fits one sub-call whole is sent whole instead, in one call (what `direct` does).
@@ -186,24 +188,33 @@ template = {prompts.FINDING!r}
 answers = llm_query_batched([template.format(chunk=chunks[i], question=question) for i in picked])
 
 
-def grounded(note, chunk):  # copied from the chunk, not made up: every number and most words are in it
-    said = re.findall(r"[a-z0-9]+", note.lower())
-    there = set(re.findall(r"[a-z0-9]+", chunk.lower()))
-    numbers = [w for w in said if any(ch.isdigit() for ch in w)]
-    found = sum(w in there for w in said)
-    return bool(said) and all(w in there for w in numbers) and found >= 0.75 * len(said)
+def tokens(text):
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def grounded(note, chunk):  # copied from its chunk word for word (case and punctuation aside)
+    return tokens(note).strip() != "" and tokens(note) in tokens(chunk)
+
+
+# the question's words that tell chunks apart (in at most half of them), else all of them
+telling = [w for w in set(words) if seen[w] <= len(flat) / 2] or list(set(words))
+
+
+def relevant(note):  # says something about the question: shares one of its telling words
+    return not telling or any(has(tokens(note), w) for w in telling)
 
 
 notes, dropped = [], []
 for i, a in zip(picked, answers):
     a = a.strip()
     if a and "NONE" not in a:
-        (notes if grounded(a, chunks[i]) else dropped).append(a)
-if not notes:  # nothing the sub-model said holds up: answer from the best chunk itself
-    notes = [chunks[picked[0]]]
+        (notes if grounded(a, chunks[i]) and relevant(a) else dropped).append(a)
+if not notes:  # nothing the sub-model said holds up: the best chunk's lines that share most words
+    lines = [x.strip() for x in re.split(r"(?<=[.!?])\\s+|\\n", chunks[picked[0]]) if x.strip()]
+    notes = sorted(lines, key=lambda x: -score(tokens(x)))[:2]
 print(f"{{len(chunks)}} chunks; read {{picked}} (scores {{[round(scores[i], 1) for i in picked]}})")
 print("notes:", notes)
-print("dropped (not found in their chunk):", dropped)
+print("dropped (not copied from their chunk, or off the question):", dropped)
 """
 
 

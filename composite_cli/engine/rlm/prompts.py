@@ -84,9 +84,7 @@ FINDING = (
     "If the text above answers the question, copy the sentence that answers it, word for word. "
     "Otherwise reply NONE."
 )
-# The last call: the question and what the chunks said.
-ANSWER = (
-    "Notes taken from a long document:\n{notes}\n\n"
-    "Using only these notes, answer the question briefly.\nQuestion: {question}"
-)
+# The last call: what the chunks said, then the question. Of four wordings tried on SmolLM2 with
+# six notes, this one alone copied every code and number right.
+ANSWER = "{notes}\n\nQuestion: {question}\nAnswer with the exact words of the text above."
 NOTHING_FOUND = "(no part of the document answered the question)"
