@@ -12,8 +12,8 @@ it). Two cells:
    shares a word with the question) for the sentence that answers the question, or NONE. A note
    is kept only if it is copied from its chunk word for word and shares a telling word with the
    question (one found in at most half the chunks): small models invent answers, or copy the
-   wrong sentence. With no note left, the two
-   lines of the best chunk that share the most words with the question are the notes.
+   wrong sentence. With no note left, the lines
+   of the best chunk that score highest against the question (one or two) are the notes.
 2. answer: one sub-call answers the question from the notes; FINAL_VAR ends the program.
 
 A context that fits one sub-call whole is sent whole instead, in one call (what `direct` does).
@@ -211,7 +211,8 @@ for i, a in zip(picked, answers):
         (notes if grounded(a, chunks[i]) and relevant(a) else dropped).append(a)
 if not notes:  # nothing the sub-model said holds up: the best chunk's lines that share most words
     lines = [x.strip() for x in re.split(r"(?<=[.!?])\\s+|\\n", chunks[picked[0]]) if x.strip()]
-    notes = sorted(lines, key=lambda x: -score(tokens(x)))[:2]
+    best = max((score(tokens(x)) for x in lines), default=0)
+    notes = [x for x in lines if score(tokens(x)) == best][:2]
 print(f"{{len(chunks)}} chunks; read {{picked}} (scores {{[round(scores[i], 1) for i in picked]}})")
 print("notes:", notes)
 print("dropped (not copied from their chunk, or off the question):", dropped)
