@@ -112,15 +112,21 @@ async def test_every_root_turn_fits_the_embedded_models_window(fake_model, tmp_p
     runner.close()
 
 
-async def test_sub_call_replies_are_shortened_to_fit_the_window(fake_model, tmp_path):
+def asks_once(code: str):
+    """A root that runs `code` once, then answers."""
+
     def root(name, messages):
         if not name.startswith("root"):
             return None
         if any(m["role"] == "assistant" for m in messages):
             return "FINAL(ok)"
-        return "```repl\nprint(llm_query(context[:2000]))\n```"
+        return f"```repl\n{code}\n```"
 
-    fake_model.script(root)
+    return root
+
+
+async def test_sub_call_replies_are_shortened_to_fit_the_window(fake_model, tmp_path):
+    fake_model.script(asks_once("print(llm_query(context[:2000]))"))
     runner = Runner(Settings(profile=SMALL, db_path=tmp_path / "t.db"))
     mode = parse_mode(
         "name: rlm-test\nsteps:\n  - {id: answer, kind: rlm, model: root, sub_model: sub, sub_max_tokens: 1500}\n"
@@ -133,13 +139,6 @@ async def test_sub_call_replies_are_shortened_to_fit_the_window(fake_model, tmp_
 
 
 async def test_sub_call_replies_are_capped_on_a_small_window(fake_model, tmp_path):
-    def root(name, messages):
-        if not name.startswith("root"):
-            return None
-        if any(m["role"] == "assistant" for m in messages):
-            return "FINAL(ok)"
-        return "```repl\nprint(llm_query('Say hi.'))\n```"
-
-    fake_model.script(root)
+    fake_model.script(asks_once("print(llm_query('Say hi.'))"))
     await run_rlm(fake_model, haystack(20_000), tmp_path, profile=SMALL)
     assert fake_model.request("llm_query")["max_tokens"] == 256  # 2048 / 8, though no max was set
