@@ -220,20 +220,24 @@ async def test_the_ui_stays_responsive_during_a_16_expert_fan_out(isolated_home:
     behind the fan-out, and their deltas reach the screen merged. How long the key takes is a
     figure of benchmarks/responsiveness.py, not an assertion."""
     experts = 16
-    script = fanout_script(experts)
-    script.pace = 0.0005  # about 350 events, streamed as fast as the loop can
+    # Held mid-stream at script time 0.6 s until the key is handled, so a slow machine cannot
+    # finish the fan-out first; about 350 events, streamed as fast as the loop can.
+    script = fanout_script(experts, gate_at=0.6)
+    script.pace = 0.0005
     app = scripted_app(isolated_home, [script], delta_interval=0.05)
     async with app.run_test(size=SIZE) as pilot:
         screen = pilot.app.screen
         await type_prompt(pilot, "openings?")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: len(screen.state.items) > 8)
+        await wait_until(pilot, lambda: "mid" in script.reached, timeout=120)
         await pilot.press("f1")  # a key while experts stream
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), timeout=120)
         bridge = screen.bridge
         assert bridge is not None
         assert screen.running, "the key was handled only after the fan-out had finished"
+        assert any(i.is_call and i.status == "running" for i in screen.state.items.values())
         deltas_when_the_key_was_handled = bridge.deltas
+        script.release("mid")
         await pilot.press("escape")
         await wait_until(pilot, lambda: not screen.running, timeout=120)
         assert bridge.deltas > 250
