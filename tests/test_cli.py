@@ -630,35 +630,7 @@ def test_chat_provider_error_is_one_line_without_secrets(fake_config: Path, fake
 # -- start-up cost -------------------------------------------------------------------------------
 
 
-def _imports_litellm(args: list[str], cwd: Path) -> bool:
-    code = (
-        "import sys\n"
-        "from composite_cli.cli.main import app\n"
-        f"sys.argv = ['composite', *{args!r}]\n"
-        "try:\n"
-        "    app()\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print('litellm' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=os.environ.copy(),
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1] == "True"
-
-
-@pytest.mark.parametrize(
-    "args",
-    [["--help"], ["modes", "list"], ["modes", "show", "moa"], ["models"], ["--version"]],
-    ids=lambda a: " ".join(a),
-)
-def test_commands_that_call_no_model_do_not_import_litellm(args: list[str], dry: Path) -> None:
-    assert _imports_litellm(args, dry.parent) is False
+# Commands that call no model import no LiteLLM: tests/test_startup.py checks every one.
 
 
 def test_console_script_chat_is_clean_offline(dry: Path) -> None:
