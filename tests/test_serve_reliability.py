@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -410,6 +411,74 @@ def test_kill_9_under_load_leaves_a_clean_database_with_interrupted_runs_marked(
     assert rows(path, "select count(*) from steps where status = 'running'") == [(0,)]
     interrupted = Counter(r[0] for r in rows(path, "select run_id from steps where error = 'interrupted'"))
     assert set(interrupted) == set(running)  # each in-flight run's open steps, and only theirs
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process under `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a new server could bind the port now (uvicorn binds with SO_REUSEADDR too)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_workers_die_with_a_killed_supervisor_and_the_port_can_be_bound_again(root: Path):
+    """Finding 6 of issue 12: `serve --workers 2` survived kill -9 of its main process."""
+    port = free_port()
+    argv = [COMPOSITE, "serve", "--profile", "dry", "--workers", "2", "--port", str(port)]
+    home = root / "home-lifeline"
+    home.mkdir()
+    env = {**_env(home), "LITELLM_MASTER_KEY": MASTER}
+    first = Server("lifeline-1", [*argv, "--db", str(root / "lifeline.db")], root, env, port, workers=2)
+    try:
+        first.wait_ready()
+        workers = descendants(first.proc.pid)
+        assert len(workers) >= 2, workers
+        first.proc.kill()  # SIGKILL to the supervisor alone, not its process group
+        first.proc.wait(timeout=10)
+        deadline = time.monotonic() + 60  # a bounded wait, not a timing assertion
+        while (any(alive(p) for p in workers) or not port_is_free(port)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in workers if alive(p)], "workers outlived their supervisor"
+        assert port_is_free(port)
+    finally:
+        first.close()  # kills whatever is left in the group, so a failure leaves nothing behind
+    second = Server("lifeline-2", [*argv, "--db", str(root / "lifeline.db")], root, env, port, workers=2)
+    try:
+        second.wait_ready()
+        health = httpx.get(f"{second.url}/health", headers=headers(), timeout=HTTP_TIMEOUT)
+        assert health.status_code == 200, health.text[:300]
+    finally:
+        second.close()
 
 
 # -- fuzzed request bodies ----------------------------------------------------------------------------

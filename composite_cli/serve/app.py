@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from composite_cli.serve.auth import ENV_VAR
 from composite_cli.serve.edge import CompositeEdge
 from composite_cli.serve.errors import ServeError
+from composite_cli.serve.lifeline import die_with_supervisor
 
 OPTIONS_ENV = "COMPOSITE_SERVE_OPTIONS"
 
@@ -45,6 +46,7 @@ class AppOptions:
 def create_app() -> CompositeEdge:
     """Build this worker's app. Registers the `composite` provider before the proxy loads its
     config (which registers it again, through `custom_provider_map`)."""
+    die_with_supervisor(os.environ)  # first: a worker must not outlive a killed supervisor
     options = AppOptions.from_env(os.environ)
     master_key = os.environ.get(ENV_VAR)
     if not master_key:

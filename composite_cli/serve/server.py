@@ -2,7 +2,8 @@
 
 One process (`--workers 1`) runs the app in-process; with `--workers N` uvicorn starts N worker
 processes from the app factory (`app.create_app`), each registering the provider itself and
-writing its traces to the one WAL-mode database (SQLite serializes the writers).
+writing its traces to the one WAL-mode database (SQLite serializes the writers). Each worker dies
+with this process, even when it is killed with SIGKILL (see lifeline).
 
 On SIGTERM (or Ctrl-C) uvicorn stops accepting connections and lets in-flight requests finish for
 up to `grace` seconds; then the app's shutdown closes the trace store (committing queued writes)
@@ -28,6 +29,7 @@ from composite_cli.serve.app import OPTIONS_ENV, AppOptions
 from composite_cli.serve.auth import ENV_VAR, MasterKey, check_bind, resolve_master_key
 from composite_cli.serve.config import ServedMode
 from composite_cli.serve.errors import ServeError
+from composite_cli.serve.lifeline import SUPERVISOR_ENV
 
 APP_FACTORY = "composite_cli.serve.app:create_app"
 
@@ -124,6 +126,8 @@ def run(serve_plan: ServePlan) -> None:
         _prepare_database(serve_plan.settings)
         os.environ.update(serve_plan.environ)
         os.environ["CONFIG_FILE_PATH"] = str(config_path)
+        if serve_plan.workers > 1:
+            os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers die with this process
         if serve_plan.python_path is not None:
             parts = [
                 str(serve_plan.python_path),
