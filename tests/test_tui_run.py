@@ -247,3 +247,24 @@ async def test_the_ui_stays_responsive_during_a_16_expert_fan_out(isolated_home:
         assert bridge.batches < bridge.deltas
         assert screen.state.status == "ok"
         assert len([i for i in screen.state.items.values() if i.is_call]) == experts + 1
+
+
+async def test_keys_that_arrive_in_one_burst_run_the_whole_prompt(isolated_home: Path, fake_model):
+    """A terminal delivers a typed line and ctrl+r in one read (tmux send-keys, a fast typist, a
+    paste): ctrl+r must see the whole prompt, not an empty box the text has not reached yet."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    fake_model.add("Hello there.")
+    app = engine_app(isolated_home, mode="direct")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen)
+        prompt = "Say hello in one short sentence."
+        for character in prompt:  # as the driver posts them: no pause between keys
+            app.post_message(events.Key(_character_to_key(character), character))
+        app.post_message(events.Key("ctrl+r", None))
+        await wait_until(pilot, lambda: screen.state.status != "idle" and not screen.running)
+        await pilot.pause()
+        assert screen.state.status == "ok"
+        assert screen.messages[0] == {"role": "user", "content": prompt}

@@ -27,7 +27,7 @@ class NewEvalScreen(ModalScreen[EvalRequest | None]):
     CSS_PATH = STYLES / "new_eval.tcss"
     BINDINGS = [
         Binding("escape", "dismiss_none", "Cancel"),
-        Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("ctrl+s", "start", "Start"),  # not priority: after the keys typed before it (see RunScreen)
     ]
 
     def __init__(self, files: list[Path], modes: list[str], chosen: list[str], *, blink: bool = True):

@@ -32,10 +32,13 @@ from composite_cli.tui.widgets.timeline import Timeline
 
 class RunScreen(AppScreen):
     CSS_PATH = STYLES / "run.tcss"
+    # Not priority bindings: a priority key is handled by the app the moment it is read, ahead of
+    # keys still queued for the prompt (a paste or a fast typist's last letters, then ctrl+r), so
+    # the run would see a partial or empty prompt. Bubbling up from the focused widget keeps order.
     BINDINGS = [
-        Binding("ctrl+r", "run", "Run", priority=True),
+        Binding("ctrl+r", "run", "Run"),
         Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+n", "new_conversation", "New chat", priority=True),
+        Binding("ctrl+n", "new_conversation", "New chat"),
         Binding("ctrl+t", "open_trace", "Trace"),
         Binding("ctrl+l", "focus_prompt", "Prompt", show=False),
     ]
