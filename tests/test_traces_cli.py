@@ -456,6 +456,100 @@ def test_prune_vacuum_says_when_another_reader_keeps_the_log(isolated_home: Path
     assert "Another process has the database open" in result.stdout
 
 
+def _insert_runs(path: Path, runs: list[tuple[str, float, str, int | None]]) -> None:
+    """Runs (id, age in seconds, status, pid) with one step each."""
+    from composite_cli.traces.store import open_database
+
+    db = open_database(path)
+    with db.conn:
+        for run_id, age, status, pid in runs:
+            db.conn.execute(
+                "insert into runs (id, created_at, mode, status, pid) values (?, ?, 'direct', ?, ?)",
+                [run_id, iso(time.time() - age), status, pid],
+            )
+            db.conn.execute(
+                "insert into steps (id, run_id, kind, status) values (?, ?, 'llm', ?)",
+                [f"{run_id}-step", run_id, status],
+            )
+    db.conn.close()
+
+
+def test_prune_keeps_running_runs_and_runs_within_the_grace_period(isolated_home: Path) -> None:
+    import os
+
+    path = isolated_home / "traces.db"
+    day = 86400
+    _insert_runs(
+        path,
+        [
+            ("running-old", 40 * day, "running", os.getpid()),  # a live process still writes it
+            ("in-eval-old", 40 * day, "ok", None),  # its eval is still running (resume needs it)
+            ("just-answered", 60, "ok", None),  # a server answered it a minute ago
+            ("done-old", 40 * day, "ok", None),
+            ("orphan-old", 40 * day, "running", 2**30),  # its process is gone: error, then pruned
+        ],
+    )
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "insert into eval_runs (id, created_at, status, pid) values ('ev', ?, 'running', ?)",
+        [iso(time.time() - 40 * day), os.getpid()],
+    )
+    conn.execute("insert into eval_results (id, eval_run_id, run_id) values ('r1', 'ev', 'in-eval-old')")
+    conn.commit()
+    conn.close()
+
+    dry = invoke("prune", "--older-than", "0s", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines()[1] == (
+        "Would keep 3 older runs: 2 still running (or part of an eval still running), "
+        "1 started within the last 1h (--grace)."
+    )
+    result = invoke("prune", "--older-than", "0s", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["runs"], report["kept_running"], report["kept_recent"]) == (2, 2, 1)
+    left = {r["id"] for r in rows(path, "select id from runs")}
+    assert left == {"running-old", "in-eval-old", "just-answered"}
+    assert {r["run_id"] for r in rows(path, "select run_id from steps")} == left
+    assert count(path, "eval_runs") == 1 and count(path, "eval_results") == 1
+
+    no_grace = invoke("prune", "--older-than", "0s", "--grace", "0s")
+    assert no_grace.stdout.splitlines() == [
+        no_grace.stdout.splitlines()[0],
+        "Kept 2 older runs: 2 still running (or part of an eval still running).",
+    ]
+    assert {r["id"] for r in rows(path, "select id from runs")} == {"running-old", "in-eval-old"}
+    bad = invoke("prune", "--older-than", "1d", "--grace", "soon")
+    assert bad.exit_code == 2 and "--grace expects a number and a unit" in one_error_line(bad)
+
+
+def test_prune_during_a_run_keeps_the_run_and_every_step(isolated_home: Path, fake_model: Any) -> None:
+    """The issue's case: a request in flight while `prune` runs; its trace must survive whole."""
+    from composite_cli.traces.maintenance import prune_runs
+
+    path = isolated_home / "traces.db"
+    runner = Runner(Settings(profile=Profile("p", {"*": {"model": "openai/gpt-4o-mini"}}), db_path=path))
+    fake_model.default.delay = 0.3
+
+    async def go() -> tuple[str, Any]:
+        task = asyncio.create_task(runner.run("moa", RunRequest(messages=USER, source="serve")))
+        while not rows(path, "select id from runs") if path.exists() else True:
+            await asyncio.sleep(0.02)
+            runner.flush()
+        report = await asyncio.to_thread(prune_runs, path, 0.0, grace_s=0.0)
+        return (await task).run_id, report
+
+    try:
+        run_id, report = asyncio.run(go())
+        runner.flush()
+    finally:
+        runner.close()
+    assert (report.runs, report.kept_running) == (0, 1)
+    run = rows(path, "select status, calls from runs where id = ?", run_id)
+    assert run == [{"status": "ok", "calls": 4}]
+    assert count(path, f"steps where run_id = '{run_id}' and kind = 'llm'") == 4
+
+
 def test_prune_bad_duration_is_a_usage_error(db) -> None:
     result = invoke("prune", "--older-than", "soon")
     assert result.exit_code == 2 and "expects a number and a unit" in one_error_line(result)

@@ -234,20 +234,34 @@ def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
     ] = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            help="Never delete runs started within this, whatever --older-than says (0s: no grace). "
+            "Runs still running are never deleted.",
+        ),
+    ] = "1h",
     as_json: JsonOption = False,
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Delete old runs with their steps and eval results (eval runs left empty go too)."""
+    """Delete old runs with their steps and eval results (eval runs left empty go too). Runs still
+    running, and runs started within the grace period (default 1h), are kept."""
     from composite_cli.traces.maintenance import parse_duration, prune_runs
 
     try:
         seconds = parse_duration(older_than)
+        grace_s = parse_duration(grace, "--grace")
     except ValueError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
     with cli_errors():
         report = prune_runs(
-            settings_from(config, None, None, db).db_path, seconds, vacuum=vacuum, dry_run=dry_run
+            settings_from(config, None, None, db).db_path,
+            seconds,
+            grace_s=grace_s,
+            vacuum=vacuum,
+            dry_run=dry_run,
         )
     if as_json:
         typer.echo(json.dumps(vars(report), indent=2))
@@ -257,6 +271,9 @@ def prune(
         f"{verb} {report.runs} runs, {report.steps} steps, {report.eval_results} eval results and "
         f"{report.eval_runs} eval runs started before {report.cutoff}."
     )
+    kept = _kept_line(report.kept_running, report.kept_recent, grace, dry_run)
+    if kept:
+        typer.echo(kept)
     if report.bytes_after is not None and report.bytes_before is not None:
         typer.echo(
             f"Vacuumed: {report.bytes_before:,} → {report.bytes_after:,} bytes on disk "
@@ -267,6 +284,19 @@ def prune(
                 "Another process has the database open, so its write-ahead log keeps the old pages "
                 "until that process closes it."
             )
+
+
+def _kept_line(running: int, recent: int, grace: str, dry_run: bool) -> str:
+    """Why runs older than the cutoff were not deleted (empty when none were kept)."""
+    reasons = []
+    if running:
+        reasons.append(f"{running} still running (or part of an eval still running)")
+    if recent:
+        reasons.append(f"{recent} started within the last {grace.strip()} (--grace)")
+    if not reasons:
+        return ""
+    verb = "Would keep" if dry_run else "Kept"
+    return f"{verb} {running + recent} older runs: {', '.join(reasons)}."
 
 
 # -- Datasette -----------------------------------------------------------------------------------

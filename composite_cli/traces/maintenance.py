@@ -96,12 +96,17 @@ def merge_trace_files(sources: list[Path], target: Path) -> MergeReport:
     return report
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration like `30d`, `12h`, `90m`, `2w` or `45s`."""
+def parse_duration(text: str, option: str = "--older-than") -> float:
+    """Seconds in a duration like `30d`, `12h`, `90m`, `2w` or `45s` (errors name `option`)."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"--older-than expects a number and a unit (s, m, h, d, w), e.g. 30d; got {text!r}")
+        raise ValueError(f"{option} expects a number and a unit (s, m, h, d, w), e.g. 30d; got {text!r}")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+# Runs started this recently are never pruned, whatever --older-than says: a server may have
+# answered them a moment ago, and their rows may still be on their way to the disk.
+DEFAULT_GRACE_S = 3600.0
 
 
 @dataclass
@@ -112,6 +117,12 @@ class PruneReport:
     eval_results: int = 0
     eval_runs: int = 0
     dry_run: bool = False
+    # Runs started before the cutoff that were kept: still `running` (their process is alive), or
+    # part of an eval that is still running (`composite eval --resume` needs their results).
+    kept_running: int = 0
+    # Runs the cutoff would have taken but that started within the grace period.
+    kept_recent: int = 0
+    grace_s: float = DEFAULT_GRACE_S
     # On disk: the database file plus its write-ahead log (-wal), which can hold most of the data
     # while another connection is open; the main file alone would show a vacuum "growing" it.
     bytes_before: int | None = None
@@ -135,34 +146,72 @@ def _checkpoint(conn: sqlite3.Connection) -> bool:
     return not busy
 
 
+# Runs that must stay although they started before the cutoff: still running, or part of an
+# eval run that is (opening the database first gave a final status to runs of dead processes).
+_LIVE_RUNS = """
+select id from runs where status = 'running'
+union
+select r.run_id from eval_results r join eval_runs e on e.id = r.eval_run_id
+  where e.status = 'running' and r.run_id is not null
+union
+select r.judge_run_id from eval_results r join eval_runs e on e.id = r.eval_run_id
+  where e.status = 'running' and r.judge_run_id is not null
+"""
+
+
 def prune_runs(
-    path: Path, older_than_s: float, *, vacuum: bool = False, dry_run: bool = False
+    path: Path,
+    older_than_s: float,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    vacuum: bool = False,
+    dry_run: bool = False,
 ) -> PruneReport:
     """Delete runs created before now − `older_than_s`, their steps and the eval results of those
-    runs, then eval runs left with no results. The call cache is kept."""
+    runs, then eval runs left with no results. The call cache is kept.
+
+    Never deleted: runs still `running` (or in an eval still running), and runs started within
+    `grace_s`; the report counts both."""
     from composite_cli.traces.recorder import iso
     from composite_cli.traces.store import TraceStoreError, open_database
 
     if not path.is_file():
         raise TraceStoreError(f"no trace database at {path}")
-    report = PruneReport(cutoff=iso(time.time() - older_than_s), dry_run=dry_run)
-    db = open_database(path)
+    now = time.time()
+    report = PruneReport(cutoff=iso(now - older_than_s), dry_run=dry_run, grace_s=grace_s)
+    grace_cutoff = iso(now - grace_s)
+    db = open_database(path)  # this gives runs of processes that are gone their final status
     conn = db.conn
     try:
         report.bytes_before = disk_bytes(path)
         conn.execute("begin immediate")
-        conn.execute("create temp table _pruned as select id from runs where created_at < ?", [report.cutoff])
+        conn.execute(f"create temp table _live as {_LIVE_RUNS}")
+        report.kept_running = conn.execute(
+            "select count(*) from runs where created_at < ? and id in (select id from _live)",
+            [report.cutoff],
+        ).fetchone()[0]
+        report.kept_recent = conn.execute(
+            "select count(*) from runs where created_at < ? and created_at >= ? "
+            "and id not in (select id from _live)",
+            [report.cutoff, grace_cutoff],
+        ).fetchone()[0]
+        conn.execute(
+            "create temp table _pruned as select id from runs where created_at < ? and created_at < ? "
+            "and id not in (select id from _live)",
+            [report.cutoff, grace_cutoff],
+        )
         gone = "(select id from _pruned)"
         report.steps = conn.execute(f"delete from steps where run_id in {gone}").rowcount  # noqa: S608
         report.eval_results = conn.execute(f"delete from eval_results where run_id in {gone}").rowcount  # noqa: S608
         conn.execute(f"update eval_results set judge_run_id = null where judge_run_id in {gone}")  # noqa: S608
         report.runs = conn.execute(f"delete from runs where id in {gone}").rowcount  # noqa: S608
         report.eval_runs = conn.execute(
-            "delete from eval_runs where created_at < ? and not exists "
-            "(select 1 from eval_results r where r.eval_run_id = eval_runs.id)",
-            [report.cutoff],
+            "delete from eval_runs where created_at < ? and created_at < ? and status != 'running' "
+            "and not exists (select 1 from eval_results r where r.eval_run_id = eval_runs.id)",
+            [report.cutoff, grace_cutoff],
         ).rowcount
         conn.execute("drop table _pruned")
+        conn.execute("drop table _live")
         conn.execute("rollback" if dry_run else "commit")
         if vacuum and not dry_run:
             _checkpoint(conn)  # so the vacuum's own copy is the only thing in the log
