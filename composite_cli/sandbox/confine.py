@@ -34,6 +34,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from composite_cli.sandbox.seccomp_filter import AUDIT_ARCH, build_program
+
 CHANNEL_FD = 3
 
 _PR_SET_PDEATHSIG = 1
@@ -42,6 +44,9 @@ _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 
 # Landlock (include/uapi/linux/landlock.h); its syscalls have the same numbers on every arch.
 _SYS_LANDLOCK_CREATE_RULESET = 444
@@ -62,50 +67,6 @@ _LL_NET_BIND_TCP = 1 << 0
 _LL_NET_CONNECT_TCP = 1 << 1
 _LL_SCOPE_ABSTRACT_UNIX = 1 << 0
 _LL_SCOPE_SIGNAL = 1 << 1
-
-# seccomp: syscalls that fail with EPERM, by name: (x86_64 number, aarch64 number or None).
-_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-_DENIED_SYSCALLS: dict[str, tuple[int, int | None]] = {
-    # network
-    "socket": (41, 198), "socketpair": (53, 199), "bind": (49, 200), "listen": (50, 201),
-    "accept": (43, 202), "connect": (42, 203), "accept4": (288, 242),
-    # processes and threads
-    "clone": (56, 220), "fork": (57, None), "vfork": (58, None), "clone3": (435, 435),
-    # other processes
-    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
-    "kcmp": (312, 272), "pidfd_open": (434, 434), "pidfd_getfd": (438, 438),
-    "pidfd_send_signal": (424, 424),
-    # devices, mounts, namespaces
-    "mknod": (133, None), "mknodat": (259, 33), "pivot_root": (155, 41), "chroot": (161, 51),
-    "mount": (165, 40), "umount2": (166, 39), "unshare": (272, 97), "setns": (308, 268),
-    "open_tree": (428, 428), "move_mount": (429, 429), "fsopen": (430, 430),
-    "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433),
-    "mount_setattr": (442, 442),
-    # administering the host
-    "swapon": (167, 224), "swapoff": (168, 225), "reboot": (169, 142),
-    "sethostname": (170, 161), "setdomainname": (171, 162), "iopl": (172, None),
-    "ioperm": (173, None), "init_module": (175, 105), "delete_module": (176, 106),
-    "finit_module": (313, 273), "kexec_load": (246, 104), "kexec_file_load": (320, 294),
-    "syslog": (103, 116), "personality": (135, 92), "acct": (163, 89), "quotactl": (179, 60),
-    "lookup_dcookie": (212, 18), "settimeofday": (164, 170), "clock_settime": (227, 112),
-    "adjtimex": (159, 171), "clock_adjtime": (305, 266), "fanotify_init": (300, 262),
-    "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265),
-    # kernel attack surface
-    "add_key": (248, 217), "request_key": (249, 218), "keyctl": (250, 219),
-    "perf_event_open": (298, 241), "bpf": (321, 280), "userfaultfd": (323, 282),
-    "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
-}  # fmt: skip
-# Allowed only when their first argument is the REPL's own pid.
-_SIGNAL_SYSCALLS: dict[str, tuple[int, int | None]] = {
-    "kill": (62, 129), "tkill": (200, 130), "tgkill": (234, 131),
-    "rt_sigqueueinfo": (129, 138), "rt_tgsigqueueinfo": (297, 240),
-}  # fmt: skip
-_ARCH_INDEX = {"x86_64": 0, "aarch64": 1}
-
-
-def _numbers(table: dict[str, tuple[int, int | None]], arch: str) -> list[int]:
-    numbers = (entry[_ARCH_INDEX[arch]] for entry in table.values())
-    return [n for n in numbers if n is not None]
 
 
 def _libc() -> ctypes.CDLL:
@@ -131,12 +92,72 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def isolate_network(libc: ctypes.CDLL) -> str:
-    """Move into a new network namespace (no interfaces up); returns how."""
-    if libc.unshare(_CLONE_NEWNET) == 0:
-        return "network namespace"
-    _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET), "unshare(CLONE_NEWUSER|CLONE_NEWNET)")
-    return "user + network namespace"
+def enter_namespaces(libc: ctypes.CDLL) -> tuple[str, bool]:
+    """Move into new network and mount namespaces; returns (how, whether mounts are private)."""
+    uid, gid = os.getuid(), os.getgid()
+    attempts = (
+        (_CLONE_NEWNET | _CLONE_NEWNS, "network namespace"),
+        (_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS, "user + network namespace"),
+        (_CLONE_NEWNET, "network namespace"),
+        (_CLONE_NEWUSER | _CLONE_NEWNET, "user + network namespace"),
+    )
+    for flags, how in attempts:
+        if libc.unshare(flags) == 0:
+            if flags & _CLONE_NEWUSER:
+                _map_own_ids(uid, gid)
+            return how, bool(flags & _CLONE_NEWNS)
+    err = ctypes.get_errno()
+    raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+
+
+def _map_own_ids(uid: int, gid: int) -> None:
+    """Map our own uid/gid into a new user namespace (files we create keep their owner)."""
+    for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
+def private_tmpfs(libc: ctypes.CDLL, workdir: str, size_mb: int, max_files: int) -> str:
+    """Mount a size- and inode-limited tmpfs over the working directory, seen only by the REPL."""
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
+    options = f"size={size_mb}m,nr_inodes={max_files},mode=0700".encode()
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    _check(libc.mount(b"tmpfs", os.fsencode(workdir), b"tmpfs", flags, options), f"mount(tmpfs on {workdir})")
+    os.chdir(workdir)  # the old working directory is the directory under the mount
+    return f"private tmpfs ({size_mb} MiB, {max_files} files)"
+
+
+def readable_roots(roots: list[str], hidden: list[str]) -> tuple[list[str], list[str]]:
+    """`roots` with every `hidden` directory cut out (Landlock can only grant, not subtract).
+
+    A root that contains a hidden directory is replaced by its entries, recursively along the
+    way to the hidden one, so the grant covers everything else under it. Returns (the granted
+    paths, the directories on the way, which may only be listed: names but no contents).
+    """
+    holes = {os.path.realpath(h) for h in hidden}
+    out: list[str] = []
+    listed: list[str] = []
+
+    def visit(path: str, depth: int) -> None:
+        real = os.path.realpath(path)
+        if real in holes:
+            return
+        if depth > 8 or not any(h.startswith(real.rstrip("/") + "/") for h in holes):
+            out.append(real)
+            return
+        try:
+            entries = sorted(os.listdir(real))
+        except OSError:
+            return
+        listed.append(real)
+        for name in entries:
+            visit(os.path.join(real, name), depth + 1)
+
+    for root in roots:
+        if os.path.exists(root):
+            visit(root, 0)
+    return list(dict.fromkeys(out)), list(dict.fromkeys(listed))
 
 
 def _landlock_abi(libc: ctypes.CDLL) -> int:
@@ -144,7 +165,13 @@ def _landlock_abi(libc: ctypes.CDLL) -> int:
     return int(abi) if abi > 0 else 0
 
 
-def landlock(libc: ctypes.CDLL, read_paths: list[str], exec_paths: list[str], rw_paths: list[str]) -> str:
+def landlock(
+    libc: ctypes.CDLL,
+    read_paths: list[str],
+    exec_paths: list[str],
+    rw_paths: list[str],
+    list_paths: list[str],
+) -> str:
     """Restrict file access (and TCP, signals, abstract sockets where the ABI allows) for good."""
     abi = _landlock_abi(libc)
     if abi < 1:
@@ -175,6 +202,7 @@ def landlock(libc: ctypes.CDLL, read_paths: list[str], exec_paths: list[str], rw
         write |= _LL_TRUNCATE
     try:
         for paths, access in (
+            (list_paths, _LL_READ_DIR),
             (read_paths, read_dir),
             (exec_paths, read_dir | _LL_EXECUTE),
             (rw_paths, read_dir | write),
@@ -203,45 +231,12 @@ def _landlock_add_path(libc: ctypes.CDLL, ruleset: int, path: str, access: int) 
         os.close(fd)
 
 
-def _seccomp_program(arch: str, own_pid: int) -> bytes:
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM
-    denied = _numbers(_DENIED_SYSCALLS, arch)
-    signals = _numbers(_SIGNAL_SYSCALLS, arch)
-    prog: list[tuple[int, int, int, int]] = [
-        (ld, 0, 0, 4),  # seccomp_data.arch
-        (jeq, 1, 0, _AUDIT_ARCH[arch]),
-        (ret, 0, 0, deny),
-        (ld, 0, 0, 0),  # seccomp_data.nr
-    ]
-    checks: list[tuple[int, str]] = []
-    if arch == "x86_64":
-        checks.append((0x40000000, "x32"))
-    checks += [(nr, "deny") for nr in denied] + [(nr, "signal") for nr in signals]
-    start = len(prog)
-    deny_at = start + len(checks) + 1  # after the checks and one "allow"
-    signal_at = deny_at + 1
-    for i, (nr, kind) in enumerate(checks):
-        here = start + i
-        target = signal_at if kind == "signal" else deny_at
-        prog.append((jge if kind == "x32" else jeq, target - here - 1, 0, nr))
-    prog.append((ret, 0, 0, allow))
-    prog.append((ret, 0, 0, deny))
-    prog += [
-        (ld, 0, 0, 16),  # low 32 bits of args[0] (little-endian)
-        (jeq, 0, 1, own_pid),
-        (ret, 0, 0, allow),
-        (ret, 0, 0, deny),
-    ]
-    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
-
-
 def seccomp(libc: ctypes.CDLL) -> str:
     """Install the syscall filter (needs no_new_privs)."""
     arch = platform.machine()
-    if arch not in _AUDIT_ARCH:
+    if arch not in AUDIT_ARCH:
         raise OSError(errno.ENOSYS, f"no seccomp filter for architecture {arch}")
-    program = _seccomp_program(arch, os.getpid())
+    program = build_program(arch, os.getpid())
     filters = ctypes.create_string_buffer(program, len(program))
 
     class SockFprog(ctypes.Structure):
@@ -251,7 +246,7 @@ def seccomp(libc: ctypes.CDLL) -> str:
     zero = ctypes.c_ulong(0)
     result = libc.prctl(ctypes.c_int(_PR_SET_SECCOMP), ctypes.c_ulong(2), ctypes.byref(fprog), zero, zero)
     _check(result, "prctl(PR_SET_SECCOMP)")
-    return f"seccomp ({arch})"
+    return f"seccomp allow list ({arch}; signals, limits, scheduling: own process only)"
 
 
 def set_rlimits(limits: dict[str, int]) -> None:
@@ -303,16 +298,41 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(CHANNEL_FD, True)
 
     layers: dict[str, str] = {}
-    _apply(layers, "network", lambda: isolate_network(libc))
-    _check(_prctl(libc, _PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    mounts_private = False
+
+    def namespaces() -> str:
+        nonlocal mounts_private
+        how, mounts_private = enter_namespaces(libc)
+        return how
+
+    _apply(layers, "network", namespaces)
+    disk = config["disk"]
     _apply(
         layers,
-        "files",
-        lambda: landlock(libc, config["landlock_read"], config["landlock_exec"], config["landlock_rw"]),
+        "disk",
+        lambda: (
+            private_tmpfs(libc, config["workdir"], disk["mb"], disk["files"])
+            if mounts_private
+            else f"unavailable: no mount namespace (only files up to {disk['file_mb']} MiB each)"
+        ),
     )
-    _apply(layers, "syscalls", lambda: seccomp(libc))
+    _check(_prctl(libc, _PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    hidden = config["landlock_hidden"]
+    read, read_listed = readable_roots(config["landlock_read"], hidden)
+    run, run_listed = readable_roots(config["landlock_exec"], hidden)
+    _apply(
+        layers, "files", lambda: landlock(libc, read, run, config["landlock_rw"], read_listed + run_listed)
+    )
+    # Limits and capabilities first: the filter then refuses to change either.
     set_rlimits(config["rlimits"])
     _apply(layers, "capabilities", lambda: drop_capabilities(libc))
+    _apply(layers, "syscalls", lambda: seccomp(libc))
+    layers["processes"] = (
+        "none can be started (seccomp); signals, limits, scheduling, tracing of other processes refused"
+        if not layers["syscalls"].startswith("unavailable")
+        else "unavailable: no seccomp"
+    )
+    layers["cgroup"] = config["cgroup"]
 
     stage2 = dict(config["stage2"], layers=layers, fd=CHANNEL_FD)
     python = config["python"]

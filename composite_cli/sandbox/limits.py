@@ -30,6 +30,10 @@ class SandboxLimits:
     max_error_chars: int = 4_000
     max_variable_chars: int = 1_000_000
     max_file_mb: int = 64
+    # Total size and number of files in the REPL's temporary directory (a private tmpfs where
+    # mount namespaces are available; its pages are memory that RLIMIT_AS does not count).
+    max_disk_mb: int = 256
+    max_files: int = 4096
     max_open_files: int = 64
     # RLIMIT_NPROC counts every process of the user, so any value below that count (0 by default)
     # means the REPL can start no process and no thread at all.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -60,18 +61,60 @@ def _existing(paths: list[str]) -> list[str]:
     return [p for p in dict.fromkeys(paths) if p and os.path.exists(p)]
 
 
+def _base_paths() -> dict[str, str]:
+    """sysconfig paths of the base interpreter (not of a virtual environment)."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    return sysconfig.get_paths(
+        vars={**base, "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}
+    )
+
+
+def package_dirs() -> list[str]:
+    """Every site-packages / dist-packages directory the REPL must not read (base, venv, system)."""
+    found = []
+    for paths in (sysconfig.get_paths(), _base_paths()):
+        found += [paths["purelib"], paths["platlib"]]
+    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/usr/local"]):
+        for pattern in (
+            "lib*/python3*/site-packages",
+            "lib*/python3*/dist-packages",
+            "lib*/python3/dist-packages",
+        ):
+            found += glob.glob(os.path.join(prefix, pattern))
+    return _existing([os.path.realpath(p) for p in found])
+
+
+def cgroup_report() -> str:
+    """Which cgroup layer this machine offers (memory and process count per REPL)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = {parts[4]: line.split(" - ", 1)[1].split()[0] for line in f if (parts := line.split())}
+    except (OSError, IndexError):
+        return "unavailable (no /proc/self/mountinfo)"
+    kind = mounts.get("/sys/fs/cgroup")
+    if kind is None:
+        return "unavailable (no cgroup filesystem)"
+    if kind != "cgroup2":
+        return "unavailable (v1)"
+    if not os.access("/sys/fs/cgroup", os.W_OK):
+        return "unavailable (v2, not writable)"
+    return "unavailable (v2 delegation not used yet)"
+
+
 def _confine_config(limits: SandboxLimits, workdir: str, fd: int, python: str) -> dict[str, Any]:
-    paths = sysconfig.get_paths()
+    paths = _base_paths()
     stdlib = [paths["stdlib"], paths["platstdlib"]]
     extension_dir = sysconfig.get_config_var("DESTSHARED") or os.path.join(paths["platstdlib"], "lib-dynload")
+    libdir = sysconfig.get_config_var("LIBDIR") or ""  # libpython, where the interpreter is shared
     devices = ["/dev/zero", "/dev/urandom", "/dev/random"]
     system_libs = ["/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/local/lib"]
+    hidden = package_dirs()
     stage2 = {
         "package_root": PACKAGE_ROOT,
         "workdir": workdir,
         "read_dirs": _existing([*stdlib, extension_dir, "/usr/share/zoneinfo"]),
         "read_files": _existing([*devices, "/etc/localtime"]),
-        "hidden_dirs": _existing([paths["purelib"], paths["platlib"]]),
+        "hidden_dirs": hidden,
         "extension_dir": extension_dir,
         "max_output_chars": limits.max_output_chars,
         "max_error_chars": limits.max_error_chars,
@@ -85,19 +128,23 @@ def _confine_config(limits: SandboxLimits, workdir: str, fd: int, python: str) -
         "python": python,
         "python_flags": PYTHON_FLAGS,
         "bootstrap": _bootstrap("child"),
+        "workdir": workdir,
+        "disk": {"mb": limits.max_disk_mb, "files": limits.max_files, "file_mb": limits.max_file_mb},
+        "cgroup": cgroup_report(),
         "landlock_read": _existing(
             [
-                sys.base_prefix,
                 *stdlib,
                 extension_dir,
+                libdir,
                 PACKAGE_DIR,
-                "/usr",
+                "/usr/share/zoneinfo",
                 "/etc/ld.so.cache",
                 "/etc/localtime",
                 *devices,
             ]
         ),
         "landlock_exec": _existing([python, *system_libs]),
+        "landlock_hidden": hidden,
         "landlock_rw": [workdir, "/dev/null"],
         "rlimits": {
             "cpu": int(limits.process_cpu_s),
@@ -116,7 +163,7 @@ class ChildProcess:
     def __init__(self, limits: SandboxLimits, tmp_root: str | None):
         self.limits = limits
         self.tmp_root = tmp_root
-        self.workdir = ""
+        self.directory = ""  # the working directory as the parent created it
         self.process: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.frames: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue(maxsize=8)
@@ -131,11 +178,25 @@ class ChildProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def workdir(self) -> str:
+        """The REPL's working directory as the parent can read it.
+
+        Where the REPL has its own tmpfs (a private mount), the parent's path is the empty
+        directory under the mount: the REPL's files are seen through /proc/<pid>/root.
+        """
+        if self.process is not None and self.process.returncode is None and self.directory:
+            view = f"/proc/{self.process.pid}/root{self.directory}"
+            with contextlib.suppress(OSError):
+                if os.path.isdir(view) and os.stat(view).st_dev != os.stat(self.directory).st_dev:
+                    return view
+        return self.directory
+
     async def launch(self) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="composite-rlm-", dir=self.tmp_root)
+        self.directory = tempfile.mkdtemp(prefix="composite-rlm-", dir=self.tmp_root)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         python = python_executable()
-        config = _confine_config(self.limits, self.workdir, child_sock.fileno(), python)
+        config = _confine_config(self.limits, self.directory, child_sock.fileno(), python)
         try:
             self.process = await asyncio.create_subprocess_exec(
                 python,
@@ -146,8 +207,8 @@ class ChildProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
-                env=child_environment(self.workdir),
-                cwd=self.workdir,
+                env=child_environment(self.directory),
+                cwd=self.directory,
                 pass_fds=(child_sock.fileno(),),
                 start_new_session=True,
             )
@@ -157,7 +218,7 @@ class ChildProcess:
         finally:
             child_sock.close()
         # If the owner forgets close() (or the interpreter exits), still kill and clean up.
-        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.process, self.workdir)
+        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.process, self.directory)
         reader, self.writer = await asyncio.open_unix_connection(sock=parent_sock)
         self.tasks = [
             asyncio.create_task(self._read_frames(reader)),
@@ -249,8 +310,8 @@ class ChildProcess:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, OSError, FrameError):
                 await task
-        if self.workdir:
-            remove_tree(self.workdir)
+        if self.directory:
+            remove_tree(self.directory)
         if self._finalizer is not None:
             self._finalizer.detach()
 
