@@ -312,6 +312,42 @@ def test_site_packages_are_not_readable(tmp_path):
     assert result == dict.fromkeys(files, "EACCES")
 
 
+def test_modes_and_times_outside_the_directory_cannot_change(tmp_path):
+    """Landlock has no right for chmod/utime: the rest of the file system is read-only instead."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    outside.chmod(0o600)
+    before = outside.stat()
+    report = run_confined(
+        tmp_path,
+        f"""
+        import shutil
+        result["chmod"] = attempt(lambda: os.chmod({str(outside)!r}, 0o777))
+        result["utime"] = attempt(lambda: os.utime({str(outside)!r}, (0, 0)))
+        def inside():
+            open("mine", "w").close()
+            os.chmod("mine", 0o600)
+            os.utime("mine", (0, 0))
+            shutil.copy2("mine", "copy")
+        result["inside"] = attempt(inside)
+        """,
+    )
+    require(report, "syscalls")
+    result = report["result"]
+    assert result["chmod"] in ("EROFS", "EPERM") and result["utime"] in ("EROFS", "EPERM"), result
+    if "everything else read-only" in report["layers"]["disk"]:
+        assert result["inside"] == "ALLOWED"
+    after = outside.stat()
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
+
+
+def test_stack_limit_is_raised_for_deep_recursion(tmp_path):
+    report = run_confined(
+        tmp_path, 'import resource\nresult["stack"] = resource.getrlimit(resource.RLIMIT_STACK)'
+    )
+    assert report["result"]["stack"] == [sandbox_process.STACK_BYTES] * 2
+
+
 # -- finding 5 of the brief: nothing left running -----------------------------------------------
 
 

@@ -22,6 +22,7 @@ which reports them to the parent (`Sandbox.isolation`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -47,6 +48,8 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_SYS_MOUNT_SETATTR = 442  # same number on every arch
+_AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
 
 # Landlock (include/uapi/linux/landlock.h); its syscalls have the same numbers on every arch.
 _SYS_LANDLOCK_CREATE_RULESET = 444
@@ -117,15 +120,23 @@ def _map_own_ids(uid: int, gid: int) -> None:
             f.write(text)
 
 
-def private_tmpfs(libc: ctypes.CDLL, workdir: str, size_mb: int, max_files: int) -> str:
-    """Mount a size- and inode-limited tmpfs over the working directory, seen only by the REPL."""
+def private_tmpfs(libc: ctypes.CDLL, workdir: str, size_mb: int, max_files: int) -> tuple[str, bool]:
+    """Mount a size- and inode-limited tmpfs over the working directory, seen only by the REPL.
+
+    Returns (how, whether every other mount could be made read-only).
+    """
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
+    # Every other mount read-only: Landlock has no right for chmod, chown or utime, so this is
+    # what stops them on files outside the directory (as root, every file is "ours").
+    attr = ctypes.create_string_buffer(struct.pack("=QQQQ", _MOUNT_ATTR_RDONLY, 0, 0, 0), 32)
+    read_only = _syscall(libc, _SYS_MOUNT_SETATTR, _AT_FDCWD, b"/", _AT_RECURSIVE, attr, 32) == 0
     options = f"size={size_mb}m,nr_inodes={max_files},mode=0700".encode()
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _check(libc.mount(b"tmpfs", os.fsencode(workdir), b"tmpfs", flags, options), f"mount(tmpfs on {workdir})")
     os.chdir(workdir)  # the old working directory is the directory under the mount
-    return f"private tmpfs ({size_mb} MiB, {max_files} files)"
+    rest = "everything else read-only" if read_only else "the rest not read-only (mount_setattr failed)"
+    return f"private tmpfs ({size_mb} MiB, {max_files} files); {rest}", read_only
 
 
 def readable_roots(roots: list[str], hidden: list[str]) -> tuple[list[str], list[str]]:
@@ -231,12 +242,12 @@ def _landlock_add_path(libc: ctypes.CDLL, ruleset: int, path: str, access: int) 
         os.close(fd)
 
 
-def seccomp(libc: ctypes.CDLL) -> str:
+def seccomp(libc: ctypes.CDLL, *, metadata: bool) -> str:
     """Install the syscall filter (needs no_new_privs)."""
     arch = platform.machine()
     if arch not in AUDIT_ARCH:
         raise OSError(errno.ENOSYS, f"no seccomp filter for architecture {arch}")
-    program = build_program(arch, os.getpid())
+    program = build_program(arch, os.getpid(), metadata=metadata)
     filters = ctypes.create_string_buffer(program, len(program))
 
     class SockFprog(ctypes.Structure):
@@ -261,6 +272,15 @@ def set_rlimits(limits: dict[str, int]) -> None:
         ("RLIMIT_CORE", 0),
     ):
         resource.setrlimit(getattr(resource, name), (value, value))
+    # A larger stack for deep recursion (stage 2 sizes its recursion limit from it); the hard
+    # limit can only be raised with privileges, so otherwise stay within it.
+    stack = limits["stack"]
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    if hard != resource.RLIM_INFINITY and hard < stack:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
+        stack = min(stack, resource.getrlimit(resource.RLIMIT_STACK)[1])
+    resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
 
 
 def drop_capabilities(libc: ctypes.CDLL) -> str:
@@ -307,15 +327,16 @@ def main(argv: list[str]) -> None:
 
     _apply(layers, "network", namespaces)
     disk = config["disk"]
-    _apply(
-        layers,
-        "disk",
-        lambda: (
-            private_tmpfs(libc, config["workdir"], disk["mb"], disk["files"])
-            if mounts_private
-            else f"unavailable: no mount namespace (only files up to {disk['file_mb']} MiB each)"
-        ),
-    )
+    read_only = False
+
+    def tmpfs() -> str:
+        nonlocal read_only
+        if not mounts_private:
+            return f"unavailable: no mount namespace (only files up to {disk['file_mb']} MiB each)"
+        how, read_only = private_tmpfs(libc, config["workdir"], disk["mb"], disk["files"])
+        return how
+
+    _apply(layers, "disk", tmpfs)
     _check(_prctl(libc, _PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
     hidden = config["landlock_hidden"]
     read, read_listed = readable_roots(config["landlock_read"], hidden)
@@ -326,7 +347,9 @@ def main(argv: list[str]) -> None:
     # Limits and capabilities first: the filter then refuses to change either.
     set_rlimits(config["rlimits"])
     _apply(layers, "capabilities", lambda: drop_capabilities(libc))
-    _apply(layers, "syscalls", lambda: seccomp(libc))
+    # Without a read-only view of the rest, chmod/utime are refused everywhere (Landlock has no
+    # right for them).
+    _apply(layers, "syscalls", lambda: seccomp(libc, metadata=read_only))
     layers["processes"] = (
         "none can be started (seccomp); signals, limits, scheduling, tracing of other processes refused"
         if not layers["syscalls"].startswith("unavailable")

@@ -24,6 +24,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(PACKAGE_DIR))
 PYTHON_FLAGS = ["-I", "-S", "-B", "-X", "utf8"]
 STDERR_TAIL_BYTES = 8192
+STACK_BYTES = 64 * 1024 * 1024  # the REPL's RLIMIT_STACK (deep recursion; see child.py)
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -152,6 +153,7 @@ def _confine_config(limits: SandboxLimits, workdir: str, fd: int, python: str) -
             "fsize": limits.max_file_mb * mb,
             "nofile": limits.max_open_files,
             "nproc": limits.max_processes,
+            "stack": STACK_BYTES,
         },
         "stage2": stage2,
     }

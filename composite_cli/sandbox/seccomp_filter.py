@@ -185,8 +185,18 @@ def _resolve(program: Sequence[tuple[str | None, _Insn]]) -> bytes:
     return b"".join(out)
 
 
-def build_program(arch: str, own_pid: int) -> bytes:
-    """The filter as a sock_filter array for `arch` ("x86_64" or "aarch64")."""
+# Changing modes and times of files: allowed only where everything outside the REPL's own
+# directory is mounted read-only (Landlock does not cover them; as root every file is "ours").
+METADATA = frozenset(
+    {"chmod", "fchmod", "fchmodat", "fchmodat2", "utimensat", "utimes", "utime", "futimesat"}
+)
+
+
+def build_program(arch: str, own_pid: int, *, metadata: bool = False) -> bytes:
+    """The filter as a sock_filter array for `arch` ("x86_64" or "aarch64").
+
+    `metadata` allows the calls in METADATA (pass True only when the rest is read-only).
+    """
     index = _ARCH_INDEX[arch]
     body: list[tuple[str | None, _Insn]] = [
         (None, (_LD_W_ABS, 0, 0, _OFF_ARCH)),
@@ -196,8 +206,8 @@ def build_program(arch: str, own_pid: int) -> bytes:
     ]
     if arch == "x86_64":
         body += [(None, (_JGE, 0, 1, 0x40000000)), (None, (_RET, 0, 0, _DENY))]  # the x32 ABI
-    for entry in ALLOWED.values():
-        if (nr := entry[index]) is not None:
+    for name, entry in ALLOWED.items():
+        if (nr := entry[index]) is not None and (metadata or name not in METADATA):
             body += [(None, (_JEQ, 0, 1, nr)), (None, (_RET, 0, 0, _ALLOW))]
     rules: list[tuple[str | None, _Insn]] = []
     for name, (entry, conditions) in CHECKED.items():
