@@ -32,37 +32,46 @@ from composite_cli.sandbox.sandbox import ExecResult, LlmQueryCallback, RlmQuery
 
 GUARANTEES = """\
 The RLM sandbox (Linux only) runs model-written Python in a separate, persistent process,
-confined in layers before any model code exists. Kernel layers: a new network namespace with no
-interfaces up, so nothing is reachable, not even loopback; Landlock rules that let the process
-read only the interpreter, its standard library and system libraries, write only its own
-temporary directory, and (on recent kernels) make no TCP connections and signal no process
-outside the sandbox; a seccomp filter under which creating sockets, processes or threads,
-ptrace, mount, namespaces, mknod, bpf, io_uring and signals to other processes fail; no
-capabilities and no way to gain privileges; rlimits on memory (1 GiB by default), CPU time, file
-size and open files. Python layer: an audit hook, installed first and impossible to remove,
+confined in layers before any model code exists. The kernel layers are the boundary; they hold
+even when the model's code has switched the Python layer off. A new network namespace with no
+interfaces up, so nothing is reachable, not even loopback. A private mount namespace: the
+working directory is a tmpfs of its own, capped in size and number of files (256 MiB and 4096
+by default), and every other mount is read-only. Landlock rules that let the process read only
+the interpreter, its standard library, the sandbox package and system libraries (no
+site-packages), write only its working directory, and (on recent kernels) make no TCP
+connections and signal no process outside the sandbox. A seccomp allow list: only the system
+calls a Python REPL needs; calls that can reach another process (signals, prlimit64,
+scheduling and priority) only on the REPL itself, and resource limits cannot be changed at all;
+no processes or threads, no sockets but its channel, no ptrace, process_vm, pidfd or
+memfd_create. No capabilities and no way to gain privileges; rlimits on memory (1 GiB by
+default), CPU time, file size and open files. Python layer: an audit hook, installed first,
 refuses starting programs, networking, ctypes and other native-code doors, writes outside the
-temporary directory and reads outside the standard library, with a clear PermissionError. The
-process starts from a whitelisted environment, so API keys and tokens (which stay in the parent)
-never reach it; its HOME and working directory are an empty temporary directory, deleted on
-close. Its only link to the parent is a unix socket made before the network was cut, over which
-it can only ask llm_query/rlm_query questions: the parent treats every message as untrusted
-(size-capped, schema-checked; anything unexpected kills the process). Each execution has a
-wall-clock limit (time spent waiting for llm_query answers excluded), an overall limit including
-those waits, a CPU limit and an output limit; a runaway execution is interrupted, and its whole
-process group killed if it does not stop. `Sandbox.isolation` reports which layers took effect.
+working directory and reads outside the standard library, with a clear PermissionError: it
+gives friendly errors, it is not the boundary. Nothing in Python refers to the hook once it is
+installed and its tables are immutable, so model code cannot turn it off from Python (what
+Python cannot prevent is listed in `composite_cli/sandbox/policy.py`). Deep recursion ends in a
+RecursionError (the recursion limit is capped to fit the stack) and the REPL keeps its variables.
+The process starts from a whitelisted environment, so API keys and tokens (which stay in the
+parent) never reach it; its HOME and
+working directory are an empty temporary directory, deleted on close. Its only link to the
+parent is a unix socket made before the network was cut, over which it can only ask
+llm_query/rlm_query questions: the parent treats every message as untrusted (size-capped,
+schema-checked; anything unexpected kills the process). Each execution has a wall-clock limit
+(time spent waiting for llm_query answers excluded), an overall limit including those waits, a
+CPU limit and an output limit; a runaway execution is interrupted, and its whole process group
+killed if it does not stop. `Sandbox.isolation` reports which layers took effect.
 
 What it does not guarantee: it is not a virtual machine or a container. A Linux kernel
 vulnerability, or a memory-corruption bug in CPython or a standard-library extension module,
-can defeat it. The audit hook runs inside the same interpreter as the model's code, so a
-determined bypass through interpreter internals is possible in principle; it is then contained
-only by the kernel layers, which are best effort: where network namespaces, Landlock or seccomp
-are unavailable (older kernels, some container runtimes) only the audit hook and rlimits remain
-(`require_kernel_isolation` refuses to start in that case). RLIMIT_NPROC does not bind the real
-root user, so as root process creation is stopped by seccomp and the hook alone. Model code can
-read the standard library and learn harmless facts about the machine (CPU count, time, kernel
-version); it can use CPU, memory and disk up to its limits (disk use is bounded per file, not in
-total); it can print anything, including text that imitates the parent's prompts; and it can make
-as many llm_query calls as it likes: budgets for those belong to the caller's callback.
+can defeat it. The kernel layers are best effort: where namespaces, Landlock or seccomp are
+unavailable (older kernels, some container runtimes) only what remains holds, and
+`Sandbox.isolation` says so (`require_kernel_isolation` refuses to start in that case). Without
+a mount namespace the disk is bounded per file only. cgroups are not used yet (memory is bounded
+by RLIMIT_AS, and memfd is refused so that it sees all of it). Model code can read the standard
+library and learn harmless facts about the machine (CPU count, time, kernel version, the names
+of installed packages, not their contents); it can use CPU, memory and disk up to its limits;
+it can print anything, including text that imitates the parent's prompts; and it can make as
+many llm_query calls as it likes: budgets for those belong to the caller's callback.
 """
 
 __all__ = [

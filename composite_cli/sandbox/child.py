@@ -25,10 +25,18 @@ import sys
 import traceback
 from typing import Any
 
-from composite_cli.sandbox.policy import AuditPolicy
 from composite_cli.sandbox.protocol import FrameError, FrameSocket
 
 _CELL_PREFIX = "<cell "
+_POLICY_MODULE = "composite_cli.sandbox.policy"
+# Deep recursion: the recursion limit (which CPython 3.11 also applies to C recursion, e.g. json
+# or repr of nested lists) is capped by the stack's size and at MAX_RECURSION, so that a
+# RecursionError comes long before the stack overflows (SIGSEGV).
+STACK_BYTES = 64 * 1024 * 1024
+MAX_RECURSION = 10_000
+# Traceback lines shown for an error: the first and last few frames of the model's code.
+_TRACEBACK_HEAD = 10
+_TRACEBACK_TAIL = 10
 # Not a real directory: importlib looks for cached bytecode there, finds none and compiles the
 # source, so model code never gets marshal.loads (which the policy refuses) to run on its data.
 _NO_PYCACHE = "/nonexistent/composite-sandbox-pycache"
@@ -223,12 +231,16 @@ class Repl:
                 print(repr(value))
 
     def _format_error(self, exc: BaseException) -> str:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(_CELL_PREFIX)]
-        lines = traceback.format_list(frames) if frames else []
+        frames, skipped = _cell_frames(exc.__traceback__)
+        lines = traceback.format_list(traceback.StackSummary.extract(frames, lookup_lines=True))
+        if skipped:
+            lines.insert(_TRACEBACK_HEAD, f"  [... {skipped} more frames]\n")
         text = "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
         if lines:
             text = "Traceback (most recent call last):\n" + text
         text = text.rstrip("\n")
+        if isinstance(exc, RecursionError):
+            text += f" (the sandbox's recursion limit is {sys.getrecursionlimit()})"
         if len(text) > self.max_error:
             text = text[: self.max_error] + f"\n[... truncated {len(text) - self.max_error} chars]"
         return text
@@ -262,6 +274,53 @@ class Repl:
         return reply
 
 
+def _cell_frames(tb: Any) -> tuple[list[tuple[Any, int]], int]:
+    """(frame, line) of the model's own code in a traceback, first and last few; and how many more.
+
+    A traceback can be a million frames deep (sys.setrecursionlimit); formatting them all would
+    take minutes, so only the ends are kept.
+    """
+    head: list[tuple[Any, int]] = []
+    tail: list[tuple[Any, int]] = []
+    seen = 0
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_filename.startswith(_CELL_PREFIX):
+            seen += 1
+            if len(head) < _TRACEBACK_HEAD:
+                head.append((frame, tb.tb_lineno))
+            else:
+                tail.append((frame, tb.tb_lineno))
+                if len(tail) > _TRACEBACK_TAIL:
+                    del tail[0]
+        tb = tb.tb_next
+    return head + tail, seen - len(head) - len(tail)
+
+
+def _cap_recursion() -> None:
+    """Cap sys.setrecursionlimit so that a RecursionError comes before the C stack overflows.
+
+    The cap follows the stack's size (RLIMIT_STACK, which stage 1 raises to STACK_BYTES where
+    it can): about 6 KiB of C stack per level leaves a wide margin.
+    """
+    import resource
+
+    size = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    cap = MAX_RECURSION if size == resource.RLIM_INFINITY else max(1000, min(MAX_RECURSION, size // 6144))
+    original = sys.setrecursionlimit
+
+    def setrecursionlimit(limit: int) -> None:
+        """Set the recursion limit (capped by the sandbox, so that the stack cannot overflow)."""
+        original(min(int(limit), cap))
+
+    sys.setrecursionlimit = setrecursionlimit
+    original(min(sys.getrecursionlimit(), cap))
+
+
+def _refuse_fork_exec(*args: Any, **kwargs: Any) -> None:
+    raise PermissionError("sandbox: starting programs is not allowed (_posixsubprocess.fork_exec)")
+
+
 def _require_str(value: Any, what: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
@@ -286,17 +345,31 @@ def main(argv: list[str]) -> None:
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises OSError instead
-    policy = AuditPolicy(
-        workdir=config["workdir"],
-        read_dirs=config["read_dirs"],
-        read_files=config["read_files"],
-        hidden_dirs=config["hidden_dirs"],
-        extension_dir=config["extension_dir"],
-    )
+    _cap_recursion()
     sys.pycache_prefix = _NO_PYCACHE
     sys.path[:] = [p for p in sys.path if p != config["package_root"]]
     sys.argv = [""]
-    sys.addaudithook(policy.hook)
+    if config.get("audit_hook", True):  # off only in the tests that prove the kernel layers alone
+        # fork_exec raises no audit event: import it now and replace it; the hook refuses a
+        # re-import.
+        import _posixsubprocess
+
+        _posixsubprocess.fork_exec = _refuse_fork_exec  # type: ignore[assignment]
+        from composite_cli.sandbox import policy
+
+        policy.install(
+            workdir=config["workdir"],
+            read_dirs=config["read_dirs"],
+            read_files=config["read_files"],
+            hidden_dirs=config["hidden_dirs"],
+            extension_dir=config["extension_dir"],
+        )
+        del policy
+    # Nothing in Python refers to the hook now; drop the module so model code finds no policy.
+    sys.modules.pop(_POLICY_MODULE, None)
+    package = sys.modules.get("composite_cli.sandbox")
+    if package is not None and hasattr(package, "policy"):
+        delattr(package, "policy")
     # From here on, everything runs under the policy.
 
     start = repl._recv()

@@ -28,7 +28,7 @@ RlmQueryCallback = Callable[[str, str], Awaitable[str]]
 
 _POLL_S = 0.1
 _FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "LLMQueryError")
-_KERNEL_LAYERS = ("network", "files", "syscalls")
+_KERNEL_LAYERS = ("network", "files", "syscalls", "disk")
 
 
 @dataclass(frozen=True)
@@ -402,6 +402,8 @@ class Sandbox:
             if sig == signal.SIGXCPU:
                 total = self.limits.process_cpu_s
                 return f"TimeoutError: the REPL process used up its total CPU time ({total} s)"
+            if sig == signal.SIGSEGV:
+                return "SystemError: the REPL process crashed (SIGSEGV: stack overflow, e.g. deep recursion)"
             name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
             return f"SystemError: the REPL process crashed ({name})"
         return f"SystemExit: the REPL process exited with status {code}"
