@@ -16,6 +16,7 @@ from composite_cli.events import (
     StepFinished,
     StepStarted,
 )
+from composite_cli.redact import redact_text, sanitize_params
 from composite_cli.traces.store import TraceStore
 
 _RUN_STATS = {"rlm_iterations", "rlm_depth", "rlm_sub_calls"}
@@ -85,7 +86,7 @@ class TraceRecorder:
                     "profile": event.profile,
                     "status": "running",
                     "input": clip(event.input) if self.content else None,
-                    "params_json": _json(event.params) if event.params else None,
+                    "params_json": _json(sanitize_params(event.params)) if event.params else None,
                     "pid": os.getpid(),
                     "calls": 0,
                 },
@@ -119,7 +120,7 @@ class TraceRecorder:
                 "cost_usd": event.cost_usd,
             }
             if event.error:
-                fields["error"] = event.error
+                fields["error"] = redact_text(event.error)
             if self.content:
                 fields["output"] = clip(event.output)
                 fields["scratchpad"] = clip(event.scratchpad)
@@ -142,7 +143,7 @@ class TraceRecorder:
                     "completion_tokens": event.completion_tokens,
                     "cost_usd": event.cost_usd,
                     "latency_ms": round(event.latency_ms, 3),
-                    "error": event.error,
+                    "error": redact_text(event.error) if event.error else event.error,
                     "stopped_by": event.stopped_by,
                     "notes_json": _json(event.notes) if event.notes else None,
                     **{k: v for k, v in event.stats.items() if k in _RUN_STATS},
@@ -155,6 +156,10 @@ class TraceRecorder:
         rec = event.record
         depth = self._depth.get(rec.parent_id or "", -1) + 1
         request = _clip_messages(rec.request) if self.content else {"params": rec.request.get("params")}
+        params = request.get("params")
+        if isinstance(params, dict):
+            # calls.py masks them already; this is the last door before the disk
+            request = {**request, "params": sanitize_params(params)}
         response = rec.response
         if response is not None and not self.content:
             response = {k: v for k, v in response.items() if k != "message"}
@@ -181,7 +186,7 @@ class TraceRecorder:
                 "request_json": _json(request),
                 "response_json": _json(response) if response is not None else None,
                 "output": clip(rec.text) if self.content else None,
-                "error": rec.error,
+                "error": redact_text(rec.error) if rec.error else rec.error,
                 "cached": 1 if rec.cached else None,
             },
         )
