@@ -3,6 +3,11 @@
 Lookup order for the config file: `--config FILE`, `$COMPOSITE_CONFIG`, `./composite.yaml`,
 then `<user config dir>/config.yaml`. Relative paths inside a config file (`db`, `modes_path`)
 are relative to the file's own directory.
+
+`allow_code` lists the module prefixes whose functions data files (eval sets, mode files) may
+name as scorers and tools. It is read only from a config the user chose (`--config`,
+`$COMPOSITE_CONFIG`, the user config dir), never from a `./composite.yaml` that merely lies in
+the working directory (a cloned repository could ship one).
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from composite_cli.dotted import bad_allow_entry
 from composite_cli.errors import ConfigError, UnknownAliasError, UnknownProfileError
 from composite_cli.yamlfile import YamlSyntaxError, line_of, load_yaml_file
 
@@ -42,7 +48,7 @@ BUILTIN_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-_CONFIG_KEYS = {"profile", "db", "modes_path", "profiles", "no_content"}
+_CONFIG_KEYS = {"profile", "db", "modes_path", "profiles", "no_content", "allow_code"}
 
 
 def user_config_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -116,10 +122,22 @@ class Settings:
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Keep prompts and answers out of the trace (metadata only): `no_content: true` or --no-content.
     no_content: bool = False
+    # Module prefixes (or `module:function`) whose functions eval and mode files may name:
+    # `allow_code:` in the user's config plus `--allow-code`. Empty: data files run no code.
+    allow_code: tuple[str, ...] = ()
 
     def profile_named(self, name: str) -> Profile:
         """Another profile from the same config (for per-request profile choice)."""
         return _make_profile(name, self.profiles, self.config_path)
+
+    def allowing_code(self, prefixes: Sequence[str]) -> Settings:
+        """These settings with `--allow-code` prefixes added. Raises ConfigError for a bad one."""
+        for prefix in prefixes:
+            problem = bad_allow_entry(prefix)
+            if problem:
+                raise ConfigError(f"--allow-code: {problem}")
+        added = tuple(p for p in prefixes if p not in self.allow_code)
+        return replace(self, allow_code=self.allow_code + added) if added else self
 
 
 def parse_model_override(text: str) -> tuple[str, dict[str, Any]]:
@@ -247,12 +265,31 @@ def read_config_file(path: Path) -> dict[str, Any]:
         )
     return {
         "profile": data.get("profile"),
+        "allow_code": _allow_code(data, spath),
         "db": data.get("db"),
         "modes_path": modes_path,
         "profiles": _validate_profiles(data.get("profiles"), spath),
         "profile_line": line_of(data, "profile"),
+        "allow_code_line": line_of(data, "allow_code"),
         "no_content": bool(data.get("no_content", False)),
     }
+
+
+def _allow_code(data: dict[str, Any], path: str) -> tuple[str, ...]:
+    raw = data.get("allow_code", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ConfigError(
+            "allow_code: must be a list of module prefixes (e.g. [mypkg.scorers])",
+            path=path,
+            line=line_of(data, "allow_code"),
+        )
+    for i, entry in enumerate(raw):
+        problem = bad_allow_entry(entry)
+        if problem:
+            raise ConfigError(f"allow_code[{i}]: {problem}", path=path, line=line_of(raw, i))
+    return tuple(raw)
 
 
 def load_settings(
@@ -268,6 +305,15 @@ def load_settings(
     env = os.environ if environ is None else environ
     config_path = find_config_file(config, env)
     data: dict[str, Any] = read_config_file(config_path) if config_path else {}
+    chosen = bool(config) or bool(env.get("COMPOSITE_CONFIG"))
+    if data.get("allow_code") and not chosen and config_path == Path("composite.yaml"):
+        raise ConfigError(
+            "allow_code: not read from a composite.yaml found in the working directory (a cloned "
+            "repository could ship one); pass it with --config, $COMPOSITE_CONFIG, or put allow_code "
+            f"in {user_config_dir(env) / 'config.yaml'}",
+            path=str(config_path),
+            line=data.get("allow_code_line"),
+        )
     base = config_path.parent if config_path else Path(".")
     profiles = data.get("profiles", {})
 
@@ -300,4 +346,5 @@ def load_settings(
         config_path=config_path,
         profiles=profiles,
         no_content=no_content or bool(data.get("no_content")) or env.get("COMPOSITE_NO_CONTENT") == "1",
+        allow_code=tuple(data.get("allow_code", ())),
     )

@@ -25,7 +25,7 @@ class Runner:
 
     def __init__(self, settings: Settings, *, trace: bool = True, content: bool | None = None):
         self.settings = settings
-        self.library = ModeLibrary(settings.modes_path)
+        self.library = ModeLibrary.from_settings(settings)
         self.store: TraceStore | None = TraceStore(settings.db_path) if trace else None
         self.content = (not settings.no_content) if content is None else content
         self._recorder = TraceRecorder(self.store, content=self.content) if self.store else None

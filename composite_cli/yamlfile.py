@@ -1,4 +1,9 @@
-"""YAML loading that remembers line numbers, so errors can name the line of a field."""
+"""YAML loading that remembers line numbers, so errors can name the line of a field.
+
+Mode and config files come from other people too: a document nested deeper than MAX_DEPTH levels
+(textually or through aliases), or one whose aliases expand to more than MAX_VALUES values (a
+"billion laughs"), is a syntax error with its line, before anything recurses over it.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +35,70 @@ class LineList(list[Any]):
         return self.line
 
 
+MAX_DEPTH = 100  # nested mappings and lists, counted from the document itself
+MAX_VALUES = 100_000  # values after aliases are expanded
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # PyYAML composes recursively, one Python frame per level: stop long before the limit
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, _too_deep(), mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _too_deep() -> str:
+    return f"nested deeper than {MAX_DEPTH} levels (the limit for a YAML file)"
+
+
+def _check_expanded(root: yaml.Node) -> None:
+    """Refuse a node graph that, with aliases expanded, is deeper than MAX_DEPTH or holds more
+    than MAX_VALUES values. Walked without recursion; each distinct node is measured once."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()  # nodes whose children are being measured
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if not children_done:
+            if key in size:
+                continue
+            if key in entered:
+                # an alias inside the node it names: PyYAML refuses it when constructing
+                raise YamlSyntaxError(
+                    "invalid YAML: an alias refers to a node that contains it", node.start_mark.line + 1
+                )
+            entered.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in size)
+            continue
+        size[key] = 1 + sum(size.get(id(c), 0) for c in children)
+        depth[key] = 1 + max((depth.get(id(c), 0) for c in children), default=0)
+        line = node.start_mark.line + 1
+        if depth[key] > MAX_DEPTH:
+            raise YamlSyntaxError(f"invalid YAML: {_too_deep()}, counting aliases", line)
+        if size[key] > MAX_VALUES:
+            raise YamlSyntaxError(
+                f"invalid YAML: aliases expand to more than {MAX_VALUES} values (the limit for a YAML file)",
+                line,
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -77,7 +144,7 @@ class YamlSyntaxError(ValueError):
 def load_yaml_text(text: str) -> Any:
     """Parse YAML text into LineDict/LineList values; raise YamlSyntaxError with a line."""
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        return _load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -88,6 +155,18 @@ def load_yaml_text(text: str) -> Any:
         raise YamlSyntaxError(f"invalid YAML: character {exc.character!r} is not allowed", line) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError("invalid YAML: " + " ".join(str(exc).split()), None) from None
+
+
+def _load(text: str) -> Any:
+    loader = _LineLoader(text)  # the reader checks every character here
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_yaml_file(path: Path) -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from composite_cli.evals.dataset import EvalCase, EvalFileError, EvalLineError, load_eval_file
-from composite_cli.evals.scorers import get_scorer
+from composite_cli.evals.scorers import custom, get_scorer
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "evals").glob("*.jsonl"))
@@ -140,9 +141,20 @@ BAD_LINES: list[tuple[str, Any, str]] = [
         "scorer must be a string, got a list",
     ),
     (
-        "custom_scorer_import_fails",
-        {"id": "x", "input": "q", "expected": "a", "scorer": "no_such_pkg_xyz.mod:score"},
-        "cannot import 'no_such_pkg_xyz.mod' for scorer 'no_such_pkg_xyz.mod:score': No module named 'no_such_pkg_xyz'",
+        "custom_scorer_not_allowed",
+        {"id": "x", "input": "q", "expected": "a", "scorer": "os:system"},
+        "scorer: 'os:system' names Python code, and a data file may not choose code to run; if you "
+        "trust it, allow its module: --allow-code os, or allow_code: [os] in your config",
+    ),
+    (
+        "nested_too_deeply",
+        {"id": "x", "input": "q", "expected": "a", "metadata": {"deep": json.loads("[" * 99 + "]" * 99)}},
+        "nested deeper than 100 levels (the limit for an eval line)",
+    ),
+    (
+        "number_too_long",
+        '{"id": "x", "input": "q", "expected": ' + "1" * 5000 + "}",
+        "invalid JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits",
     ),
     (
         "numeric_needs_number",
@@ -353,8 +365,11 @@ def test_custom_scorer_options_are_accepted(tmp_path: Path, monkeypatch: pytest.
         {"input": "q", "scorer": "my_dataset_scorer:length_at_least", "min_length": 3},
         {"input": "q", "scorer": "my_dataset_scorer:length_at_least", "max_length": 3},
     )
-    assert errors_of(path) == [f"{path}:2: unknown key 'max_length' (did you mean 'min_length'?)"]
-    loaded = load_eval_file(path, skip_invalid=True)
+    allow = ("my_dataset_scorer",)
+    assert errors_of(path, allow_code=allow) == [
+        f"{path}:2: unknown key 'max_length' (did you mean 'min_length'?)"
+    ]
+    loaded = load_eval_file(path, skip_invalid=True, allow_code=allow)
     assert loaded.cases[0].options == {"min_length": 3}
 
 
@@ -380,3 +395,73 @@ def test_shipped_eval_files_load_without_errors(path: Path) -> None:
 def test_shipped_case_counts() -> None:
     counts = {p.name: len(load_eval_file(p).cases) for p in SHIPPED}
     assert counts == {"arithmetic.jsonl": 54, "chess.jsonl": 112, "long_context.jsonl": 18, "tools.jsonl": 26}
+
+
+# --------------------------------------------------------------------------- data files run no code
+
+TRAP_MODULE = (
+    "import pathlib\npathlib.Path({marker!r}).write_text('imported')\ndef score(o, e, c):\n    return True\n"
+)
+
+
+@pytest.fixture
+def trap_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A module `trap_scorers` whose import (its top level) writes a marker file."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "trap_scorers.py").write_text(TRAP_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "trap_scorers", raising=False)
+    monkeypatch.setattr(custom, "_CUSTOM", {})  # scorers loaded (so allowed) by earlier tests
+    return marker
+
+
+def test_a_line_naming_code_is_refused_before_import(tmp_path: Path, trap_module: Path) -> None:
+    path = write(tmp_path, GOOD, {"input": "q", "expected": "a", "scorer": "trap_scorers:score"})
+    (problem,) = errors_of(path)
+    assert problem.startswith(f"{path}:2: scorer: 'trap_scorers:score' names Python code")
+    assert "--allow-code trap_scorers" in problem
+    assert not trap_module.exists() and "trap_scorers" not in sys.modules
+
+
+@pytest.mark.parametrize("allow", ["trap_scorers", "trap_scorers:score"])
+def test_an_allowed_module_loads(tmp_path: Path, trap_module: Path, allow: str) -> None:
+    path = write(tmp_path, {"input": "q", "expected": "a", "scorer": "trap_scorers:score"})
+    (case,) = load_eval_file(path, allow_code=[allow]).cases
+    assert case.scorer == "trap_scorers:score" and trap_module.exists()
+
+
+@pytest.mark.parametrize("allow", ["trap", "trap_scorers:other", "os"])
+def test_an_allowance_covers_its_module_only(tmp_path: Path, trap_module: Path, allow: str) -> None:
+    path = write(tmp_path, {"input": "q", "expected": "a", "scorer": "trap_scorers:score"})
+    assert "names Python code" in errors_of(path, allow_code=[allow])[0]
+    assert not trap_module.exists()
+
+
+def test_default_scorer_is_checked_like_a_line(tmp_path: Path, trap_module: Path) -> None:
+    path = write(tmp_path, {"input": "q", "expected": "a"})
+    (problem,) = errors_of(path, default_scorer="trap_scorers:score")
+    assert problem.startswith(f"{path}: default scorer: 'trap_scorers:score' names Python code")
+    assert not trap_module.exists()
+
+
+def test_an_allowed_scorer_that_does_not_import_says_why(tmp_path: Path) -> None:
+    path = write(tmp_path, {"input": "q", "expected": "a", "scorer": "no_such_pkg_xyz.mod:score"})
+    assert errors_of(path, allow_code=["no_such_pkg_xyz"]) == [
+        f"{path}:1: cannot import 'no_such_pkg_xyz.mod' for scorer 'no_such_pkg_xyz.mod:score': "
+        "No module named 'no_such_pkg_xyz'"
+    ]
+
+
+@pytest.mark.parametrize("levels", [1_000, 100_000])
+def test_deeply_nested_metadata_is_one_line(tmp_path: Path, levels: int) -> None:
+    line = '{"input": "q", "expected": "a", "metadata": {"x": ' + "[" * levels + "]" * levels + "}}"
+    path = write(tmp_path, GOOD, line)
+    assert errors_of(path) == [f"{path}:2: nested deeper than 100 levels (the limit for an eval line)"]
+
+
+def test_nesting_up_to_the_limit_loads(tmp_path: Path) -> None:
+    # the line is level 1, metadata level 2, so 98 lists make 100 levels
+    path = write(
+        tmp_path, {"input": "q", "expected": "a", "metadata": {"x": json.loads("[" * 98 + "]" * 98)}}
+    )
+    assert len(load_eval_file(path).cases) == 1

@@ -17,6 +17,7 @@ from composite_cli.evals.scorers import (
     Score,
     ScorerError,
     choose_letter,
+    custom,
     extract_json,
     find_numbers,
     get_scorer,
@@ -672,6 +673,7 @@ NOT_CALLABLE = 3
 def custom_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     (tmp_path / "my_eval_scorers.py").write_text(textwrap.dedent(CUSTOM_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(custom, "_CUSTOM", {})  # a scorer loaded before counts as allowed
     yield "my_eval_scorers"
     sys.modules.pop("my_eval_scorers", None)
 
@@ -689,14 +691,14 @@ async def test_custom_scorer_return_types(
     custom_module: str, function: str, value: float, explanation: str
 ) -> None:
     name = f"{custom_module}:{function}"
-    scorer = get_scorer(name)
+    scorer = get_scorer(name, [custom_module])
     assert scorer.name == name and scorer.graded
     result = await scorer.score(case(name, "ok"), reply(" ok "))
     assert (result.value, result.explanation) == (value, explanation)
 
 
 async def test_custom_scorer_async_with_declared_option(custom_module: str) -> None:
-    scorer = get_scorer(f"{custom_module}:as_async")
+    scorer = get_scorer(f"{custom_module}:as_async", [custom_module])
     assert scorer.options == frozenset({"threshold"})
     assert (await scorer.score(case("x", None, threshold=2), reply("abc"))).passed
     assert not (await scorer.score(case("x", None, threshold=5), reply("abc"))).passed
@@ -714,7 +716,7 @@ async def test_custom_scorer_async_with_declared_option(custom_module: str) -> N
     ],
 )
 async def test_custom_scorer_bad_results_raise(custom_module: str, function: str, message: str) -> None:
-    scorer = get_scorer(f"{custom_module}:{function}")
+    scorer = get_scorer(f"{custom_module}:{function}", [custom_module])
     with pytest.raises(ScorerError, match=message):
         await scorer.score(case("x", None), reply("abc"))
 
@@ -723,8 +725,21 @@ def test_custom_scorer_import_errors(custom_module: str) -> None:
     with pytest.raises(
         ScorerError, match="cannot import 'no_such_module_xyz' for scorer 'no_such_module_xyz:f'"
     ):
-        get_scorer("no_such_module_xyz:f")
+        get_scorer("no_such_module_xyz:f", ["no_such_module_xyz"])
     with pytest.raises(ScorerError, match="my_eval_scorers has no function 'missing'"):
-        get_scorer(f"{custom_module}:missing")
+        get_scorer(f"{custom_module}:missing", [custom_module])
     with pytest.raises(ScorerError, match="has no function 'NOT_CALLABLE'"):
-        get_scorer(f"{custom_module}:NOT_CALLABLE")
+        get_scorer(f"{custom_module}:NOT_CALLABLE", [custom_module])
+
+
+@pytest.mark.parametrize("allow", [[], ["my_eval"], ["my_eval_scorers:as_number"], ["os"]])
+def test_custom_scorer_outside_the_allowance_is_refused_unimported(
+    custom_module: str, allow: list[str]
+) -> None:
+    with pytest.raises(ScorerError, match="'my_eval_scorers:as_bool' names Python code"):
+        get_scorer(f"{custom_module}:as_bool", allow)
+    assert custom_module not in sys.modules
+
+
+def test_builtin_scorers_need_no_allowance() -> None:
+    assert get_scorer("numeric").name == "numeric"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import Reply
@@ -330,14 +331,17 @@ async def test_dotted_path_tools_load_with_a_schema(fake_model, fake_profile, tm
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    tool = load_tool("mytools:lookup")
+    tool = load_tool("mytools:lookup", ["mytools"])
     assert tool.name == "lookup" and tool.description == "Look a word up."
     assert tool.parameters == {
         "type": "object",
         "properties": {"word": {"type": "string"}, "limit": {"type": "integer"}},
         "required": ["word"],
     }
-    spec = parse_mode("name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: ['mytools:lookup']}\n")
+    spec = parse_mode(
+        "name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: ['mytools:lookup']}\n",
+        allow_code=["mytools"],
+    )
     call = {
         "id": "l1",
         "type": "function",
@@ -352,7 +356,60 @@ def test_unknown_tools_are_validation_errors():
     with pytest.raises(ModeValidationError, match=r"steps\[0\]\.tools\[0\]: unknown tool 'shell'"):
         parse_mode("name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: [shell]}\n")
     with pytest.raises(ModeValidationError, match="cannot import 'no_such_module'"):
-        parse_mode("name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: ['no_such_module:f']}\n")
+        parse_mode(
+            "name: t\nsteps:\n  - {id: s, kind: call, model: m, tools: ['no_such_module:f']}\n",
+            allow_code=["no_such_module"],
+        )
+
+
+TRAP_TOOLS = "import pathlib\npathlib.Path({marker!r}).write_text('imported')\ndef lookup(word: str) -> str:\n    return word\n"
+
+
+@pytest.fixture
+def trap_tools(tmp_path, monkeypatch):
+    """A module `trap_tools` whose import (its top level) writes a marker file."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "trap_tools.py").write_text(TRAP_TOOLS.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "trap_tools", raising=False)
+    return marker
+
+
+TRAP_MODE = (
+    "name: t\nsteps:\n  - id: s\n    kind: call\n    model: m\n    tools: [think, 'trap_tools:lookup']\n"
+)
+
+
+@pytest.mark.parametrize("allow", [[], ["trap"], ["trap_tools:other"], ["trap_tools.sub"]])
+def test_a_mode_naming_code_is_refused_before_import(trap_tools, allow):
+    with pytest.raises(ModeValidationError) as info:
+        parse_mode(TRAP_MODE, "t.yaml", allow_code=allow)
+    (error,) = info.value.errors
+    assert (error.line, error.field) == (6, "steps[0].tools[1]")
+    assert error.message.startswith("'trap_tools:lookup' names Python code")
+    assert "--allow-code trap_tools" in error.message
+    assert not trap_tools.exists() and "trap_tools" not in sys.modules
+
+
+@pytest.mark.parametrize("allow", [["trap_tools"], ["trap_tools:lookup"]])
+def test_a_mode_tool_in_the_allowance_loads(trap_tools, allow):
+    spec = parse_mode(TRAP_MODE, "t.yaml", allow_code=allow)
+    assert [t.name for t in spec.steps[0].settings.tools] == ["think", "lookup"] and trap_tools.exists()
+
+
+def test_the_library_passes_the_allowance_from_settings(trap_tools, tmp_path):
+    modes = tmp_path / "modes"
+    modes.mkdir()
+    (modes / "t.yaml").write_text(TRAP_MODE)
+    settings = Settings(
+        profile=Profile("p", {"*": {"model": "x"}}), db_path=tmp_path / "t.db", modes_path=(modes,)
+    )
+    with pytest.raises(ModeValidationError, match="names Python code"):
+        ModeLibrary.from_settings(settings).load("t")
+    assert not trap_tools.exists()
+    allowed = settings.allowing_code(["trap_tools"])
+    assert ModeLibrary.from_settings(allowed).load("t").steps[0].settings.tools[1].name == "lookup"
+    assert Runner(allowed, trace=False).mode("t").name == "t"
 
 
 @pytest.mark.parametrize(

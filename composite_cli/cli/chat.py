@@ -22,6 +22,7 @@ from composite_cli.cli.errors import (
     stdin_is_terminal,
 )
 from composite_cli.cli.options import (
+    AllowCodeOption,
     ConfigOption,
     DbOption,
     JsonOption,
@@ -236,6 +237,7 @@ def chat(
     model: ModelOption = None,
     db: DbOption = None,
     no_content: NoContentOption = False,
+    allow_code: AllowCodeOption = None,
 ) -> None:
     """Run a mode and print its answer, streaming the final step.
 
@@ -253,7 +255,7 @@ def chat(
     from composite_cli.runner import Runner
 
     with cli_errors():
-        settings = settings_from(config, profile, model, db, no_content)
+        settings = settings_from(config, profile, model, db, no_content, allow_code)
         runner = Runner(settings)
         runner.library.load(mode)  # fail fast on an unknown or broken mode
         generation: dict[str, Any] = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -14,6 +15,7 @@ from typer.core import TyperGroup
 
 from composite_cli.cli.errors import EXIT_INTERRUPTED, EXIT_INVALID, cli_errors, fail
 from composite_cli.cli.options import (
+    AllowCodeOption,
     ConfigOption,
     DbOption,
     JsonOption,
@@ -22,6 +24,8 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
+from composite_cli.dotted import is_dotted_path
+from composite_cli.redact import redact_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -143,6 +147,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    allow_code: AllowCodeOption = None,
     as_json: JsonOption = False,
     markdown: MarkdownOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print progress on stderr.")] = False,
@@ -161,13 +166,16 @@ def run(
       composite eval evals/arithmetic.jsonl -m direct,moa --limit 20 --markdown
 
       composite eval --resume 18eb3c...  # after Ctrl-C or a crash
+
+    A line that names a custom scorer (package.module:function) runs only with --allow-code for
+    its module (or allow_code in your config); --scorer is your own choice and needs none.
     """
     from composite_cli.evals.dataset import load_eval_file
     from composite_cli.evals.runner import EvalRunner, EvalSettings
     from composite_cli.runner import Runner
 
-    with cli_errors():
-        settings = settings_from(config, profile, model, db, no_content)
+    with cli_errors(), invalid_eval_file():
+        settings = settings_from(config, profile, model, db, no_content, allow_code)
         runner = Runner(settings)
         try:
             if resume:
@@ -177,7 +185,11 @@ def run(
                 if file is None:
                     raise fail("give an eval file, or --resume EVAL_ID", EXIT_INVALID)
                 mode_names = [runner.mode(m.strip()).name for m in modes.split(",") if m.strip()]
-                eval_file = load_eval_file(file, default_scorer=scorer, skip_invalid=skip_invalid)
+                # --scorer comes from the user's command line: it is allowed as it is
+                allow = settings.allow_code + ((scorer,) if scorer and is_dotted_path(scorer) else ())
+                eval_file = load_eval_file(
+                    file, default_scorer=scorer, skip_invalid=skip_invalid, allow_code=allow
+                )
                 for err in eval_file.errors:
                     typer.echo(f"skipped {err.one_line()}", err=True)
                 eval_file = _select(eval_file, tag or [], limit)
@@ -213,6 +225,19 @@ def run(
                 raise typer.Exit(EXIT_INTERRUPTED)
         finally:
             runner.close()
+
+
+@contextmanager
+def invalid_eval_file() -> Iterator[None]:
+    """An eval file with problems: each on its own line (`file:line: message`), exit code 2."""
+    from composite_cli.evals.dataset import EvalFileError
+
+    try:
+        yield
+    except EvalFileError as exc:
+        for err in exc.errors:
+            typer.echo(redact_text(err.one_line()), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 def _mode_params(runner: Runner, items: list[str]) -> dict[str, dict[str, Any]]:
@@ -288,8 +313,12 @@ def _resume(runner: Runner, eval_run_id: str) -> tuple[str, EvalFile, dict[str, 
         row = next(iter(db.query("select * from eval_runs where id = ?", [eval_run_id])))
     options = json.loads(row["settings"] or "{}")
     options["modes"] = json.loads(row["modes"])
+    # the scorer saved in the trace database is data now: it needs the allow-list like a line
     eval_file = load_eval_file(
-        row["file"], default_scorer=options.get("scorer"), skip_invalid=bool(options.get("skip_invalid"))
+        row["file"],
+        default_scorer=options.get("scorer"),
+        skip_invalid=bool(options.get("skip_invalid")),
+        allow_code=runner.settings.allow_code,
     )
     if eval_file.sha256 != row["file_hash"]:
         raise EvalError(f"{row['file']} changed since eval {eval_run_id} started; start a new eval instead")

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from composite_cli.cli.errors import EXIT_INVALID, cli_errors
-from composite_cli.cli.options import ConfigOption, JsonOption, ProfileOption, settings_from
+from composite_cli.cli.options import (
+    AllowCodeOption,
+    ConfigOption,
+    JsonOption,
+    ProfileOption,
+    settings_from,
+)
 from composite_cli.errors import ModeError, ModeValidationError
 
 if TYPE_CHECKING:
@@ -23,11 +29,13 @@ app = typer.Typer(
 )
 
 
-def _library(config: Path | None, profile: str | None) -> tuple[ModeLibrary, Profile]:
+def _library(
+    config: Path | None, profile: str | None, allow_code: list[str] | None = None
+) -> tuple[ModeLibrary, Profile]:
     from composite_cli.engine.library import ModeLibrary
 
-    settings = settings_from(config, profile, None, None)
-    return ModeLibrary(settings.modes_path), settings.profile
+    settings = settings_from(config, profile, None, None, allow_code=allow_code)
+    return ModeLibrary.from_settings(settings), settings.profile
 
 
 # Words that end with a period without ending the sentence ("Wang et al. 2024", "e.g. moa").
@@ -68,10 +76,12 @@ def first_sentence(text: str) -> str:
 
 
 @app.command("list")
-def list_modes(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+def list_modes(
+    as_json: JsonOption = False, config: ConfigOption = None, allow_code: AllowCodeOption = None
+) -> None:
     """List every mode with its short name and description."""
     with cli_errors():
-        library, _ = _library(config, None)
+        library, _ = _library(config, None, allow_code)
         shorts = {full: short for short, full in library.short_names().items()}
         rows: list[dict[str, Any]] = []
         for name, path in library.files().items():
@@ -129,10 +139,11 @@ def show(
     as_json: JsonOption = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    allow_code: AllowCodeOption = None,
 ) -> None:
     """Show a mode: its parameters, limits, models and step tree."""
     with cli_errors():
-        library, active = _library(config, profile)
+        library, active = _library(config, profile, allow_code)
         spec = library.load(name)
         if yaml:
             typer.echo(spec.source.rstrip("\n"))
@@ -183,12 +194,16 @@ def validate(
     ] = None,
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    allow_code: AllowCodeOption = None,
 ) -> None:
-    """Check mode files. Each problem is one line, file:line: field: message; exit code 2 if any."""
+    """Check mode files. Each problem is one line, file:line: field: message; exit code 2 if any.
+
+    A mode that names a tool by package.module:function is valid only with --allow-code for its
+    module (or allow_code in your config): a mode file is data and does not choose code to run."""
     from composite_cli.engine.spec import load_mode_file
 
     with cli_errors():
-        library, active = _library(config, profile)
+        library, active = _library(config, profile, allow_code)
         paths: list[Path] = []
         for item in files or []:
             # a directory means every mode file in it
@@ -202,7 +217,7 @@ def validate(
                 bad += 1
                 continue
             try:
-                spec = load_mode_file(path)
+                spec = load_mode_file(path, allow_code=library.allow_code)
                 errors = check_aliases(spec, active)
             except ModeValidationError as exc:
                 errors = exc.errors

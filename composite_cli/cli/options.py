@@ -45,6 +45,17 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
+# Data files (eval sets, mode files) name no code to run unless the user allows its module here.
+AllowCodeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-code",
+        help="Let eval and mode files name functions (scorers, tools) from this module prefix, e.g. "
+        "mypkg.scorers (or one function, mypkg.scorers:grade). Repeatable; adds to the config's "
+        "allow_code.",
+        show_default=False,
+    ),
+]
 NoContentOption = Annotated[
     bool,
     typer.Option("--no-content", help="Store metadata only in the trace: no prompts, answers or messages."),
@@ -69,8 +80,13 @@ def settings_from(
     models: list[str] | None,
     db: Path | None,
     no_content: bool = False,
+    allow_code: list[str] | None = None,
 ) -> Settings:
-    """Settings for this command from its flags, the environment and the config file."""
+    """Settings for this command from its flags, the environment and the config file
+    (`allow_code`: the `--allow-code` prefixes, added to the config's)."""
     from composite_cli.config import load_settings
 
-    return load_settings(config=config, profile=profile, models=models or [], db=db, no_content=no_content)
+    settings = load_settings(
+        config=config, profile=profile, models=models or [], db=db, no_content=no_content
+    )
+    return settings.allowing_code(allow_code or [])

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from composite_cli.cli.errors import cli_errors
-from composite_cli.cli.options import ConfigOption, DbOption, ModelOption, ProfileOption, settings_from
+from composite_cli.cli.options import (
+    AllowCodeOption,
+    ConfigOption,
+    DbOption,
+    ModelOption,
+    ProfileOption,
+    settings_from,
+)
 
 SCREEN_NAMES = ("run", "traces", "evals", "dashboard", "modes")
 
@@ -34,6 +41,7 @@ def tui(
     profile: ProfileOption = None,
     model: ModelOption = None,
     db: DbOption = None,
+    allow_code: AllowCodeOption = None,
 ) -> None:
     """Open the TUI: run modes live, browse traces, compare evals, watch the dashboard.
 
@@ -56,7 +64,7 @@ def tui(
         from composite_cli.tui.app import CompositeApp
         from composite_cli.tui.services import TuiServices
 
-        settings = settings_from(config, profile, model, db)
+        settings = settings_from(config, profile, model, db, allow_code=allow_code)
         runner = Runner(settings)
         services = TuiServices(
             runner,

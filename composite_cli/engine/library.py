@@ -3,6 +3,9 @@
 A mode's name is its file name without `.yaml`. A short name resolves to the newest version:
 `moa` → `moa-v2` if it exists, else `moa-v1`. User directories come first, so a user's file can
 replace a shipped mode of the same name.
+
+Every mode file is data, wherever it lies: a tool it names by dotted path loads only inside the
+user's `allow_code` prefixes (given to the library by the front end from its settings).
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from composite_cli.engine.spec import ModeSpec, load_mode_file
 from composite_cli.errors import UnknownModeError
+
+if TYPE_CHECKING:
+    from composite_cli.config import Settings
 
 _VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -37,13 +44,22 @@ def _mtime(directory: Path) -> float:
 class ModeLibrary:
     """Finds, resolves and loads (with a cache keyed on file mtime) mode files."""
 
-    def __init__(self, extra_dirs: Iterable[Path] = (), *, include_builtin: bool = True):
+    def __init__(
+        self, extra_dirs: Iterable[Path] = (), *, include_builtin: bool = True, allow_code: Iterable[str] = ()
+    ):
         self.dirs = [Path(d) for d in extra_dirs]
+        self.allow_code = tuple(allow_code)
         if include_builtin:
             self.dirs.append(builtin_modes_dir())
         self._cache: dict[Path, tuple[float, ModeSpec]] = {}
         self._listing: tuple[tuple[float, ...], dict[str, Path]] | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModeLibrary:
+        """The library a front end uses: the user's `modes_path` and `allow_code`, then the shipped
+        modes. Build it here rather than by hand, so the allow-list cannot be forgotten."""
+        return cls(settings.modes_path, allow_code=settings.allow_code)
 
     def files(self) -> dict[str, Path]:
         """Mode name → file, first directory wins. Listed again only when a directory changes
@@ -95,7 +111,7 @@ class ModeLibrary:
             cached = self._cache.get(path)
             if cached and cached[0] == mtime:
                 return cached[1]
-        spec = load_mode_file(path)
+        spec = load_mode_file(path, allow_code=self.allow_code)
         with self._lock:
             self._cache[path] = (mtime, spec)
         return spec

@@ -1,11 +1,14 @@
 """Mode files: parse and check a YAML mode into a ModeSpec, reporting every problem with its
-file, line and field."""
+file, line and field.
+
+A mode file is data: it may name code (a tool by `package.module:function`) only inside the
+module prefixes the user allowed (`allow_code`, from `--allow-code` or the user's config)."""
 
 from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,9 +118,11 @@ def _same_type(default: Any, value: Any) -> bool:
 class ParseContext:
     """Collects errors while a mode file is parsed; helpers read typed fields from YAML nodes."""
 
-    def __init__(self, path: str, params: Mapping[str, Any]):
+    def __init__(self, path: str, params: Mapping[str, Any], allow_code: Iterable[str] = ()):
         self.path = path
         self.params = params
+        # module prefixes whose functions the mode may name as tools (the user's allow-list)
+        self.allow_code = tuple(allow_code)
         self.errors: list[ModeError] = []
         self.ids: set[str] = set()
         self.param_minimums: dict[str, float] = {}
@@ -295,8 +300,11 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
-    """Parse mode YAML. Raises ModeValidationError listing every problem found."""
+def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable[str] = ()) -> ModeSpec:
+    """Parse mode YAML. Raises ModeValidationError listing every problem found.
+
+    `allow_code`: the module prefixes (`mypkg.tools`) or functions the user allowed; a tool named
+    by a dotted path outside them is a validation error, and nothing is imported."""
     spath = str(path)
     try:
         data = load_yaml_text(text)
@@ -307,7 +315,7 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
             [ModeError(spath, line_of(data) or 1, "", "a mode file must be a mapping with name and steps")]
         )
     params_node = data.get("params", {})
-    pc = ParseContext(spath, {})
+    pc = ParseContext(spath, {}, allow_code)
     params: dict[str, Any] = {}
     if not isinstance(params_node, dict):
         pc.error(
@@ -368,10 +376,10 @@ def parse_mode(text: str, path: str | Path = "<string>") -> ModeSpec:
     )
 
 
-def load_mode_file(path: Path) -> ModeSpec:
-    """Read and parse one mode file."""
+def load_mode_file(path: Path, *, allow_code: Iterable[str] = ()) -> ModeSpec:
+    """Read and parse one mode file (`allow_code` as for `parse_mode`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModeValidationError([ModeError(str(path), None, "", f"cannot read file: {exc}")]) from None
-    return parse_mode(text, path)
+    return parse_mode(text, path, allow_code=allow_code)

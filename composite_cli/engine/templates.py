@@ -25,6 +25,11 @@ _ENV = ImmutableSandboxedEnvironment(
 )
 
 
+# Jinja parses and compiles recursively, and Python's compiler refuses deep expressions: a template
+# nested that deeply (brackets, operators, blocks) is refused when the mode loads.
+_TOO_DEEP = "template nested too deeply to compile (brackets, operators or blocks)"
+
+
 class TemplateCheckError(ValueError):
     """A template is malformed or uses a name that does not exist where it is used."""
 
@@ -50,10 +55,13 @@ class Template:
     def compile(cls, source: str, allowed: Iterable[str]) -> Template:
         try:
             ast = _ENV.parse(source)
+            names = _check_names(ast, allowed)
+            compiled = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateCheckError(f"template syntax error: {exc.message}") from None
-        names = _check_names(ast, allowed)
-        return cls(source, names, _ENV.from_string(source))
+        except (RecursionError, MemoryError, SyntaxError):
+            raise TemplateCheckError(_TOO_DEEP) from None
+        return cls(source, names, compiled)
 
     def render(self, variables: Mapping[str, Any]) -> str:
         try:
@@ -74,9 +82,11 @@ class Condition:
         try:
             ast = _ENV.parse("{{ " + source + " }}")
             compiled = _ENV.compile_expression(source, undefined_to_none=False)
+            _check_names(ast, allowed)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateCheckError(f"condition syntax error: {exc.message}") from None
-        _check_names(ast, allowed)
+        except (RecursionError, MemoryError, SyntaxError):
+            raise TemplateCheckError(_TOO_DEEP) from None
         return cls(source, compiled)
 
     def evaluate(self, variables: Mapping[str, Any]) -> bool:

@@ -4,6 +4,10 @@ A line is a JSON object with `input` (one user message) or `messages` (an OpenAI
 `expected`, an optional `scorer` and the scorer's own options (`tolerance`, `choices`, ...),
 plus optional `id`, `tools`, `tool_choice` and `metadata` (see evals/README.md). Each problem is
 reported as `file:line: message`; by default all of them are raised together.
+
+An eval file is data: a line may name a custom scorer (`package.module:function`) only inside the
+module prefixes the user allowed (`allow_code`), and nothing is imported otherwise. A line nested
+deeper than MAX_DEPTH levels is refused (deep values would later crash copying and JSON output).
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composite_cli.dotted import CodeNotAllowed
 from composite_cli.engine.messages import content_text, last_user_text, validate_messages
 from composite_cli.errors import BadRequest, CompositeError
 from composite_cli.evals.scorers import SCORERS, Scorer, ScorerError, get_scorer
 
 KNOWN_KEYS = frozenset({"id", "input", "messages", "expected", "scorer", "tools", "tool_choice", "metadata"})
 DEFAULT_SCORER = "exact"
+MAX_DEPTH = 100  # levels of nested lists and objects a line may have (the line itself is one)
 
 
 @dataclass(frozen=True)
@@ -81,19 +88,27 @@ class EvalFile:
 
 
 def load_eval_file(
-    path: str | Path, *, default_scorer: str | None = None, skip_invalid: bool = False
+    path: str | Path,
+    *,
+    default_scorer: str | None = None,
+    skip_invalid: bool = False,
+    allow_code: Iterable[str] = (),
 ) -> EvalFile:
     """Load and check every line of a JSONL eval file.
 
-    `default_scorer` applies to lines without a `scorer` (else "exact"). By default any problem
-    raises EvalFileError listing all of them; with `skip_invalid=True` the valid cases are
-    returned with the problems in `errors`. A file with no valid case always raises.
+    `default_scorer` applies to lines without a `scorer` (else "exact"). `allow_code` holds the
+    module prefixes (or `module:function`s) the user allowed; a custom scorer outside them, named
+    by a line or by `default_scorer`, is refused (a caller that got `default_scorer` from the
+    user's command line adds it to `allow_code`). By default any problem raises EvalFileError
+    listing all of them; with `skip_invalid=True` the valid cases are returned with the problems
+    in `errors`. A file with no valid case always raises.
     """
     shown = str(path)
     path = Path(path)
+    allow = tuple(allow_code)
     if default_scorer is not None:
         try:
-            get_scorer(default_scorer)
+            get_scorer(default_scorer, allow)
         except ScorerError as exc:
             raise EvalFileError([EvalLineError(shown, 0, f"default scorer: {exc}")]) from None
     try:
@@ -101,25 +116,26 @@ def load_eval_file(
     except OSError as exc:
         raise EvalFileError([EvalLineError(shown, 0, f"cannot read the file: {exc.strerror}")]) from None
 
-    parser = _LineParser(shown, default_scorer or DEFAULT_SCORER)
+    parser = _LineParser(shown, default_scorer or DEFAULT_SCORER, allow)
     for number, raw in enumerate(data.split(b"\n"), start=1):
         parser.parse(number, raw)
 
     errors = parser.errors
+    if errors and not skip_invalid:
+        raise EvalFileError(errors)  # each line says what is wrong; nothing to add
     if not parser.cases:
         reason = "no valid cases" if errors else "no cases (the file is empty)"
         raise EvalFileError([*errors, EvalLineError(shown, 0, reason)])
-    if errors and not skip_invalid:
-        raise EvalFileError(errors)
     return EvalFile(path=path, sha256=hashlib.sha256(data).hexdigest(), cases=parser.cases, errors=errors)
 
 
 class _LineParser:
     """Checks lines one at a time; remembers ids across lines to find duplicates."""
 
-    def __init__(self, path: str, default_scorer: str):
+    def __init__(self, path: str, default_scorer: str, allow_code: tuple[str, ...] = ()):
         self.path = path
         self.default_scorer = default_scorer
+        self.allow_code = allow_code
         self.cases: list[EvalCase] = []
         self.errors: list[EvalLineError] = []
         self.ids: dict[str, int] = {}
@@ -145,6 +161,16 @@ class _LineParser:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             problems.append(f"invalid JSON: {exc.msg} (column {exc.colno})")
+            return None
+        except ValueError as exc:  # a number longer than Python converts (4300 digits)
+            problems.append(f"invalid JSON: {str(exc).split(';')[0]}")
+            return None
+        except RecursionError:
+            # the decoder recurses once per level: far deeper than MAX_DEPTH, it gives up first
+            problems.append(f"nested deeper than {MAX_DEPTH} levels (the limit for an eval line)")
+            return None
+        if _depth_over(obj, MAX_DEPTH):
+            problems.append(f"nested deeper than {MAX_DEPTH} levels (the limit for an eval line)")
             return None
         if not isinstance(obj, dict):
             problems.append(f"a case must be a JSON object, got {_json_type(obj)}")
@@ -201,9 +227,10 @@ class _LineParser:
             problems.append(f"scorer must be a string, got {_json_type(name)}")
             return None
         try:
-            return get_scorer(name)
+            return get_scorer(name, self.allow_code)
         except ScorerError as exc:
-            problems.append(str(exc))
+            refused = isinstance(exc.__cause__, CodeNotAllowed)
+            problems.append(f"scorer: {exc}" if refused else str(exc))
             return None
 
 
@@ -282,6 +309,19 @@ def _check_tool_offered(obj: dict[str, Any], problems: list[str]) -> None:
     want = obj["expected"]["name"]
     if want not in names:
         problems.append(f"expected tool {want!r} is not among the tools offered ({', '.join(names)})")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True when lists and dicts in `value` nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _json_type(value: Any) -> str:

@@ -1,5 +1,6 @@
 """Find a tool by name: a built-in (`think`, `calculator`, `python`) or a dotted path
-`package.module:function`.
+`package.module:function`, imported only when the user allowed its module (`--allow-code`,
+`allow_code:` in the config): a mode file is data and does not choose code to run.
 
 A dotted-path tool's JSON schema comes from its signature (str, int, float, bool, list, dict
 annotations) and its description from the docstring's first paragraph.
@@ -8,11 +9,10 @@ annotations) and its description from the docstring's first paragraph.
 from __future__ import annotations
 
 import inspect
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, get_type_hints
 
-from composite_cli.dotted import DottedPathError, import_callable
+from composite_cli.dotted import DottedPathError, import_callable, is_dotted_path
 from composite_cli.tools.base import InternalTool, ToolError
 from composite_cli.tools.calculator import calculate
 from composite_cli.tools.python_tool import PYTHON
@@ -49,7 +49,6 @@ CALCULATOR = InternalTool(
 )
 
 BUILTIN_TOOLS: dict[str, InternalTool] = {tool.name: tool for tool in (THINK, CALCULATOR, PYTHON)}
-_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
 
@@ -70,15 +69,16 @@ def _schema(fn: Callable[..., Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required}
 
 
-def load_tool(spec: str) -> InternalTool:
-    """The tool a mode names. Raises ToolError for an unknown built-in or an import failure."""
+def load_tool(spec: str, allow: Iterable[str] = ()) -> InternalTool:
+    """The tool a mode names. Raises ToolError for an unknown built-in, a dotted path no entry of
+    `allow` covers (nothing is imported then), or an import failure."""
     if spec in BUILTIN_TOOLS:
         return BUILTIN_TOOLS[spec]
-    if not _DOTTED.match(spec):
+    if not is_dotted_path(spec):
         known = ", ".join(sorted(BUILTIN_TOOLS))
         raise ToolError(f"unknown tool {spec!r} (built-ins: {known}; or give package.module:function)")
     try:
-        fn = import_callable(spec, "tool")
+        fn = import_callable(spec, "tool", allow=allow)
     except DottedPathError as exc:
         raise ToolError(exc.reason) from None
     attr = spec.partition(":")[2]

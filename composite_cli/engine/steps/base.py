@@ -35,6 +35,33 @@ CALL_FIELDS = {
     "client_tools",
 }
 DEFAULT_TIMEOUT = 300.0
+# What a step's `params:` may pass to LiteLLM: how the model generates, nothing else. Where a call
+# goes (model, api_base), with which key, headers, callbacks, costs and mock answers belong to the
+# profile in the user's config: a mode file is data, and one from someone else must not be able to
+# send the user's key to another server.
+MODE_LITELLM_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "reasoning_effort",
+        "thinking",
+        "verbosity",
+        "parallel_tool_calls",
+    }
+)
 
 
 @dataclass
@@ -90,7 +117,7 @@ class CallSettings:
         extra = node.get("params")
         if extra is not None:
             if isinstance(extra, dict):
-                generation.update(extra)
+                generation.update(_generation_params(extra, pc, f"{where}.params"))
             else:
                 pc.error(node, "params", f"{where}.params", "must be a mapping of extra LiteLLM parameters")
         conversation = pc.boolean(node, "conversation", where, base.conversation)
@@ -123,6 +150,24 @@ class CallSettings:
         return {k: resolve(v, params) for k, v in self.generation.items()}
 
 
+def _generation_params(extra: dict[str, Any], pc: ParseContext, where: str) -> dict[str, Any]:
+    """The step's extra LiteLLM parameters that a mode may set (MODE_LITELLM_PARAMS)."""
+    allowed: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key in MODE_LITELLM_PARAMS:
+            allowed[key] = value
+            continue
+        pc.error(
+            extra,
+            key,
+            f"{where}.{key}",
+            "a mode may set generation parameters only (where a call goes, its key, headers and "
+            "callbacks belong to a profile in your config); allowed: "
+            + ", ".join(sorted(MODE_LITELLM_PARAMS)),
+        )
+    return allowed
+
+
 def _parse_tools(node: LineDict, pc: ParseContext, where: str) -> list[InternalTool]:
     """`tools: [think, calculator, package.module:function]`: internal tools, loaded now."""
     raw = node["tools"]
@@ -136,7 +181,7 @@ def _parse_tools(node: LineDict, pc: ParseContext, where: str) -> list[InternalT
             pc.error(raw, i, field_name, "must be a tool name or package.module:function")
             continue
         try:
-            tool = load_tool(spec)
+            tool = load_tool(spec, pc.allow_code)
         except ToolError as exc:
             pc.error(raw, i, field_name, str(exc))
             continue

@@ -1,15 +1,15 @@
-"""Custom scorers: a function named by a dotted path (`package.module:function`) in an eval line,
-wrapped as a Scorer."""
+"""Custom scorers: a function named by a dotted path (`package.module:function`), wrapped as a
+Scorer. An eval line may name one only when the user allowed its module (`--allow-code`,
+`allow_code:` in the config); `--scorer` on the command line is the user's own choice."""
 
 from __future__ import annotations
 
 import inspect
 import math
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.dotted import DottedPathError, import_callable
+from composite_cli.dotted import DOTTED_PATH, DottedPathError, import_callable
 from composite_cli.evals.scorers.base import (
     EPS,
     JudgeFn,
@@ -25,7 +25,7 @@ from composite_cli.evals.scorers.base import (
 if TYPE_CHECKING:
     from composite_cli.evals.dataset import EvalCase
 
-DOTTED_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+__all__ = ["DOTTED_PATH", "CustomScorer", "load_custom"]
 
 
 class CustomScorer(Scorer):
@@ -79,15 +79,17 @@ class CustomScorer(Scorer):
 _CUSTOM: dict[str, Scorer] = {}
 
 
-def load_custom(path: str) -> Scorer:
+def load_custom(path: str, allow: Iterable[str] = ()) -> Scorer:
     """The scorer for `package.module:function`, imported once and cached by path.
 
-    Raises ScorerError if the module cannot be imported, the function is missing, or its
-    `options` attribute is not a set of names."""
+    Raises ScorerError if no entry of `allow` covers the path (nothing is imported then), the
+    module cannot be imported, the function is missing, or its `options` attribute is not a set
+    of names. A scorer already loaded in this process (so allowed then) is returned from the
+    cache: the eval runner looks cases' scorers up again by name."""
     if path in _CUSTOM:
         return _CUSTOM[path]
     try:
-        fn = import_callable(path, "scorer")
+        fn = import_callable(path, "scorer", allow=allow)
     except DottedPathError as exc:
         raise ScorerError(exc.reason) from exc
     declared = getattr(fn, "options", ())

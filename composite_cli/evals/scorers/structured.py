@@ -59,18 +59,18 @@ def extract_json(text: str) -> Any:
     plain) that parses, else the first {...} object in the text. Raises ValueError if none."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a deeply nested answer is no answer
         pass
     for fence in _FENCE.finditer(text):
         try:
             return json.loads(fence.group(1))
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     decoder = json.JSONDecoder()
     for start in (m.start() for m in re.finditer(r"\{", text)):
         try:
             return decoder.raw_decode(text, start)[0]
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     raise ValueError("no JSON object in the answer")
 
@@ -155,7 +155,7 @@ class ToolCallScorer(Scorer):
                 continue
             try:
                 args = json.loads(raw) if isinstance(raw, str) else raw
-            except ValueError:
+            except (ValueError, RecursionError):
                 reasons.append(f"{name} arguments are not valid JSON")
                 continue
             if not isinstance(args, dict):

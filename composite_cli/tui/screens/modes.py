@@ -100,7 +100,7 @@ class ModesScreen(AppScreen):
         spec: ModeSpec | None = None
         errors: list[ModeError] = []
         try:
-            spec = load_mode_file(path)
+            spec = load_mode_file(path, allow_code=self.services.settings.allow_code)
             if validate:
                 from composite_cli.cli.modes import check_aliases
 
