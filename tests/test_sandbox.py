@@ -201,6 +201,21 @@ async def test_fork_bomb_is_contained(sandbox):
     assert processes_of(pid) == []
 
 
+async def test_deep_recursion_is_a_recursion_error_and_the_repl_keeps_its_state(sandbox):
+    await sandbox.execute("kept = 42")
+    # A million frames used to take minutes to format (a "did not stop when interrupted" kill),
+    # and C recursion that deep crashed the process (SIGSEGV): both lost the variables.
+    for code in (
+        "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)",
+        "import json, sys\nsys.setrecursionlimit(10**6)\njson.loads('[' * 1_000_000)",
+    ):
+        result = await sandbox.execute(code)
+        assert not result.killed and result.limit is None, result.error
+        assert_refused(result, "RecursionError", "recursion limit is")
+        assert len(result.error or "") < FAST.max_error_chars + 100
+        assert (await sandbox.execute("kept")).output == "42\n"
+
+
 async def test_printing_100_mb_is_truncated(sandbox):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = await sandbox.execute("print('x' * 100_000_000)")
