@@ -36,7 +36,7 @@ def models(
     with cli_errors():
         settings = settings_from(config, profile, model, None)
         used: list[str] = []
-        library = ModeLibrary(settings.modes_path)
+        library = ModeLibrary.from_settings(settings)  # its modes_path and allow_code
         for name in library.names():
             try:
                 for alias in library.load(name).aliases():
