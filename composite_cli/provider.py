@@ -76,8 +76,21 @@ class _BackgroundLoop:
 _background = _BackgroundLoop()
 
 
-def to_litellm_error(exc: BaseException, model: str) -> BaseException:
-    """The LiteLLM exception a caller should see for a composite error."""
+def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = False) -> BaseException:
+    """The LiteLLM exception a caller should see for a composite error.
+
+    `caller_params`: the request set mode parameters. A run that then needs more calls than the
+    mode's max_calls is the request's doing (say, `extra_layers: 20`): a bad request, not a
+    server error. Without them the mode file itself is wrong, and it stays a server error."""
+    if isinstance(exc, RunLimitExceeded) and exc.limit == "max_calls" and caller_params:
+        error = litellm.BadRequestError(
+            message=f"{exc}: the request's composite.params need more model calls than the mode "
+            "allows; use smaller values",
+            model=model,
+            llm_provider=PROVIDER,
+        )
+        error.param = "composite.params"  # the proxy relays it as the OpenAI error's `param`
+        return error
     if isinstance(exc, (BadRequest, UnknownModeError, ConfigError, ModeValidationError)):
         return litellm.BadRequestError(message=str(exc), model=model, llm_provider=PROVIDER)
     if isinstance(exc, RunLimitExceeded) and exc.limit == "deadline":
@@ -150,12 +163,14 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
     async def _run(
         self, model: str, kwargs: dict[str, Any], stream: bool, subscribers: list[Any]
     ) -> tuple[str, RunResult]:
+        request: RunRequest | None = None
         try:
             mode, request, profile = self._request(model, kwargs, stream)
             spec = self.runner.mode(mode)
             result = await self.runner.run(spec, request, profile=profile, subscribers=subscribers)
         except Exception as exc:
-            mapped = to_litellm_error(exc, f"{PROVIDER}/{model}")
+            caller_params = request is not None and bool(request.params)
+            mapped = to_litellm_error(exc, f"{PROVIDER}/{model}", caller_params=caller_params)
             if mapped is exc:
                 raise
             raise mapped from None
