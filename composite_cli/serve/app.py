@@ -58,8 +58,10 @@ def create_app() -> CompositeEdge:
     from composite_cli.serve.config import PROVIDER
     from composite_cli.serve.handler import handler
     from composite_cli.serve.introspection import introspection_app
+    from composite_cli.serve.logs import quiet_client_errors
 
     add_custom_provider(get_litellm(), PROVIDER, handler)
+    quiet_client_errors()  # a client's mistake is one line from the edge, not LiteLLM's traceback
     runner = handler.runner
     return CompositeEdge(
         proxy_app,
@@ -67,4 +69,5 @@ def create_app() -> CompositeEdge:
         introspection=introspection_app(runner, options.served),
         virtual_keys=options.virtual_keys,
         on_shutdown=runner.close,
+        mode_models=[name for _, names in options.served for name in names],
     )

@@ -8,7 +8,10 @@
   `x-composite-status` (ok or partial) on responses that are not streamed (a stream's headers go
   out before the run ends: its last chunk carries the `composite` block, status included).
 - `/composite/...`: the introspection API, behind the same key.
-- Chat-completion bodies the proxy mishandles (see body_check) get a clear 400 first.
+- Bodies: read whole, at most body_check.MAX_BODY_BYTES (413 over it); every JSON body checked for
+  depth and non-finite numbers, the fields of chat completions, completions and responses by
+  body_check's tables: a 400 naming the field (OpenAI's `param`) before the proxy sees it.
+- A request refused with a 4xx is one line in the log (see logs), never a traceback.
 - Lifespan: once the proxy has shut down, `on_shutdown` closes the trace store.
 """
 
@@ -16,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
+from composite_cli.serve import logs
 from composite_cli.serve.auth import request_key, same_key
-from composite_cli.serve.body_check import is_chat_completion, problem
+from composite_cli.serve.body_check import MAX_BODY_BYTES, Problem, check_body, endpoint_for, parse, too_large
 from composite_cli.serve.handler import RunSlot, current_slot
 
 Scope = MutableMapping[str, Any]
@@ -61,17 +65,67 @@ async def unauthorized(send: Send, message: str) -> None:
     )
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole request body (a chat request is one JSON document), read once."""
+async def _read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The whole request body, read once; None as soon as it is over `limit` bytes."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _declared_too_large(scope: Scope) -> bool:
+    length = _header(scope, b"content-length").strip()
+    return length.isdigit() and int(length) > MAX_BODY_BYTES
+
+
+def _one_line_error(body: bytes) -> bytes:
+    """An OpenAI-style error body with its message cut to the first line: the proxy appends
+    notes ("LiteLLM: model group ... failed"), sometimes a traceback, to a client's 400."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict) or not isinstance(message := error.get("message"), str):
+        return body
+    if "\n" not in message.strip():
+        return body
+    error["message"] = message.strip().splitlines()[0].strip()
+    return json.dumps(data).encode()
+
+
+def _with_length(headers: Any, length: int) -> list[tuple[bytes, bytes]]:
+    out = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    return [*out, (b"content-length", str(length).encode())]
+
+
+def _error_message(body: bytes) -> str:
+    """The message of an error response, whatever its shape."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", "replace")
+    error = data.get("error", data.get("detail")) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        error = error.get("message", error)
+    return str(error)
 
 
 async def _until_done_or_gone(app: ASGIApp, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
@@ -143,8 +197,10 @@ class CompositeEdge:
         introspection: ASGIApp,
         virtual_keys: bool = False,
         on_shutdown: Callable[[], None] | None = None,
+        mode_models: Collection[str] = (),
     ):
         self.app = app
+        self.mode_models = frozenset(mode_models)  # the model names that are composite modes
         self.master_key = master_key
         self.introspection = introspection
         self.virtual_keys = virtual_keys
@@ -182,18 +238,35 @@ class CompositeEdge:
         slot = RunSlot()
         token = current_slot.set(slot)
         try:
-            proxied = self._proxy_send(send, slot, check_auth=not is_master)
-            if is_chat_completion(scope.get("method"), path):
-                body = await _read_body(receive)
-                wrong = problem(body)
-                if wrong is not None:
-                    await send_error(send, 400, error_body(wrong, "invalid_request_error", "invalid_request"))
-                    return
-                await _until_done_or_gone(self.app, scope, body, receive, proxied)
-            else:
+            proxied = self._proxy_send(send, scope, slot, check_auth=not is_master)
+            if scope.get("method") not in ("POST", "PUT", "PATCH"):
                 await self.app(scope, receive, proxied)
+                return
+            body = None if _declared_too_large(scope) else await _read_body(receive)
+            wrong = too_large() if body is None else self._check(scope, body)
+            if wrong is not None:
+                await self._refuse(send, scope, wrong)
+                return
+            assert body is not None
+            await _until_done_or_gone(self.app, scope, body, receive, proxied)
         finally:
             current_slot.reset(token)
+
+    def _check(self, scope: Scope, body: bytes) -> Problem | None:
+        """The body's problem, for the endpoints with a table and for any JSON body."""
+        endpoint = endpoint_for(scope.get("method"), scope.get("path", ""))
+        if endpoint is None and "json" not in _header(scope, b"content-type").lower():
+            return None  # a form or a file upload: the proxy reads it
+        data, wrong = parse(body)
+        if wrong is None and endpoint is not None:
+            wrong = check_body(endpoint, data, self.mode_models)
+        return wrong
+
+    @staticmethod
+    async def _refuse(send: Send, scope: Scope, wrong: Problem) -> None:
+        logs.client_error(scope.get("method", ""), scope.get("path", ""), wrong.status, wrong.message)
+        body = error_body(wrong.message, "invalid_request_error", wrong.code, wrong.param)
+        await send_error(send, wrong.status, body)
 
     @staticmethod
     def _auth_message(key: str | None) -> str:
@@ -204,14 +277,17 @@ class CompositeEdge:
             )
         return "Incorrect API key provided."  # never echo the key back
 
-    def _proxy_send(self, send: Send, slot: RunSlot, *, check_auth: bool) -> Send:
+    def _proxy_send(self, send: Send, scope: Scope, slot: RunSlot, *, check_auth: bool) -> Send:
+        """The proxy's responses, with composite's headers. An error is held until its body is
+        whole: an auth failure (for keys other than the master key) becomes the edge's 401, and a
+        4xx is logged in one line."""
         held: list[Message] = []
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": _composite_headers(message.get("headers") or [], slot)}
-                if check_auth and message.get("status", 200) >= 400:
-                    held.append(message)  # hold an error until its body shows whether it is about auth
+                if message.get("status", 200) >= 400:
+                    held.append(message)
                     return
             elif held and message["type"] == "http.response.body":
                 held.append(message)
@@ -220,9 +296,16 @@ class CompositeEdge:
                 start, *parts = held
                 held.clear()
                 body = b"".join(p.get("body", b"") for p in parts)
-                if _is_auth_failure(start.get("status", 500), body):
+                status = int(start.get("status", 500))
+                if check_auth and _is_auth_failure(status, body):
                     await unauthorized(send, "Incorrect API key provided.")
                     return
+                if status < 500:
+                    body = _one_line_error(body)
+                    logs.client_error(
+                        scope.get("method", ""), scope.get("path", ""), status, _error_message(body)
+                    )
+                    start = {**start, "headers": _with_length(start.get("headers") or [], len(body))}
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
