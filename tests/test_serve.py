@@ -259,6 +259,7 @@ def test_serve_help_lists_every_option():
         "--profile",
         "--config",
         "--db",
+        "--allow-code",
     ):
         assert option in result.output
 
@@ -286,6 +287,22 @@ def test_plan_sets_what_workers_need(tmp_path: Path):
     assert "sk-plan-key" not in json.dumps(p.config)
     with pytest.raises(ServeError, match="workers"):
         plan(settings, workers=0, master_key="sk-x", environ={})
+
+
+def test_allow_code_from_the_command_line_reaches_every_worker(tmp_path: Path):
+    """Workers are fresh processes: `--allow-code` travels in their environment and becomes the
+    settings their runner uses (the config file's `allow_code` they read themselves)."""
+    from composite_cli.serve.app import AppOptions
+    from composite_cli.serve.handler import ServeCompositeLLM
+    from composite_cli.serve.server import plan
+
+    settings = Settings(profile=Profile("p", {"*": {"model": "openai/x"}}), db_path=tmp_path / "t.db")
+    p = plan(settings.allowing_code(["mypkg.tools"]), modes=["direct"], master_key="sk-x", environ={})
+    options = AppOptions.from_env(p.environ)
+    assert list(options.allow_code) == ["mypkg.tools"]
+    worker = ServeCompositeLLM(source="serve")
+    worker.use_settings(settings.allowing_code(options.allow_code))
+    assert worker.runner.library.allow_code == ("mypkg.tools",)
 
 
 # -- the ASGI edge, around a stand-in for the proxy app -------------------------------------------

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from composite_cli.cli.errors import cli_errors, fail
-from composite_cli.cli.options import ConfigOption, DbOption, ProfileOption, settings_from
+from composite_cli.cli.options import AllowCodeOption, ConfigOption, DbOption, ProfileOption, settings_from
 
 if TYPE_CHECKING:
     from composite_cli.serve.server import ServePlan
@@ -88,6 +88,7 @@ def serve(
     config: ConfigOption = None,
     profile: ProfileOption = None,
     db: DbOption = None,
+    allow_code: AllowCodeOption = None,
 ) -> None:
     """Serve every mode as an OpenAI-compatible model (`composite/moa-v1`, `moa`, ...) through the
     LiteLLM proxy, with an introspection API under /composite/.
@@ -106,11 +107,11 @@ def serve(
     with cli_errors():
         if log_level not in LOG_LEVELS:
             raise fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}", 2)
-        settings = settings_from(config, profile, None, db)
+        settings = settings_from(config, profile, None, db, allow_code=allow_code)
         if print_config:
             from composite_cli.engine.library import ModeLibrary
 
-            served = proxy_config.served_modes(ModeLibrary(settings.modes_path), _split(modes))
+            served = proxy_config.served_modes(ModeLibrary.from_settings(settings), _split(modes))
             typer.echo(proxy_config.snippet(served), nl=False)
             return
         serve_plan = server.plan(

@@ -26,10 +26,16 @@ class AppOptions:
 
     served: Sequence[tuple[str, Sequence[str]]]  # (mode, model names), in serving order
     virtual_keys: bool = False
+    # The `--allow-code` prefixes (a worker reads the config file's `allow_code` itself).
+    allow_code: Sequence[str] = ()
 
     def to_env(self) -> str:
         return json.dumps(
-            {"served": [[m, list(n)] for m, n in self.served], "virtual_keys": self.virtual_keys}
+            {
+                "served": [[m, list(n)] for m, n in self.served],
+                "virtual_keys": self.virtual_keys,
+                "allow_code": list(self.allow_code),
+            }
         )
 
     @classmethod
@@ -39,7 +45,9 @@ class AppOptions:
             raise ServeError(f"${OPTIONS_ENV} is not set: start the server with `composite serve`")
         data = json.loads(raw)
         return cls(
-            [(str(m), [str(x) for x in names]) for m, names in data["served"]], bool(data["virtual_keys"])
+            [(str(m), [str(x) for x in names]) for m, names in data["served"]],
+            bool(data["virtual_keys"]),
+            [str(p) for p in data.get("allow_code", [])],
         )
 
 
@@ -60,6 +68,10 @@ def create_app() -> CompositeEdge:
     from composite_cli.serve.introspection import introspection_app
     from composite_cli.serve.logs import quiet_client_errors
 
+    if options.allow_code:
+        from composite_cli.config import load_settings
+
+        handler.use_settings(load_settings().allowing_code(options.allow_code))
     add_custom_provider(get_litellm(), PROVIDER, handler)
     quiet_client_errors()  # a client's mistake is one line from the edge, not LiteLLM's traceback
     runner = handler.runner

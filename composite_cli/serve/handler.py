@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from composite_cli.config import Settings
 from composite_cli.events import Event, RunStarted
 from composite_cli.provider import CompositeLLM
 
@@ -31,6 +32,11 @@ current_slot: ContextVar[RunSlot | None] = ContextVar("composite_serve_run_slot"
 
 class ServeCompositeLLM(CompositeLLM):
     """CompositeLLM for the server: source "serve", and run ids handed to the request's RunSlot."""
+
+    def use_settings(self, settings: Settings) -> None:
+        """Serve with these settings (the worker's, plus the `--allow-code` prefixes it was
+        started with) instead of reading them from the environment on first use."""
+        self._settings = settings
 
     def request_subscribers(self) -> list[Any]:
         # Called in the request's own context (the sync entry points then run the engine on

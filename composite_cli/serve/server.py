@@ -78,10 +78,11 @@ def plan(
     user = proxy_config.read_litellm_config(litellm_config) if litellm_config else {}
     key = resolve_master_key(master_key, config_key=proxy_config.config_master_key(user, env), environ=env)
     check_bind(host, key)
-    served = proxy_config.served_modes(ModeLibrary(settings.modes_path), modes or [])
+    served = proxy_config.served_modes(ModeLibrary.from_settings(settings), modes or [])
     options = AppOptions(
         served=[(m.name, m.names) for m in served],
         virtual_keys=proxy_config.uses_database(user, env),
+        allow_code=settings.allow_code,
     )
     worker_env = {
         ENV_VAR: key.value,
