@@ -494,7 +494,13 @@ ROLES = ["user"] * 4 + ["assistant", "system", "tool", "developer", "function", 
 MODELS = ["direct", "direct", "moa", "composite/direct", "composite/moa-v1"]
 
 texts = st.text(max_size=60) | st.sampled_from(["", " ", "\x00", "🧠" * 10, "\u202e\u200b", "null"])
-json_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | texts
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts
+)
 json_values = st.recursive(
     json_scalars,
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(texts, kids, max_size=3),
