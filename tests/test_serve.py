@@ -167,7 +167,11 @@ def test_proxy_config_merges_a_users_litellm_config(tmp_path: Path):
     assert [p["provider"] for p in providers] == ["composite", "local", "faulty", "dry", "mine"]
     assert providers[0]["custom_handler"] == "composite_cli.serve.handler.handler"
     assert merged["litellm_settings"]["drop_params"] is True
-    assert merged["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "alerting": []}
+    assert merged["general_settings"] == {
+        "master_key": "os.environ/LITELLM_MASTER_KEY",
+        "alerting": [],
+        "trusted_proxy_ranges": [],  # clients connect directly unless the user's config says otherwise
+    }
     # the user's router settings are kept; composite only adds num_retries 0 when they set none
     assert merged["router_settings"] == {"routing_strategy": "simple-shuffle", "num_retries": 0}
     assert merged["include"] == [str(tmp_path / "extra.yaml")]

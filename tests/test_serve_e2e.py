@@ -376,6 +376,16 @@ def test_models_lists_every_mode_and_alias(main: Server):
     } <= ids
 
 
+def test_start_up_prints_no_proxy_warning(main: Server):
+    """A newcomer's first `composite serve` shows no warning they could act on.
+
+    (LiteLLM's proxy logs "gc.freeze pinned N startup objects" as a warning at every start,
+    unconditionally: that one is informational.)"""
+    start = main.log().split("Application startup complete")[0]
+    warnings = [line for line in start.splitlines() if "WARNING" in line and "gc.freeze pinned" not in line]
+    assert warnings == []
+
+
 def test_a_users_litellm_models_sit_beside_the_modes(main: Server):
     assert "plain-mock" in {m.id for m in client(main).models.list()}
     raw = client(main).chat.completions.with_raw_response.create(model="plain-mock", messages=hi())

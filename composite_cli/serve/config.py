@@ -167,6 +167,10 @@ def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = N
     merged["litellm_settings"] = settings
     general = dict(merged.get("general_settings") or {})
     general["master_key"] = f"{_ENV_PREFIX}{ENV_VAR}"
+    # Clients reach composite serve directly (it binds loopback unless told otherwise); without
+    # this the proxy warns at every start that its sign-in throttle cannot group by address. A
+    # user behind a reverse proxy sets the proxy's ranges in their own config, which wins.
+    general.setdefault("trusted_proxy_ranges", [])
     merged["general_settings"] = general
     # The router would retry a failed request twice, running the whole mode three times; modes
     # retry their own calls (per step), so the router does not, unless the user's config says so.
