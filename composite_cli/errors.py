@@ -65,6 +65,22 @@ class BadRequest(CompositeError):
     """The caller's request is invalid (unknown parameter, malformed messages, ...)."""
 
 
+class BadParameter(BadRequest):
+    """A request field the caller sent is wrong; `param` names it (OpenAI's error `param`)."""
+
+    def __init__(self, message: str, param: str):
+        self.param = param
+        super().__init__(message)
+
+
+class RunTimeout(CompositeError):
+    """The caller's timeout (`timeout=`) passed before the run finished; the run was cancelled."""
+
+    def __init__(self, message: str, timeout_s: float):
+        self.timeout_s = timeout_s
+        super().__init__(message)
+
+
 class RunLimitExceeded(CompositeError):
     """A run hit one of its limits (max_calls, deadline)."""
 
