@@ -1673,3 +1673,59 @@ def test_step_params_may_set_generation_only() -> None:
         (9, "steps[0].params.extra_headers"),
     ]
     assert all("a mode may set generation parameters only" in e.message for e in errors)
+
+
+def test_a_mode_file_cannot_ask_for_unbounded_machine_resources() -> None:
+    """A shared mode file may not size a REPL at 1 TB, nest 50 sandboxes or start a million calls."""
+    text = mode(
+        """\
+        name: t
+        steps:
+          - id: a
+            kind: rlm
+            model: m
+            repl_memory_mb: 1000000
+            max_depth: 50
+            concurrency: 100000
+          - id: b
+            kind: fanout
+            model: m
+            n: 100000
+            prompt: "{{ input }}"
+        """
+    )
+    errors = errors_of(text)
+    assert [(e.line, e.field, e.message) for e in errors] == [
+        (6, "steps[0].repl_memory_mb", "must be at most 16384, got 1000000"),
+        (7, "steps[0].max_depth", "must be at most 8, got 50"),
+        (8, "steps[0].concurrency", "must be at most 64, got 100000"),
+        (12, "steps[1].n", "must be at most 128, got 100000"),
+    ]
+
+
+def test_a_parameter_feeding_a_bounded_field_is_bounded_too() -> None:
+    text = mode(
+        """\
+        name: t
+        params:
+          memory: 2048
+          wide: 99999
+        steps:
+          - id: a
+            kind: rlm
+            model: m
+            repl_memory_mb: $memory
+            concurrency: $wide
+        """
+    )
+    (error,) = errors_of(text)
+    assert (error.line, error.field, error.message) == (
+        4,
+        "params.wide",
+        "default 99999 is above 64, the most it can be",
+    )
+    spec = parse_mode(text.replace("99999", "8"))
+    assert spec.merged_params({"memory": 4096})["memory"] == 4096
+    # a request's composite.params is held to the same bounds (the server turns this into a 400)
+    with pytest.raises(BadRequest, match="parameter 'memory' must be at most 16384, got 99999999"):
+        spec.merged_params({"memory": 99_999_999})

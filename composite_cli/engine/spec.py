@@ -61,6 +61,7 @@ class ModeSpec:
     source: str = ""
     # Constraints that fields fed by a `$param` put on it (checked for per-request overrides).
     param_minimums: dict[str, float] = field(default_factory=dict)
+    param_maximums: dict[str, float] = field(default_factory=dict)
     integer_params: set[str] = field(default_factory=set)
 
     def walk(self) -> Iterator[Step]:
@@ -101,6 +102,11 @@ class ModeSpec:
                 raise BadRequest(
                     f"mode {self.name!r} parameter {key!r} must be at least {minimum:g}, got {value}"
                 )
+            maximum = self.param_maximums.get(key)
+            if maximum is not None and value > maximum:
+                raise BadRequest(
+                    f"mode {self.name!r} parameter {key!r} must be at most {maximum:g}, got {value}"
+                )
             if key in self.integer_params and isinstance(value, float):
                 raise BadRequest(f"mode {self.name!r} parameter {key!r} must be a whole number, got {value}")
             params[key] = value
@@ -126,6 +132,7 @@ class ParseContext:
         self.errors: list[ModeError] = []
         self.ids: set[str] = set()
         self.param_minimums: dict[str, float] = {}
+        self.param_maximums: dict[str, float] = {}
         self.integer_params: set[str] = set()
 
     def error(self, node: Any, key: str | int | None, field_name: str, message: str) -> None:
@@ -167,8 +174,12 @@ class ParseContext:
         *,
         integer: bool = False,
         minimum: float | None = None,
+        maximum: float | None = None,
     ) -> Any:
-        """A number, or `$param` naming a declared mode parameter."""
+        """A number, or `$param` naming a declared mode parameter.
+
+        `maximum` bounds what a shared mode file, or a request's `composite.params`, may ask of
+        this machine (memory, processes, parallel calls)."""
         if key not in node or node[key] is None:
             return default
         value = node[key]
@@ -186,6 +197,8 @@ class ParseContext:
             if minimum is not None:
                 # an override must respect every field the parameter feeds
                 self.param_minimums[name] = max(self.param_minimums.get(name, minimum), minimum)
+            if maximum is not None:
+                self.param_maximums[name] = min(self.param_maximums.get(name, maximum), maximum)
             if integer:
                 self.integer_params.add(name)
             return ParamRef(name)
@@ -199,6 +212,9 @@ class ParseContext:
             return default
         if minimum is not None and value < minimum:
             self.error(node, key, fname, f"must be at least {minimum:g}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.error(node, key, fname, f"must be at most {maximum:g}, got {value}")
             return default
         return value
 
@@ -361,6 +377,15 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
                 f"params.{param}",
                 f"default {default} is below {minimum:g}, the least it can be",
             )
+    for param, maximum in pc.param_maximums.items():
+        default = params.get(param)
+        if isinstance(default, (int, float)) and default > maximum:
+            pc.error(
+                params_node,
+                param,
+                f"params.{param}",
+                f"default {default} is above {maximum:g}, the most it can be",
+            )
     if pc.errors:
         raise ModeValidationError(sorted(pc.errors, key=lambda e: e.line or 0))
     return ModeSpec(
@@ -372,6 +397,7 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
         path=Path(spath) if spath != "<string>" else None,
         source=text,
         param_minimums=pc.param_minimums,
+        param_maximums=pc.param_maximums,
         integer_params=pc.integer_params,
     )
 

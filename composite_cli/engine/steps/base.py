@@ -35,6 +35,11 @@ CALL_FIELDS = {
     "client_tools",
 }
 DEFAULT_TIMEOUT = 300.0
+# The most a mode file (shared data) or a request's composite.params may ask of this machine.
+MAX_SAMPLES = 128  # a fan-out's parallel samples (`n`), as the server's `n`
+MAX_CONCURRENCY = 64  # parallel sub-calls of an rlm step
+MAX_RLM_DEPTH = 8  # nested RLMs, each with its own sandboxed REPL process
+MAX_REPL_MEMORY_MB = 16_384  # one REPL's address space
 # What a step's `params:` may pass to LiteLLM: how the model generates, nothing else. Where a call
 # goes (model, api_base), with which key, headers, callbacks, costs and mock answers belong to the
 # profile in the user's config: a mode file is data, and one from someone else must not be able to

@@ -9,7 +9,7 @@ from composite_cli.calls import describe_error
 from composite_cli.engine.prompts import AGGREGATE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
+from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, MAX_SAMPLES, CallSettings, Step
 from composite_cli.engine.templates import Template
 from composite_cli.engine.values import Candidates, TextValue
 from composite_cli.errors import CompositeError, FanoutFailed
@@ -65,7 +65,7 @@ class FanoutStep(Step):
                     settings = CallSettings.parse(expert, pc, here, inner, inherit=shared)
                     step.experts.append((name, settings))
         else:
-            step.samples = pc.number(node, "n", where, None, integer=True, minimum=1)
+            step.samples = pc.number(node, "n", where, None, integer=True, minimum=1, maximum=MAX_SAMPLES)
             if "n" not in node:
                 pc.error(node, None, f"{where}.experts", "a fanout needs experts (a list) or n (samples)")
             settings = CallSettings.parse(node, pc, where, inner)

@@ -10,7 +10,13 @@ from composite_cli.engine.registry import step_kind
 from composite_cli.engine.rlm.session import RlmSession
 from composite_cli.engine.rlm.settings import RlmSettings
 from composite_cli.engine.spec import ParamRef, ParseContext
-from composite_cli.engine.steps.base import COMMON_FIELDS, Step
+from composite_cli.engine.steps.base import (
+    COMMON_FIELDS,
+    MAX_CONCURRENCY,
+    MAX_REPL_MEMORY_MB,
+    MAX_RLM_DEPTH,
+    Step,
+)
 from composite_cli.engine.values import TextValue
 from composite_cli.sandbox import SandboxLimits
 from composite_cli.yamlfile import LineDict
@@ -18,24 +24,25 @@ from composite_cli.yamlfile import LineDict
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
-_NUMBERS: dict[str, tuple[Any, bool, float | None]] = {
-    # field: (default, integer, minimum)
-    "max_iterations": (12, True, 1),
-    "max_depth": (1, True, 1),
-    "max_calls": (60, True, 1),
-    "max_output_chars": (4000, True, 100),
-    "concurrency": (4, True, 1),
-    "deadline": (600.0, False, 0.001),
-    "budget_usd": (None, False, 0.0),
-    "sub_context_chars": (6000, True, 100),
-    "history_turns": (4, True, 1),
-    "root_max_tokens": (None, True, 1),
-    "sub_max_tokens": (None, True, 1),
-    "repl_timeout": (30.0, False, 0.001),
-    "repl_memory_mb": (1024, True, 64),
-    "temperature": (None, False, 0.0),
-    "fallback_after": (2, True, -1),
-    "fallback_chunks": (4, True, 1),
+_NUMBERS: dict[str, tuple[Any, bool, float | None, float | None]] = {
+    # field: (default, integer, minimum, maximum). The maxima bound what a shared mode file or a
+    # request's composite.params may ask of this machine: memory, nested sandboxes, parallel calls.
+    "max_iterations": (12, True, 1, None),
+    "max_depth": (1, True, 1, MAX_RLM_DEPTH),
+    "max_calls": (60, True, 1, None),
+    "max_output_chars": (4000, True, 100, 1_000_000),
+    "concurrency": (4, True, 1, MAX_CONCURRENCY),
+    "deadline": (600.0, False, 0.001, None),
+    "budget_usd": (None, False, 0.0, None),
+    "sub_context_chars": (6000, True, 100, None),
+    "history_turns": (4, True, 1, None),
+    "root_max_tokens": (None, True, 1, None),
+    "sub_max_tokens": (None, True, 1, None),
+    "repl_timeout": (30.0, False, 0.001, None),
+    "repl_memory_mb": (1024, True, 64, MAX_REPL_MEMORY_MB),
+    "temperature": (None, False, 0.0, None),
+    "fallback_after": (2, True, -1, None),
+    "fallback_chunks": (4, True, 1, None),
 }
 
 
@@ -61,8 +68,8 @@ class RlmStep(Step):
                 node, "context", f"{where}.context", "must be input (the last user message) or conversation"
             )
         step.numbers = {
-            key: pc.number(node, key, where, default, integer=integer, minimum=minimum)
-            for key, (default, integer, minimum) in _NUMBERS.items()
+            key: pc.number(node, key, where, default, integer=integer, minimum=minimum, maximum=maximum)
+            for key, (default, integer, minimum, maximum) in _NUMBERS.items()
         }
         return step
 
