@@ -111,6 +111,10 @@ class FanoutFailed(CompositeError):
         )
 
 
+class PatternTimeout(CompositeError):
+    """A regular expression from a data file ran over its time limit (catastrophic backtracking)."""
+
+
 class TemplateRenderError(CompositeError):
     """A template failed while rendering (e.g. a bad filter argument at run time)."""
 
