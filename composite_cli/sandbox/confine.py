@@ -3,7 +3,8 @@
 This runs in a fresh `python -I -S` started by the parent, before any model-written code exists.
 It uses ctypes to apply what the kernel offers, in this order:
 
-1. parent-death signal (the REPL dies with the parent), channel moved to fd 3;
+1. parent-death signal (the REPL dies with the parent), channel moved to fd 3; into the cgroup
+   the parent made for this REPL (memory and task limits, `cgroup.py`), where there is one;
 2. a new, empty network namespace (`unshare(CLONE_NEWNET)`; unprivileged: inside a new user
    namespace), so there is no route anywhere, loopback included;
 3. `PR_SET_NO_NEW_PRIVS`;
@@ -35,6 +36,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from composite_cli.sandbox.cgroup import join as join_cgroup
 from composite_cli.sandbox.seccomp_filter import AUDIT_ARCH, build_program
 
 CHANNEL_FD = 3
@@ -318,6 +320,12 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(CHANNEL_FD, True)
 
     layers: dict[str, str] = {}
+    # First, while /sys is still writable to us: into the cgroup the parent made and limited.
+    layers["cgroup"] = config["cgroup"]["report"]
+    try:
+        join_cgroup(config["cgroup"]["join"])
+    except OSError as exc:
+        layers["cgroup"] = f"unavailable: could not join the REPL's cgroup ({exc.strerror})"
     mounts_private = False
 
     def namespaces() -> str:
@@ -355,7 +363,6 @@ def main(argv: list[str]) -> None:
         if not layers["syscalls"].startswith("unavailable")
         else "unavailable: no seccomp"
     )
-    layers["cgroup"] = config["cgroup"]
 
     stage2 = dict(config["stage2"], layers=layers, fd=CHANNEL_FD)
     python = config["python"]

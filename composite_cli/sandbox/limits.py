@@ -38,6 +38,8 @@ class SandboxLimits:
     # RLIMIT_NPROC counts every process of the user, so any value below that count (0 by default)
     # means the REPL can start no process and no thread at all.
     max_processes: int = 0
+    # pids.max of the REPL's cgroup (where one is usable): processes and threads together.
+    max_pids: int = 64
     max_message_mb: int = 64
     interrupt_grace_s: float = 2.0
     start_timeout_s: float = 30.0

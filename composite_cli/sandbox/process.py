@@ -17,6 +17,7 @@ import tempfile
 import weakref
 from typing import Any
 
+from composite_cli.sandbox import cgroup
 from composite_cli.sandbox.limits import SandboxLimits
 from composite_cli.sandbox.protocol import FrameError, read_frame
 
@@ -25,6 +26,7 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(PACKAGE_DIR))
 PYTHON_FLAGS = ["-I", "-S", "-B", "-X", "utf8"]
 STDERR_TAIL_BYTES = 8192
 STACK_BYTES = 64 * 1024 * 1024  # the REPL's RLIMIT_STACK (deep recursion; see child.py)
+CGROUP_REMOVE_TRIES = 200  # 10 ms apart: a killed process leaves its cgroup within milliseconds
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -85,24 +87,23 @@ def package_dirs() -> list[str]:
     return _existing([os.path.realpath(p) for p in found])
 
 
-def cgroup_report() -> str:
-    """Which cgroup layer this machine offers (memory and process count per REPL)."""
+def repl_cgroup(limits: SandboxLimits) -> tuple[cgroup.ReplCgroup | None, str]:
+    """A cgroup for one REPL with its limits set, and the report; (None, why) where there is none."""
     try:
-        with open("/proc/self/mountinfo") as f:
-            mounts = {parts[4]: line.split(" - ", 1)[1].split()[0] for line in f if (parts := line.split())}
-    except (OSError, IndexError):
-        return "unavailable (no /proc/self/mountinfo)"
-    kind = mounts.get("/sys/fs/cgroup")
-    if kind is None:
-        return "unavailable (no cgroup filesystem)"
-    if kind != "cgroup2":
-        return "unavailable (v1)"
-    if not os.access("/sys/fs/cgroup", os.W_OK):
-        return "unavailable (v2, not writable)"
-    return "unavailable (v2 delegation not used yet)"
+        made = cgroup.create(limits.memory_mb, limits.max_pids)
+    except cgroup.CgroupUnavailable as exc:
+        return None, f"unavailable ({exc})"
+    return made, made.report()
 
 
-def _confine_config(limits: SandboxLimits, workdir: str, fd: int, python: str) -> dict[str, Any]:
+def _confine_config(
+    limits: SandboxLimits,
+    workdir: str,
+    fd: int,
+    python: str,
+    repl_group: cgroup.ReplCgroup | None = None,
+    cgroup_state: str = "unavailable (not requested)",
+) -> dict[str, Any]:
     paths = _base_paths()
     stdlib = [paths["stdlib"], paths["platstdlib"]]
     extension_dir = sysconfig.get_config_var("DESTSHARED") or os.path.join(paths["platstdlib"], "lib-dynload")
@@ -131,7 +132,7 @@ def _confine_config(limits: SandboxLimits, workdir: str, fd: int, python: str) -
         "bootstrap": _bootstrap("child"),
         "workdir": workdir,
         "disk": {"mb": limits.max_disk_mb, "files": limits.max_files, "file_mb": limits.max_file_mb},
-        "cgroup": cgroup_report(),
+        "cgroup": {"join": repl_group.join_files if repl_group else [], "report": cgroup_state},
         "landlock_read": _existing(
             [
                 *stdlib,
@@ -173,6 +174,7 @@ class ChildProcess:
         self.tasks: list[asyncio.Task[None]] = []
         self.killed_by_us = False
         self.disposed = False
+        self.cgroup: cgroup.ReplCgroup | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -198,7 +200,10 @@ class ChildProcess:
         self.directory = tempfile.mkdtemp(prefix="composite-rlm-", dir=self.tmp_root)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         python = python_executable()
-        config = _confine_config(self.limits, self.directory, child_sock.fileno(), python)
+        self.cgroup, cgroup_state = repl_cgroup(self.limits)
+        config = _confine_config(
+            self.limits, self.directory, child_sock.fileno(), python, self.cgroup, cgroup_state
+        )
         try:
             self.process = await asyncio.create_subprocess_exec(
                 python,
@@ -216,11 +221,15 @@ class ChildProcess:
             )
         except BaseException:
             parent_sock.close()
+            if self.cgroup is not None:
+                self.cgroup.remove()
             raise
         finally:
             child_sock.close()
         # If the owner forgets close() (or the interpreter exits), still kill and clean up.
-        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.process, self.directory)
+        self._finalizer = weakref.finalize(
+            self, _emergency_cleanup, self.process, self.directory, self.cgroup
+        )
         reader, self.writer = await asyncio.open_unix_connection(sock=parent_sock)
         self.tasks = [
             asyncio.create_task(self._read_frames(reader)),
@@ -314,18 +323,37 @@ class ChildProcess:
                 await task
         if self.directory:
             remove_tree(self.directory)
+        await self._remove_cgroup()
         if self._finalizer is not None:
             self._finalizer.detach()
+
+    async def _remove_cgroup(self) -> None:
+        """Remove the REPL's cgroup once its processes are gone (they leave it shortly after)."""
+        if self.cgroup is None:
+            return
+        for _ in range(CGROUP_REMOVE_TRIES):
+            if self.cgroup.remove(0.0):
+                return
+            await asyncio.sleep(0.01)
+        self.cgroup.remove(1.0)
+
+    def out_of_memory(self) -> bool:
+        """Whether the kernel killed a process in the REPL's cgroup for going over its memory."""
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
     def stderr_text(self) -> str:
         return self.stderr_tail.decode("utf-8", "replace").strip()
 
 
-def _emergency_cleanup(process: asyncio.subprocess.Process, workdir: str) -> None:
+def _emergency_cleanup(
+    process: asyncio.subprocess.Process, workdir: str, repl_group: cgroup.ReplCgroup | None
+) -> None:
     if process.returncode is None:
         with contextlib.suppress(OSError):
             os.killpg(process.pid, signal.SIGKILL)
     remove_tree(workdir)
+    if repl_group is not None:
+        repl_group.remove()
 
 
 def remove_tree(path: str) -> None:

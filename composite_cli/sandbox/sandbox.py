@@ -398,6 +398,11 @@ class Sandbox:
             sig = -code
             if sig == signal.SIGKILL:
                 limit = self.limits.memory_mb
+                if child.out_of_memory():
+                    return (
+                        f"MemoryError: the REPL process was killed for going over its memory limit "
+                        f"({limit} MB, the files in its directory included)"
+                    )
                 return f"MemoryError: the REPL process was killed (likely out of memory; limit {limit} MB)"
             if sig == signal.SIGXCPU:
                 total = self.limits.process_cpu_s
