@@ -5,6 +5,7 @@ no call elsewhere, and no nesting in them crashes a command. Each refusal is one
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from composite_cli.cli.main import app
+from composite_cli.engine.spec import parse_mode
+from composite_cli.errors import PatternTimeout
 from composite_cli.evals.scorers import custom
 
 TRAP = """\
@@ -256,3 +259,33 @@ def test_deep_eval_line_through_the_console_script(isolated_home: Path) -> None:
     assert proc.stderr.splitlines() == [
         f"{path}:1: nested deeper than 100 levels (the limit for an eval line)"
     ]
+
+
+# --------------------------------------------------------------------------- patterns from data files
+
+
+def test_an_eval_pattern_that_backtracks_without_end_is_that_cases_error(isolated_home: Path) -> None:
+    """`(.|..)+\\d` on the dry answer would run for hours under `re`; here it is one case's error."""
+    path = eval_file(
+        isolated_home / "e.jsonl",
+        {"input": "hi", "expected": "dry run", "scorer": "regex"},
+        {"input": "hi", "scorer": "regex", "pattern": r"(.|..)+\d"},
+    )
+    result = run_eval(path, "--json", "--no-cache")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["modes"][0]
+    assert (report["n"], report["errors"]) == (2, 1), report
+    db = sqlite3.connect(isolated_home / "traces.db")
+    (error,) = [row[0] for row in db.execute("select error from eval_results where error is not null")]
+    assert error.startswith("scoring failed: PatternTimeout: pattern '(.|..)+\\\\d' took over 1s"), error
+
+
+def test_a_mode_pattern_that_backtracks_without_end_is_bounded() -> None:
+    spec = parse_mode(
+        "name: m\nsteps:\n  - id: d\n    kind: call\n    model: strong\n"
+        "  - id: c\n    kind: reflect\n    model: judge\n    draft: d\n    ok_when: '(a|aa)+$'\n"
+    )
+    step = spec.steps[1]
+    assert step.ok_when.search("AAAA") and not step.ok_when.search("b")  # ok_when ignores case
+    with pytest.raises(PatternTimeout, match=r"pattern '\(a\|aa\)\+\$' took over 1s on a 61-character text"):
+        step.ok_when.search("a" * 60 + "b")

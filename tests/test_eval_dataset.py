@@ -190,7 +190,7 @@ BAD_LINES: list[tuple[str, Any, str]] = [
     (
         "regex_bad_pattern",
         {"id": "x", "input": "q", "expected": "a", "scorer": "regex", "pattern": "(a"},
-        "scorer 'regex': invalid pattern '(a': missing ), unterminated subpattern at position 0",
+        "scorer 'regex': invalid pattern '(a': missing ) at position 2",
     ),
     (
         "json_needs_fields",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from composite_cli.engine.prompts import CRITIQUE
@@ -11,6 +10,7 @@ from composite_cli.engine.spec import ParseContext
 from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
 from composite_cli.engine.templates import Template
 from composite_cli.engine.values import TextValue
+from composite_cli.patterns import DataPattern, PatternError, compile_pattern
 from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class ReflectStep(Step):
     FIELDS = COMMON_FIELDS | CALL_FIELDS | {"draft", "ok_when"}
     settings: CallSettings
     draft: str
-    ok_when: re.Pattern[str]
+    ok_when: DataPattern
 
     @classmethod
     def parse(
@@ -38,10 +38,10 @@ class ReflectStep(Step):
             step.settings.prompt = Template.compile(CRITIQUE, names)
         pattern = pc.string(node, "ok_when", where) or r"\bNO ISSUES\b"
         try:
-            step.ok_when = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
+            step.ok_when = compile_pattern(pattern, "i")  # from a mode file: matches are time-bounded
+        except PatternError as exc:
             pc.error(node, "ok_when", f"{where}.ok_when", f"invalid regular expression: {exc}")
-            step.ok_when = re.compile(r"\bNO ISSUES\b", re.IGNORECASE)
+            step.ok_when = compile_pattern(r"\bNO ISSUES\b", "i")
         return step
 
     def aliases(self) -> list[str]:

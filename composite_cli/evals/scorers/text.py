@@ -12,6 +12,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.evals.scorers.base import JudgeFn, Score, Scorer, answer_text, shorten
+from composite_cli.patterns import FLAGS, PatternError, compile_pattern
 
 if TYPE_CHECKING:
     from composite_cli.evals.dataset import EvalCase
@@ -120,8 +121,6 @@ class ContainsScorer(Scorer):
 
 # --------------------------------------------------------------------------- regex
 
-_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
-
 
 def _regex_patterns(expected: Any, options: dict[str, Any]) -> list[str]:
     pattern = options.get("pattern", expected)
@@ -129,10 +128,11 @@ def _regex_patterns(expected: Any, options: dict[str, Any]) -> list[str]:
 
 
 class RegexScorer(Scorer):
-    """A pattern is found in the answer (`re.search` on the raw text, think blocks removed).
+    """A pattern is found in the answer (a search on the raw text, think blocks removed).
 
     The pattern is option `pattern`, else `expected` (a string or a list: any may match); option
-    `flags` is a string of letters from "imsx".
+    `flags` is a string of letters from "imsx". Patterns come from eval files, so each match is
+    bounded in time (composite_cli/patterns.py).
     """
 
     name = "regex"
@@ -140,7 +140,7 @@ class RegexScorer(Scorer):
 
     def check(self, expected: Any, options: dict[str, Any]) -> str | None:
         flags = options.get("flags", "")
-        if not isinstance(flags, str) or set(flags) - set(_FLAGS):
+        if not isinstance(flags, str) or set(flags) - set(FLAGS):
             return f"flags must be a string of letters from 'imsx', got {flags!r}"
         source = options.get("pattern", expected)
         if isinstance(source, str):
@@ -149,23 +149,16 @@ class RegexScorer(Scorer):
             return "needs a pattern: option pattern, or expected as a string or a list of strings"
         for pattern in source:
             try:
-                re.compile(pattern, self._flags(flags))
-            except re.error as exc:
+                compile_pattern(pattern, flags)
+            except PatternError as exc:
                 return f"invalid pattern {pattern!r}: {exc}"
         return None
 
-    @staticmethod
-    def _flags(letters: str) -> int:
-        value = 0
-        for letter in letters:
-            value |= _FLAGS[letter]
-        return value
-
     async def score(self, case: EvalCase, message: dict[str, Any], judge: JudgeFn | None = None) -> Score:
         text = answer_text(message)
-        flags = self._flags(case.options.get("flags", ""))
+        flags = case.options.get("flags", "")
         for pattern in _regex_patterns(case.expected, case.options):
-            found = re.search(pattern, text, flags)
+            found = compile_pattern(pattern, flags).search(text)
             if found:
                 return Score(1.0, f"/{pattern}/ matched {shorten(found.group())}")
         return Score(0.0, f"no match for {shorten(_regex_patterns(case.expected, case.options))}")
