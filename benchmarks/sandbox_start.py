@@ -113,11 +113,8 @@ async def main() -> None:
         return
     for title, report in reports.items():
         if title == "cgroup create+remove":
-            text = (
-                report
-                if isinstance(report, str)
-                else f"median {report['median_ms']} ms, p90 {report['p90_ms']} ms"
-            )
+            figures = report if isinstance(report, dict) else {}
+            text = f"median {figures['median_ms']} ms, p90 {figures['p90_ms']} ms" if figures else str(report)
             print(f"{title}: {text}")
         else:
             assert isinstance(report, dict)
