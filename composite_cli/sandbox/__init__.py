@@ -44,7 +44,11 @@ calls a Python REPL needs; calls that can reach another process (signals, prlimi
 scheduling and priority) only on the REPL itself, and resource limits cannot be changed at all;
 no processes or threads, no sockets but its channel, no ptrace, process_vm, pidfd or
 memfd_create. No capabilities and no way to gain privileges; rlimits on memory (1 GiB by
-default), CPU time, file size and open files. Python layer: an audit hook, installed first,
+default), CPU time, file size and open files. Where a cgroup is usable (v2 with the memory
+and pids controllers delegated, or writable v1 memory and pids hierarchies), the REPL runs in a
+cgroup of its own, joined before anything else and removed on close: its memory limit (the same
+1 GiB) counts the files in its working directory too, swap adds nothing, and pids.max (64 by
+default) bounds its processes and threads; it can neither change those limits nor leave. Python layer: an audit hook, installed first,
 refuses starting programs, networking, ctypes and other native-code doors, writes outside the
 working directory and reads outside the standard library, with a clear PermissionError: it
 gives friendly errors, it is not the boundary. Nothing in Python refers to the hook once it is
@@ -66,8 +70,10 @@ vulnerability, or a memory-corruption bug in CPython or a standard-library exten
 can defeat it. The kernel layers are best effort: where namespaces, Landlock or seccomp are
 unavailable (older kernels, some container runtimes) only what remains holds, and
 `Sandbox.isolation` says so (`require_kernel_isolation` refuses to start in that case). Without
-a mount namespace the disk is bounded per file only. cgroups are not used yet (memory is bounded
-by RLIMIT_AS, and memfd is refused so that it sees all of it). Model code can read the standard
+a mount namespace the disk is bounded per file only. Where no cgroup is usable (v2 without
+delegation, a read-only cgroup filesystem) memory is bounded by RLIMIT_AS alone, which sees the
+REPL's own allocations (memfd is refused) but not the files in its tmpfs, and `Sandbox.isolation`
+says why; `require_kernel_isolation` does not require a cgroup. Model code can read the standard
 library and learn harmless facts about the machine (CPU count, time, kernel version, the names
 of installed packages, not their contents); it can use CPU, memory and disk up to its limits;
 it can print anything, including text that imitates the parent's prompts; and it can make as
