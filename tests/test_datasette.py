@@ -281,7 +281,7 @@ async def test_mode_stats_counts_partial_runs_and_run_summary_says_why(tmp_path)
         mp.setattr("composite_cli.traces.migrations.MIGRATIONS", before)
         apply_migrations(db)
     assert "partial" not in db["mode_stats"].columns_dict
-    assert apply_migrations(db) == ["m006_partial_in_views"]
+    assert apply_migrations(db) == [n for n, _ in MIGRATIONS if n >= "m006"]
     cap = "max_iterations (8)"
     for i, (status, stopped_by) in enumerate(
         [("ok", None), ("partial", cap), ("partial", cap), ("error", None), ("running", None)]
@@ -475,6 +475,233 @@ def test_shipped_metadata_file():
     for name, query in meta["queries"].items():
         assert query["title"] and query["description"] and query["sql"].lstrip().startswith("select"), name
     assert set(metadata_for(["x", "y"])["databases"]) == {"x", "y"}
+
+
+# -- outputs on a run's page, a step's page, links, costs, errors, legend -----------------------------
+
+
+def details(html: str) -> dict[str, str]:
+    """The run page's output sections: step id -> the <details> element's HTML."""
+    section = html[html.index('id="composite-outputs"') :]
+    return {
+        m.group(1): m.group(0)
+        for m in re.finditer(
+            r'<details class="cs-step[^"]*" data-step-id="([^"]+)".*?</details>', section, re.S
+        )
+    }
+
+
+async def test_run_page_shows_what_each_step_said_under_the_timeline(traces):
+    path, ids = traces
+    ds = Datasette([str(path)])
+    html = (await get(ds, f"/traces/runs/{ids['moa']}")).text
+    steps = rows(path, "select * from steps where run_id = ?", ids["moa"])
+    parents = {s["parent_id"] for s in steps}
+    calls = [s for s in steps if s["kind"] == "llm"]
+    shown = details(html)
+    # Every model call (3 experts, 3 refiners, the aggregator) once; no step that only gathers them.
+    assert (
+        set(shown)
+        == {s["id"] for s in calls}
+        == {s["id"] for s in steps if s["id"] not in parents and s["output"]}
+    )
+    for call in calls:
+        assert f"{call['name']}: Paris" in shown[call["id"]] and " open" in shown[call["id"]].split(">")[0]
+        assert f'href="/traces/steps/{call["id"]}"' in shown[call["id"]]
+    experts = [s for s in calls if s["name"] in ("analyst", "teacher", "skeptic")]
+    assert len(experts) == 6  # two layers
+    assert html.index('id="composite-timeline"') < html.index('id="composite-outputs"')
+    assert html.index('id="composite-outputs"') < html.index('<table class="rows-and-columns">')
+    final = re.search(r'<details open class="cs-final" id="composite-final-answer">.*?</details>', html, re.S)
+    run = rows(path, "select output from runs where id = ?", ids["moa"])[0]
+    assert final and run["output"] in final.group(0)
+
+
+async def test_run_page_shows_a_failed_steps_error_once(traces):
+    path, _ = traces
+    ds = Datasette([str(path)])
+    run = rows(path, "select id from runs where status = 'error'")[0]
+    html = (await get(ds, f"/traces/runs/{run['id']}")).text
+    (shown,) = details(html).values()  # the model call that failed, not the call step above it
+    assert "APIConnectionError: network down" in shown
+    assert "litellm.APIConnectionError" not in html
+
+
+async def test_step_page_puts_output_and_request_first(traces):
+    path, ids = traces
+    ds = Datasette([str(path)])
+    step = rows(
+        path, "select * from steps where run_id = ? and kind = 'llm' and name = 'analyst'", ids["moa"]
+    )[0]
+    html = (await get(ds, f"/traces/steps/{step['id']}")).text
+    order = [
+        'id="composite-step-output"',
+        'id="composite-step-messages"',
+        'id="composite-step-request"',
+        'id="composite-step-response"',
+        'id="composite-timeline"',
+        '<table class="rows-and-columns">',
+    ]
+    positions = [html.index(marker) for marker in order]
+    assert positions == sorted(positions), order
+    output = re.search(r'id="composite-step-output">.*?</details>', html, re.S)
+    assert output and "analyst: Paris" in output.group(0)
+    messages = re.search(r'id="composite-step-messages">.*?</details>', html, re.S)
+    assert messages and "Capital of France?" in messages.group(0)
+    # The table below repeats the long columns only as a preview.
+    table = html[html.index('<table class="rows-and-columns">') :]
+    cell = re.search(r'<td class="col-request_json[^"]*">(.*?)</td>', table, re.S)
+    assert cell and len(cell.group(1)) < 2 * composite_plugin.TABLE_PREVIEW_CHARS
+    assert "(shown above)" in cell.group(1)
+
+
+async def test_run_and_step_ids_in_views_and_canned_queries_are_links(traces):
+    path, ids = traces
+    ds = Datasette([str(path)])
+    run_link = f'href="/traces/runs/{ids["moa"]}"'
+    assert run_link in (await get(ds, "/traces/run_summary")).text
+    assert run_link in (await get(ds, "/traces/slowest_runs?mode=")).text
+    assert f'href="/traces/runs/{ids["think"]}"' in (await get(ds, "/traces/tool_using_requests")).text
+    (failed,) = rows(
+        path,
+        "select s.id, s.run_id from steps s where s.status = 'error' and s.kind = 'llm'",
+    )
+    page = (await get(ds, "/traces/failed_steps?mode=")).text
+    assert (
+        f'href="/traces/steps/{failed["id"]}"' in page and f'href="/traces/runs/{failed["run_id"]}"' in page
+    )
+    assert f'href="/traces/eval_runs/{ids["eval"]}"' in (await get(ds, "/traces/eval_comparison")).text
+    # Any SQL: run_id and step-like columns are links too.
+    sql = (await get(ds, "/traces?sql=select+run_id,+parent_id+from+steps+where+parent_id+is+not+null")).text
+    assert run_link in sql and 'href="/traces/steps/' in sql
+    # A table's own foreign keys are still Datasette's links (with their labels).
+    steps_page = (await get(ds, f"/traces/steps?run_id={ids['moa']}")).text
+    assert f'href="/traces/runs/{ids["moa"]}">moa-v1</a>' in steps_page  # the run's label
+
+
+async def test_failed_steps_has_one_line_per_failure(traces):
+    path, _ = traces
+    ds = Datasette([str(path)])
+    failed = await get_json(ds, "/traces/failed_steps")
+    error_runs = rows(path, "select id from runs where status = 'error'")
+    # The failed model call; not again its `call` step, which failed because of it.
+    assert len(failed) == len(error_runs) == 1
+    assert failed[0]["kind"] == "llm"
+
+
+def _noisy_copy(path: Path, tmp_path: Path) -> Path:
+    """A copy of the trace database with a float-noise cost and a triple-wrapped error."""
+    copy = tmp_path / "traces.db"
+    shutil.copy(path, copy)
+    conn = sqlite3.connect(copy)
+    conn.execute("update runs set cost_usd = 0.0005399999999999999")
+    conn.execute(
+        "update steps set error = 'InternalServerError: litellm.InternalServerError: "
+        "InternalServerError: upstream said no' where status = 'error'"
+    )
+    conn.commit()
+    conn.close()
+    return copy
+
+
+async def test_costs_are_rounded_for_display_only(traces, tmp_path):
+    path, ids = traces
+    ds = Datasette([str(_noisy_copy(path, tmp_path))])
+    for page in (
+        "/traces/run_summary",
+        "/traces/slowest_runs?mode=",
+        f"/traces/runs/{ids['moa']}",
+        "/traces/mode_stats",
+    ):
+        html = (await get(ds, page)).text
+        assert "0.00054" in html and "0.0005399999" not in html, page
+    (data,) = await get_json(ds, f"/traces/runs?id={ids['moa']}")
+    assert data["cost_usd"] == 0.0005399999999999999  # the data keeps the exact value
+
+
+async def test_errors_are_shown_once_not_triple_wrapped(traces, tmp_path):
+    path, _ = traces
+    ds = Datasette([str(_noisy_copy(path, tmp_path))])
+    run = rows(path, "select id from runs where status = 'error'")[0]
+    step = rows(path, "select id from steps where status = 'error' and kind = 'llm'")[0]
+    for page in (
+        "/traces/failed_steps?mode=",
+        f"/traces/runs/{run['id']}",
+        f"/traces/steps/{step['id']}",
+        "/traces/steps",
+    ):
+        html = (await get(ds, page)).text
+        assert "InternalServerError: upstream said no" in html, page
+        assert "litellm.InternalServerError" not in html, page
+
+
+def test_plain_error_and_format_cost():
+    from composite_cli.datasette.display import format_cost, plain_error
+
+    assert plain_error("InternalServerError: litellm.InternalServerError: InternalServerError: boom") == (
+        "InternalServerError: boom"
+    )
+    assert (
+        plain_error("APIConnectionError: litellm.APIConnectionError: network down")
+        == "APIConnectionError: network down"
+    )
+    quoted = "FanoutFailed: only 0 answered (first error: analyst: InternalServerError: litellm.InternalServerError: x)"
+    assert (
+        plain_error(quoted) == "FanoutFailed: only 0 answered (first error: analyst: InternalServerError: x)"
+    )
+    assert plain_error("ValueError: a: b") == "ValueError: a: b"
+    assert format_cost(0.0005399999999999999) == "0.00054"
+    assert format_cost(3.705e-05) == "0.00003705"
+    assert format_cost(0.0) == "0"
+    assert format_cost(12.345678) == "12.3457"
+
+
+async def test_legend_has_an_entry_for_every_bar_colour(traces):
+    from composite_cli.datasette.timeline import LEGEND
+    from composite_cli.engine.registry import known_kinds
+
+    legend_kinds = {kind for entry in LEGEND for kind in entry.kinds}
+    assert {*known_kinds(), "llm", "tool", "think", "repl"} <= legend_kinds
+    assert len({entry.colour for entry in LEGEND}) == len(LEGEND)  # one colour, one meaning
+    path, _ = traces
+    ds = Datasette([str(path)])
+    run = rows(path, "select id from runs where status = 'error'")[0]
+    html = (await get(ds, f"/traces/runs/{run['id']}")).text
+    legend = re.search(r'<p class="ct-legend">(.*?)</p>', html, re.S)
+    assert legend
+    labels = re.findall(r"</i>([^<]+)</span>", legend.group(1))
+    assert {"llm", "call", "error", "other"} <= set(labels)
+    call_colour = next(e.colour for e in LEGEND if e.label == "call")
+    assert re.search(r"\.ct-bar\.kind-call[^{]*\{ background: " + call_colour, html)
+    assert "kind-call status-error" in html
+
+
+async def test_mode_and_model_stats_say_how_many_runs_were_unpriced(tmp_path):
+    import sqlite_utils
+
+    from composite_cli.traces.migrations import apply_migrations
+
+    path = tmp_path / "traces.db"
+    db = sqlite_utils.Database(path)
+    apply_migrations(db)
+    runs = [("a", "ok", 1, 0.5), ("b", "ok", 1, None), ("c", "error", 0, None), ("d", "running", 1, None)]
+    for run_id, status, calls, cost in runs:
+        db.table("runs").insert(
+            {"id": run_id, "mode": "moa", "status": status, "calls": calls, "cost_usd": cost}
+        )
+    for i, (run_id, status, cost) in enumerate(
+        [("a", "ok", 0.5), ("b", "ok", None), ("b", "ok", None), ("b", "error", None)]
+    ):
+        db.table("steps").insert(
+            {"id": f"s{i}", "run_id": run_id, "kind": "llm", "model": "m", "status": status, "cost_usd": cost}
+        )
+    db.conn.close()
+    ds = Datasette([str(path)])
+    (mode,) = await get_json(ds, "/traces/mode_stats")
+    assert (mode["cost_usd"], mode["unpriced_runs"]) == (0.5, 1)  # b; not c (no calls) nor d (running)
+    (model,) = await get_json(ds, "/traces/model_stats")
+    assert (model["cost_usd"], model["unpriced_calls"], model["unpriced_runs"]) == (0.5, 2, 1)
+    assert "unpriced_runs" in (await get(ds, "/traces/mode_stats")).text
 
 
 # -- the timeline layout on its own ----------------------------------------------------------------

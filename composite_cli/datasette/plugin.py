@@ -2,10 +2,13 @@
 
 - metadata: titles, descriptions, facets and canned queries for every trace database, whatever
   its file name (`get_metadata`);
-- a timeline of the run's steps on a run's row page, and on a step's row page with that step
-  highlighted (`extra_template_vars` + the `row.html` template in templates/);
-- JSON columns (`request_json`, `response_json`, ...) pretty-printed on row pages and cut short
-  in tables (`render_cell`).
+- a run's row page: a timeline of the run's steps, then what each step said (expert answers,
+  critiques, the final answer) in collapsible sections; a step's row page: the step's output,
+  error, request and response first, then its run's timeline with the step highlighted
+  (`extra_template_vars` + the `row.html` template in templates/);
+- cells (`render_cell`): JSON columns pretty-printed on row pages and cut short in tables; run
+  and step ids in views and canned queries linked to their rows; costs rounded; error messages
+  with each exception name said once.
 
 Installed through the `datasette` entry point; tests and `composite traces browse` register it
 with `register()` when the entry point is not installed.
@@ -17,21 +20,45 @@ import contextvars
 import json
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from datasette import hookimpl
-from datasette.utils import tilde_encode, urlsafe_components
+from datasette.utils import tilde_decode, tilde_encode, urlsafe_components
 from jinja2 import FileSystemLoader
 from markupsafe import Markup
 
 from composite_cli.datasette import TEMPLATES_PATH, TRACE_TABLES, metadata_for
-from composite_cli.datasette.timeline import build_timeline
+from composite_cli.datasette.display import format_cost, plain_error
+from composite_cli.datasette.timeline import (
+    LEGEND,
+    OUTPUT_MAX_CHARS,
+    build_timeline,
+    format_ms,
+    step_outputs,
+)
 
 PLUGIN_NAME = "composite"
 JSON_COLUMNS = frozenset({"request_json", "response_json", "params_json", "settings"})
 TABLE_PREVIEW_CHARS = 240  # JSON cells in tables and query results
 ROW_JSON_MAX_CHARS = 200_000  # pretty JSON on a row page (the .json export has everything)
+# Columns holding the id of a row of another table, wherever they appear (views, queries, SQL).
+ID_COLUMNS = {
+    "run_id": "runs",
+    "judge_run_id": "runs",
+    "step_id": "steps",
+    "parent_id": "steps",
+    "eval_run_id": "eval_runs",
+}
+# `id` is a run's id in some views and canned queries, a step's in others.
+ID_OF = {
+    "run_summary": "runs",
+    "slowest_runs": "runs",
+    "tool_using_requests": "runs",
+    "failed_steps": "steps",
+}
+# Long text a step's page shows above its table, so the table's cells are cut short.
+SHOWN_ABOVE = {"steps": {"output", "request_json", "response_json", "scratchpad"}, "runs": {"output"}}
 _STEP_COLUMNS = (
     "id, run_id, parent_id, seq, depth, kind, name, model, status, offset_ms, latency_ms, "
     "prompt_tokens, completion_tokens, cost_usd, error"
@@ -121,17 +148,26 @@ def _on_row_page(datasette: Any, database: str, table: str | None) -> bool:
     return path.startswith(prefix) and "/" not in path[len(prefix) :]
 
 
-@hookimpl
-def render_cell(
-    row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any
-) -> Markup | str | None:
-    if column not in JSON_COLUMNS or not isinstance(value, str) or database not in trace_databases(datasette):
+def _page_name(datasette: Any, database: str, table: str | None) -> str | None:
+    """The table, view or canned query this page shows (render_cell gets no name for a query)."""
+    if table:
+        return table
+    path = _request_path.get() or ""
+    prefix = datasette.urls.database(database) + "/"
+    if not path.startswith(prefix):
         return None
-    text = value.strip()
-    if not text.startswith(("{", "[")):
-        return None
-    if not _on_row_page(datasette, database, table):
-        return text if len(text) <= TABLE_PREVIEW_CHARS else text[:TABLE_PREVIEW_CHARS] + "…"
+    rest = path[len(prefix) :]
+    return tilde_decode(rest) if rest and "/" not in rest else None
+
+
+def _link(datasette: Any, database: str, table: str, value: str) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(
+        datasette.urls.row(database, table, tilde_encode(value)), value
+    )
+
+
+def pretty_json(text: str) -> Markup | None:
+    """JSON text indented in a <pre>, cut at ROW_JSON_MAX_CHARS; None when it is not JSON."""
     try:
         pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
@@ -143,32 +179,149 @@ def render_cell(
     return Markup('<pre class="composite-json">{}{}</pre>').format(pretty, more)
 
 
+def _preview(text: str) -> str:
+    return text if len(text) <= TABLE_PREVIEW_CHARS else text[:TABLE_PREVIEW_CHARS] + "…"
+
+
+@hookimpl
+def render_cell(
+    row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any
+) -> Markup | str | None:
+    if database not in trace_databases(datasette):
+        return None
+    if isinstance(value, float) and column.endswith("cost_usd"):
+        return format_cost(value)
+    if not isinstance(value, str) or not value:
+        return None
+    name = _page_name(datasette, database, table)
+    # (A table's foreign key arrives here as a dict when Datasette links it itself.)
+    if column in ID_COLUMNS:
+        return _link(datasette, database, ID_COLUMNS[column], value)
+    if column == "id" and name in ID_OF:
+        return _link(datasette, database, ID_OF[name], value)
+    if column == "error" or column.endswith("_error"):
+        plain = plain_error(value)
+        return plain if plain != value else None
+    on_row_page = _on_row_page(datasette, database, table)
+    if on_row_page and column in SHOWN_ABOVE.get(table or "", ()):
+        return _preview(value.strip()) + (
+            " (shown above)" if len(value.strip()) > TABLE_PREVIEW_CHARS else ""
+        )
+    if column not in JSON_COLUMNS:
+        return None
+    text = value.strip()
+    if not text.startswith(("{", "[")):
+        return None
+    if not on_row_page:
+        return _preview(text)
+    return pretty_json(text)
+
+
+def _messages(request_json: str | None) -> list[dict[str, str]]:
+    """A request's messages as (role, text) for reading; [] when the request is not that shape."""
+    try:
+        request = json.loads(request_json or "")
+    except ValueError:
+        return []
+    messages = request.get("messages") if isinstance(request, dict) else None
+    if not isinstance(messages, list):
+        return []
+    found = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return []
+        content = message.get("content")
+        text = content if isinstance(content, str) else json.dumps(content, indent=2, ensure_ascii=False)
+        if message.get("tool_calls"):
+            text = (text + "\n" if content else "") + json.dumps(
+                message["tool_calls"], indent=2, ensure_ascii=False
+            )
+        found.append({"role": str(message.get("role") or "?"), "text": text[:ROW_JSON_MAX_CHARS]})
+    return found
+
+
+async def _step_vars(db: Any, step_id: str) -> dict[str, Any]:
+    """A step's own page, first: what it said (output or error), what it was asked, the response."""
+    found = (
+        await db.execute(
+            "select kind, name, model, status, latency_ms, prompt_tokens, completion_tokens, "
+            "cost_usd, retries, output, error, request_json, response_json, scratchpad "
+            "from steps where id = ?",
+            [step_id],
+        )
+    ).first()
+    if found is None:
+        return {}
+    step = dict(found)
+    return {
+        "composite_step": {
+            **{k: step[k] for k in ("kind", "name", "model", "status", "retries", "scratchpad")},
+            "duration": format_ms(step["latency_ms"]) if step["latency_ms"] is not None else "running",
+            "tokens": (step["prompt_tokens"] or 0) + (step["completion_tokens"] or 0),
+            "cost": None if step["cost_usd"] is None else format_cost(float(step["cost_usd"])),
+            "output": step["output"] or "",
+            "error": plain_error(step["error"]) if step["error"] else None,
+            "messages": _messages(step["request_json"]),
+            "request": pretty_json(step["request_json"]) if step["request_json"] else None,
+            "response": pretty_json(step["response_json"]) if step["response_json"] else None,
+        }
+    }
+
+
 async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> dict[str, Any]:
     db = datasette.get_database(database)
     highlight = None
     run_id = pk
+    found: dict[str, Any] = {}
     if table == "steps":
-        found = (await db.execute("select run_id from steps where id = ?", [pk])).first()
-        if found is None:
+        row = (await db.execute("select run_id from steps where id = ?", [pk])).first()
+        if row is None:
             return {}
-        run_id, highlight = found[0], pk
-    runs = (await db.execute("select id, latency_ms, status from runs where id = ?", [run_id])).rows
-    steps = (
+        run_id, highlight = row[0], pk
+        found.update(await _step_vars(db, pk))
+    runs = (
         await db.execute(
-            f"select {_STEP_COLUMNS} from steps where run_id = ? order by offset_ms, seq",  # noqa: S608
-            [run_id],
+            "select id, latency_ms, status, substr(output, 1, ?) as output, error from runs where id = ?",
+            [OUTPUT_MAX_CHARS, run_id],
         )
     ).rows
+    steps: list[Mapping[str, Any]] = [
+        dict(s)
+        for s in (
+            await db.execute(
+                f"select {_STEP_COLUMNS} from steps where run_id = ? order by offset_ms, seq",  # noqa: S608
+                [run_id],
+            )
+        ).rows
+    ]
     if not steps:
-        return {}
-    timeline = build_timeline(
-        dict(runs[0]) if runs else None,
-        [dict(s) for s in steps],
-        step_url=lambda step_id: datasette.urls.row(database, "steps", tilde_encode(step_id)),
+        return found
+
+    def step_url(step_id: str) -> str:
+        return str(datasette.urls.row(database, "steps", tilde_encode(step_id)))
+
+    run = dict(runs[0]) if runs else None
+    found["composite_timeline"] = build_timeline(
+        run,
+        steps,
+        step_url=step_url,
         run_url=datasette.urls.row(database, "runs", tilde_encode(run_id)) if highlight else None,
         highlight=highlight,
     )
-    return {"composite_timeline": timeline}
+    if table == "runs":
+        said = await db.execute(
+            "select id, substr(output, 1, ?) as output, length(output) as output_chars, error from steps "
+            "where run_id = ? and (length(output) > 0 or error is not null)",
+            [OUTPUT_MAX_CHARS + 1, run_id],
+        )
+        found["composite_outputs"] = step_outputs(
+            steps, {r["id"]: dict(r) for r in said.rows}, step_url=step_url
+        )
+        found["composite_run"] = {
+            "output": (run or {}).get("output") or "",
+            "error": plain_error(run["error"]) if run and run.get("error") else None,
+        }
+    return found
 
 
 @hookimpl
@@ -185,7 +338,7 @@ def extra_template_vars(
         return None
 
     async def inner() -> dict[str, Any]:
-        found: dict[str, Any] = {"composite_trace_db": True}
+        found: dict[str, Any] = {"composite_trace_db": True, "composite_legend": LEGEND}
         if view_name == "row" and table in ("runs", "steps") and request is not None:
             pks = urlsafe_components(request.url_vars.get("pks", ""))
             if len(pks) == 1 and pks[0]:

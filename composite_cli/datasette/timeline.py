@@ -9,7 +9,39 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from composite_cli.datasette.display import format_cost, plain_error
+
 MAX_BARS = 1000
+OUTPUT_MAX_CHARS = 20_000  # of one step's output on a run's page (the step's page has all of it)
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    """One bar colour and the step kinds drawn in it (`kinds` empty: a look, not a kind)."""
+
+    label: str
+    colour: str
+    kinds: tuple[str, ...] = ()
+
+
+# Every bar colour of the timeline: the style sheet is made from this table, and the legend lists
+# it, so the two cannot disagree. A kind not listed is drawn in OTHER_COLOUR.
+KIND_COLOURS: tuple[LegendEntry, ...] = (
+    LegendEntry("llm", "#3b7dd8", ("llm",)),
+    LegendEntry("call", "#4a5d7e", ("call",)),
+    LegendEntry("fanout", "#8e5ad6", ("fanout",)),
+    LegendEntry("synthesize / vote", "#1f9e89", ("synthesize", "vote")),
+    LegendEntry("loop / reflect / if", "#6b8e23", ("loop", "reflect", "if")),
+    LegendEntry("tool / think", "#e08a1e", ("tool", "think")),
+    LegendEntry("rlm / repl", "#c2477e", ("rlm", "repl")),
+)
+OTHER_COLOUR = "#8a8a8a"
+ERROR_COLOUR = "#d83b3b"
+LEGEND: tuple[LegendEntry, ...] = (
+    *KIND_COLOURS,
+    LegendEntry("other", OTHER_COLOUR),
+    LegendEntry("error", ERROR_COLOUR),
+)
 
 
 def format_ms(value: float | None) -> str:
@@ -112,11 +144,11 @@ def _tooltip(step: Mapping[str, Any], start: float, duration: float | None) -> s
     if step.get("prompt_tokens") or step.get("completion_tokens"):
         parts.append(f"{step.get('prompt_tokens') or 0}+{step.get('completion_tokens') or 0} tok")
     if step.get("cost_usd") is not None:
-        parts.append(f"${step['cost_usd']:.6f}")
+        parts.append(f"${format_cost(float(step['cost_usd']))}")
     if step.get("cached"):
         parts.append("cached")
     if step.get("error"):
-        parts.append(f"error: {str(step['error'])[:200]}")
+        parts.append(f"error: {plain_error(str(step['error']))[:200]}")
     return " · ".join(parts)
 
 
@@ -178,3 +210,63 @@ def build_timeline(
         "errors": sum(1 for s in steps if s.get("status") == "error"),
     }
     return timeline
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one step said, for the run's page: its answer (or its error), with a link to it."""
+
+    step_id: str
+    kind: str
+    name: str
+    model: str | None
+    status: str
+    level: int
+    url: str
+    duration_label: str
+    output: str
+    more_chars: int  # characters cut off (see the step's page)
+    error: str | None
+
+
+def step_outputs(
+    steps: list[Mapping[str, Any]],
+    outputs: Mapping[str, Mapping[str, Any]],
+    *,
+    step_url: Callable[[str], str],
+    max_chars: int = OUTPUT_MAX_CHARS,
+) -> list[StepOutput]:
+    """The outputs of a run's leaf steps (the model calls, tools and REPL blocks: expert answers,
+    critiques, the final call), in timeline order, and the errors of failed leaves.
+
+    A step with children only gathers what they said (a fan-out lists its experts' answers), so
+    showing it would repeat them. `outputs` maps a step id to `output`, `output_chars`, `error`."""
+    parents = {s.get("parent_id") for s in steps}
+    found = []
+    for step, level in tree_order(steps):
+        step_id = str(step["id"])
+        got = outputs.get(step_id)
+        if step_id in parents or not got:
+            continue
+        text = str(got.get("output") or "")
+        error = got.get("error")
+        if not text and not error:
+            continue
+        total = int(got.get("output_chars") or len(text))
+        latency = step.get("latency_ms")
+        found.append(
+            StepOutput(
+                step_id=step_id,
+                kind=str(step.get("kind") or "step"),
+                name=str(step.get("name") or ""),
+                model=step.get("model"),
+                status=str(step.get("status") or ""),
+                level=level,
+                url=step_url(step_id),
+                duration_label="running" if latency is None else format_ms(float(latency)),
+                output=text[:max_chars],
+                more_chars=max(0, total - min(len(text), max_chars)),
+                error=plain_error(str(error)) if error else None,
+            )
+        )
+    return found

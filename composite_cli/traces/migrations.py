@@ -300,3 +300,8 @@ def m006_partial_in_views(db: sqlite_utils.Database) -> None:
     """run_summary shows stopped_by; mode_stats counts partial runs per mode."""
     db.create_view("run_summary", _RUN_SUMMARY_V2.strip(), replace=True)
     db.create_view("mode_stats", _MODE_STATS_V2.strip(), replace=True)
+
+
+# Later migrations of the summary views live in their own module; importing it registers them
+# after the ones above. Keep this line last.
+from composite_cli.traces import migrations_views  # noqa: E402, F401
