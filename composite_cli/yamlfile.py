@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from composite_cli.jsonvalues import MAX_DEPTH  # nested mappings and lists: the same limit as JSON
+
 
 class LineDict(dict[str, Any]):
     """A dict from YAML that knows its own line and the line of each key (1-based)."""
@@ -35,7 +37,6 @@ class LineList(list[Any]):
         return self.line
 
 
-MAX_DEPTH = 100  # nested mappings and lists, counted from the document itself
 MAX_VALUES = 100_000  # values after aliases are expanded
 
 

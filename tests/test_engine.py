@@ -487,3 +487,24 @@ def test_profile_params_then_step_params(fake_profile):
         CallRequest(alias="strong", messages=USER, name="n", parent_id=None, params={"temperature": 0.9}),
     )
     assert kwargs["temperature"] == 0.9 and kwargs["api_key"] == "k" and kwargs["model"] == "openai/x"
+
+
+def test_tool_call_arguments_nest_at_most_as_deep_as_any_json_from_outside():
+    """One limit for JSON from outside (composite_cli/jsonvalues.py): 100 levels, the same as an
+    eval line, a YAML file and a request body."""
+    from composite_cli.engine.messages import validate_messages
+
+    def history(levels: int) -> list[dict]:
+        arguments = '{"a": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+        return [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ]
+
+    validate_messages(history(100))
+    with pytest.raises(
+        BadRequest, match=r"messages\[1\]\.tool_calls\[0\]\.function\.arguments are nested more than 100"
+    ):
+        validate_messages(history(101))

@@ -12,27 +12,14 @@ import re
 from typing import Any
 
 from composite_cli.errors import BadRequest
+from composite_cli.jsonvalues import MAX_DEPTH, depth_over
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # Limits on what one request may carry (the trace keeps every step's messages).
 MAX_MESSAGES = 4096
 MAX_INPUT_CHARS = int(os.environ.get("COMPOSITE_MAX_INPUT_CHARS", 16_000_000))
-MAX_JSON_DEPTH = 64
 MAX_TOOLS = 128
 PART_TYPES = {"text", "image_url", "input_audio", "file"}
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value, without recursion (so a hostile value cannot blow the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
 
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -153,10 +140,8 @@ def _validate_tool_history(messages: list[dict[str, Any]]) -> None:
                     raise BadRequest(f"{where}.function.arguments are nested too deeply") from None
                 if not isinstance(parsed, dict):
                     raise BadRequest(f"{where}.function.arguments must be a JSON object in a string")
-                if _depth(parsed) > MAX_JSON_DEPTH:
-                    raise BadRequest(
-                        f"{where}.function.arguments are nested more than {MAX_JSON_DEPTH} levels"
-                    )
+                if depth_over(parsed):
+                    raise BadRequest(f"{where}.function.arguments are nested more than {MAX_DEPTH} levels")
                 open_calls.add(call["id"])
         if message.get("role") == "tool":
             call_id = message.get("tool_call_id")

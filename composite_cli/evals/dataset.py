@@ -24,10 +24,10 @@ from composite_cli.dotted import CodeNotAllowed
 from composite_cli.engine.messages import content_text, last_user_text, validate_messages
 from composite_cli.errors import BadRequest, CompositeError
 from composite_cli.evals.scorers import SCORERS, Scorer, ScorerError, get_scorer
+from composite_cli.jsonvalues import MAX_DEPTH, depth_over, json_type
 
 KNOWN_KEYS = frozenset({"id", "input", "messages", "expected", "scorer", "tools", "tool_choice", "metadata"})
 DEFAULT_SCORER = "exact"
-MAX_DEPTH = 100  # levels of nested lists and objects a line may have (the line itself is one)
 
 
 @dataclass(frozen=True)
@@ -169,11 +169,11 @@ class _LineParser:
             # the decoder recurses once per level: far deeper than MAX_DEPTH, it gives up first
             problems.append(f"nested deeper than {MAX_DEPTH} levels (the limit for an eval line)")
             return None
-        if _depth_over(obj, MAX_DEPTH):
+        if depth_over(obj, MAX_DEPTH):
             problems.append(f"nested deeper than {MAX_DEPTH} levels (the limit for an eval line)")
             return None
         if not isinstance(obj, dict):
-            problems.append(f"a case must be a JSON object, got {_json_type(obj)}")
+            problems.append(f"a case must be a JSON object, got {json_type(obj)}")
             return None
 
         case_id = self._id(obj, number, problems)
@@ -208,7 +208,7 @@ class _LineParser:
         else:
             raw = obj["id"]
             if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-                problems.append(f"id must be a string or an integer, got {_json_type(raw)}")
+                problems.append(f"id must be a string or an integer, got {json_type(raw)}")
                 return None
             case_id = str(raw)
             if not case_id.strip():
@@ -224,7 +224,7 @@ class _LineParser:
     def _scorer(self, obj: dict[str, Any], problems: list[str]) -> Scorer | None:
         name = obj.get("scorer", self.default_scorer)
         if not isinstance(name, str):
-            problems.append(f"scorer must be a string, got {_json_type(name)}")
+            problems.append(f"scorer must be a string, got {json_type(name)}")
             return None
         try:
             return get_scorer(name, self.allow_code)
@@ -245,7 +245,7 @@ def _messages(obj: dict[str, Any], problems: list[str]) -> list[dict[str, Any]] 
         return None
     if has_input:
         if not isinstance(obj["input"], str):
-            problems.append(f"input must be a string, got {_json_type(obj['input'])}")
+            problems.append(f"input must be a string, got {json_type(obj['input'])}")
             return None
         if not obj["input"].strip():
             problems.append("input is empty")
@@ -271,7 +271,7 @@ def _messages(obj: dict[str, Any], problems: list[str]) -> list[dict[str, Any]] 
 def _metadata(obj: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
-        problems.append(f"metadata must be an object, got {_json_type(metadata)}")
+        problems.append(f"metadata must be an object, got {json_type(metadata)}")
         return {}
     tags = metadata.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -309,31 +309,3 @@ def _check_tool_offered(obj: dict[str, Any], problems: list[str]) -> None:
     want = obj["expected"]["name"]
     if want not in names:
         problems.append(f"expected tool {want!r} is not among the tools offered ({', '.join(names)})")
-
-
-def _depth_over(value: Any, limit: int) -> bool:
-    """True when lists and dicts in `value` nest more than `limit` levels (walked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
