@@ -384,14 +384,6 @@ async def test_nothing_is_left_running_after_close():
 # -- the isolation report and the tables ----------------------------------------------------------
 
 
-def _cgroup_kind() -> str | None:
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        parts = line.split()
-        if parts[4] == "/sys/fs/cgroup":
-            return line.split(" - ", 1)[1].split()[0]
-    return None
-
-
 async def test_isolation_reports_every_kernel_layer():
     async with Sandbox(limits=SandboxLimits(timeout_s=5)) as sb:
         await sb.start({})
@@ -401,8 +393,8 @@ async def test_isolation_reports_every_kernel_layer():
         (await sb.execute("open('seen.txt', 'w').write('yes')"))
         assert (Path(workdir) / "seen.txt").read_text() == "yes"  # the parent sees the tmpfs
     assert {"network", "disk", "files", "syscalls", "processes", "capabilities", "cgroup"} <= set(layers)
-    if _cgroup_kind() != "cgroup2":
-        assert layers["cgroup"].startswith("unavailable"), layers
+    # the cgroup layer's own behaviour is tested in tests/test_sandbox_cgroup.py
+    assert layers["cgroup"].startswith(("unavailable", "v1 memory", "v2 memory")), layers
     if not layers["syscalls"].startswith("unavailable"):
         assert "allow list" in layers["syscalls"]
 
