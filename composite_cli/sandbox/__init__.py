@@ -48,8 +48,10 @@ default), CPU time, file size and open files. Where a cgroup is usable (v2 with 
 and pids controllers delegated, or writable v1 memory and pids hierarchies), the REPL runs in a
 cgroup of its own, joined before anything else and removed on close: its memory limit (the same
 1 GiB) counts the files in its working directory too, swap adds nothing, and pids.max (64 by
-default) bounds its processes and threads; it can neither change those limits nor leave. Python layer: an audit hook, installed first,
-refuses starting programs, networking, ctypes and other native-code doors, writes outside the
+default) bounds its processes and threads; it can neither change those limits nor leave (its
+limit files are read-only to it, and /sys is read-only in its mount namespace and not granted by
+Landlock). Python layer: an audit hook, installed first, refuses starting programs,
+networking, ctypes and other native-code doors, writes outside the
 working directory and reads outside the standard library, with a clear PermissionError: it
 gives friendly errors, it is not the boundary. Nothing in Python refers to the hook once it is
 installed and its tables are immutable, so model code cannot turn it off from Python (what

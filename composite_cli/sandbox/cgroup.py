@@ -275,6 +275,7 @@ class ReplCgroup:
     memory_mb: int
     pids_max: int
     removed: bool = field(default=False)
+    swap_limited: bool = field(default=False)  # v2: memory.swap.max written (absent without swap accounting)
 
     @property
     def join_files(self) -> list[str]:
@@ -282,7 +283,9 @@ class ReplCgroup:
         return [os.path.join(d, "cgroup.procs") for d in dict.fromkeys(self.directories.values())]
 
     def report(self) -> str:
-        parts = [f"memory {self.memory_mb} MiB" + (", swap 0" if self.version == 2 else "")]
+        parts = [
+            f"memory {self.memory_mb} MiB" + (", swap 0" if self.version == 2 and self.swap_limited else "")
+        ]
         parts.append(f"pids {self.pids_max}" if "pids" in self.directories else "pids not mounted")
         return f"v{self.version} " + ", ".join(parts)
 
@@ -361,6 +364,7 @@ def _limit(cgroup: ReplCgroup) -> None:
                 continue  # no swap accounting in this kernel
         _write(path, value)
         written.append(path)
+        cgroup.swap_limited |= name == "memory.swap.max"
     if "pids" in cgroup.directories:
         path = os.path.join(cgroup.directories["pids"], "pids.max")
         _write(path, str(cgroup.pids_max))
