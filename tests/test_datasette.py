@@ -509,7 +509,9 @@ async def test_run_page_shows_what_each_step_said_under_the_timeline(traces):
         assert f"{call['name']}: Paris" in shown[call["id"]] and " open" in shown[call["id"]].split(">")[0]
         assert f'href="/traces/steps/{call["id"]}"' in shown[call["id"]]
     experts = [s for s in calls if s["name"] in ("analyst", "teacher", "skeptic")]
-    assert len(experts) == 6  # two layers
+    assert len(experts) == 6  # two layers, told apart by the steps around them
+    within = [re.search(r'<span class="cs-meta">([^<]*) ›</span>', shown[s["id"]]) for s in experts]
+    assert sorted(m.group(1) for m in within if m) == ["layers › refined"] * 3 + ["proposals"] * 3
     assert html.index('id="composite-timeline"') < html.index('id="composite-outputs"')
     assert html.index('id="composite-outputs"') < html.index('<table class="rows-and-columns">')
     final = re.search(r'<details open class="cs-final" id="composite-final-answer">.*?</details>', html, re.S)

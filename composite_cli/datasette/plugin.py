@@ -240,7 +240,7 @@ def _messages(request_json: str | None) -> list[dict[str, str]]:
     return found
 
 
-async def _step_vars(db: Any, step_id: str) -> dict[str, Any]:
+async def _step_vars(db: Any, step_id: str, run_url: str) -> dict[str, Any]:
     """A step's own page, first: what it said (output or error), what it was asked, the response."""
     found = (
         await db.execute(
@@ -256,6 +256,7 @@ async def _step_vars(db: Any, step_id: str) -> dict[str, Any]:
     return {
         "composite_step": {
             **{k: step[k] for k in ("kind", "name", "model", "status", "retries", "scratchpad")},
+            "run_url": run_url,
             "duration": format_ms(step["latency_ms"]) if step["latency_ms"] is not None else "running",
             "tokens": (step["prompt_tokens"] or 0) + (step["completion_tokens"] or 0),
             "cost": None if step["cost_usd"] is None else format_cost(float(step["cost_usd"])),
@@ -278,7 +279,7 @@ async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> 
         if row is None:
             return {}
         run_id, highlight = row[0], pk
-        found.update(await _step_vars(db, pk))
+        found.update(await _step_vars(db, pk, datasette.urls.row(database, "runs", tilde_encode(run_id))))
     runs = (
         await db.execute(
             "select id, latency_ms, status, substr(output, 1, ?) as output, error from runs where id = ?",

@@ -222,6 +222,7 @@ class StepOutput:
     model: str | None
     status: str
     level: int
+    within: str  # the names of the enclosing steps, outermost first: "layers › refined"
     url: str
     duration_label: str
     output: str
@@ -242,6 +243,7 @@ def step_outputs(
     A step with children only gathers what they said (a fan-out lists its experts' answers), so
     showing it would repeat them. `outputs` maps a step id to `output`, `output_chars`, `error`."""
     parents = {s.get("parent_id") for s in steps}
+    by_id = {s["id"]: s for s in steps}
     found = []
     for step, level in tree_order(steps):
         step_id = str(step["id"])
@@ -253,6 +255,11 @@ def step_outputs(
         if not text and not error:
             continue
         total = int(got.get("output_chars") or len(text))
+        within: list[str] = []
+        parent = by_id.get(step.get("parent_id"))
+        while parent is not None and len(within) <= level:  # bounded: damaged data may loop
+            within.insert(0, str(parent.get("name") or parent.get("kind") or ""))
+            parent = by_id.get(parent.get("parent_id"))
         latency = step.get("latency_ms")
         found.append(
             StepOutput(
@@ -262,6 +269,7 @@ def step_outputs(
                 model=step.get("model"),
                 status=str(step.get("status") or ""),
                 level=level,
+                within=" › ".join(within),
                 url=step_url(step_id),
                 duration_label="running" if latency is None else format_ms(float(latency)),
                 output=text[:max_chars],
