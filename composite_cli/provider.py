@@ -15,11 +15,13 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from composite_cli.config import Profile, Settings, load_settings
 from composite_cli.engine.runtime import RunRequest, RunResult
 from composite_cli.errors import (
+    BadParameter,
     BadRequest,
     CompositeError,
     ConfigError,
@@ -45,8 +47,10 @@ GENERATION_KEYS = (
     "response_format",
     "parallel_tool_calls",
     "logit_bias",
-    "n",
 )
+# `n` is not passed to the final step (it would be billed n answers and give one): a request
+# with n > 1 runs the mode n times, one choice per run (see CompositeLLM._run).
+MAX_N = 128
 _COMPOSITE_KEYS = {"profile", "params"}
 T = TypeVar("T")
 
@@ -92,7 +96,10 @@ def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = Fa
         error.param = "composite.params"  # the proxy relays it as the OpenAI error's `param`
         return error
     if isinstance(exc, (BadRequest, UnknownModeError, ConfigError, ModeValidationError)):
-        return litellm.BadRequestError(message=str(exc), model=model, llm_provider=PROVIDER)
+        error = litellm.BadRequestError(message=str(exc), model=model, llm_provider=PROVIDER)
+        if isinstance(exc, BadParameter):
+            error.param = exc.param
+        return error
     if isinstance(exc, RunLimitExceeded) and exc.limit == "deadline":
         return litellm.Timeout(message=str(exc), model=model, llm_provider=PROVIDER)
     if isinstance(exc, CompositeError):
@@ -124,9 +131,25 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         return []
 
     # -- request handling ---------------------------------------------------------------------
+    @staticmethod
+    def _choices(optional: dict[str, Any], stream: bool) -> int:
+        """How many choices the caller asked for (`n`): each one is a run of the mode."""
+        n = optional.get("n")
+        if n is None:
+            return 1
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+            raise BadParameter(f"'n' must be an integer from 1 to {MAX_N}, not {n!r}", "n")
+        if n > 1 and stream:
+            raise BadParameter(
+                f"'n' {n} is not supported with stream=true for composite modes "
+                "(a streamed mode sends one answer); send n=1 or stream=false",
+                "n",
+            )
+        return n
+
     def _request(
         self, model: str, kwargs: dict[str, Any], stream: bool
-    ) -> tuple[str, RunRequest, Profile | None]:
+    ) -> tuple[str, RunRequest, Profile | None, int]:
         optional: dict[str, Any] = dict(kwargs.get("optional_params") or {})
         extra_body = optional.pop("extra_body", None) or {}
         options = optional.pop("composite", None)
@@ -158,37 +181,47 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             user=user if isinstance(user, str) else None,
             stream=stream,
         )
-        return mode, request, profile
+        return mode, request, profile, self._choices(optional, stream)
 
     async def _run(
         self, model: str, kwargs: dict[str, Any], stream: bool, subscribers: list[Any]
-    ) -> tuple[str, RunResult]:
+    ) -> tuple[str, list[RunResult]]:
+        """The mode's runs for one request: one, or `n` side by side (one per choice)."""
         request: RunRequest | None = None
         try:
-            mode, request, profile = self._request(model, kwargs, stream)
+            mode, request, profile, n = self._request(model, kwargs, stream)
             spec = self.runner.mode(mode)
-            result = await self.runner.run(spec, request, profile=profile, subscribers=subscribers)
+            runs = [
+                self.runner.run(
+                    spec,
+                    replace(request, messages=list(request.messages)),
+                    profile=profile,
+                    subscribers=subscribers,
+                )
+                for _ in range(n)
+            ]
+            results = await _all_or_none(runs)
         except Exception as exc:
             caller_params = request is not None and bool(request.params)
             mapped = to_litellm_error(exc, f"{PROVIDER}/{model}", caller_params=caller_params)
             if mapped is exc:
                 raise
             raise mapped from None
-        return spec.name, result
+        return spec.name, results
 
     # -- the four entry points LiteLLM calls -----------------------------------------------------
     def completion(self, *args: Any, **kwargs: Any) -> Any:
         future = _background.submit(self._run(kwargs["model"], kwargs, False, self.request_subscribers()))
         try:
-            name, result = future.result()
+            name, results = future.result()
         except BaseException:
             future.cancel()
             raise
-        return fill_response(kwargs["model_response"], name, result)
+        return fill_response(kwargs["model_response"], name, results)
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-        name, result = await self._run(kwargs["model"], kwargs, False, self.request_subscribers())
-        return fill_response(kwargs["model_response"], name, result)
+        name, results = await self._run(kwargs["model"], kwargs, False, self.request_subscribers())
+        return fill_response(kwargs["model_response"], name, results)
 
     def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         deltas: queue.Queue[Any] = queue.Queue()
@@ -199,7 +232,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             if isinstance(event, TokenDelta):
                 deltas.put(event.text)
 
-        async def run() -> tuple[str, RunResult]:
+        async def run() -> tuple[str, list[RunResult]]:
             try:
                 return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
             finally:
@@ -209,7 +242,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         try:
             while (item := deltas.get()) is not done:
                 yield text_chunk(item)
-            _, result = future.result()
+            _, (result,) = future.result()
             yield from final_chunks(result)
         finally:
             if not future.done():
@@ -224,7 +257,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             if isinstance(event, TokenDelta):
                 deltas.put_nowait(event.text)
 
-        async def run() -> tuple[str, RunResult]:
+        async def run() -> tuple[str, list[RunResult]]:
             try:
                 return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
             finally:
@@ -234,12 +267,25 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         try:
             while (item := await deltas.get()) is not done:
                 yield text_chunk(item)
-            _, result = await task
+            _, (result,) = await task
             for chunk in final_chunks(result):
                 yield chunk
         finally:
             if not task.done():
                 task.cancel()
+
+
+async def _all_or_none(runs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every run's result, in order; when one fails the others are cancelled and its error raised."""
+    if len(runs) == 1:
+        return [await runs[0]]
+    tasks = [asyncio.ensure_future(run) for run in runs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # no-op for the finished ones
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def text_chunk(text: str) -> dict[str, Any]:
@@ -286,39 +332,68 @@ def final_chunks(result: RunResult) -> Iterator[dict[str, Any]]:
     }
 
 
-def fill_response(response: Any, name: str, result: RunResult) -> Any:
-    """Fill LiteLLM's ModelResponse: final message, summed usage and cost, and composite's block
-    (run id, status; a partial run's `finish_reason` is "length" and `stopped_by` names the cap)."""
-    message = result.message
+def fill_response(response: Any, name: str, results: list[RunResult]) -> Any:
+    """Fill LiteLLM's ModelResponse: one choice per run, usage and cost summed over every run's
+    calls, and composite's block (run id, status; a partial run's `finish_reason` is "length" and
+    `stopped_by` names the cap)."""
     response.model = f"{PROVIDER}/{name}"
     response.created = int(time.time())
-    response.choices[0].message = litellm.Message(
-        content=message.get("content"),
-        role="assistant",
-        tool_calls=message.get("tool_calls") or None,
-    )
-    response.choices[0].finish_reason = result.finish_reason
+    response.choices = [
+        litellm.Choices(
+            index=i,
+            message=litellm.Message(
+                content=result.message.get("content"),
+                role="assistant",
+                tool_calls=result.message.get("tool_calls") or None,
+            ),
+            finish_reason=result.finish_reason,
+        )
+        for i, result in enumerate(results)
+    ]
+    prompt = sum(r.prompt_tokens for r in results)
+    completion = sum(r.completion_tokens for r in results)
     usage = litellm.Usage(
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.prompt_tokens + result.completion_tokens,
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
-    if result.cost_usd is not None:
-        usage.cost = result.cost_usd  # what litellm.completion_cost() reads for this response
+    cost = total_cost(results)
+    if cost is not None:
+        usage.cost = cost  # what litellm.completion_cost() reads for this response
     response.usage = usage
+    info = merged_info(results, name)
     # The proxy sends these as `llm_provider-x-composite-...` headers; serve's edge renames them.
-    headers = {"x-composite-run-id": result.run_id, "x-composite-status": result.status}
-    if result.cost_usd is not None:
-        headers["llm_provider-x-litellm-response-cost"] = str(result.cost_usd)
+    headers = {"x-composite-run-id": info["run_id"], "x-composite-status": info["status"]}
+    if cost is not None:
+        headers["llm_provider-x-litellm-response-cost"] = str(cost)
     response._hidden_params["additional_headers"] = headers
-    if result.cost_usd is not None:
+    if cost is not None:
         # LiteLLM's own logging prices the response from this, instead of looking up a price
         # for `composite/<mode>` (which it does not have, slowly).
-        response._hidden_params["response_cost"] = result.cost_usd
-    info = run_info(result, name)
+        response._hidden_params["response_cost"] = cost
     response._hidden_params["composite"] = info
     response.composite = info  # in the response body too (model_dump), e.g. over HTTP
     return response
+
+
+def total_cost(results: list[RunResult]) -> float | None:
+    """The summed cost of the runs, None when any run's cost is unknown."""
+    costs = [r.cost_usd for r in results]
+    return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+
+def merged_info(results: list[RunResult], name: str) -> dict[str, Any]:
+    """composite's block for a response of one or more runs (`n` > 1): the first run's block,
+    with calls, cost and status over all of them and every run id in `run_ids`."""
+    info = run_info(results[0], name)
+    if len(results) > 1:
+        info["run_ids"] = [r.run_id for r in results]
+        info["calls"] = sum(r.calls for r in results)
+        info["cost_usd"] = total_cost(results)
+        info["latency_ms"] = round(max(r.latency_ms for r in results), 3)
+        partial = [r for r in results if r.status != "ok"]
+        if partial:
+            info["status"] = partial[0].status
+            info["stopped_by"] = partial[0].stopped_by
+    return info
 
 
 def register(

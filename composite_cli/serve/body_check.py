@@ -13,8 +13,9 @@ top_logprobs 0..20, `stop` a string or up to 4, `metadata` up to 16 keys of up t
 upper bound: `n` at most 128, token counts at most MAX_TOKENS. A null is "not given", as for OpenAI.
 Fields not in a table go on untouched (LiteLLM passes provider-specific ones on).
 
-A composite mode answers with one choice and no log probabilities or audio, so for the models that
-are modes `n` must be 1 and the fields in MODE_UNSUPPORTED are refused rather than ignored.
+A composite mode answers without log probabilities or audio, so for the models that are modes the
+fields in MODE_UNSUPPORTED are refused rather than ignored. `n` > 1 runs the mode n times (one choice
+per run, see composite_cli.provider); a stream sends one answer, so there `n` must be 1.
 """
 
 from __future__ import annotations
@@ -362,7 +363,6 @@ _RESPONSES_PATHS = frozenset({"/responses", "/v1/responses", "/openai/v1/respons
 # What a mode cannot give, refused for the models that are modes instead of being ignored:
 # field -> the values that are fine.
 MODE_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
-    "n": lambda v: v == 1,
     "best_of": lambda v: v == 1,
     "logprobs": lambda v: not v,
     "top_logprobs": lambda v: not v,
@@ -371,6 +371,8 @@ MODE_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "modalities": lambda v: v == ["text"],
     "prediction": lambda v: not v,
 }
+# ... and what a streamed mode cannot give (the provider answers the same with a 400 naming it).
+MODE_STREAM_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {"n": lambda v: v == 1}
 
 
 def endpoint_for(method: str | None, path: str) -> Endpoint | None:
@@ -470,7 +472,15 @@ def check_body(endpoint: Endpoint, data: Any, mode_models: Collection[str] = ())
             if name in endpoint.table and data.get(name) is not None and not fine(data[name]):
                 return Problem(
                     f"'{name}' {_show(data[name])} is not supported by composite modes "
-                    "(a mode gives one answer, without log probabilities or audio)",
+                    "(a mode gives its answers without log probabilities or audio)",
+                    name,
+                    "unsupported_parameter",
+                )
+        for name, fine in MODE_STREAM_UNSUPPORTED.items() if data.get("stream") else ():
+            if name in endpoint.table and data.get(name) is not None and not fine(data[name]):
+                return Problem(
+                    f"'{name}' {_show(data[name])} is not supported with stream=true by composite modes "
+                    "(a streamed mode sends one answer); send n=1 or stream=false",
                     name,
                     "unsupported_parameter",
                 )

@@ -1,0 +1,139 @@
+"""A mode is "just another model" for clients nobody here wrote (issue 13): LiteLLM's
+`completion`, `Router` and `callbacks` in-process, and the official `openai` SDK against
+`composite serve` and against a plain `litellm --config` proxy loading the `--print-config`
+snippet. Models are fakes (tests/conftest.py) or LiteLLM mocks; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+from test_serve_e2e import Server, _env, free_port
+
+import composite_cli
+from composite_cli.config import Profile, Settings
+
+USER = [{"role": "user", "content": "What is the capital of France?"}]
+MASTER = "sk-clients-master-0a1b2c3d4e5f6a7b"
+ANSWER = "Paris is the capital."
+COMPOSITE = str(Path(sys.executable).with_name("composite"))
+LITELLM = str(Path(sys.executable).with_name("litellm"))
+
+
+@pytest.fixture
+def handler(fake_model: Any, tmp_path: Path) -> Any:
+    settings = Settings(
+        profile=Profile("priced", {"*": {"model": "openai/gpt-4o-mini"}}),
+        db_path=tmp_path / "traces.db",
+    )
+    return composite_cli.register(settings=settings)
+
+
+@pytest.fixture
+def litellm(handler: Any) -> Any:
+    from composite_cli.litellm_loader import get_litellm
+
+    return get_litellm()
+
+
+def _db(tmp_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp_path / "traces.db")
+
+
+# -- servers: `composite serve` and a plain LiteLLM proxy with the --print-config snippet ----------
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    root = tmp_path_factory.mktemp("clients")
+    mock = {"model": "openai/gpt-4o-mini", "mock_response": ANSWER}
+    config = {"profile": "mock", "profiles": {"mock": {"*": mock}}}
+    (root / "composite.yaml").write_text(yaml.safe_dump(config))
+    snippet = root / "snippet.yaml"
+    with open(snippet, "wb") as out:
+        subprocess.run(
+            [COMPOSITE, "serve", "--print-config", "--modes", "moa,direct"], stdout=out, check=True
+        )
+    started: dict[str, Server] = {}
+    try:
+        for name in ("serve", "proxy"):
+            home = root / f"home-{name}"
+            home.mkdir()
+            env, port = _env(home), free_port()
+            env["LITELLM_MASTER_KEY"] = MASTER
+            if name == "serve":
+                argv = [COMPOSITE, "serve", "--config", str(root / "composite.yaml"), "--port", str(port),
+                        "--db", str(root / "serve.db")]  # fmt: skip
+            else:
+                env.update(COMPOSITE_CONFIG=str(root / "composite.yaml"), COMPOSITE_DB=str(root / "proxy.db"))
+                argv = [LITELLM, "--config", str(snippet), "--host", "127.0.0.1", "--port", str(port)]
+            started[name] = Server(name, argv, root, env, port)
+        yield started
+    finally:
+        for server in started.values():
+            server.close()
+
+
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=MASTER, max_retries=0, timeout=120)
+
+
+# -- 1. n -----------------------------------------------------------------------------------------
+
+
+def test_n_gives_n_complete_choices_with_usage_and_cost_of_all(
+    litellm: Any, handler: Any, fake_model: Any, tmp_path: Path
+):
+    answers = iter(["Paris.", "It is Paris."])
+    fake_model.script(lambda name, messages: next(answers) if name == "answer" else None)
+    response = litellm.completion(model="composite/moa-v1", messages=USER, n=2)
+    assert sorted(c.message.content for c in response.choices) == ["It is Paris.", "Paris."]
+    assert [c.index for c in response.choices] == [0, 1]
+    assert all(c.finish_reason == "stop" for c in response.choices)
+    # no internal call was asked for n answers (it would bill n and give one)
+    assert all("n" not in r for r in fake_model.requests)
+    info = response._hidden_params["composite"]
+    assert len(info["run_ids"]) == 2 and info["run_id"] == info["run_ids"][0] and info["calls"] == 8
+    handler.runner.flush()  # traces are written in the background
+    pt, ct, cost, runs = (
+        _db(tmp_path)
+        .execute(
+            "select sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), count(distinct run_id) "
+            "from steps where kind='llm' and run_id in (?, ?)",
+            info["run_ids"],
+        )
+        .fetchone()
+    )
+    assert runs == 2
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (pt, ct)
+    assert litellm.completion_cost(completion_response=response) == pytest.approx(cost)
+    assert info["cost_usd"] == pytest.approx(cost)
+
+
+@pytest.mark.parametrize(("n", "stream"), [(2, True), (0, False), ("two", False), (129, False)])
+def test_n_a_mode_cannot_give_is_a_bad_request_naming_n(litellm: Any, fake_model: Any, n: Any, stream: bool):
+    with pytest.raises(litellm.BadRequestError) as caught:
+        result = litellm.completion(model="composite/direct", messages=USER, n=n, stream=stream)
+        list(result) if stream else None
+    assert "'n'" in str(caught.value) and caught.value.param == "n"
+    assert fake_model.requests == []
+
+
+def test_n_through_serve_with_the_openai_sdk(servers: dict[str, Server]):
+    server = servers["serve"].wait_ready()
+    reply = client(server).chat.completions.create(model="moa", messages=USER, n=2)
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert [c.message.content for c in reply.choices] == [ANSWER, ANSWER]
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert len(reply.model_extra["composite"]["run_ids"]) == 2
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(server).chat.completions.create(model="moa", messages=USER, n=2, stream=True)
+    assert caught.value.body["param"] == "n"
