@@ -285,6 +285,30 @@ def test_a_thread_bomb_stops_at_pids_max_and_the_parent_is_unharmed(tmp_path):
     assert not [d for d in group.directories.values() if os.path.exists(d)]
 
 
+def test_remove_kills_what_is_still_inside_and_leaves_nothing():
+    """Close removes the cgroup even if a process in it outlived the process-group kill."""
+    _site_here()
+    group = cgroup.create(256, 8)
+    code = (
+        f"import sys; sys.path.insert(0, {sandbox_process.PACKAGE_ROOT!r})\n"
+        "from composite_cli.sandbox.cgroup import join\n"
+        f"join({group.join_files!r})\n"
+        "print('in', flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "in\n"
+        assert group.pids() == [proc.pid]
+        assert group.remove()
+        assert proc.wait(timeout=10) == -9
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not [d for d in group.directories.values() if os.path.exists(d)]
+
+
 def _run_confined(tmp_path: Path, code: str, group: cgroup.ReplCgroup) -> dict[str, Any]:
     """The real stage 1 with this cgroup, then `code` (no audit hook) as stage 2; its JSON line."""
     workdir = tmp_path / "workdir"
