@@ -147,6 +147,21 @@ def test_v1_without_pids_uses_memory_only(tmp_path):
     assert cgroup.ReplCgroup(2, both, 256, 64).report() == "v2 memory 256 MiB, pids 64"
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_limits_are_written_and_made_read_only(tmp_path, version):
+    here = tmp_path / "repl"
+    here.mkdir()
+    swap = "memory.swap.max" if version == 2 else "memory.memsw.limit_in_bytes"
+    (here / swap).write_text("max\n")  # present only with swap accounting
+    group = cgroup.ReplCgroup(version, {"memory": str(here), "pids": str(here)}, 256, 32)
+    cgroup._limit(group)
+    memory = "memory.max" if version == 2 else "memory.limit_in_bytes"
+    expected = {memory: str(256 * MiB), swap: "0" if version == 2 else str(256 * MiB), "pids.max": "32"}
+    assert {p.name: p.read_text() for p in here.iterdir()} == expected
+    assert {oct(p.stat().st_mode & 0o777) for p in here.iterdir()} == {"0o444"}
+    assert group.report() == f"v{version} memory 256 MiB{', swap 0' if version == 2 else ''}, pids 32"
+
+
 def test_no_cgroup_filesystem():
     with pytest.raises(cgroup.CgroupUnavailable, match=r"^no cgroup filesystem$"):
         cgroup.detect(_mountinfo(), "0::/\n", pid=1, writable=lambda p: True)
