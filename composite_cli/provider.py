@@ -11,12 +11,15 @@ tokens as they arrive. Errors reach the caller as LiteLLM exceptions.
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
+
+import httpx
 
 from composite_cli.config import Profile, Settings, load_settings
 from composite_cli.engine.runtime import RunRequest, RunResult
@@ -27,6 +30,7 @@ from composite_cli.errors import (
     ConfigError,
     ModeValidationError,
     RunLimitExceeded,
+    RunTimeout,
     UnknownModeError,
 )
 from composite_cli.events import Event, TokenDelta
@@ -100,7 +104,7 @@ def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = Fa
         if isinstance(exc, BadParameter):
             error.param = exc.param
         return error
-    if isinstance(exc, RunLimitExceeded) and exc.limit == "deadline":
+    if isinstance(exc, RunTimeout) or (isinstance(exc, RunLimitExceeded) and exc.limit == "deadline"):
         return litellm.Timeout(message=str(exc), model=model, llm_provider=PROVIDER)
     if isinstance(exc, CompositeError):
         return litellm.APIError(status_code=500, message=str(exc), model=model, llm_provider=PROVIDER)
@@ -191,12 +195,14 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         try:
             mode, request, profile, n = self._request(model, kwargs, stream)
             spec = self.runner.mode(mode)
+            timeout = caller_timeout(kwargs.get("timeout"))
             runs = [
                 self.runner.run(
                     spec,
                     replace(request, messages=list(request.messages)),
                     profile=profile,
                     subscribers=subscribers,
+                    timeout=timeout,
                 )
                 for _ in range(n)
             ]
@@ -273,6 +279,27 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         finally:
             if not task.done():
                 task.cancel()
+
+
+def caller_timeout(value: Any) -> float | None:
+    """The caller's `timeout=` in seconds, the bound on the whole run; None when the caller set
+    none (LiteLLM then passes its own fallback, which must not cut a mode's longer deadline)."""
+    if isinstance(value, httpx.Timeout):
+        limits = [t for t in (value.connect, value.read, value.write, value.pool) if t is not None]
+        value = max(limits) if limits else None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadParameter(f"'timeout' must be a number of seconds, not {value!r}", "timeout") from None
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value <= 0 or not math.isfinite(value):
+        raise BadParameter(f"'timeout' must be a positive number of seconds, not {value!r}", "timeout")
+    fallback = litellm.constants.COMPLETION_HTTP_FALLBACK_SECONDS
+    if float(value) == fallback and not litellm.request_timeout_explicitly_set:
+        return None
+    return float(value)
 
 
 async def _all_or_none(runs: list[Coroutine[Any, Any, T]]) -> list[T]:

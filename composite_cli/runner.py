@@ -53,11 +53,12 @@ class Runner:
         subscribers: Iterable[Subscriber] = (),
         run_id: str | None = None,
         cache: bool = False,
+        timeout: float | None = None,
     ) -> RunResult:
         """Run a mode (by name or spec) and record it. Raises what ended the run.
 
         With `cache=True` (needs tracing), identical model requests are replayed from the
-        trace database's call cache."""
+        trace database's call cache. `timeout` bounds the whole run (see run_mode)."""
         spec = self.mode(mode) if isinstance(mode, str) else mode
         subs = self.subscribers(subscribers)
         return await run_mode(
@@ -67,6 +68,7 @@ class Runner:
             subscribers=subs,
             run_id=run_id,
             cache=self.cache if cache else None,
+            timeout=timeout,
         )
 
     def subscribers(self, extra: Iterable[Subscriber] = ()) -> list[Subscriber]:

@@ -137,3 +137,80 @@ def test_n_through_serve_with_the_openai_sdk(servers: dict[str, Server]):
     with pytest.raises(openai.BadRequestError) as caught:
         client(server).chat.completions.create(model="moa", messages=USER, n=2, stream=True)
     assert caught.value.body["param"] == "n"
+
+
+# -- 3. timeout= ----------------------------------------------------------------------------------
+
+
+def _run_row(tmp_path: Path, handler: Any) -> tuple[Any, ...]:
+    handler.runner.flush()
+    return tuple(
+        _db(tmp_path)
+        .execute("select status, stopped_by, error, notes_json from runs order by created_at, rowid")
+        .fetchall()[-1]
+    )
+
+
+@pytest.fixture
+def slow(fake_model: Any) -> Any:
+    """moa-v1 whose experts take 30 s (the fake sleeps, so a cancelled run stops at once)."""
+    for name in ("analyst", "teacher", "skeptic"):
+        fake_model.on(name, "an expert's view", delay=30)
+    fake_model.on("answer", "slow answer")
+    return fake_model
+
+
+def test_timeout_bounds_the_whole_run_and_records_it(litellm: Any, handler: Any, slow: Any, tmp_path: Path):
+    with pytest.raises(litellm.Timeout, match="timeout of 0.2s"):
+        litellm.completion(model="composite/moa-v1", messages=USER, timeout=0.2)
+    status, stopped_by, error, notes = _run_row(tmp_path, handler)
+    assert (status, stopped_by) == ("cancelled", "timeout (0.2s)")
+    assert "RunTimeout" in error and '"timeout_s": 0.2' in notes
+
+
+async def test_timeout_in_async_calls(litellm: Any, handler: Any, slow: Any, tmp_path: Path):
+    with pytest.raises(litellm.Timeout):
+        await litellm.acompletion(model="composite/moa-v1", messages=USER, timeout=0.2)
+    with pytest.raises(litellm.Timeout):
+        stream = await litellm.acompletion(model="composite/moa-v1", messages=USER, timeout=0.2, stream=True)
+        _ = [chunk async for chunk in stream]
+    assert _run_row(tmp_path, handler)[:2] == ("cancelled", "timeout (0.2s)")
+
+
+def test_timeout_on_a_slow_dry_profile(tmp_path: Path):
+    """The real provider path (the `dry/...` mock with a delay), no fake at the calls seam."""
+    settings = Settings(
+        profile=Profile("slowdry", {"*": {"model": "dry/mock", "delay": 5}}), db_path=tmp_path / "traces.db"
+    )
+    handler = composite_cli.register(settings=settings)
+    from composite_cli.litellm_loader import get_litellm
+
+    with pytest.raises(get_litellm().Timeout):
+        get_litellm().completion(model="composite/direct", messages=USER, timeout=0.3)
+    assert _run_row(tmp_path, handler)[:2] == ("cancelled", "timeout (0.3s)")
+
+
+def test_no_timeout_leaves_the_mode_deadline(litellm: Any, fake_model: Any):
+    """LiteLLM passes its 600 s fallback when the caller sets none: that must not cut a mode's own
+    deadline (rlm-v1 allows 900 s)."""
+    from composite_cli.provider import caller_timeout
+
+    assert caller_timeout(600.0) is None
+    assert caller_timeout(0.5) == 0.5
+    assert litellm.completion(model="composite/direct", messages=USER).choices[0].message.content
+
+
+def test_router_timeout_falls_back_from_a_slow_composite_model(litellm: Any, slow: Any):
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "smart", "litellm_params": {"model": "composite/moa-v1"}},
+            {
+                "model_name": "quick",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "mock_response": "quick"},
+            },
+        ],
+        timeout=0.3,
+        num_retries=0,
+        fallbacks=[{"smart": ["quick"]}],
+    )
+    assert router.completion(model="smart", messages=USER).choices[0].message.content == "quick"

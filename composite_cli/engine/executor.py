@@ -22,7 +22,7 @@ from composite_cli.engine.steps.base import CallSettings, Step
 from composite_cli.engine.templates import Template
 from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import Candidates, TextValue, as_text
-from composite_cli.errors import RunLimitExceeded, StepTimeout
+from composite_cli.errors import RunLimitExceeded, RunTimeout, StepTimeout
 from composite_cli.events import RunFinished, RunStarted, StepFinished, StepStarted, Subscriber, TokenDelta
 from composite_cli.litellm_loader import get_litellm
 
@@ -242,10 +242,14 @@ async def run_mode(
     subscribers: Iterable[Subscriber] = (),
     run_id: str | None = None,
     cache: Any = None,
+    timeout: float | None = None,
 ) -> RunResult:
     """Run `mode` on `request`. Raises the error that ended the run (after recording it).
 
-    `cache` (a CallCache) replays identical model requests instead of calling the model."""
+    `cache` (a CallCache) replays identical model requests instead of calling the model.
+    `timeout` (seconds): the caller's bound on the whole run (e.g. LiteLLM's `timeout=`). When it
+    passes first the run is cancelled, recorded `cancelled` with `stopped_by` "timeout (..s)",
+    and RunTimeout is raised."""
     request.messages = clean_messages(request.messages)
     validate_messages(request.messages, request.tools, request.tool_choice)
     params = mode.merged_params(request.params)
@@ -309,13 +313,27 @@ async def run_mode(
         )
         return latency
 
+    caller_cut = timeout is not None and timeout < deadline
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(timeout if caller_cut else deadline) as limit:
             try:
                 value = await run_steps(ctx, mode.steps, Scope(), ctx.totals, None, 0, final=True)
             except ReturnToClient as early:
                 value = early.value
     except TimeoutError:
+        if caller_cut and timeout is not None and limit.expired():
+            cut = RunTimeout(
+                f"the caller's timeout of {timeout:g}s passed before mode {mode.name!r} finished; "
+                "the run was cancelled",
+                timeout,
+            )
+            finished(
+                "cancelled",
+                error=describe_error(cut),
+                stopped_by=f"timeout ({timeout:g}s)",
+                notes={"timeout_s": timeout},
+            )
+            raise cut from None
         err = RunLimitExceeded("deadline", f"run passed its deadline of {deadline:g}s in mode {mode.name!r}")
         finished("error", error=describe_error(err))
         raise err from None
