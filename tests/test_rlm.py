@@ -194,6 +194,7 @@ async def test_max_iterations_gives_a_partial_answer(fake_model, tmp_path):
     assert runner.store.get_run(result.run_id)["status"] == "partial"
     rlm_step = next(e for e in events if isinstance(e, StepFinished) and e.status == "partial")
     assert "max_iterations (3)" in rlm_step.scratchpad and result.stopped_by == "max_iterations (3)"
+    assert "syscalls" in result.notes["rlm"].pop("sandbox")  # the layers in effect
     assert result.notes == {
         "rlm": {"path": "model", "iterations": 3, "sub_calls": 0, "stopped_by": "max_iterations (3)"}
     }

@@ -136,8 +136,12 @@ async def test_a_root_that_follows_the_protocol_never_falls_back(fake_model, tmp
     fake_model.script(sub_model).script(root_model())
     runner, result, _ = await run_rlm(fake_model, haystack(60_000), tmp_path)
     assert result.text == "QX-7731"
+    sandbox = result.notes["rlm"].pop("sandbox")
     assert result.notes == {"rlm": {"path": "model", "iterations": 2, "sub_calls": 13}}
     assert "path: model (FINAL after 2 iteration(s))" in rlm_notes(runner, result)
+    # the run says which isolation layers took effect on this machine, in its notes and the step's
+    assert {"network", "files", "syscalls", "disk", "processes", "cgroup", "audit hook"} <= set(sandbox)
+    assert f"network: {sandbox['network']}; " in rlm_notes(runner, result).split("sandbox: ")[1]
     assert not any(s["name"].startswith("fallback") for s in steps_of(runner, result))
     runner.close()
 

@@ -89,6 +89,7 @@ class RlmSession:
         self.last_prose = ""
         self.last_output = ""
         self.notes: list[str] = []
+        self.isolation: dict[str, str] = {}
         # Calls started by this session and its children (one counter for the whole tree).
         self.counter = counter if counter is not None else Counter()
         self.wrap_up: str | None = None  # a sub-call hit a cap: the root gets one turn to answer
@@ -255,6 +256,9 @@ class RlmSession:
         )
         try:
             await sandbox.start({"context": context, "context_length": len(text), "question": plan.question})
+            # which isolation layers took effect on this machine, for the trace (notes and scratchpad)
+            self.isolation = dict(sandbox.isolation)
+            self.notes.append("sandbox: " + "; ".join(f"{k}: {v}" for k, v in self.isolation.items()))
             setup = await sandbox.execute(_SETUP)
             if setup.error:
                 raise RlmLimit("repl setup", f"the REPL could not be prepared: {setup.error}")
@@ -531,6 +535,8 @@ class RlmSession:
         meta: dict[str, Any] = {"path": self.path, "iterations": self.iterations, "sub_calls": self.sub_calls}
         if self.path == "fallback":
             meta["reason"] = self.reason
+        if self.isolation:
+            meta["sandbox"] = self.isolation
         return {"rlm": meta}
 
     def _value(self, answer: str) -> TextValue:
