@@ -33,7 +33,13 @@ import composite_cli.calls
 from composite_cli.config import Profile, Settings
 from composite_cli.datasette import METADATA_PATH, database_metadata, metadata_for
 from composite_cli.datasette import plugin as composite_plugin
-from composite_cli.datasette.timeline import build_timeline, nice_ticks, tree_order
+from composite_cli.datasette.timeline import (
+    OUTPUT_MAX_CHARS,
+    build_timeline,
+    nice_ticks,
+    step_outputs,
+    tree_order,
+)
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.evals.dataset import load_eval_file
 from composite_cli.evals.runner import EvalRunner, EvalSettings
@@ -704,6 +710,57 @@ async def test_mode_and_model_stats_say_how_many_runs_were_unpriced(tmp_path):
     (model,) = await get_json(ds, "/traces/model_stats")
     assert (model["cost_usd"], model["unpriced_calls"], model["unpriced_runs"]) == (0.5, 2, 1)
     assert "unpriced_runs" in (await get(ds, "/traces/mode_stats")).text
+
+
+async def test_hostile_step_rows_still_make_pages(traces, tmp_path):
+    """Damaged or hostile rows (JSON nested too deep, messages of the wrong shape, markup in an
+    output, a huge output) make a page, escaped and cut short, never a 500."""
+    path, ids = traces
+    copy = tmp_path / "traces.db"
+    shutil.copy(path, copy)
+    calls = rows(path, "select id from steps where run_id = ? and kind = 'llm' order by seq", ids["moa"])
+    conn = sqlite3.connect(copy)
+    hostile = {
+        calls[0]["id"]: ("[" * 100_000 + "]" * 100_000, "<script>alert(1)</script>"),
+        calls[1]["id"]: ('{"messages": [1, {"role": null, "content": [{"type": "text"}]}]}', "x" * 50_000),
+        calls[2]["id"]: ('{"messages": "nope"}', None),
+    }
+    for step_id, (request, output) in hostile.items():
+        conn.execute("update steps set request_json = ?, output = ? where id = ?", [request, output, step_id])
+    conn.commit()
+    conn.close()
+    ds = Datasette([str(copy)])
+    run_page = (await get(ds, f"/traces/runs/{ids['moa']}")).text
+    assert "<script>alert(1)</script>" not in run_page and "&lt;script&gt;alert(1)" in run_page
+    long_one = details(run_page)[calls[1]["id"]]
+    assert f"{50_000 - OUTPUT_MAX_CHARS:,} more characters" in long_one
+    assert calls[2]["id"] not in details(run_page)  # no output, no error: nothing to show
+    for step_id in hostile:
+        html = (await get(ds, f"/traces/steps/{step_id}")).text
+        assert 'id="composite-step"' in html and "<script>alert(1)</script>" not in html
+
+
+def test_step_outputs_shows_leaves_with_the_steps_around_them():
+    steps = [
+        _step("f", None, 0, 10, kind="fanout", name="proposals"),
+        _step("a", "f", 0, 5, kind="llm", name="analyst"),
+        _step("b", "f", 0, 8, kind="llm", name="teacher", status="error"),
+        _step("c", "f", 0, 8, kind="llm", name="quiet"),
+        _step("x", "y", 0, 1, kind="llm", name="cycle"),
+        _step("y", "x", 0, 1, kind="llm", name="cycle2"),
+    ]
+    outputs = {
+        "f": {"output": "1. A\n2. B"},
+        "a": {"output": "A" * 30, "output_chars": 30},
+        "b": {"error": "InternalServerError: litellm.InternalServerError: down"},
+        "c": {"output": ""},
+        "x": {"output": "loop"},
+    }
+    shown = step_outputs(steps, outputs, step_url=lambda i: f"/s/{i}", max_chars=10)
+    assert [o.step_id for o in shown] == ["a", "b"]  # x and y are each other's parent: not leaves
+    a, b = shown
+    assert (a.within, a.output, a.more_chars, a.url) == ("proposals", "A" * 10, 20, "/s/a")
+    assert (b.error, b.output, b.status) == ("InternalServerError: down", "", "error")
 
 
 # -- the timeline layout on its own ----------------------------------------------------------------

@@ -42,6 +42,8 @@ PLUGIN_NAME = "composite"
 JSON_COLUMNS = frozenset({"request_json", "response_json", "params_json", "settings"})
 TABLE_PREVIEW_CHARS = 240  # JSON cells in tables and query results
 ROW_JSON_MAX_CHARS = 200_000  # pretty JSON on a row page (the .json export has everything)
+OUTPUTS_BUDGET_CHARS = 2_000_000  # all the step outputs on a run's page together
+OUTPUT_MIN_CHARS = 500  # of each step's output, however many steps
 # Columns holding the id of a row of another table, wherever they appear (views, queries, SQL).
 ID_COLUMNS = {
     "run_id": "runs",
@@ -170,7 +172,7 @@ def pretty_json(text: str) -> Markup | None:
     """JSON text indented in a <pre>, cut at ROW_JSON_MAX_CHARS; None when it is not JSON."""
     try:
         pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         return None
     more = ""
     if len(pretty) > ROW_JSON_MAX_CHARS:
@@ -221,7 +223,7 @@ def _messages(request_json: str | None) -> list[dict[str, str]]:
     """A request's messages as (role, text) for reading; [] when the request is not that shape."""
     try:
         request = json.loads(request_json or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         return []
     messages = request.get("messages") if isinstance(request, dict) else None
     if not isinstance(messages, list):
@@ -310,13 +312,15 @@ async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> 
         highlight=highlight,
     )
     if table == "runs":
+        # Each output cut so that a run of thousands of steps still makes a page of a few MB.
+        per_step = max(OUTPUT_MIN_CHARS, min(OUTPUT_MAX_CHARS, OUTPUTS_BUDGET_CHARS // len(steps)))
         said = await db.execute(
             "select id, substr(output, 1, ?) as output, length(output) as output_chars, error from steps "
             "where run_id = ? and (length(output) > 0 or error is not null)",
-            [OUTPUT_MAX_CHARS + 1, run_id],
+            [per_step, run_id],
         )
         found["composite_outputs"] = step_outputs(
-            steps, {r["id"]: dict(r) for r in said.rows}, step_url=step_url
+            steps, {r["id"]: dict(r) for r in said.rows}, step_url=step_url, max_chars=per_step
         )
         found["composite_run"] = {
             "output": (run or {}).get("output") or "",
