@@ -19,6 +19,7 @@ def get_litellm() -> ModuleType:
     global _litellm
     if _litellm is not None:
         return _litellm
+    loaded = False
     with _lock:
         if _litellm is None:
             # Without this LiteLLM fetches its price map over the network at import time.
@@ -28,6 +29,12 @@ def get_litellm() -> ModuleType:
             litellm.suppress_debug_info = True
             _register_local_provider(litellm)
             _litellm = litellm
+            loaded = True
+    if loaded:
+        # After the lock: describing the modes asks LiteLLM (through this function) for windows.
+        from composite_cli.model_metadata import register_default_modes
+
+        register_default_modes(_litellm)
     return _litellm
 
 
