@@ -33,7 +33,7 @@ from composite_cli.errors import (
     RunTimeout,
     UnknownModeError,
 )
-from composite_cli.events import Event, TokenDelta
+from composite_cli.events import Event, RunStarted, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
 from composite_cli.runner import Runner, run_info
 
@@ -230,24 +230,20 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         return fill_response(kwargs["model_response"], name, results)
 
     def streaming(self, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        deltas: queue.Queue[Any] = queue.Queue()
-        done = object()
+        items: queue.Queue[Any] = queue.Queue()
+        feed = _StreamFeed(items.put)
         extra = self.request_subscribers()
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, TokenDelta):
-                deltas.put(event.text)
 
         async def run() -> tuple[str, list[RunResult]]:
             try:
-                return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
+                return await self._run(kwargs["model"], kwargs, True, [*extra, feed])
             finally:
-                deltas.put(done)
+                items.put(_DONE)
 
         future = _background.submit(run())
         try:
-            while (item := deltas.get()) is not done:
-                yield text_chunk(item)
+            while (item := items.get()) is not _DONE:
+                yield text_chunk(item, feed.run_id)
             _, (result,) = future.result()
             yield from final_chunks(result)
         finally:
@@ -255,30 +251,64 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
                 future.cancel()  # the caller stopped reading: stop the run and its calls
 
     async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
-        deltas: asyncio.Queue[Any] = asyncio.Queue()
-        done = object()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        feed = _StreamFeed(items.put_nowait)
         extra = self.request_subscribers()
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, TokenDelta):
-                deltas.put_nowait(event.text)
 
         async def run() -> tuple[str, list[RunResult]]:
             try:
-                return await self._run(kwargs["model"], kwargs, True, [*extra, on_event])
+                return await self._run(kwargs["model"], kwargs, True, [*extra, feed])
             finally:
-                deltas.put_nowait(done)
+                items.put_nowait(_DONE)
 
         task = asyncio.ensure_future(run())
         try:
-            while (item := await deltas.get()) is not done:
-                yield text_chunk(item)
+            while (item := await items.get()) is not _DONE:
+                yield text_chunk(item, feed.run_id)
             _, (result,) = await task
             for chunk in final_chunks(result):
                 yield chunk
         finally:
             if not task.done():
                 task.cancel()
+
+
+_DONE = object()
+
+
+class _StreamFeed:
+    """The subscriber of a streamed run: its id as soon as it starts, its final step's tokens."""
+
+    def __init__(self, put: Any):
+        self.put = put
+        self.run_id: str | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted) and self.run_id is None:
+            self.run_id = event.run_id
+        elif isinstance(event, TokenDelta):
+            self.put(event.text)
+
+
+class StreamChunk(dict[str, Any]):
+    """A GenericStreamingChunk with an `id`: LiteLLM's stream wrapper gives every chunk of the
+    stream the id of the first chunk that has one, so a stream's id is `chatcmpl-<run id>`."""
+
+    id: str | None = None
+
+
+def response_id(run_id: str | None) -> str | None:
+    """The response `id` of a run's answer: `chatcmpl-<run id>`, so a body joins to its trace."""
+    return f"chatcmpl-{run_id}" if run_id else None
+
+
+def _chunk(run_id: str | None, **fields: Any) -> StreamChunk:
+    chunk = StreamChunk(
+        {"text": "", "tool_use": None, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
+    )
+    chunk.update(fields)
+    chunk.id = response_id(run_id)
+    return chunk
 
 
 def caller_timeout(value: Any) -> float | None:
@@ -315,48 +345,33 @@ async def _all_or_none(runs: list[Coroutine[Any, Any, T]]) -> list[T]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def text_chunk(text: str) -> dict[str, Any]:
-    return {
-        "text": text,
-        "tool_use": None,
-        "is_finished": False,
-        "finish_reason": "",
-        "usage": None,
-        "index": 0,
-    }
+def text_chunk(text: str, run_id: str | None = None) -> StreamChunk:
+    return _chunk(run_id, text=text)
 
 
-def final_chunks(result: RunResult) -> Iterator[dict[str, Any]]:
+def final_chunks(result: RunResult) -> Iterator[StreamChunk]:
     """Tool calls (one chunk each), then the finishing chunk with usage."""
     for i, call in enumerate(result.message.get("tool_calls") or []):
         fn = call.get("function") or {}
-        yield {
-            "text": "",
-            "tool_use": {
-                "id": call.get("id"),
-                "type": "function",
-                "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""},
-                "index": i,
-            },
-            "is_finished": False,
-            "finish_reason": "",
-            "usage": None,
-            "index": 0,
+        tool_use = {
+            "id": call.get("id"),
+            "type": "function",
+            "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""},
+            "index": i,
         }
-    yield {
-        "text": "",
-        "tool_use": None,
-        "is_finished": True,
-        "finish_reason": result.finish_reason,
-        "usage": {
+        yield _chunk(result.run_id, tool_use=tool_use)
+    yield _chunk(
+        result.run_id,
+        is_finished=True,
+        finish_reason=result.finish_reason,
+        usage={
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens,
         },
-        "index": 0,
         # LiteLLM sets these as attributes of the last chunk: `chunk.composite` (status included).
-        "provider_specific_fields": {"composite": run_info(result)},
-    }
+        provider_specific_fields={"composite": run_info(result)},
+    )
 
 
 def fill_response(response: Any, name: str, results: list[RunResult]) -> Any:
@@ -364,6 +379,7 @@ def fill_response(response: Any, name: str, results: list[RunResult]) -> Any:
     calls, and composite's block (run id, status; a partial run's `finish_reason` is "length" and
     `stopped_by` names the cap)."""
     response.model = f"{PROVIDER}/{name}"
+    response.id = response_id(results[0].run_id)
     response.created = int(time.time())
     response.choices = [
         litellm.Choices(
@@ -437,8 +453,9 @@ def register(
     return handler
 
 
-# For a LiteLLM proxy config: custom_handler: composite_cli.provider.handler
-handler = CompositeLLM()
+# For a LiteLLM proxy config: custom_handler: composite_cli.provider.handler (its runs are
+# recorded source=proxy; `composite serve` uses composite_cli.serve.handler, source=serve).
+handler = CompositeLLM(source="proxy")
 
 
 def _local_handler() -> Any:

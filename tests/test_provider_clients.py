@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def litellm(handler: Any) -> Any:
     from composite_cli.litellm_loader import get_litellm
 
     return get_litellm()
+
+
+def _block(chunks: list[Any]) -> dict[str, Any]:
+    """composite's block of a stream (on the chunk that finishes the answer)."""
+    return next(c.composite for c in chunks if getattr(c, "composite", None))
 
 
 def _db(tmp_path: Path) -> sqlite3.Connection:
@@ -161,7 +167,7 @@ def slow(fake_model: Any) -> Any:
 
 
 def test_timeout_bounds_the_whole_run_and_records_it(litellm: Any, handler: Any, slow: Any, tmp_path: Path):
-    with pytest.raises(litellm.Timeout, match="timeout of 0.2s"):
+    with pytest.raises(litellm.Timeout, match=r"timeout of 0\.2s"):
         litellm.completion(model="composite/moa-v1", messages=USER, timeout=0.2)
     status, stopped_by, error, notes = _run_row(tmp_path, handler)
     assert (status, stopped_by) == ("cancelled", "timeout (0.2s)")
@@ -214,3 +220,55 @@ def test_router_timeout_falls_back_from_a_slow_composite_model(litellm: Any, slo
         fallbacks=[{"smart": ["quick"]}],
     )
     assert router.completion(model="smart", messages=USER).choices[0].message.content == "quick"
+
+
+# -- 6. the response id joins to the trace --------------------------------------------------------
+
+
+def test_response_id_is_the_run_id(litellm: Any, fake_model: Any):
+    response = litellm.completion(model="composite/moa-v1", messages=USER)
+    assert response.id == f"chatcmpl-{response._hidden_params['composite']['run_id']}"
+    chunks = list(litellm.completion(model="composite/moa-v1", messages=USER, stream=True))
+    run_id = _block(chunks)["run_id"]
+    assert {c.id for c in chunks} == {f"chatcmpl-{run_id}"}
+    assert litellm.stream_chunk_builder(chunks).id == f"chatcmpl-{run_id}"
+
+
+async def test_async_stream_id_is_the_run_id(litellm: Any, fake_model: Any):
+    stream = await litellm.acompletion(model="composite/direct", messages=USER, stream=True)
+    chunks = [c async for c in stream]
+    assert {c.id for c in chunks} == {f"chatcmpl-{_block(chunks)['run_id']}"}
+
+
+def test_serve_body_joins_to_the_trace(servers: dict[str, Server]):
+    server = servers["serve"].wait_ready()
+    raw = client(server).chat.completions.with_raw_response.create(model="moa", messages=USER)
+    reply = raw.parse()
+    run_id = raw.headers["x-composite-run-id"]
+    assert reply.id == f"chatcmpl-{run_id}"
+    assert reply.model_extra["composite"]["run_id"] == run_id  # the openai SDK keeps the block
+    chunks = list(client(server).chat.completions.create(model="moa", messages=USER, stream=True))
+    run_id = next(c.model_extra["composite"] for c in chunks if c.model_extra.get("composite"))["run_id"]
+    assert {c.id for c in chunks} == {f"chatcmpl-{run_id}"}
+    trace = openai.OpenAI(base_url=server.url, api_key=MASTER).get(
+        f"/composite/traces/{reply.id.removeprefix('chatcmpl-')}", cast_to=object
+    )
+    assert trace["run"]["id"] == reply.id.removeprefix("chatcmpl-")
+
+
+def test_plain_litellm_proxy_runs_are_source_proxy(servers: dict[str, Server], tmp_path: Path):
+    server = servers["proxy"].wait_ready()
+    raw = client(server).chat.completions.with_raw_response.create(model="moa", messages=USER)
+    run_id = raw.headers["llm_provider-x-composite-run-id"]  # the name behind any LiteLLM proxy
+    assert raw.parse().id == f"chatcmpl-{run_id}"
+    db = server.log_path.parent / "proxy.db"
+    for _ in range(100):  # the proxy's trace writer commits in the background
+        row = (
+            sqlite3.connect(db).execute("select source from runs where id=?", [run_id]).fetchone()
+            if db.exists()
+            else None
+        )
+        if row:
+            break
+        time.sleep(0.1)
+    assert row == ("proxy",)
