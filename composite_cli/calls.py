@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,9 +33,105 @@ _RETRYABLE = (
 _ERROR_TEXT_LIMIT = 2000
 
 
+# The HTTP attempts of the call being made (set by `complete()`, appended to by
+# `litellm_acompletion`): a context variable, so concurrent calls each see their own list.
+_ATTEMPTS: ContextVar[list[dict[str, Any]] | None] = ContextVar("composite_http_attempts", default=None)
+# What the openai SDK retries: these statuses, 5xx, and connection errors and timeouts.
+_HTTP_RETRY_STATUS = (408, 409, 429)
+_HTTP_BACKOFF_MAX = 8.0
+_RETRY_AFTER_MAX = 60.0
+
+
 async def litellm_acompletion(**kwargs: Any) -> Any:
-    """The single place that calls LiteLLM. The test suite's fake model replaces this."""
-    return await get_litellm().acompletion(**kwargs)
+    """The single place that calls LiteLLM, one HTTP request per LiteLLM call.
+
+    The SDKs under LiteLLM retry quietly (the openai SDK twice by default), so a trace would show
+    one call where the upstream saw three. Here LiteLLM is told not to retry (`max_retries=0`),
+    and the same retries are made in this loop (the profile's `max_retries` and `num_retries`, else
+    LiteLLM's default for its built-in providers; none for custom providers, which never retried),
+    with the SDK's backoff and `Retry-After`. Every attempt goes to the call's attempt list.
+    The test suite's fake model replaces this function (and so stands for LiteLLM and the network).
+    """
+    litellm = get_litellm()
+    kwargs, budget = _http_retry_budget(litellm, kwargs)
+    attempts = _ATTEMPTS.get()
+    for attempt in itertools.count():
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            retry = attempt < budget and _http_retryable(exc)
+            if attempts is not None:
+                attempts.append(_attempt_entry(kwargs, started, describe_error(exc), retry))
+            if not retry:
+                raise
+            await asyncio.sleep(_http_backoff(exc, attempt))
+            continue
+        if attempts is not None:
+            attempts.append(_attempt_entry(kwargs, started, None, False))
+        return response
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _attempt_entry(
+    kwargs: dict[str, Any], started: float, error: str | None, retried: bool
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "model": str(kwargs.get("model")),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    if error is not None:
+        entry["error"] = error
+        entry["retried"] = retried
+    return entry
+
+
+def _http_retry_budget(litellm: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """LiteLLM's arguments with its retries turned off, and how many retries to make here."""
+    out = dict(kwargs)
+    max_retries = out.pop("max_retries", None)
+    num_retries = out.pop("num_retries", None)
+    if max_retries is None:
+        from litellm.constants import DEFAULT_MAX_RETRIES
+
+        max_retries = 0 if _custom_provider(litellm, out) else DEFAULT_MAX_RETRIES
+    out["max_retries"] = 0
+    return out, max(0, int(max_retries)) + max(0, int(num_retries or 0))
+
+
+def _custom_provider(litellm: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the model is served by a `custom_provider_map` provider (local, dry, a user's)."""
+    custom = {entry.get("provider") for entry in litellm.custom_provider_map or []}
+    provider = kwargs.get("custom_llm_provider")
+    if not isinstance(provider, str):
+        model = str(kwargs.get("model") or "")
+        provider = model.split("/", 1)[0] if "/" in model else None
+    return provider in custom
+
+
+def _http_retryable(exc: BaseException) -> bool:
+    """What the openai SDK retries: 408, 409, 429, 5xx, connection errors and timeouts."""
+    if type(exc).__name__ in ("APIConnectionError", "Timeout", "APITimeoutError"):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status in _HTTP_RETRY_STATUS or status >= 500)
+
+
+def _http_backoff(exc: BaseException, attempt: int) -> float:
+    """The openai SDK's wait: the server's Retry-After (up to 60 s), else 0.5 s doubling to 8 s."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    headers = headers or {}
+    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(key)
+        try:
+            value = float(str(raw)) * scale
+        except ValueError:
+            continue  # absent, or an HTTP date: the SDK's own wait then
+        if 0 < value <= _RETRY_AFTER_MAX:
+            return value
+    return min(0.5 * 2**attempt, _HTTP_BACKOFF_MAX) * (1 - 0.25 * random.random())
 
 
 _ID_PREFIX = uuid.uuid4().hex[:8]  # random per process, so ids from several machines never collide
@@ -94,6 +191,8 @@ class CallRecord:
     completion_tokens: int = 0
     cost_usd: float | None = None
     retries: int = 0
+    # HTTP requests made for this call: retries of the step and of the HTTP layer, and fallbacks.
+    attempts: int = 1
     error: str | None = None
     exception: BaseException | None = None
     cached: bool = False
@@ -372,6 +471,8 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         def on_delta(text: str) -> None:
             host.call_delta(record.id, text)
 
+    attempts: list[dict[str, Any]] = []  # every HTTP request, filled by litellm_acompletion
+    token = _ATTEMPTS.set(attempts)
     try:
         for index, base in enumerate(candidates):
             if index:
@@ -392,6 +493,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         record.status = "cancelled"
         record.error = "cancelled"
         record.latency_ms = (time.perf_counter() - t0) * 1000
+        _note_attempts(record, attempts, record.request)
         host.record_call(record)
         raise
     except BaseException as exc:
@@ -401,10 +503,15 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         if record.fallbacks:
             record.request["fallbacks"] = record.fallbacks
         record.latency_ms = (time.perf_counter() - t0) * 1000
+        _note_attempts(record, attempts, record.request)
         host.record_call(record)
         raise
+    finally:
+        _ATTEMPTS.reset(token)
     record.latency_ms = (time.perf_counter() - t0) * 1000
     _fill_from_response(litellm, record, response)
+    if record.response is not None:
+        _note_attempts(record, attempts, record.response)
     if cache is not None and cache_key is not None:
         cache.put(cache_key, record.model, record.response or {})
     host.record_call(record)
@@ -447,6 +554,15 @@ async def _with_retries(
             await asyncio.sleep(delay)
         attempt += 1
         record.retries += 1
+
+
+def _note_attempts(record: CallRecord, attempts: list[dict[str, Any]], into: dict[str, Any]) -> None:
+    """Count the HTTP retries in `record.retries` and keep the attempts (each failed one's error)
+    in the trace when there was more than one."""
+    record.attempts = len(attempts) or 1
+    record.retries += sum(1 for a in attempts if a.get("retried"))
+    if len(attempts) > 1:
+        into["attempts"] = list(attempts)
 
 
 def _fill_from_cache(record: CallRecord, hit: dict[str, Any], t0: float) -> None:
