@@ -55,6 +55,7 @@ def test_modes_are_registered_as_tool_using_streaming_chat_models(tmp_path: Path
     info = litellm.get_model_info("composite/moa-v1")
     # the window of the final step's model (gpt-4.1), not of the proposers' (gpt-4o-mini)
     assert info["max_input_tokens"] == context_window(BIG) != context_window(MINI)
+    assert info["max_input_tokens"] == 1_047_576  # the figure the README quotes
     assert info["mode"] == "chat"
 
 
