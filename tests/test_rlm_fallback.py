@@ -53,6 +53,7 @@ async def test_a_root_without_code_falls_back_after_two_turns(fake_model, tmp_pa
     fake_model.script(prose_root).script(reader)
     runner, result, _ = await run_rlm(fake_model, haystack(60_000), tmp_path)
     assert result.text == "The code is QX-7731." and result.status == "ok"
+    assert "network" in result.notes["rlm"].pop("sandbox")  # the layers in effect
     assert result.notes == {
         "rlm": {
             "path": "fallback",
