@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from composite_cli.config import Profile
+from composite_cli.errors import describe_error
 from composite_cli.litellm_loader import get_litellm
-from composite_cli.redact import redact_text, sanitize_params
+from composite_cli.redact import sanitize_params
 
 # Errors worth retrying: the provider was busy or the network blinked.
 _RETRYABLE = (
@@ -30,7 +31,6 @@ _RETRYABLE = (
     "InternalServerError",
     "ServiceUnavailableError",
 )
-_ERROR_TEXT_LIMIT = 2000
 
 
 # The HTTP attempts of the call being made (set by `complete()`, appended to by
@@ -141,14 +141,6 @@ _ID_COUNTER = itertools.count()
 def new_id() -> str:
     """A unique id that sorts by creation time: time, a per-process random part, a counter."""
     return f"{time.time_ns():x}-{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFF:06x}"
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming the error type, with secrets masked."""
-    text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-    name = type(exc).__name__
-    out = f"{name}: {text}" if text else name
-    return out[:_ERROR_TEXT_LIMIT]
 
 
 @dataclass

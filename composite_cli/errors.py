@@ -1,6 +1,27 @@
-"""Exception classes. Front ends turn these into one-line user errors at their edge."""
+"""Exception classes, and `describe_error`, the one line that names any error (for traces, eval
+results and the front ends' edges, which turn these into one-line user errors)."""
 
 from __future__ import annotations
+
+from composite_cli.redact import redact_text
+
+_ERROR_TEXT_LIMIT = 2000  # characters of an error kept in a trace or shown on one line
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error type once, with secrets masked.
+
+    LiteLLM's messages already start with `litellm.<Name>: ` and often the provider's `<Name>: `
+    again; those prefixes (for the class and its bases) are dropped before the name is put in front.
+    """
+    text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    name = type(exc).__name__
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__name__ not in ("object", "BaseException")}
+    prefixes = tuple(f"{p}{n}: " for n in names for p in ("litellm.", ""))
+    while text.startswith(prefixes):
+        text = text.split(": ", 1)[1].lstrip()
+    out = f"{name}: {text}" if text else name
+    return out[:_ERROR_TEXT_LIMIT]
 
 
 class CompositeError(Exception):

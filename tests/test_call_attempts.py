@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import litellm
 import pytest
 from test_serve_e2e import free_port
 
+from composite_cli.calls import describe_error
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.runner import Runner
@@ -164,3 +166,32 @@ def test_one_attempt_adds_nothing_to_the_trace(tmp_path: Path, upstream: tuple[U
     step, result = _run(tmp_path, upstream[1])
     assert result.text == "Paris." and step["retries"] == 0
     assert "attempts" not in json.loads(step["response_json"])
+
+
+# -- each error reads once (issue 13, item 9: `InternalServerError: litellm.InternalServerError: ...`)
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (
+            litellm.InternalServerError("InternalServerError: boom", "openai", "m"),
+            "InternalServerError: boom",
+        ),
+        (
+            litellm.InternalServerError("injected server_error fault", "faulty", "m"),
+            "InternalServerError: injected server_error fault",
+        ),
+        (litellm.RateLimitError("RateLimitError: slow down", "openai", "m"), "RateLimitError: slow down"),
+        # a base class's name is a prefix too (Timeout derives from openai.APITimeoutError)
+        (
+            litellm.Timeout("APITimeoutError: Request timed out.", "m", "openai"),
+            "Timeout: Request timed out.",
+        ),
+        (ValueError("ValueError: ValueError: x"), "ValueError: x"),
+        (ValueError("a message: with colons"), "ValueError: a message: with colons"),
+        (RuntimeError(""), "RuntimeError"),
+    ],
+)
+def test_error_text_names_the_error_once(exc: BaseException, text: str):
+    assert describe_error(exc) == text

@@ -86,7 +86,7 @@ async def test_fallback_models_per_alias_are_tried_in_order(tmp_path):
     assert fallbacks == [
         {
             "model": "faulty/primary",
-            "error": "RateLimitError: litellm.RateLimitError: injected rate_limit fault",
+            "error": "RateLimitError: injected rate_limit fault",
         }
     ]
     runner.close()

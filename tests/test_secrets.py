@@ -385,7 +385,7 @@ def test_a_mode_with_a_key_is_refused_and_the_error_masked(world: World) -> None
     assert keyed.exit_code == 2 and "steps[0].params.api_key" in keyed.stderr
     error = world.cli["chat (error)"].stderr.strip()
     assert error == (
-        "Error: AuthenticationError: litellm.AuthenticationError: Incorrect API key provided: "
+        "Error: AuthenticationError: Incorrect API key provided: "
         "[REDACTED]; env [REDACTED], master [REDACTED], header x-api-key=[REDACTED]"
     )
 

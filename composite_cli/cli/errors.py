@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from composite_cli.errors import CompositeError, ModeValidationError
+from composite_cli.errors import CompositeError, ModeValidationError, describe_error
 from composite_cli.redact import redact_text
 
 # Exit codes (documented in the README under `composite chat`).
@@ -35,8 +35,7 @@ def error_line(exc: BaseException) -> str | None:
     if isinstance(exc, CompositeError):
         return redact_text(str(exc))
     if _is_litellm_error(exc):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return redact_text(f"{type(exc).__name__}: {first}")
+        return describe_error(exc)
     return None
 
 
