@@ -401,6 +401,9 @@ def build_kwargs(host: CallHost, request: CallRequest, base: dict[str, Any] | No
     metadata = dict(kwargs.get("metadata") or {})
     metadata.update(host.call_metadata())
     metadata["composite_call"] = request.name
+    # a user's litellm.callbacks see these and the outer `composite/<mode>` event (composite_internal
+    # False, same composite_run_id): summing only one of the two counts spend once
+    metadata["composite_internal"] = True
     kwargs["metadata"] = metadata
     return kwargs
 
