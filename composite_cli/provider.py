@@ -114,10 +114,15 @@ def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = Fa
 class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
     """A LiteLLM custom provider that runs composite modes."""
 
-    def __init__(self, settings: Settings | None = None, *, source: str = "python"):
+    def __init__(
+        self, settings: Settings | None = None, *, source: str = "python", chunk_hidden_params: bool = True
+    ):
+        """`chunk_hidden_params`: put composite's block in a stream's `_hidden_params` too (for
+        callers in this process; a server leaves it out, see final_chunks)."""
         super().__init__()
         self._settings = settings
         self.source = source
+        self.chunk_hidden_params = chunk_hidden_params
         self._runner: Runner | None = None
         self._lock = threading.Lock()
 
@@ -245,7 +250,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             while (item := items.get()) is not _DONE:
                 yield text_chunk(item, feed.run_id)
             _, (result,) = future.result()
-            yield from final_chunks(result)
+            yield from final_chunks(result, hidden=self.chunk_hidden_params)
         finally:
             if not future.done():
                 future.cancel()  # the caller stopped reading: stop the run and its calls
@@ -266,7 +271,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             while (item := await items.get()) is not _DONE:
                 yield text_chunk(item, feed.run_id)
             _, (result,) = await task
-            for chunk in final_chunks(result):
+            for chunk in final_chunks(result, hidden=self.chunk_hidden_params):
                 yield chunk
         finally:
             if not task.done():
@@ -349,8 +354,14 @@ def text_chunk(text: str, run_id: str | None = None) -> StreamChunk:
     return _chunk(run_id, text=text)
 
 
-def final_chunks(result: RunResult) -> Iterator[StreamChunk]:
-    """Tool calls (one chunk each), then the finishing chunk with usage."""
+def final_chunks(result: RunResult, *, hidden: bool = False) -> Iterator[StreamChunk]:
+    """Tool calls (one chunk each), then the finishing chunk with usage and the summed cost.
+
+    `usage.cost` is how LiteLLM prices a streamed response of a provider it has no price for: its
+    stream wrapper passes it to the final usage chunk, stream_chunk_builder and the outer
+    callback's `response_cost`. With `hidden`, the finishing chunk's `_hidden_params` also get
+    composite's block (LiteLLM sets each provider field as an attribute of the chunk; it also
+    copies them into the chunk's delta, which a server would send, hence only in-process)."""
     for i, call in enumerate(result.message.get("tool_calls") or []):
         fn = call.get("function") or {}
         tool_use = {
@@ -360,17 +371,24 @@ def final_chunks(result: RunResult) -> Iterator[StreamChunk]:
             "index": i,
         }
         yield _chunk(result.run_id, tool_use=tool_use)
+    usage: dict[str, Any] = {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+    if result.cost_usd is not None:
+        usage["cost"] = result.cost_usd
+    info = run_info(result)
+    # LiteLLM sets these as attributes of the chunk: `chunk.composite` (status included).
+    fields: dict[str, Any] = {"composite": info}
+    if hidden:
+        fields["_hidden_params"] = {"composite": info}
     yield _chunk(
         result.run_id,
         is_finished=True,
         finish_reason=result.finish_reason,
-        usage={
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-        },
-        # LiteLLM sets these as attributes of the last chunk: `chunk.composite` (status included).
-        provider_specific_fields={"composite": run_info(result)},
+        usage=usage,
+        provider_specific_fields=fields,
     )
 
 
@@ -455,7 +473,7 @@ def register(
 
 # For a LiteLLM proxy config: custom_handler: composite_cli.provider.handler (its runs are
 # recorded source=proxy; `composite serve` uses composite_cli.serve.handler, source=serve).
-handler = CompositeLLM(source="proxy")
+handler = CompositeLLM(source="proxy", chunk_hidden_params=False)
 
 
 def _local_handler() -> Any:

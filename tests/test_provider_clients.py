@@ -6,6 +6,7 @@ snippet. Models are fakes (tests/conftest.py) or LiteLLM mocks; nothing touches 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -272,3 +273,101 @@ def test_plain_litellm_proxy_runs_are_source_proxy(servers: dict[str, Server], t
             break
         time.sleep(0.1)
     assert row == ("proxy",)
+
+
+# -- 4. streamed calls carry their run id and summed cost the way LiteLLM expects ----------------
+
+
+class Spend:
+    """A litellm CustomLogger that keeps every success event's kwargs (sync and async)."""
+
+    def __init__(self) -> None:
+        from litellm.integrations.custom_logger import CustomLogger
+
+        events: list[dict[str, Any]] = []
+
+        class Logger(CustomLogger):
+            def log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+                events.append(kwargs)
+
+            async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):  # type: ignore[no-untyped-def]
+                events.append(kwargs)
+
+        self.events = events
+        self.logger = Logger()
+        # LiteLLM keeps one logger per class and public fields: this one must not pass for another's.
+        self.logger.tag = f"spend-{id(self)}"  # type: ignore[attr-defined]
+
+    def outer(self, count: int = 1) -> list[dict[str, Any]]:
+        """The `composite/...` events (LiteLLM logs them after the caller has the answer)."""
+        for _ in range(600):
+            found = [k for k in self.events if str(k.get("custom_llm_provider")) == "composite"]
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no outer event among {len(self.events)}")
+
+    async def aouter(self, count: int = 1) -> list[dict[str, Any]]:
+        """`outer` inside an event loop (the async callbacks run on it)."""
+        for _ in range(600):
+            found = [k for k in self.events if str(k.get("custom_llm_provider")) == "composite"]
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no outer event among {len(self.events)}")
+
+
+@pytest.fixture
+def spend(litellm: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Spend]:
+    """A Spend logger in litellm.callbacks for one test."""
+    found = Spend()
+    monkeypatch.setattr(litellm, "callbacks", [found.logger])
+    yield found
+    litellm.logging_callback_manager.drop_callbacks([found.logger])
+
+
+def _run_cost(tmp_path: Path, handler: Any, run_id: str) -> float:
+    handler.runner.flush()
+    (cost,) = _db(tmp_path).execute("select cost_usd from runs where id=?", [run_id]).fetchone()
+    assert cost and cost > 0
+    return float(cost)
+
+
+def test_stream_carries_run_id_and_summed_cost(
+    litellm: Any, handler: Any, fake_model: Any, tmp_path: Path, spend: Spend
+):
+    fake_model.on("answer", "The capital of France is Paris.")
+    chunks = list(
+        litellm.completion(
+            model="composite/moa-v1", messages=USER, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    run_id = _block(chunks)["run_id"]
+    cost = _run_cost(tmp_path, handler, run_id)
+    assert chunks[-1].usage.cost == pytest.approx(cost)  # the final usage chunk
+    assert any((c._hidden_params.get("composite") or {}).get("run_id") == run_id for c in chunks)
+    built = litellm.stream_chunk_builder(chunks)
+    assert litellm.completion_cost(completion_response=built) == pytest.approx(cost)
+    assert spend.outer()[0]["response_cost"] == pytest.approx(cost)
+
+
+def test_stream_without_usage_chunk_prices_too(litellm: Any, handler: Any, fake_model: Any, tmp_path: Path):
+    chunks = list(litellm.completion(model="composite/moa-v1", messages=USER, stream=True))
+    cost = _run_cost(tmp_path, handler, _block(chunks)["run_id"])
+    built = litellm.stream_chunk_builder(chunks)
+    assert litellm.completion_cost(completion_response=built) == pytest.approx(cost)
+
+
+async def test_async_stream_carries_summed_cost(
+    litellm: Any, handler: Any, fake_model: Any, tmp_path: Path, spend: Spend
+):
+    stream = await litellm.acompletion(
+        model="composite/moa-v1", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [c async for c in stream]
+    cost = _run_cost(tmp_path, handler, _block(chunks)["run_id"])
+    assert chunks[-1].usage.cost == pytest.approx(cost)
+    assert litellm.completion_cost(completion_response=litellm.stream_chunk_builder(chunks)) == pytest.approx(
+        cost
+    )
+    assert (await spend.aouter())[0]["response_cost"] == pytest.approx(cost)

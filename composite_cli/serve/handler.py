@@ -45,4 +45,4 @@ class ServeCompositeLLM(CompositeLLM):
         return [slot] if slot is not None else []
 
 
-handler = ServeCompositeLLM(source="serve")
+handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
