@@ -201,6 +201,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
             mode, request, profile, n = self._request(model, kwargs, stream)
             spec = self.runner.mode(mode)
             timeout = caller_timeout(kwargs.get("timeout"))
+            subscribers = [*subscribers, OuterEventTag(kwargs.get("logging_obj"))]
             runs = [
                 self.runner.run(
                     spec,
@@ -279,6 +280,42 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
 
 
 _DONE = object()
+
+
+class OuterEventTag:
+    """Tags the caller's own LiteLLM event (the `composite/<mode>` call, which litellm.callbacks
+    see with the run's summed `response_cost`) with the run id as soon as the run starts:
+    `composite_run_id`, `composite_mode` and `composite_internal: False` in its metadata, and the
+    same in `spend_logs_metadata` (the metadata LiteLLM keeps in its standard logging payload and
+    a proxy's spend logs). The run's own calls carry `composite_internal: True` and the same
+    `composite_run_id` (calls.py), so a callback can count spend once and join the two. A request
+    with n > 1 lists every run in `composite_run_ids`."""
+
+    def __init__(self, logging_obj: Any):
+        self.logging_obj = logging_obj
+        self.run_ids: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, RunStarted):
+            return
+        self.run_ids.append(event.run_id)
+        keys: dict[str, Any] = {
+            "composite_run_id": self.run_ids[0],
+            "composite_mode": event.mode,
+            "composite_internal": False,
+        }
+        if len(self.run_ids) > 1:
+            keys["composite_run_ids"] = list(self.run_ids)
+        params = getattr(self.logging_obj, "litellm_params", None)
+        details = getattr(self.logging_obj, "model_call_details", None)
+        holders = [params, details.get("litellm_params") if isinstance(details, dict) else None]
+        for holder in {id(h): h for h in holders if isinstance(h, dict)}.values():
+            metadata = holder.get("metadata")
+            if not isinstance(metadata, dict):
+                metadata = holder["metadata"] = {}
+            metadata.update(keys)
+            spend = metadata.get("spend_logs_metadata")
+            metadata["spend_logs_metadata"] = {**(spend if isinstance(spend, dict) else {}), **keys}
 
 
 class _StreamFeed:

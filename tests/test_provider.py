@@ -224,7 +224,7 @@ def test_litellm_callbacks_see_every_internal_call_tagged(litellm, fake_model, m
     deadline = time.time() + 60  # the callbacks usually arrive at once; this is a guard
     while time.time() < deadline:
         inner = [
-            k for k in seen if (k.get("litellm_params", {}).get("metadata") or {}).get("composite_run_id")
+            k for k in seen if (k.get("litellm_params", {}).get("metadata") or {}).get("composite_internal")
         ]
         if len(inner) >= 4:
             break

@@ -371,3 +371,68 @@ async def test_async_stream_carries_summed_cost(
         cost
     )
     assert (await spend.aouter())[0]["response_cost"] == pytest.approx(cost)
+
+
+# -- 5. callbacks see a coherent picture ----------------------------------------------------------
+
+
+def _readme_spend_once(litellm: Any) -> Any:
+    """The SpendOnce callback exactly as the README shows it."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if "class SpendOnce(CustomLogger)" in b]
+    scope: dict[str, Any] = {"litellm": litellm}
+    exec(code.replace("litellm.callbacks = [SpendOnce()]", ""), scope)
+    return scope["SpendOnce"]
+
+
+def _metadata(event: dict[str, Any]) -> dict[str, Any]:
+    return event["litellm_params"].get("metadata") or {}
+
+
+async def _wait(condition: Any) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("callbacks did not arrive")
+
+
+async def test_callbacks_see_a_coherent_picture(
+    litellm: Any, handler: Any, fake_model: Any, tmp_path: Path, spend: Spend, monkeypatch: pytest.MonkeyPatch
+):
+    once = _readme_spend_once(litellm)()
+    monkeypatch.setattr(litellm, "callbacks", [spend.logger, once])
+    replies = [
+        await litellm.acompletion(model="composite/moa-v1", messages=USER),
+        await litellm.acompletion(model="composite/moa-v1", messages=USER, n=2),
+        litellm.completion(model="composite/direct", messages=USER),  # sync, from the loop's thread
+    ]
+    stream = await litellm.acompletion(
+        model="composite/moa-v1", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [c async for c in stream]
+    run_ids = [replies[0]._hidden_params["composite"]["run_id"]]
+    run_ids += replies[1]._hidden_params["composite"]["run_ids"]
+    run_ids += [replies[2]._hidden_params["composite"]["run_id"], _block(chunks)["run_id"]]
+    outer = await spend.aouter(4)
+    # moa-v1: 4 calls; n=2: 8; direct: 1; moa-v1 streamed: 3 (its answer streams outside LiteLLM)
+    await _wait(lambda: len([e for e in spend.events if _metadata(e).get("composite_internal")]) >= 16)
+    handler.runner.flush()
+    costs = dict(_db(tmp_path).execute("select id, cost_usd from runs").fetchall())
+    assert set(costs) == set(run_ids)
+    # the outer events: the run ids (the n=2 request lists both), internal false, in spend logs metadata
+    for event in outer:
+        metadata = _metadata(event)
+        assert metadata["composite_internal"] is False and metadata["composite_run_id"] in run_ids
+        logged = event["standard_logging_object"]["metadata"]["spend_logs_metadata"]
+        assert logged["composite_run_id"] == metadata["composite_run_id"]
+    two = next(_metadata(e) for e in outer if "composite_run_ids" in _metadata(e))
+    assert two["composite_run_ids"] == replies[1]._hidden_params["composite"]["run_ids"]
+    # the internal events: marked, joined to their run
+    internal = [e for e in spend.events if _metadata(e).get("composite_internal")]
+    assert {_metadata(e)["composite_run_id"] for e in internal} == set(run_ids)
+    # the README's callback counts every run once
+    assert once.total == pytest.approx(sum(costs.values()))
+    everything = sum(e.get("response_cost") or 0.0 for e in spend.events)
+    assert everything > 1.5 * once.total  # what a naive total says: internal calls counted twice
