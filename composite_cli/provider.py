@@ -505,6 +505,11 @@ def register(
     """
     handler = CompositeLLM(settings, source=source)
     add_custom_provider(litellm, PROVIDER, handler)
+    if settings is not None:
+        # The loader told LiteLLM about the modes of the environment's settings; these may differ.
+        from composite_cli.model_metadata import register_modes
+
+        register_modes(settings)
     return handler
 
 
