@@ -249,7 +249,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         future = _background.submit(run())
         try:
             while (item := items.get()) is not _DONE:
-                yield text_chunk(item, feed.run_id)
+                yield item if isinstance(item, StreamChunk) else text_chunk(item, feed.run_id)
             _, (result,) = future.result()
             yield from final_chunks(result, hidden=self.chunk_hidden_params)
         finally:
@@ -270,7 +270,7 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         task = asyncio.ensure_future(run())
         try:
             while (item := await items.get()) is not _DONE:
-                yield text_chunk(item, feed.run_id)
+                yield item if isinstance(item, StreamChunk) else text_chunk(item, feed.run_id)
             _, (result,) = await task
             for chunk in final_chunks(result, hidden=self.chunk_hidden_params):
                 yield chunk
@@ -319,7 +319,11 @@ class OuterEventTag:
 
 
 class _StreamFeed:
-    """The subscriber of a streamed run: its id as soon as it starts, its final step's tokens."""
+    """The subscriber of a streamed run: its id as soon as it starts, its final step's tokens.
+
+    A stream starts when the run does: the first chunk (role `assistant`, no text, the run id in
+    its `composite` block) goes out at once, so a client's read timeout is not spent waiting for
+    the earlier steps (LiteLLM drops a chunk with neither text nor provider fields)."""
 
     def __init__(self, put: Any):
         self.put = put
@@ -328,6 +332,7 @@ class _StreamFeed:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted) and self.run_id is None:
             self.run_id = event.run_id
+            self.put(_chunk(event.run_id, provider_specific_fields={"composite": {"run_id": event.run_id}}))
         elif isinstance(event, TokenDelta):
             self.put(event.text)
 

@@ -436,3 +436,105 @@ async def test_callbacks_see_a_coherent_picture(
     assert once.total == pytest.approx(sum(costs.values()))
     everything = sum(e.get("response_cost") or 0.0 for e in spend.events)
     assert everything > 1.5 * once.total  # what a naive total says: internal calls counted twice
+
+
+# -- 10. a stream starts at once ------------------------------------------------------------------
+
+
+def test_stream_starts_when_the_run_starts(litellm: Any, fake_model: Any, monkeypatch: pytest.MonkeyPatch):
+    """The first chunk (role, run id) arrives while the experts are still running."""
+    import threading
+
+    import composite_cli.calls
+
+    gate = threading.Event()
+
+    async def gated(**kwargs: Any) -> Any:
+        if kwargs["metadata"]["composite_call"] != "answer":
+            await asyncio.to_thread(gate.wait, 60)
+        return await fake_model(**kwargs)
+
+    monkeypatch.setattr(composite_cli.calls, "litellm_acompletion", gated)
+    stream = iter(litellm.completion(model="composite/moa-v1", messages=USER, stream=True))
+    first = next(stream)
+    assert not gate.is_set() and fake_model.requests == []  # no expert has answered yet
+    assert first.choices[0].delta.role == "assistant" and not first.choices[0].delta.content
+    assert first.id == f"chatcmpl-{first.composite['run_id']}"
+    gate.set()
+    rest = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in rest) == "fake answer"
+    assert _block(rest)["status"] == "ok"
+
+
+async def _edge_exchange(app: Any, sent: list[dict[str, Any]], keepalive_s: float) -> None:
+    """Run the serve edge around `app` for one streamed chat request; what it sends lands in `sent`."""
+    from composite_cli.serve.edge import CompositeEdge
+
+    edge = CompositeEdge(app, master_key=MASTER, introspection=app, keepalive_s=keepalive_s)
+    body = b'{"model": "moa", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")],
+    }
+    requests = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        for message in requests:
+            return message
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await edge(scope, receive, send)
+
+
+async def test_serve_edge_sends_keep_alives_while_a_stream_is_silent():
+    from composite_cli.serve.edge import KEEPALIVE
+
+    sent: list[dict[str, Any]] = []
+    start = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/event-stream")],
+    }
+
+    async def slow_stream(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        # the earlier steps run: silence until the edge has kept the stream alive
+        while not any(m.get("body") == KEEPALIVE for m in sent):
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    await _edge_exchange(slow_stream, sent, keepalive_s=0.05)
+    bodies = [m.get("body") for m in sent if m["type"] == "http.response.body"]
+    assert bodies[0] == b"data: {}\n\n" and KEEPALIVE in bodies and bodies[-1] == b"data: [DONE]\n\n"
+    assert sent[-1].get("more_body") is False  # nothing after the stream's end
+
+    # a response that is not an event stream gets none
+    sent.clear()
+
+    async def json_answer(scope: Any, receive: Any, send: Any) -> None:
+        await send({**start, "headers": [(b"content-type", b"application/json")]})
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+
+    await _edge_exchange(json_answer, sent, keepalive_s=0.01)
+    assert [m.get("body") for m in sent if m["type"] == "http.response.body"] == [b"{}"]
+
+
+def test_an_error_after_the_stream_started_ends_the_stream(litellm: Any, fake_model: Any):
+    import litellm as real
+
+    fake_model.on("answer", error=real.RateLimitError("slow down", "openai", "gpt-4o-mini"))
+    stream = iter(litellm.completion(model="composite/direct", messages=USER, stream=True))
+    assert next(stream).choices[0].delta.role == "assistant"
+    from litellm.exceptions import MidStreamFallbackError
+
+    with pytest.raises(MidStreamFallbackError, match="slow down") as caught:
+        list(stream)  # LiteLLM wraps an error that comes after the first chunk
+    assert isinstance(caught.value.original_exception, real.RateLimitError)

@@ -12,6 +12,9 @@
   depth and non-finite numbers, the fields of chat completions, completions and responses by
   body_check's tables: a 400 naming the field (OpenAI's `param`) before the proxy sees it.
 - A request refused with a 4xx is one line in the log (see logs), never a traceback.
+- Streams: an SSE comment (`: keep-alive`) every KEEPALIVE_S seconds a stream is silent (a
+  pipeline's earlier steps running before the final step's first token), so a client's or a
+  proxy's read timeout is not hit; SSE clients ignore comments.
 - Lifespan: once the proxy has shut down, `on_shutdown` closes the trace store.
 """
 
@@ -41,6 +44,8 @@ PREFIX = "/composite"
 # Probes a load balancer calls without a key (the proxy leaves them open too).
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
 _AUTH_ERROR_TYPES = frozenset({"auth_error", "no_db_connection", "authentication_error"})
+KEEPALIVE_S = 5.0
+KEEPALIVE = b": keep-alive\n\n"
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
@@ -186,6 +191,58 @@ def _composite_headers(headers: Any, slot: RunSlot) -> list[tuple[bytes, bytes]]
     return out
 
 
+def _is_event_stream(headers: Any) -> bool:
+    return any(k.lower() == b"content-type" and b"text/event-stream" in v.lower() for k, v in headers)
+
+
+class _KeepAlive:
+    """The client's `send`, plus an SSE comment every `period` seconds an event stream is silent.
+
+    Starts when a 2xx `text/event-stream` response starts; stops at the stream's last body
+    message (or when the request ends). Sends are serialized, so a comment never lands inside,
+    or after, the proxy's own messages."""
+
+    def __init__(self, send: Send, period: float):
+        self.send = send
+        self.period = period
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last = 0.0
+        self._ended = False
+
+    async def __call__(self, message: Message) -> None:
+        async with self._lock:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self._ended = True
+            await self.send(message)
+            self._last = asyncio.get_running_loop().time()
+        if self._ended:
+            self.stop()
+        elif (
+            message["type"] == "http.response.start"
+            and int(message.get("status", 200)) < 300
+            and _is_event_stream(message.get("headers") or [])
+            and self.period > 0
+        ):
+            self._task = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self._last + self.period - loop.time()))
+            async with self._lock:
+                if self._ended:
+                    return
+                if loop.time() - self._last >= self.period:
+                    await self.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                    self._last = loop.time()
+
+    def stop(self) -> None:
+        self._ended = True
+        if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+
 class CompositeEdge:
     """Wraps the proxy app: auth at the edge, run-id header, introspection API, trace-store close."""
 
@@ -198,8 +255,10 @@ class CompositeEdge:
         virtual_keys: bool = False,
         on_shutdown: Callable[[], None] | None = None,
         mode_models: Collection[str] = (),
+        keepalive_s: float = KEEPALIVE_S,
     ):
         self.app = app
+        self.keepalive_s = keepalive_s
         self.mode_models = frozenset(mode_models)  # the model names that are composite modes
         self.master_key = master_key
         self.introspection = introspection
@@ -237,8 +296,9 @@ class CompositeEdge:
             return
         slot = RunSlot()
         token = current_slot.set(slot)
+        keepalive = _KeepAlive(send, self.keepalive_s)
         try:
-            proxied = self._proxy_send(send, scope, slot, check_auth=not is_master)
+            proxied = self._proxy_send(keepalive, scope, slot, check_auth=not is_master)
             if scope.get("method") not in ("POST", "PUT", "PATCH"):
                 await self.app(scope, receive, proxied)
                 return
@@ -250,6 +310,7 @@ class CompositeEdge:
             assert body is not None
             await _until_done_or_gone(self.app, scope, body, receive, proxied)
         finally:
+            keepalive.stop()
             current_slot.reset(token)
 
     def _check(self, scope: Scope, body: bytes) -> Problem | None:
