@@ -123,6 +123,7 @@ class ScriptedRunner(Runner):
         subscribers: Iterable[Subscriber] = (),
         run_id: str | None = None,
         cache: bool = False,
+        timeout: float | None = None,
     ) -> RunResult:
         self.requests.append(request)
         script = self.scripts.pop(0) if len(self.scripts) > 1 else self.scripts[0]
