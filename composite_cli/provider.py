@@ -321,9 +321,10 @@ class OuterEventTag:
 class _StreamFeed:
     """The subscriber of a streamed run: its id as soon as it starts, its final step's tokens.
 
-    A stream starts when the run does: the first chunk (role `assistant`, no text, the run id in
-    its `composite` block) goes out at once, so a client's read timeout is not spent waiting for
-    the earlier steps (LiteLLM drops a chunk with neither text nor provider fields)."""
+    A stream starts when the run does: the first chunk (role `assistant`, no text, the run id as
+    `composite_run_id`; the `composite` block stays on the finishing chunk) goes out at once, so
+    a client's read timeout is not spent waiting for the earlier steps (LiteLLM drops a chunk with
+    neither text nor provider fields)."""
 
     def __init__(self, put: Any):
         self.put = put
@@ -332,7 +333,7 @@ class _StreamFeed:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted) and self.run_id is None:
             self.run_id = event.run_id
-            self.put(_chunk(event.run_id, provider_specific_fields={"composite": {"run_id": event.run_id}}))
+            self.put(_chunk(event.run_id, provider_specific_fields={"composite_run_id": event.run_id}))
         elif isinstance(event, TokenDelta):
             self.put(event.text)
 

@@ -459,7 +459,7 @@ def test_stream_starts_when_the_run_starts(litellm: Any, fake_model: Any, monkey
     first = next(stream)
     assert not gate.is_set() and fake_model.requests == []  # no expert has answered yet
     assert first.choices[0].delta.role == "assistant" and not first.choices[0].delta.content
-    assert first.id == f"chatcmpl-{first.composite['run_id']}"
+    assert first.id == f"chatcmpl-{first.composite_run_id}"
     gate.set()
     rest = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in rest) == "fake answer"
