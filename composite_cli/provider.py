@@ -492,6 +492,7 @@ def merged_info(results: list[RunResult], name: str) -> dict[str, Any]:
         info["run_ids"] = [r.run_id for r in results]
         info["calls"] = sum(r.calls for r in results)
         info["cost_usd"] = total_cost(results)
+        info["unpriced_models"] = list(dict.fromkeys(m for r in results for m in r.unpriced_models))
         info["latency_ms"] = round(max(r.latency_ms for r in results), 3)
         partial = [r for r in results if r.status != "ok"]
         if partial:

@@ -104,13 +104,15 @@ def run_info(result: RunResult, mode: str | None = None) -> dict[str, Any]:
     """composite's own block of a response: the run, its totals and its status.
 
     `status` is "ok" or "partial"; a partial run names the cap that stopped it in `stopped_by`,
-    and `notes` carries facts from the final value (e.g. which path answered)."""
+    and `notes` carries facts from the final value (e.g. which path answered). `cost_usd` is None
+    when a call's model has no price in LiteLLM's table; `unpriced_models` names those models."""
     return {
         "run_id": result.run_id,
         "mode": mode or result.mode,
         "profile": result.profile,
         "calls": result.calls,
         "cost_usd": result.cost_usd,
+        "unpriced_models": list(result.unpriced_models),
         "latency_ms": round(result.latency_ms, 3),
         "status": result.status,
         "stopped_by": result.stopped_by,

@@ -132,3 +132,22 @@ def test_an_unpriced_profile_never_gets_a_made_up_zero_cost(tmp_path: Path):
     config.write_text(yaml.safe_dump({"profile": "mine", "profiles": {"mine": {"*": unpriced}}}))
     out = _fresh(tmp_path, {"COMPOSITE_CONFIG": str(config)})
     assert "cost" not in out and out["cost_error"] == "ModelNotMappedError"
+
+
+def test_an_unpriced_run_names_the_models_without_a_price(tmp_path: Path):
+    """LiteLLM's own error names `composite/moa-v1` (it raises from the response's model); the
+    response's composite block names the internal model that has no price, so the user knows
+    what to add to the price map."""
+    import composite_cli
+    from composite_cli.litellm_loader import get_litellm
+
+    litellm = get_litellm()
+    unpriced = {"model": "openai/my-own-vllm-model", "mock_response": "Paris."}
+    composite_cli.register(settings=_settings(tmp_path, {"*": MINI, "fast": unpriced}))
+    response = litellm.completion(model="composite/moa-v1", messages=[{"role": "user", "content": "Hi"}])
+    block = response._hidden_params["composite"]
+    assert block["cost_usd"] is None and block["unpriced_models"] == ["openai/my-own-vllm-model"]
+    priced = litellm.completion(model="composite/direct", messages=[{"role": "user", "content": "Hi"}])
+    assert priced._hidden_params["composite"]["unpriced_models"] == []
+    two = litellm.completion(model="composite/moa-v1", messages=[{"role": "user", "content": "Hi"}], n=2)
+    assert two._hidden_params["composite"]["unpriced_models"] == ["openai/my-own-vllm-model"]

@@ -370,4 +370,5 @@ async def run_mode(
         cached_calls=ctx.cached_calls,
         stopped_by=stopped_by,
         notes=notes,
+        unpriced_models=list(t.unpriced_models),
     )

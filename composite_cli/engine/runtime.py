@@ -53,6 +53,8 @@ class RunResult:
     stopped_by: str | None = None
     # Facts for the response metadata from the final value (e.g. {"rlm": {"path": "fallback"}}).
     notes: dict[str, Any] = field(default_factory=dict)
+    # The models LiteLLM has no price for, whose calls made cost_usd unknown (None).
+    unpriced_models: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -112,6 +114,7 @@ class StepTotals:
         self.completion_tokens = 0
         self.cost_usd: float | None = 0.0
         self.calls = 0
+        self.unpriced_models: list[str] = []  # what made cost_usd unknown, in order of first call
 
     def add(self, record: CallRecord) -> None:
         node: StepTotals | None = self
@@ -125,6 +128,8 @@ class StepTotals:
                     if node.cost_usd is None or record.cost_usd is None
                     else node.cost_usd + record.cost_usd
                 )
+                if record.cost_usd is None and record.model not in node.unpriced_models:
+                    node.unpriced_models.append(record.model)
             node = node.parent
 
 
