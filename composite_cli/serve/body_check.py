@@ -28,11 +28,12 @@ from typing import Any
 
 from litellm.types.llms.openai import ValidUserMessageContentTypes
 
+from composite_cli.jsonvalues import MAX_DEPTH, json_type  # 100 levels, as for every JSON from outside
+
 # The part types LiteLLM accepts in a user message (anything else makes it answer 500).
 USER_PART_TYPES = tuple(ValidUserMessageContentTypes)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_DEPTH = 100  # JSON levels; OpenAI's structured-output schemas allow 10 levels of objects
 MAX_TOKENS = 1 << 20  # beyond any model's output today
 MAX_N = 128
 INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -54,27 +55,13 @@ Check = Callable[[Any, str], Problem | None]  # (value, its param path) -> what 
 # -- value descriptions ------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
 def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (int, float, str)) else _kind(value)
+    text = json.dumps(value) if isinstance(value, (int, float, str)) else json_type(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _wrong_type(param: str, expected: str, value: Any) -> Problem:
-    return Problem(f"'{param}' must be {expected}, not {_kind(value)}", param, "invalid_type")
+    return Problem(f"'{param}' must be {expected}, not {json_type(value)}", param, "invalid_type")
 
 
 # -- the checks a table is built from --------------------------------------------------------------
