@@ -5,16 +5,14 @@ enforced (memory the tmpfs holds, tasks), out of the REPL's reach, and removed o
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
+from test_sandbox_kernel import run_confined
 
 from composite_cli.sandbox import Sandbox, SandboxLimits, cgroup
 from composite_cli.sandbox import process as sandbox_process
@@ -324,45 +322,6 @@ def test_remove_kills_what_is_still_inside_and_leaves_nothing():
     assert not [d for d in group.directories.values() if os.path.exists(d)]
 
 
-def _run_confined(tmp_path: Path, code: str, group: cgroup.ReplCgroup) -> dict[str, Any]:
-    """The real stage 1 with this cgroup, then `code` (no audit hook) as stage 2; its JSON line."""
-    workdir = tmp_path / "workdir"
-    workdir.mkdir(exist_ok=True)
-    left, right = socket.socketpair()
-    python = sandbox_process.python_executable()
-    config = sandbox_process._confine_config(
-        SandboxLimits(), str(workdir), right.fileno(), python, group, group.report()
-    )
-    prelude = "import json, os, sys\nlayers = json.loads(sys.argv[1])['layers']\nresult = {}\n"
-    config["bootstrap"] = (
-        prelude + textwrap.dedent(code) + "\nprint(json.dumps({'layers': layers, 'result': result}))\n"
-    )
-    try:
-        proc = subprocess.run(
-            [
-                python,
-                *sandbox_process.PYTHON_FLAGS,
-                "-c",
-                sandbox_process._bootstrap("confine"),
-                json.dumps(config),
-            ],
-            env=sandbox_process.child_environment(str(workdir)),
-            cwd=workdir,
-            pass_fds=(right.fileno(),),
-            start_new_session=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        left.close()
-        right.close()
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
-    return report
-
-
 def test_model_code_cannot_change_or_leave_its_cgroup_even_without_the_audit_hook(tmp_path):
     site = _site_here()
     group = cgroup.create(300, 16)
@@ -396,7 +355,7 @@ def test_model_code_cannot_change_or_leave_its_cgroup_even_without_the_audit_hoo
         attempt("remove " + path, lambda: os.rmdir(path))
     """
     try:
-        report = _run_confined(tmp_path, code, group)
+        report = run_confined(tmp_path, code, SandboxLimits(), group)
         assert report["layers"]["cgroup"] == group.report()
         result = report["result"]
         allowed = {k: v for k, v in result.items() if v == "ALLOWED"}

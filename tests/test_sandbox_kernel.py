@@ -64,8 +64,11 @@ def nr(name: str) -> int:
     return number
 
 
-def run_confined(tmp_path: Path, code: str, limits: SandboxLimits | None = None) -> dict[str, Any]:
-    """Run `code` as stage 2 under the real stage 1; returns {"layers": ..., "result": ...}."""
+def run_confined(
+    tmp_path: Path, code: str, limits: SandboxLimits | None = None, group: Any = None
+) -> dict[str, Any]:
+    """Run `code` as stage 2 under the real stage 1 (in cgroup `group`, a sandbox.cgroup.ReplCgroup,
+    when given); returns {"layers": ..., "result": ...}."""
     if ARCH not in AUDIT_ARCH:
         pytest.skip(f"no seccomp filter for {ARCH}")
     limits = limits or SandboxLimits()
@@ -73,7 +76,8 @@ def run_confined(tmp_path: Path, code: str, limits: SandboxLimits | None = None)
     workdir.mkdir(exist_ok=True)
     left, right = socket.socketpair()
     python = sandbox_process.python_executable()
-    config = sandbox_process._confine_config(limits, str(workdir), right.fileno(), python)
+    extra = (group, group.report()) if group is not None else ()
+    config = sandbox_process._confine_config(limits, str(workdir), right.fileno(), python, *extra)
     config["bootstrap"] = _PRELUDE + textwrap.dedent(code) + _POSTLUDE
     try:
         proc = subprocess.run(
