@@ -11,6 +11,7 @@ joining the logged response to composite's trace (the response id is `chatcmpl-<
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -34,15 +35,20 @@ FOLLOW_UP = "And of Spain?"
 
 
 def extra_models(port: int) -> list[dict[str, Any]]:
-    """The README's `extra-openai-models.yaml` entry, on the test server's port."""
-    return [
+    """The README's `extra-openai-models.yaml` snippet (the one a user copies), on the test's port."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (snippet,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "model_id:" in b]
+    models = yaml.safe_load(snippet)
+    assert models == [
         {
             "model_id": "composite-moa",
             "model_name": "moa-v1",
-            "api_base": f"http://127.0.0.1:{port}/v1",
+            "api_base": "http://127.0.0.1:4000/v1",  # composite serve's default address
             "api_key_name": "composite",
         }
     ]
+    models[0]["api_base"] = f"http://127.0.0.1:{port}/v1"
+    return list(models)
 
 
 @pytest.fixture(scope="module")
