@@ -161,6 +161,8 @@ async def test_an_abandoned_async_stream_cancels_the_run(fake_model, tmp_path):
     stream = handler.astreaming(
         model="moa-v1", messages=USER, optional_params={}, logging_obj=None, model_response=None
     )
+    first = await stream.__anext__()  # the stream starts when the run does: the role chunk
+    assert first["text"] == ""
     reader = asyncio.create_task(stream.__anext__())
     await asyncio.sleep(0.3)
     reader.cancel()  # e.g. the HTTP client disconnected while the proposers were running
