@@ -167,13 +167,14 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         options = options or {}
         if not isinstance(options, dict) or set(options) - _COMPOSITE_KEYS:
             unknown = sorted(set(options) - _COMPOSITE_KEYS) if isinstance(options, dict) else []
-            raise BadRequest(
+            raise BadParameter(
                 "composite= must be an object with 'profile' and/or 'params'"
-                + (f" (unknown keys: {', '.join(unknown)})" if unknown else "")
+                + (f" (unknown keys: {', '.join(unknown)})" if unknown else ""),
+                "composite",
             )
         params = options.get("params") or {}
         if not isinstance(params, dict):
-            raise BadRequest("composite.params must be an object of mode parameters")
+            raise BadParameter("composite.params must be an object of mode parameters", "composite.params")
         profile_name = options.get("profile")
         profile = self.runner.profile(profile_name) if profile_name else None
         logging_obj = kwargs.get("logging_obj")

@@ -159,6 +159,21 @@ def test_what_a_mode_cannot_give_is_refused_for_modes_only(server: Server, field
         assert post(server, chat_body(field, raw, model="plain-mock")).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", '{"model": "moa", "input": "hi"}'),
+        ("/embeddings", '{"model": "moa-v1", "input": ["a", "b"]}'),
+        ("/v1/images/generations", '{"model": "direct", "prompt": "a cat"}'),
+        ("/v1/moderations", '{"model": "moa", "input": "hi"}'),
+    ],
+)
+def test_an_endpoint_a_mode_cannot_serve_is_a_400_naming_the_model(server: Server, path: str, body: str):
+    """A mode is a chat model: embeddings of it were LiteLLM's 500 "Not implemented yet!"."""
+    error = assert_400_naming(post(server, body, path), "model")
+    assert error["code"] == "model_not_supported" and "is a composite mode, a chat model" in error["message"]
+
+
 GOOD_CHAT = [
     ("temperature", "0"), ("temperature", "2"), ("temperature", "null"), ("top_p", "1"), ("n", "1"),
     ("max_tokens", "1"), ("max_completion_tokens", "64"), ("stop", '["a", "b", "c", "d"]'), ("stop", '"x"'),
@@ -221,6 +236,21 @@ def test_a_run_the_requests_params_push_over_max_calls_is_a_400(server: Server):
     body = chat_body("composite", '{"params": {"extra_layers": 20}}', model="moa")
     error = assert_400_naming(post(server, body), "composite.params")
     assert "max_calls (30)" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "param", "words"),
+    [
+        ('{"extra_layers": "x"}', "composite.params.extra_layers", "must be int, got str"),
+        ('{"bogus": 1}', "composite.params.bogus", "has no parameter 'bogus'"),
+        ('{"extra_layers": -1}', "composite.params.extra_layers", "must be at least 0"),
+    ],
+)
+def test_a_bad_mode_parameter_is_a_400_naming_it(server: Server, params: str, param: str, words: str):
+    error = assert_400_naming(
+        post(server, chat_body("composite", f'{{"params": {params}}}', model="moa")), param
+    )
+    assert words in error["message"]
 
 
 # -- the log ----------------------------------------------------------------------------------------

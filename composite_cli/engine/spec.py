@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.registry import get_kind, known_kinds
 from composite_cli.engine.templates import Condition, Template, TemplateCheckError
-from composite_cli.errors import BadRequest, ModeError, ModeValidationError
+from composite_cli.errors import BadParameter, ModeError, ModeValidationError
 from composite_cli.yamlfile import LineDict, LineList, YamlSyntaxError, line_of, load_yaml_text
 
 if TYPE_CHECKING:
@@ -90,25 +90,34 @@ class ModeSpec:
         for key, value in (overrides or {}).items():
             if key not in self.params:
                 known = ", ".join(sorted(self.params)) or "(none)"
-                raise BadRequest(f"mode {self.name!r} has no parameter {key!r} (parameters: {known})")
+                raise BadParameter(
+                    f"mode {self.name!r} has no parameter {key!r} (parameters: {known})",
+                    f"composite.params.{key}",
+                )
             default = self.params[key]
             if not _same_type(default, value):
-                raise BadRequest(
+                raise BadParameter(
                     f"mode {self.name!r} parameter {key!r} must be {type(default).__name__}, "
-                    f"got {type(value).__name__}"
+                    f"got {type(value).__name__}",
+                    f"composite.params.{key}",
                 )
             minimum = self.param_minimums.get(key)
             if minimum is not None and value < minimum:
-                raise BadRequest(
-                    f"mode {self.name!r} parameter {key!r} must be at least {minimum:g}, got {value}"
+                raise BadParameter(
+                    f"mode {self.name!r} parameter {key!r} must be at least {minimum:g}, got {value}",
+                    f"composite.params.{key}",
                 )
             maximum = self.param_maximums.get(key)
             if maximum is not None and value > maximum:
-                raise BadRequest(
-                    f"mode {self.name!r} parameter {key!r} must be at most {maximum:g}, got {value}"
+                raise BadParameter(
+                    f"mode {self.name!r} parameter {key!r} must be at most {maximum:g}, got {value}",
+                    f"composite.params.{key}",
                 )
             if key in self.integer_params and isinstance(value, float):
-                raise BadRequest(f"mode {self.name!r} parameter {key!r} must be a whole number, got {value}")
+                raise BadParameter(
+                    f"mode {self.name!r} parameter {key!r} must be a whole number, got {value}",
+                    f"composite.params.{key}",
+                )
             params[key] = value
         return params
 

@@ -375,6 +375,32 @@ def endpoint_for(method: str | None, path: str) -> Endpoint | None:
     return None
 
 
+# Endpoints a mode cannot serve (it is a chat model): asked of a mode, a 400 naming `model`, not
+# the proxy's 500 ("Not implemented yet!"). /v1/messages is served (LiteLLM turns it into a chat call).
+_NOT_FOR_MODES = (
+    "/embeddings",
+    "/images/generations",
+    "/images/edits",
+    "/audio/speech",
+    "/moderations",
+    "/rerank",
+)
+
+
+def check_mode_endpoint(path: str, data: Any, mode_models: Collection[str]) -> Problem | None:
+    """A request for embeddings, images, speech, moderation or reranking that names a mode."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, str) and model in mode_models and path.rstrip("/").endswith(_NOT_FOR_MODES):
+        what = path.rstrip("/").rsplit("/v1", 1)[-1].lstrip("/") or path
+        return Problem(
+            f"'{model}' is a composite mode, a chat model: it answers chat completions, completions "
+            f"and responses, not {what}",
+            "model",
+            "model_not_supported",
+        )
+    return None
+
+
 def is_chat_completion(method: str | None, path: str) -> bool:
     return endpoint_for(method, path) is CHAT_ENDPOINT
 

@@ -27,7 +27,15 @@ from typing import Any
 
 from composite_cli.serve import logs
 from composite_cli.serve.auth import request_key, same_key
-from composite_cli.serve.body_check import MAX_BODY_BYTES, Problem, check_body, endpoint_for, parse, too_large
+from composite_cli.serve.body_check import (
+    MAX_BODY_BYTES,
+    Problem,
+    check_body,
+    check_mode_endpoint,
+    endpoint_for,
+    parse,
+    too_large,
+)
 from composite_cli.serve.handler import RunSlot, current_slot
 
 Scope = MutableMapping[str, Any]
@@ -321,6 +329,8 @@ class CompositeEdge:
         data, wrong = parse(body)
         if wrong is None and endpoint is not None:
             wrong = check_body(endpoint, data, self.mode_models)
+        if wrong is None and endpoint is None and scope.get("method") == "POST":
+            wrong = check_mode_endpoint(scope.get("path", ""), data, self.mode_models)
         return wrong
 
     @staticmethod
