@@ -400,3 +400,23 @@ async def test_the_tuis_eval_screen_counts_partial_runs(isolated_home: Path, fak
             f"1 of 1 direct runs were partial (stopped by {CAP}); their best answers so far were scored."
             in pairs
         )
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_progress_line_never_joins_the_answers_last_line(plain: bool, capsys: pytest.CaptureFixture[str]):
+    """Seen on a terminal: `...can still be played with one pawn.✓ answer 13.6s`. The answer's
+    line is ended (on stdout) before a progress line goes to stderr, and not ended twice."""
+    from composite_cli.cli.chat import Printer, Progress
+    from composite_cli.events import TokenDelta
+
+    clock, ev = Clock(), _events()
+    printer = Printer(True)
+    progress = Progress(True, plain=plain, after_s=0.0, every_s=10.0, clock=clock, printer=printer)
+    progress(ev["run"])
+    progress(ev["start"])
+    printer(TokenDelta("r", "s1", "one pawn."))
+    progress(ev["end"])
+    printer.end_line()  # what chat does after the run: nothing left to end
+    out = capsys.readouterr()
+    assert out.out == "one pawn.\n"
+    assert out.err.splitlines()[-1].endswith("95.2s" + ("" if plain else "\x1b[0m"))

@@ -62,8 +62,10 @@ class Progress:
         after_s: float = PLAIN_AFTER_S,
         every_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.monotonic,
+        printer: Printer | None = None,
     ):
         self.enabled = enabled
+        self.printer = printer  # the answer on stdout: a progress line never joins its last line
         self.plain = plain
         self.after_s = after_s
         self.every_s = every_s
@@ -83,11 +85,13 @@ class Progress:
             self._plain(event)
         elif isinstance(event, StepStarted) and event.depth == 0:
             self.names[event.step_id] = event.name
+            self._own_line()
             sys.stderr.write(f"\x1b[2m· {event.name} ({event.kind})…\x1b[0m\n")
             sys.stderr.flush()
         elif isinstance(event, StepFinished) and event.step_id in self.names:
             mark = "✓" if event.status == "ok" else "✗"
             name = self.names.pop(event.step_id)
+            self._own_line()
             sys.stderr.write(f"\x1b[2m{mark} {name} {event.latency_ms / 1000:.1f}s\x1b[0m\n")
             sys.stderr.flush()
 
@@ -112,7 +116,12 @@ class Progress:
     def _showing(self, now: float) -> bool:
         return self._started is not None and now - self._started >= self.after_s
 
+    def _own_line(self) -> None:
+        if self.printer is not None:
+            self.printer.end_line()
+
     def _line(self, text: str, now: float) -> None:
+        self._own_line()
         sys.stderr.write(f"composite: {text}\n")
         sys.stderr.flush()
         self._last_line = now
@@ -157,12 +166,21 @@ class Printer:
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.printed = False
+        self.mid_line = False  # the answer's last text did not end its line
 
     def __call__(self, event: Event) -> None:
-        if self.enabled and isinstance(event, TokenDelta):
+        if self.enabled and isinstance(event, TokenDelta) and event.text:
             sys.stdout.write(event.text)
             sys.stdout.flush()
             self.printed = True
+            self.mid_line = not event.text.endswith("\n")
+
+    def end_line(self) -> None:
+        """End the answer's line, so a progress line (stderr, often the same screen) starts on its own."""
+        if self.mid_line:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.mid_line = False
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -323,6 +341,7 @@ def _one_turn(
         plain=not terminal,
         after_s=PLAIN_AFTER_S,
         every_s=HEARTBEAT_S,
+        printer=printer,
     )
     request = RunRequest(
         messages=messages, generation=generation, params=params, source="chat", stream=not as_json
@@ -339,13 +358,15 @@ def _one_turn(
             )
         )
     else:
-        if not printer.printed:
+        if printer.printed:
+            printer.end_line()
+        else:
             # A final tool call has no text to stream: show it.
             for call in result.message.get("tool_calls") or []:
                 fn = call.get("function", {})
                 sys.stdout.write(f"[tool call] {fn.get('name')}({fn.get('arguments')})")
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
     if trace:
         runner.flush()
         assert runner.store is not None
