@@ -12,6 +12,13 @@ when a response states no cost, though; so a mode is registered only when every 
 under the profile has a known price (its responses then always state their cost). A mode that may
 call an unpriced model stays unregistered, and `completion_cost` keeps raising for its responses
 rather than reporting a made-up 0.
+
+There is no way, in LiteLLM 1.110, to have both for such a mode: `supports_function_calling` and
+`completion_cost` look the model up in the same `model_cost` entry (`get_model_info_helper`), and a
+mapped entry with no per-token, tiered or per-second price costs 0 (the last branch of
+`cost_calculator.cost_per_token`); a `None` price is stored as 0, a NaN one still costs 0, and a
+`CustomLLM` has no cost hook. The capability fallback for unmapped models (`get_provider_info`)
+only knows LiteLLM's built-in providers. tests/test_model_metadata.py pins this behaviour.
 """
 
 from __future__ import annotations

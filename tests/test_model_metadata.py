@@ -97,6 +97,23 @@ def test_a_mode_that_may_call_an_unpriced_model_is_not_registered(tmp_path: Path
     assert "composite/moa-v1" not in entries and "composite/direct" in entries
 
 
+def test_litellm_prices_a_registered_entry_without_prices_at_zero():
+    """Why a mode that may call an unpriced model stays unregistered: LiteLLM reads capabilities and
+    prices from the same entry, and costs a mapped entry without price fields at 0.0. If this fails,
+    LiteLLM changed: every mode can then be registered (see the module doc of model_metadata)."""
+    from composite_cli.litellm_loader import get_litellm
+
+    litellm = get_litellm()
+    key = "composite/-probe-of-an-unpriced-entry"
+    litellm.register_model(
+        {key: {"litellm_provider": "composite", "mode": "chat", "supports_function_calling": True}}
+    )
+    assert litellm.supports_function_calling(key) is True
+    usage = litellm.Usage(prompt_tokens=40, completion_tokens=80, total_tokens=120)
+    response = litellm.ModelResponse(model=key, usage=usage)
+    assert litellm.completion_cost(completion_response=response) == 0.0
+
+
 # -- in a fresh process: what `composite_cli.register()` (and a plain proxy) leaves in LiteLLM --------
 
 SCRIPT = """
