@@ -18,6 +18,8 @@ from composite_cli.cli.options import ConfigOption, DbOption, JsonOption, settin
 if TYPE_CHECKING:
     import sqlite_utils
 
+    from composite_cli.traces.store import TraceStore
+
 app = typer.Typer(
     no_args_is_help=True,
     help="Browse recorded runs: `list`, `show RUN_ID`, `export`; combine and clean trace files with "
@@ -38,10 +40,14 @@ SourceFilter = Annotated[
 
 @contextmanager
 def _reader(config: Path | None, db: Path | None) -> Iterator[sqlite_utils.Database]:
+    with _store(config, db).reader() as conn:
+        yield conn
+
+
+def _store(config: Path | None, db: Path | None) -> TraceStore:
     from composite_cli.traces.store import TraceStore
 
-    with TraceStore(settings_from(config, None, None, db).db_path).reader() as conn:
-        yield conn
+    return TraceStore(settings_from(config, None, None, db).db_path)
 
 
 def _run_filters(mode: str | None, status: str | None, source: str | None) -> tuple[str, list[Any]]:
@@ -112,12 +118,14 @@ def show(
 ) -> None:
     """Show a run and its step tree (model, status, latency, tokens of every step)."""
     from composite_cli.cli.render import step_tree
-    from composite_cli.traces.queries import resolve_id
+    from composite_cli.traces.queries import find_run_id
 
-    with cli_errors(), _reader(config, db) as conn:
-        full_id = resolve_id(conn, "runs", run_id)
-        run = next(iter(conn.query("select * from runs where id = ?", [full_id])))
-        steps = _steps(conn, full_id)
+    with cli_errors():
+        store = _store(config, db)
+        full_id = find_run_id(store, run_id)  # the resolver `tui --trace` uses too
+        with store.reader() as conn:
+            run = next(iter(conn.query("select * from runs where id = ?", [full_id])))
+            steps = _steps(conn, full_id)
     if as_json:
         typer.echo(json.dumps({"run": run, "steps": steps}, indent=2, ensure_ascii=False))
         return
@@ -164,10 +172,12 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export runs with their steps as JSON lines (one run per line, oldest first), columns as stored."""
-    from composite_cli.traces.queries import resolve_id
+    from composite_cli.traces.queries import find_run_id
 
-    with cli_errors(), _reader(config, db) as conn:
-        ids = [resolve_id(conn, "runs", r) for r in run_ids or []]
+    with cli_errors():
+        store = _store(config, db)
+        ids = [find_run_id(store, r) for r in run_ids or []]
+    with cli_errors(), store.reader() as conn:
         rows = _export_rows(conn, ids, _run_filters(mode, status, source), limit)
         if output is None:
             runs, steps = _write_lines(rows, sys.stdout)

@@ -66,6 +66,7 @@ def tui(
 
         settings = settings_from(config, profile, model, db, allow_code=allow_code)
         runner = Runner(settings)
+        mode = runner.library.resolve(mode)  # an unknown --mode is an error, not the first mode
         services = TuiServices(
             runner,
             mode=mode,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from composite_cli.evals.stats import percentile
 from composite_cli.traces.recorder import iso
-from composite_cli.traces.store import RunNotFound, TraceStore
+from composite_cli.traces.store import RunNotFound, TraceStore, TraceStoreError
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -110,45 +110,51 @@ LATEST = "latest"
 _CANDIDATES = 5  # how many matching ids an ambiguous-prefix error lists
 
 
-def like_prefix(text: str) -> str:
-    """A LIKE pattern matching strings that start with `text` (use with `escape '\\'`)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def resolve_id(db: sqlite_utils.Database, table: str, ref: str, where: Path | str | None = None) -> str:
     """The full id in `table` ("runs" or "eval_runs") named by `ref`: the id itself, a unique prefix
-    of one, or `latest` (the newest). `db` is an open connection (`TraceStore.reader()`); `where`
-    (the file) only goes into messages. Raises RunNotFound (EvalRunNotFound for eval runs), listing
-    the candidates when a prefix is ambiguous."""
+    of one, or `latest` (the newest). This is the one resolver every front end uses (`traces show`,
+    `traces export`, `tui --trace`, `eval report/compare/--resume`). `db` is an open connection
+    (`TraceStore.reader()`); `where` (the file) only goes into messages. A `%`, `_` or `\\` in `ref`
+    matches itself, and case counts. Raises RunNotFound (EvalRunNotFound for eval runs), listing
+    the candidates when a prefix is ambiguous, or TraceStoreError when the file is not a trace
+    database."""
     what, error = _ID_KINDS[table]
     in_file = f" in {where}" if where else ""
     ref = ref.strip()
     if not ref:
         raise error(f"give a {what} id, a unique prefix of one, or `{LATEST}`")
-    # table names come from _ID_KINDS, never from input
-    if db.execute(f"select 1 from {table} where id = ?", [ref]).fetchone():  # noqa: S608
-        return ref
-    if ref == LATEST:
-        row = db.execute(f"select id from {table} order by created_at desc, id desc limit 1").fetchone()  # noqa: S608
-        if row is None:
-            raise error(f"no {what}s recorded yet{in_file}")
-        return str(row[0])
-    found = [
-        str(r[0])
-        for r in db.execute(
-            f"select id from {table} where id like ? escape '\\' "  # noqa: S608
-            "order by created_at desc, id desc limit ?",
-            [like_prefix(ref), _CANDIDATES + 1],
-        ).fetchall()
-    ]
+    try:
+        found = _matching_ids(db, table, ref)
+    except sqlite3.Error as exc:
+        source = f"from {where}" if where else "from the trace database"
+        raise TraceStoreError(f"cannot read {what}s {source}: {exc}") from exc
     if len(found) == 1:
         return found[0]
     if not found:
+        if ref == LATEST:
+            raise error(f"no {what}s recorded yet{in_file}")
         raise error(f"no {what} with id {ref!r}{in_file}")
     shown = ", ".join(found[:_CANDIDATES]) + (", ..." if len(found) > _CANDIDATES else "")
     raise error(
         f"ambiguous {what} id prefix {ref!r}: several {what}s start with it ({shown}); give more characters"
     )
+
+
+def _matching_ids(db: sqlite_utils.Database, table: str, ref: str) -> list[str]:
+    """The ids `ref` names: [the id] on an exact match, else the newest (for `latest`), else the
+    ids starting with `ref`, newest first (at most _CANDIDATES + 1)."""
+    # table names come from _ID_KINDS, never from input
+    if db.execute(f"select 1 from {table} where id = ?", [ref]).fetchone():  # noqa: S608
+        return [ref]
+    if ref == LATEST:
+        sql = f"select id from {table} order by created_at desc, id desc limit 1"  # noqa: S608
+        return [str(r[0]) for r in db.execute(sql).fetchall()]
+    # a plain comparison, not LIKE: `%`, `_` and `\` in `ref` are characters, and case counts
+    sql = (
+        f"select id from {table} where substr(id, 1, ?) = ? "  # noqa: S608
+        "order by created_at desc, id desc limit ?"
+    )
+    return [str(r[0]) for r in db.execute(sql, [len(ref), ref, _CANDIDATES + 1]).fetchall()]
 
 
 def find_run_id(store: TraceStore, ref: str) -> str:
