@@ -1,5 +1,6 @@
-"""Exception classes, and `describe_error`, the one line that names any error (for traces, eval
-results and the front ends' edges, which turn these into one-line user errors)."""
+"""Exception classes; `describe_error`, the one line that names any error (for traces and eval
+results); and `one_line`, the one user line for an error we expect, which every edge shows (the CLI,
+the TUI, the background worker)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ def describe_error(exc: BaseException) -> str:
         text = text.split(": ", 1)[1].lstrip()
     out = f"{name}: {text}" if text else name
     return out[:_ERROR_TEXT_LIMIT]
+
+
+def _is_litellm_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("litellm", "openai"))
+
+
+def one_line(exc: BaseException) -> str | None:
+    """The one user line for an error we expect, secrets masked; None for anything else (a bug: let
+    it surface). Every edge (CLI, TUI, worker) shows errors through this."""
+    if isinstance(exc, ModeValidationError):
+        return "; ".join(e.one_line() for e in exc.errors)
+    if isinstance(exc, CompositeError):
+        return redact_text(str(exc))
+    if _is_litellm_error(exc):
+        return describe_error(exc)
+    return None
 
 
 class CompositeError(Exception):
