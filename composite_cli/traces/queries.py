@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.evals.stats import percentile
+from composite_cli.percentiles import percentile
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import RunNotFound, TraceStore, TraceStoreError
 

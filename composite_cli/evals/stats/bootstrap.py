@@ -13,33 +13,7 @@ from composite_cli.evals.stats.common import (
     _finite_floats,
     _paired_diffs,
 )
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0 <= q <= 100) by linear interpolation; None if empty.
-
-    Same definition as ``numpy.percentile``'s default ``method="linear"`` (Hyndman &
-    Fan 1996, definition 7; also R's default ``type = 7``): sort the values, take the
-    virtual index ``h = (n - 1) * q / 100`` and interpolate between the order statistics
-    at ``floor(h)`` and ``floor(h) + 1``.  The interpolation is written the way NumPy
-    writes it (from the nearer end), so results agree to the last bit in practice.
-
-    Reference: R. J. Hyndman, Y. Fan (1996), "Sample quantiles in statistical
-    packages", The American Statistician 50:361-365.
-    """
-    if not 0.0 <= q <= 100.0:  # also rejects NaN
-        raise ValueError(f"q must be between 0 and 100, got {q!r}")
-    xs = sorted(_finite_floats(values, "values"))
-    if not xs:
-        return None
-    virtual = (len(xs) - 1) * (q / 100.0)
-    lo = math.floor(virtual)
-    hi = min(lo + 1, len(xs) - 1)
-    gamma = virtual - lo
-    a, b = xs[lo], xs[hi]
-    if gamma < 0.5:
-        return a + (b - a) * gamma
-    return b - (b - a) * (1.0 - gamma)
+from composite_cli.percentiles import percentile
 
 
 def p50(values: Sequence[float]) -> float | None:

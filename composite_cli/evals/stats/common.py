@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from composite_cli.percentiles import finite_floats as _finite_floats
+
 
 @dataclass(frozen=True)
 class PairedResult:
@@ -48,14 +50,6 @@ def _z(level: float) -> float:
     """Two-sided standard normal quantile: z such that P(|Z| <= z) = level."""
     _check_level(level)
     return NormalDist().inv_cdf(0.5 + level / 2.0)
-
-
-def _finite_floats(values: Sequence[float], name: str) -> list[float]:
-    out = [float(v) for v in values]
-    for v in out:
-        if not math.isfinite(v):
-            raise ValueError(f"{name} contains a non-finite value ({v!r})")
-    return out
 
 
 def _paired_diffs(a: Sequence[float], b: Sequence[float]) -> list[float]:
