@@ -32,6 +32,7 @@ from composite_cli.errors import (
     RunLimitExceeded,
     RunTimeout,
     UnknownModeError,
+    one_line,
 )
 from composite_cli.events import Event, RunStarted, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
@@ -90,9 +91,10 @@ def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = Fa
     `caller_params`: the request set mode parameters. A run that then needs more calls than the
     mode's max_calls is the request's doing (say, `extra_layers: 20`): a bad request, not a
     server error. Without them the mode file itself is wrong, and it stays a server error."""
+    line = one_line(exc)  # the CLI's wording: one line, secrets masked (None: not ours)
     if isinstance(exc, RunLimitExceeded) and exc.limit == "max_calls" and caller_params:
         error = litellm.BadRequestError(
-            message=f"{exc}: the request's composite.params need more model calls than the mode "
+            message=f"{line}: the request's composite.params need more model calls than the mode "
             "allows; use smaller values",
             model=model,
             llm_provider=PROVIDER,
@@ -100,14 +102,14 @@ def to_litellm_error(exc: BaseException, model: str, *, caller_params: bool = Fa
         error.param = "composite.params"  # the proxy relays it as the OpenAI error's `param`
         return error
     if isinstance(exc, (BadRequest, UnknownModeError, ConfigError, ModeValidationError)):
-        error = litellm.BadRequestError(message=str(exc), model=model, llm_provider=PROVIDER)
+        error = litellm.BadRequestError(message=line, model=model, llm_provider=PROVIDER)
         if isinstance(exc, BadParameter):
             error.param = exc.param
         return error
     if isinstance(exc, RunTimeout) or (isinstance(exc, RunLimitExceeded) and exc.limit == "deadline"):
-        return litellm.Timeout(message=str(exc), model=model, llm_provider=PROVIDER)
+        return litellm.Timeout(message=line, model=model, llm_provider=PROVIDER)
     if isinstance(exc, CompositeError):
-        return litellm.APIError(status_code=500, message=str(exc), model=model, llm_provider=PROVIDER)
+        return litellm.APIError(status_code=500, message=line, model=model, llm_provider=PROVIDER)
     return exc
 
 

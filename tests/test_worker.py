@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 from conftest import FakeModel
 
-from composite_cli.cli.errors import error_line
 from composite_cli.config import load_settings
 from composite_cli.engine.runtime import RunRequest
-from composite_cli.errors import ConfigError
+from composite_cli.errors import ConfigError, one_line
 from composite_cli.events import RunFinished, RunStarted, TokenDelta
 from composite_cli.runner import Runner
 from composite_cli.worker import client as worker_client
@@ -225,7 +224,7 @@ def test_a_failed_run_gives_the_in_process_error_line(paths, servers, settings, 
     start_server(paths, servers)
     with pytest.raises(RemoteRunError) as raised:
         WorkerClient(paths, spawn=no_spawn).run(settings, "direct", request(), [])
-    assert str(raised.value) == error_line(error)
+    assert str(raised.value) == one_line(error)
     assert runs(settings.db_path)[0][1] == "error"
 
 

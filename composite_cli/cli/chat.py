@@ -16,7 +16,6 @@ from composite_cli.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_PARTIAL,
     cli_errors,
-    error_line,
     fail,
     stderr_is_terminal,
     stdin_is_terminal,
@@ -31,6 +30,7 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
+from composite_cli.errors import one_line
 from composite_cli.events import CallFinished, Event, RunStarted, StepFinished, StepStarted, TokenDelta
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ def _interactive(
             typer.echo("\n(answer cancelled)", err=True)
             continue
         except Exception as exc:
-            message = error_line(exc)
+            message = one_line(exc)
             if message is None:
                 raise
             typer.echo(f"Error: {message}", err=True)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from composite_cli.errors import CompositeError, ModeValidationError, describe_error
+from composite_cli.errors import CompositeError, ModeValidationError, one_line
 from composite_cli.redact import redact_text
 
 # Exit codes (documented in the README under `composite chat`).
@@ -22,21 +22,6 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     """Print `Error: message` to stderr; return the Exit to raise."""
     typer.echo(f"Error: {redact_text(message)}", err=True)
     return typer.Exit(code)
-
-
-def _is_litellm_error(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith(("litellm", "openai"))
-
-
-def error_line(exc: BaseException) -> str | None:
-    """The one-line message for an error we expect (None: a bug, let it surface)."""
-    if isinstance(exc, ModeValidationError):
-        return "; ".join(e.one_line() for e in exc.errors)
-    if isinstance(exc, CompositeError):
-        return redact_text(str(exc))
-    if _is_litellm_error(exc):
-        return describe_error(exc)
-    return None
 
 
 @contextmanager
@@ -54,7 +39,7 @@ def cli_errors() -> Iterator[None]:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
-        message = error_line(exc)
+        message = one_line(exc)
         if message is None:
             raise
         raise fail(message) from None

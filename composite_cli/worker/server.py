@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from composite_cli.errors import one_line
 from composite_cli.redact import redact_text
 from composite_cli.worker.identity import Identity
 from composite_cli.worker.paths import peer_uid
@@ -215,7 +216,6 @@ class WorkerServer:
         if reason is not None:
             await _send(writer, {"type": "refused", "reason": reason, "active_runs": self.active_runs})
             return
-        from composite_cli.cli.errors import error_line
         from composite_cli.engine.runtime import RunRequest
         from composite_cli.runner import Runner
 
@@ -228,7 +228,7 @@ class WorkerServer:
                 runner = Runner(settings)
                 run_request = RunRequest(**request["request"])
             except Exception as exc:  # noqa: BLE001 - settings or a request that do not load: tell the client
-                await _send(writer, error_message(exc, error_line(exc)))
+                await _send(writer, error_message(exc, one_line(exc)))
                 return
             await _send(writer, {"type": "accepted"})
 
@@ -253,7 +253,7 @@ class WorkerServer:
                 await _send(writer, {"type": "cancelled"})
                 return
             except Exception as exc:  # noqa: BLE001 - whatever ended the run goes back to its client
-                line = error_line(exc)
+                line = one_line(exc)
                 if line is None:
                     log.error("run failed: %s", redact_text(repr(exc)))
                 runner.flush()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
 
-from composite_cli.calls import describe_error
+from composite_cli.errors import describe_error, one_line
 from composite_cli.tui.messages import DbChanged
 
 if TYPE_CHECKING:
@@ -21,10 +21,9 @@ Command = tuple[str, str, Callable[[], object]]  # (title, help, callback) for t
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for an error, secrets masked (the CLI's wording where it has one)."""
-    from composite_cli.cli.errors import error_line
-
-    return error_line(exc) or describe_error(exc)
+    """One line for an error, secrets masked (`errors.one_line`, as the CLI prints it; an unexpected
+    error is named by its type)."""
+    return one_line(exc) or describe_error(exc)
 
 
 class AppScreen(Screen[None]):
