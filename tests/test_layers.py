@@ -72,9 +72,6 @@ LAUNCHERS = {"cli.tui": "tui", "cli.serve": "serve"}
 # (importing module, imported module): why the import is there today. Remove an entry when its
 # reason goes away; the test says when.
 ALLOWED: dict[tuple[str, str], str] = {
-    # issue 14: "error -> one line" lives in cli/errors.py; errors.one_line should own it.
-    ("tui.screens.base", "cli.errors"): "issue 14: the TUI shows errors as the CLI's one line",
-    ("worker.server", "cli.errors"): "issue 14: the worker reports errors as the CLI's one line",
     # issue 14: "does this profile map every alias" lives in cli/modes.py; it belongs on the spec.
     ("tui.screens.modes", "cli.modes"): "issue 14: the TUI checks a mode's aliases with the CLI's code",
     # At LiteLLM's first import the loader registers the default modes' metadata (a lazy import
