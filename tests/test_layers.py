@@ -72,8 +72,6 @@ LAUNCHERS = {"cli.tui": "tui", "cli.serve": "serve"}
 # (importing module, imported module): why the import is there today. Remove an entry when its
 # reason goes away; the test says when.
 ALLOWED: dict[tuple[str, str], str] = {
-    # issue 14: "does this profile map every alias" lives in cli/modes.py; it belongs on the spec.
-    ("tui.screens.modes", "cli.modes"): "issue 14: the TUI checks a mode's aliases with the CLI's code",
     # At LiteLLM's first import the loader registers the default modes' metadata (a lazy import
     # inside get_litellm); the registration reads mode specs, so it sits with the provider.
     ("litellm_loader", "model_metadata"): "LiteLLM's first import registers the modes' metadata",

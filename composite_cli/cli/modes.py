@@ -16,7 +16,7 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
-from composite_cli.errors import ModeError, ModeValidationError
+from composite_cli.errors import ModeValidationError
 
 if TYPE_CHECKING:
     from composite_cli.config import Profile
@@ -169,23 +169,6 @@ def show(
             typer.echo(describe(spec, active))
 
 
-def check_aliases(spec: ModeSpec, profile: Profile) -> list[ModeError]:
-    """Aliases the profile cannot resolve (it has no entry and no '*')."""
-    errors = []
-    for step in spec.walk():
-        for alias in step.aliases():
-            if not profile.has(alias):
-                errors.append(
-                    ModeError(
-                        str(spec.path),
-                        step.line,
-                        f"{step.where}.model",
-                        f"alias {alias!r} is not in profile {profile.name!r}",
-                    )
-                )
-    return errors
-
-
 @app.command("validate")
 def validate(
     files: Annotated[
@@ -218,7 +201,7 @@ def validate(
                 continue
             try:
                 spec = load_mode_file(path, allow_code=library.allow_code)
-                errors = check_aliases(spec, active)
+                errors = spec.check_aliases(active)
             except ModeValidationError as exc:
                 errors = exc.errors
             for err in errors:

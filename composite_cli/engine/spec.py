@@ -19,6 +19,7 @@ from composite_cli.errors import BadParameter, ModeError, ModeValidationError
 from composite_cli.yamlfile import LineDict, LineList, YamlSyntaxError, line_of, load_yaml_text
 
 if TYPE_CHECKING:
+    from composite_cli.config import Profile
     from composite_cli.engine.steps.base import Step
 
 # Names every template may use. Step ids add to these as the mode goes on.
@@ -83,6 +84,23 @@ class ModeSpec:
                 if alias not in seen:
                     seen.append(alias)
         return seen
+
+    def check_aliases(self, profile: Profile) -> list[ModeError]:
+        """One error per use of an alias the profile cannot resolve (no entry and no '*'),
+        at the using step's line and `<where>.model`; empty when the profile maps them all."""
+        errors = []
+        for step in self.walk():
+            for alias in step.aliases():
+                if not profile.has(alias):
+                    errors.append(
+                        ModeError(
+                            str(self.path),
+                            step.line,
+                            f"{step.where}.model",
+                            f"alias {alias!r} is not in profile {profile.name!r}",
+                        )
+                    )
+        return errors
 
     def merged_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """Declared parameters with a request's overrides applied (checked by name and type)."""

@@ -102,9 +102,7 @@ class ModesScreen(AppScreen):
         try:
             spec = load_mode_file(path, allow_code=self.services.settings.allow_code)
             if validate:
-                from composite_cli.cli.modes import check_aliases
-
-                errors = check_aliases(spec, self.services.settings.profile)
+                errors = spec.check_aliases(self.services.settings.profile)
         except ModeValidationError as exc:
             errors = exc.errors
         self.errors = errors
