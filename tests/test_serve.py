@@ -601,3 +601,22 @@ def test_metrics_before_any_run(tmp_path: Path, fake_profile: Profile):
     body = _client(runner).get("/composite/metrics/summary").json()
     assert body["modes"] == {} and body["models"] == {}
     assert not os.path.exists(tmp_path / "none.db")
+
+
+def test_an_invalid_served_mode_is_described_in_one_line(fake_profile: Profile, tmp_path: Path):
+    """Every problem of a broken mode file on one line, as `composite modes validate` says it."""
+    from fastapi.testclient import TestClient
+
+    from composite_cli.runner import Runner
+    from composite_cli.serve.introspection import introspection_app
+
+    modes = tmp_path / "modes"
+    modes.mkdir()
+    (modes / "broken.yaml").write_text("name: broken\nsteps:\n  - id: a\n    kind: nope\n  - kind: call\n")
+    runner = Runner(Settings(profile=fake_profile, db_path=tmp_path / "traces.db", modes_path=[modes]))
+    try:
+        body = TestClient(introspection_app(runner, [("broken", ["broken"])])).get("/composite/modes").json()
+        (broken,) = body["modes"]
+        assert broken["valid"] is False and "\n" not in broken["error"] and "; " in broken["error"]
+    finally:
+        runner.close()

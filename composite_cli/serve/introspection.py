@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from composite_cli.errors import ModeValidationError, UnknownModeError
+from composite_cli.errors import ModeValidationError, UnknownModeError, describe_error, one_line
 from composite_cli.serve import metrics
 from composite_cli.serve.edge import PREFIX
 from composite_cli.traces.store import RunNotFound, TraceStoreError
@@ -122,7 +122,8 @@ def introspection_app(runner: Runner, served: Sequence[tuple[str, Sequence[str]]
             try:
                 spec = runner.mode(name)
             except (UnknownModeError, ModeValidationError) as exc:
-                out.append({"name": name, "models": list(names), "valid": False, "error": str(exc)})
+                error = one_line(exc) or describe_error(exc)  # as the CLI says it
+                out.append({"name": name, "models": list(names), "valid": False, "error": error})
                 continue
             out.append(
                 {

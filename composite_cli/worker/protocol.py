@@ -15,7 +15,7 @@ import socket
 from typing import Any
 
 from composite_cli.calls import CallRecord
-from composite_cli.errors import CompositeError, ModeError, ModeValidationError
+from composite_cli.errors import CompositeError, ModeError, ModeValidationError, describe_error
 from composite_cli.events import (
     CallDelta,
     CallFinished,
@@ -115,7 +115,7 @@ def error_message(exc: BaseException, line: str | None) -> dict[str, Any]:
         ]
         return {"type": "error", "kind": "validation", "errors": errors}
     if line is None:
-        return {"type": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        return {"type": "error", "kind": "internal", "message": describe_error(exc)}  # secrets masked
     return {"type": "error", "kind": "error", "message": line}
 
 
