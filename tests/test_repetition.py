@@ -348,9 +348,20 @@ async def test_the_outer_async_stream_does_not_trip_the_guard(looping_profile, t
 def test_the_quick_start_answers(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_")}
     env["COMPOSITE_DB"] = str(tmp_path / "traces.db")
+    # as a user runs it (through the warm worker), but with this test's own worker, stopped after:
+    # the user's worker directory is not shared, and no process outlives the test
+    env["COMPOSITE_WORKER_DIR"] = str(tmp_path / "worker")
+    composite = str(Path(sys.executable).parent / "composite")
+    try:
+        _quick_start(composite, env, tmp_path)
+    finally:
+        subprocess.run([composite, "worker", "stop"], env=env, capture_output=True, timeout=60, check=False)
+
+
+def _quick_start(composite: str, env: dict[str, str], tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            str(Path(sys.executable).parent / "composite"),
+            composite,
             "chat",
             "--mode",
             "moa-v1",
