@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from composite_cli import http_retry
 from composite_cli.config import Profile
 from composite_cli.errors import describe_error
 from composite_cli.litellm_loader import get_litellm
@@ -36,10 +37,6 @@ _RETRYABLE = (
 # The HTTP attempts of the call being made (set by `complete()`, appended to by
 # `litellm_acompletion`): a context variable, so concurrent calls each see their own list.
 _ATTEMPTS: ContextVar[list[dict[str, Any]] | None] = ContextVar("composite_http_attempts", default=None)
-# What the openai SDK retries: these statuses, 5xx, and connection errors and timeouts.
-_HTTP_RETRY_STATUS = (408, 409, 429)
-_HTTP_BACKOFF_MAX = 8.0
-_RETRY_AFTER_MAX = 60.0
 
 
 async def litellm_acompletion(**kwargs: Any) -> Any:
@@ -53,85 +50,24 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
     The test suite's fake model replaces this function (and so stands for LiteLLM and the network).
     """
     litellm = get_litellm()
-    kwargs, budget = _http_retry_budget(litellm, kwargs)
+    kwargs, budget = http_retry.retry_budget(litellm, kwargs)
     attempts = _ATTEMPTS.get()
     for attempt in itertools.count():
         started = time.perf_counter()
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            retry = attempt < budget and _http_retryable(exc)
+            retry = attempt < budget and http_retry.retryable(exc)
             if attempts is not None:
-                attempts.append(_attempt_entry(kwargs, started, describe_error(exc), retry))
+                attempts.append(http_retry.attempt_entry(kwargs, started, describe_error(exc), retry))
             if not retry:
                 raise
-            await asyncio.sleep(_http_backoff(exc, attempt))
+            await asyncio.sleep(http_retry.backoff(exc, attempt))
             continue
         if attempts is not None:
-            attempts.append(_attempt_entry(kwargs, started, None, False))
+            attempts.append(http_retry.attempt_entry(kwargs, started, None, False))
         return response
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _attempt_entry(
-    kwargs: dict[str, Any], started: float, error: str | None, retried: bool
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "model": str(kwargs.get("model")),
-        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
-    if error is not None:
-        entry["error"] = error
-        entry["retried"] = retried
-    return entry
-
-
-def _http_retry_budget(litellm: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """LiteLLM's arguments with its retries turned off, and how many retries to make here."""
-    out = dict(kwargs)
-    max_retries = out.pop("max_retries", None)
-    num_retries = out.pop("num_retries", None)
-    if max_retries is None:
-        from litellm.constants import DEFAULT_MAX_RETRIES
-
-        max_retries = 0 if _custom_provider(litellm, out) else DEFAULT_MAX_RETRIES
-    out["max_retries"] = 0
-    return out, max(0, int(max_retries)) + max(0, int(num_retries or 0))
-
-
-def _custom_provider(litellm: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether the model is served by a `custom_provider_map` provider (local, dry, a user's)."""
-    custom = {entry.get("provider") for entry in litellm.custom_provider_map or []}
-    provider = kwargs.get("custom_llm_provider")
-    if not isinstance(provider, str):
-        model = str(kwargs.get("model") or "")
-        provider = model.split("/", 1)[0] if "/" in model else None
-    return provider in custom
-
-
-def _http_retryable(exc: BaseException) -> bool:
-    """What the openai SDK retries: 408, 409, 429, 5xx, connection errors and timeouts."""
-    if type(exc).__name__ in ("APIConnectionError", "Timeout", "APITimeoutError"):
-        return True
-    status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status in _HTTP_RETRY_STATUS or status >= 500)
-
-
-def _http_backoff(exc: BaseException, attempt: int) -> float:
-    """The openai SDK's wait: the server's Retry-After (up to 60 s), else 0.5 s doubling to 8 s."""
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(
-        getattr(exc, "response", None), "headers", None
-    )
-    headers = headers or {}
-    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = headers.get(key)
-        try:
-            value = float(str(raw)) * scale
-        except ValueError:
-            continue  # absent, or an HTTP date: the SDK's own wait then
-        if 0 < value <= _RETRY_AFTER_MAX:
-            return value
-    return min(0.5 * 2**attempt, _HTTP_BACKOFF_MAX) * (1 - 0.25 * random.random())
 
 
 _ID_PREFIX = uuid.uuid4().hex[:8]  # random per process, so ids from several machines never collide

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # code; neither knows about modes or models.
     ("tools", ("tools", "sandbox")),
     # The one traced LiteLLM wrapper.
-    ("calls", ("calls",)),
+    ("calls", ("calls", "http_retry")),
     # LiteLLM itself and the models composite adds to it: the lazy loader, the fault-injecting
     # mock providers, the embedded model (local/), context windows.
     ("models", ("litellm_loader", "faults", "local", "model_limits")),
