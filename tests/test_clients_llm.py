@@ -94,7 +94,7 @@ def last_logged(server: Server) -> dict[str, Any]:
 
 def finished_run(db: Path, run_id: str) -> dict[str, Any]:
     """The run's row once its writer thread has recorded the end (the DB is written in background)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 300  # a bound on waiting for the state, not a timing: generous under load
     while True:
         with sqlite3.connect(db) as conn:
             conn.row_factory = sqlite3.Row
