@@ -10,22 +10,18 @@ num_retries=2)` in-process on a mode whose first run fails.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from test_serve_e2e import Server, _env, free_port
+from test_serve_e2e import Server, serve_and_proxy
 
 import composite_cli
 from composite_cli.config import DRY_ANSWER, Profile, Settings
 
 MASTER = "sk-responses-master-0a1b2c3d4e5f6a7b"
-COMPOSITE = str(Path(sys.executable).with_name("composite"))
-LITELLM = str(Path(sys.executable).with_name("litellm"))
 QUESTION = "What is the capital of France?"
 
 
@@ -33,29 +29,9 @@ QUESTION = "What is the capital of France?"
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
     """`composite serve` and a plain LiteLLM proxy with composite installed, both on `dry`."""
     root = tmp_path_factory.mktemp("responses")
-    snippet = root / "snippet.yaml"
-    with open(snippet, "wb") as out:
-        subprocess.run(
-            [COMPOSITE, "serve", "--print-config", "--modes", "moa,direct"], stdout=out, check=True
-        )
-    started: dict[str, Server] = {}
-    try:
-        for name in ("serve", "proxy"):
-            home = root / f"home-{name}"
-            home.mkdir()
-            env, port = _env(home), free_port()
-            env.update(LITELLM_MASTER_KEY=MASTER, COMPOSITE_PROFILE="dry", COMPOSITE_NO_WORKER="1")
-            if name == "serve":
-                argv = [COMPOSITE, "serve", "--modes", "moa,direct", "--port", str(port),
-                        "--db", str(root / "serve.db")]  # fmt: skip
-            else:
-                env["COMPOSITE_DB"] = str(root / "proxy.db")
-                argv = [LITELLM, "--config", str(snippet), "--host", "127.0.0.1", "--port", str(port)]
-            started[name] = Server(name, argv, root, env, port)
+    env = {"COMPOSITE_PROFILE": "dry", "COMPOSITE_NO_WORKER": "1"}
+    with serve_and_proxy(root, MASTER, env, []) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.close()
 
 
 def _client(server: Server) -> openai.OpenAI:

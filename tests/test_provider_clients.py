@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from test_serve_e2e import Server, _env, free_port
+from test_serve_e2e import Server, serve_and_proxy
 
 import composite_cli
 from composite_cli.config import Profile, Settings
@@ -26,8 +24,6 @@ from composite_cli.config import Profile, Settings
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 MASTER = "sk-clients-master-0a1b2c3d4e5f6a7b"
 ANSWER = "Paris is the capital."
-COMPOSITE = str(Path(sys.executable).with_name("composite"))
-LITELLM = str(Path(sys.executable).with_name("litellm"))
 
 
 @pytest.fixture
@@ -64,29 +60,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     mock = {"model": "openai/gpt-4o-mini", "mock_response": ANSWER}
     config = {"profile": "mock", "profiles": {"mock": {"*": mock}}}
     (root / "composite.yaml").write_text(yaml.safe_dump(config))
-    snippet = root / "snippet.yaml"
-    with open(snippet, "wb") as out:
-        subprocess.run(
-            [COMPOSITE, "serve", "--print-config", "--modes", "moa,direct"], stdout=out, check=True
-        )
-    started: dict[str, Server] = {}
-    try:
-        for name in ("serve", "proxy"):
-            home = root / f"home-{name}"
-            home.mkdir()
-            env, port = _env(home), free_port()
-            env["LITELLM_MASTER_KEY"] = MASTER
-            if name == "serve":
-                argv = [COMPOSITE, "serve", "--config", str(root / "composite.yaml"), "--port", str(port),
-                        "--db", str(root / "serve.db")]  # fmt: skip
-            else:
-                env.update(COMPOSITE_CONFIG=str(root / "composite.yaml"), COMPOSITE_DB=str(root / "proxy.db"))
-                argv = [LITELLM, "--config", str(snippet), "--host", "127.0.0.1", "--port", str(port)]
-            started[name] = Server(name, argv, root, env, port)
+    env = {"COMPOSITE_CONFIG": str(root / "composite.yaml")}
+    with serve_and_proxy(root, MASTER, env, ["--config", str(root / "composite.yaml")]) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.close()
 
 
 def client(server: Server) -> openai.OpenAI:

@@ -10,6 +10,7 @@ and a plain `litellm --config` proxy loading the `--print-config` snippet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -229,6 +230,49 @@ class Server:
                 pass
             self.proc.wait(timeout=10)
             self._log.close()
+
+
+@contextlib.contextmanager
+def serve_and_proxy(
+    root: Path, master: str, env: dict[str, str], serve_args: list[str]
+) -> Iterator[dict[str, Server]]:
+    """`composite serve` and a plain `litellm --config` proxy loading its `--print-config` snippet
+    (modes moa and direct), each with its own home and trace database under `root`; `env` is added
+    to both (the profile or config), `serve_args` to `composite serve`. Closed whatever happened."""
+    bin_dir = Path(sys.executable).parent
+    snippet = root / "snippet.yaml"
+    with open(snippet, "wb") as out:
+        subprocess.run(
+            [str(bin_dir / "composite"), "serve", "--print-config", "--modes", "moa,direct"],
+            stdout=out,
+            check=True,
+        )
+    started: dict[str, Server] = {}
+    try:
+        for name in ("serve", "proxy"):
+            home = root / f"home-{name}"
+            home.mkdir()
+            full, port = _env(home), free_port()
+            full.update(env, LITELLM_MASTER_KEY=master)
+            if name == "serve":
+                argv = [str(bin_dir / "composite"), "serve", *serve_args, "--modes", "moa,direct",
+                        "--port", str(port), "--db", str(root / "serve.db")]  # fmt: skip
+            else:
+                full["COMPOSITE_DB"] = str(root / "proxy.db")
+                argv = [
+                    str(bin_dir / "litellm"),
+                    "--config",
+                    str(snippet),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ]
+            started[name] = Server(name, argv, root, full, port)
+        yield started
+    finally:
+        for server in started.values():
+            server.close()
 
 
 def _env(home: Path) -> dict[str, str]:
