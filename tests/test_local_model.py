@@ -24,7 +24,7 @@ import llama_cpp
 from composite_cli import local
 from composite_cli.errors import LocalModelError
 from composite_cli.local import amx_guard, pool
-from composite_cli.local.messages import function_calling_messages, plain_messages
+from composite_cli.local.chat_format import function_calling_messages, plain_messages
 
 pytestmark = pytest.mark.real_model
 

@@ -26,7 +26,7 @@ from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest
 from composite_cli.events import CallFinished, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
-from composite_cli.local.messages import answered_calls, call_key
+from composite_cli.local.chat_format import answered_calls, call_key
 from composite_cli.local.meter import Meter
 from composite_cli.local.model_info import TEXT_SAMPLING
 from composite_cli.local.repetition import MIN_SPAN, RepetitionDetector

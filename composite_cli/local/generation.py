@@ -15,7 +15,12 @@ import openai
 from litellm.types.utils import GenericStreamingChunk
 from llama_cpp.llama_chat_format import chatml_function_calling
 
-from composite_cli.local.messages import answered_calls, call_key, function_calling_messages, plain_messages
+from composite_cli.local.chat_format import (
+    answered_calls,
+    call_key,
+    function_calling_messages,
+    plain_messages,
+)
 from composite_cli.local.meter import Cancelled, Meter
 from composite_cli.local.model_info import MODEL_NAME, PROVIDER
 from composite_cli.local.pool import MeteredLlama, get_pool

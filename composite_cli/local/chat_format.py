@@ -1,4 +1,4 @@
-"""Chat messages normalized for the two prompt formats: SmolLM2's own template and llama-cpp-python's
+"""Chat messages in the embedded model's prompt formats: SmolLM2's own template and llama-cpp-python's
 chatml function-calling template."""
 
 from __future__ import annotations
