@@ -14,7 +14,7 @@ from rich.console import Console
 from test_eval_run import CASES, answers, dry_cli, make_runner, write_cases
 
 import composite_cli.calls
-from composite_cli.cli.eval import ProgressBars, ProgressLines, eta_text, progress_display, progress_line
+from composite_cli.cli.evals import ProgressBars, ProgressLines, eta_text, progress_display, progress_line
 from composite_cli.cli.main import app
 from composite_cli.evals.dataset import load_eval_file
 from composite_cli.evals.runner import Eta, EvalRunner, EvalSettings, Progress, schedule

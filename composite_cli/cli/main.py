@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from composite_cli import __version__
-from composite_cli.cli import chat, eval, models, modes, serve, traces, tui, worker
+from composite_cli.cli import chat, evals, models, modes, serve, traces, tui, worker
 from composite_cli.cli.options import show_flags_as_flags
 
 
@@ -64,7 +64,7 @@ app.command("models")(models.models)
 app.command("tui")(tui.tui)
 app.command("serve")(serve.serve)
 app.add_typer(modes.app, name="modes")
-app.add_typer(eval.app, name="eval")
+app.add_typer(evals.app, name="eval")
 app.add_typer(traces.app, name="traces")
 app.add_typer(worker.app, name="worker")
 

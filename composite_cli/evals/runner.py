@@ -24,6 +24,8 @@ from composite_cli.errors import CompositeError
 from composite_cli.evals.dataset import EvalCase, EvalFile
 from composite_cli.evals.scorers import Score, get_scorer
 from composite_cli.runner import Runner
+from composite_cli.traces import eval_records
+from composite_cli.traces.eval_records import EvalResultRecord
 from composite_cli.traces.recorder import iso
 
 _RATE_LIMITED = ("RateLimitError",)
@@ -231,52 +233,54 @@ class EvalRunner:
         self._judge_modes: dict[str, ModeSpec] = {}
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def start(self, eval_file: EvalFile, mode_names: list[str]) -> str:
+    def start(
+        self, eval_file: EvalFile, mode_names: list[str], selection: dict[str, Any] | None = None
+    ) -> str:
+        """Record a new eval of `eval_file`'s cases (the selection: their ids are saved, so a resume
+        runs exactly these) with `selection`'s other choices (filters, limit, scorer...)."""
         eval_run_id = new_id()
-        self.store.insert(
-            "eval_runs",
-            {
-                "id": eval_run_id,
-                "created_at": iso(time.time()),
-                "file": str(eval_file.path),
-                "file_hash": eval_file.sha256,
-                "modes": json.dumps(mode_names),
-                "profile": self.runner.settings.profile.name,
-                "settings": json.dumps(
-                    {
-                        "repeats": self.settings.repeats,
-                        "cache": self.settings.cache,
-                        "concurrency": self.settings.concurrency,
-                        "params": self.settings.params,
-                    }
-                ),
-                "status": "running",
-                "cases": len(eval_file.cases),
-                "pid": os.getpid(),
-            },
+        settings: dict[str, Any] = {
+            "repeats": self.settings.repeats,
+            "cache": self.settings.cache,
+            "concurrency": self.settings.concurrency,
+            "params": self.settings.params,
+            "case_ids": [case.id for case in eval_file.cases],
+        }
+        settings.update(selection or {})
+        eval_records.begin_eval(
+            self.store,
+            eval_run_id=eval_run_id,
+            file=str(eval_file.path),
+            file_hash=eval_file.sha256,
+            modes=mode_names,
+            profile=self.runner.settings.profile.name,
+            settings=settings,
+            cases=len(eval_file.cases),
         )
-        self.store.flush()
         return eval_run_id
 
     def finish(self, eval_run_id: str, status: str) -> None:
-        self.store.update("eval_runs", eval_run_id, {"status": status, "finished_at": iso(time.time())})
-        self.store.flush()
+        eval_records.finish_eval(self.store, eval_run_id, status)
 
     def done_ids(self, eval_run_id: str) -> set[str]:
-        sql = "select id from eval_results where eval_run_id = ?"
-        if self.settings.retry_errors:
-            sql += " and error is null"
-        with self.store.reader() as db:
-            return {row["id"] for row in db.query(sql, [eval_run_id])}
+        return eval_records.done_result_ids(
+            self.store, eval_run_id, without_errors=self.settings.retry_errors
+        )
 
-    # -- running ------------------------------------------------------------------------------
-    async def run(self, eval_file: EvalFile, eval_run_id: str) -> str:
-        """Run every missing case × mode × repeat. Returns the final status (done/interrupted)."""
+    def check_params(self) -> dict[str, ModeSpec]:
+        """The modes to run; raises when `params` names a mode not run, or a parameter a mode lacks
+        (before any call)."""
         specs = {name: self.runner.mode(name) for name in self.settings.modes}
         for name, overrides in self.settings.params.items():
             if name not in specs:
                 raise EvalError(f"--param names mode {name!r}, which this eval does not run")
             specs[name].merged_params(overrides)  # unknown or mistyped parameters fail before any call
+        return specs
+
+    # -- running ------------------------------------------------------------------------------
+    async def run(self, eval_file: EvalFile, eval_run_id: str) -> str:
+        """Run every missing case × mode × repeat. Returns the final status (done/interrupted)."""
+        specs = self.check_params()
         done = self.done_ids(eval_run_id)
         work = deque(
             (case, spec, repeat)
@@ -394,29 +398,30 @@ class EvalRunner:
         if run is not None:
             calls = run.message.get("tool_calls")
             output = run.text if not calls else json.dumps(calls, ensure_ascii=False)
-        self.store.upsert(
-            "eval_results",
-            {
-                "id": result_id(eval_run_id, case.id, mode, repeat),
-                "eval_run_id": eval_run_id,
-                "case_id": case.id,
-                "mode": mode,
-                "repeat": repeat,
-                "run_id": run.run_id if run else None,
-                "judge_run_id": judge_runs[-1] if judge_runs else None,
-                "score": score.value if score and not error else None,
-                "passed": (1 if score.passed else 0) if score and not error else None,
-                "explanation": score.explanation if score else None,
-                "latency_ms": round(latency, 3),
-                "prompt_tokens": run.prompt_tokens if run else None,
-                "completion_tokens": run.completion_tokens if run else None,
-                "tokens": (run.prompt_tokens + run.completion_tokens) if run else None,
-                "cost_usd": run.cost_usd if run else None,
-                "calls": run.calls if run else None,
-                "cached_calls": run.cached_calls if run else None,
-                "error": error,
-                "created_at": iso(time.time()),
-                "input": case.input_text[:2000],
-                "output": (output or "")[:4000] if output is not None else None,
-            },
+        scored = score is not None and not error
+        eval_records.record_eval_result(
+            self.store,
+            EvalResultRecord(
+                id=result_id(eval_run_id, case.id, mode, repeat),
+                eval_run_id=eval_run_id,
+                case_id=case.id,
+                mode=mode,
+                repeat=repeat,
+                run_id=run.run_id if run else None,
+                judge_run_id=judge_runs[-1] if judge_runs else None,
+                score=score.value if score is not None and scored else None,
+                passed=(1 if score.passed else 0) if score is not None and scored else None,
+                explanation=score.explanation if score else None,
+                latency_ms=round(latency, 3),
+                prompt_tokens=run.prompt_tokens if run else None,
+                completion_tokens=run.completion_tokens if run else None,
+                tokens=(run.prompt_tokens + run.completion_tokens) if run else None,
+                cost_usd=run.cost_usd if run else None,
+                calls=run.calls if run else None,
+                cached_calls=run.cached_calls if run else None,
+                error=error,
+                created_at=iso(time.time()),
+                input=case.input_text[:2000],
+                output=output[:4000] if output is not None else None,
+            ),
         )

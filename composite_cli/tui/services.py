@@ -10,11 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composite_cli.config import BUILTIN_PROFILES, Profile, Settings
 from composite_cli.runner import Runner
 from composite_cli.traces.store import TraceStore
+
+if TYPE_CHECKING:
+    from composite_cli.evals.session import EvalSessions
 
 
 class FakeClock:
@@ -68,6 +71,12 @@ class TuiServices:
         if name is None or name == self.settings.profile.name:
             return self.settings.profile
         return self.settings.profile_named(name)
+
+    def eval_sessions(self) -> EvalSessions:
+        """Starts and resumes evals (the use case the CLI's `composite eval` shares)."""
+        from composite_cli.evals.session import EvalSessions
+
+        return EvalSessions(self.runner)
 
     def eval_files(self) -> list[Path]:
         """JSONL files in the eval directories (for the new-eval picker)."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +26,10 @@ from composite_cli.tui.widgets.navbar import NavBar
 from composite_cli.tui.widgets.plots import QualityPlot
 from composite_cli.tui.widgets.step_table import status_text
 from composite_cli.tui.widgets.tables import fill
+
+if TYPE_CHECKING:
+    from composite_cli.evals.runner import Progress
+    from composite_cli.evals.session import EvalSession
 
 RUN_COLUMNS = ("created (UTC)", "file", "modes", "status", "results", "eval id")
 
@@ -64,6 +67,7 @@ class EvalsScreen(AppScreen):
         self.report: dict[str, Any] | None = None
         self.eval_ids: list[str] = []
         self.shown: str | None = None
+        self.session: EvalSession | None = None  # the eval running now
 
     def compose(self) -> Any:
         yield NavBar("evals")
@@ -109,7 +113,7 @@ class EvalsScreen(AppScreen):
     def load_runs(self) -> None:
         try:
             rows = queries.eval_runs(self.services.store)
-        except (CompositeError, sqlite3.Error) as exc:
+        except CompositeError as exc:
             text = units.without_paths(str(exc), self.services.store.path)
             self.app.call_from_thread(self.show_message, f"{text}. Start an eval with n.")
             return
@@ -153,7 +157,7 @@ class EvalsScreen(AppScreen):
 
         try:
             report = build_report(self.services.store, eval_run_id)
-        except (CompositeError, sqlite3.Error, ValueError) as exc:
+        except (CompositeError, ValueError) as exc:
             text = units.without_paths(str(exc), self.services.store.path)
             self.app.call_from_thread(self.show_message, f"Cannot build the report: {text}")
             return
@@ -211,40 +215,34 @@ class EvalsScreen(AppScreen):
         return any(w.group == "eval" and w.is_running for w in self.workers)
 
     def action_stop_eval(self) -> None:
-        self.workers.cancel_group(self, "eval")
+        if self.session is None or not self.session.stop():
+            self.workers.cancel_group(self, "eval")  # still starting: no session to stop yet
 
     @work(exclusive=True, group="eval", exit_on_error=False)
     async def run_eval(self, request: EvalRequest) -> None:
-        from composite_cli.evals.dataset import load_eval_file
-        from composite_cli.evals.runner import EvalRunner, EvalSettings
-
-        runner = self.services.runner
+        sessions = self.services.eval_sessions()
         try:
-            eval_file = await asyncio.to_thread(load_eval_file, request.file)
-            if request.limit is not None:
-                eval_file.cases = eval_file.cases[: request.limit]
-            modes = [runner.mode(m).name for m in request.modes]
-            evals = EvalRunner(
-                runner, EvalSettings(modes=modes, repeats=request.repeats), on_item=self._on_item
+            session = await asyncio.to_thread(
+                sessions.start, request.file, request.modes, limit=request.limit, repeats=request.repeats
             )
-            eval_run_id = await asyncio.to_thread(evals.start, eval_file, modes)
         except Exception as exc:  # noqa: BLE001 - a bad file or mode is shown, never crashes the app
             self.post_message(EvalEnded(None, "error", error_text(exc)))
             return
-        total = len(eval_file.cases) * request.repeats
-        self.post_message(EvalProgressed([(m, 0, total, 0, 0, None) for m in modes]))
+        self.session = session
+        session.subscribe(self._on_progress)
         try:
-            status = await evals.run(eval_file, eval_run_id)
+            status = await session.run()
         except asyncio.CancelledError:
-            self.post_message(EvalEnded(eval_run_id, "interrupted"))
+            self.post_message(EvalEnded(session.eval_run_id, "interrupted"))
             raise
-        except Exception as exc:  # noqa: BLE001 - shown, and the eval is marked as failed
-            evals.finish(eval_run_id, "error")
-            self.post_message(EvalEnded(eval_run_id, "error", error_text(exc)))
+        except Exception as exc:  # noqa: BLE001 - shown; the session recorded the eval as failed
+            self.post_message(EvalEnded(session.eval_run_id, "error", error_text(exc)))
             return
-        self.post_message(EvalEnded(eval_run_id, status))
+        finally:
+            self.session = None
+        self.post_message(EvalEnded(session.eval_run_id, status))
 
-    def _on_item(self, item: Any, progress: Any) -> None:
+    def _on_progress(self, progress: Progress) -> None:
         rows = [
             (
                 m,

@@ -24,14 +24,13 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
-from composite_cli.dotted import is_dotted_path
 from composite_cli.redact import redact_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from composite_cli.evals.dataset import EvalFile
-    from composite_cli.evals.runner import Eta, EvalRunner, Progress
+    from composite_cli.evals.runner import Eta, Progress
+    from composite_cli.evals.session import EvalSession
     from composite_cli.runner import Runner
 
 
@@ -53,16 +52,6 @@ app = typer.Typer(
 
 MarkdownOption = Annotated[bool, typer.Option("--markdown", help="Print the report as Markdown.")]
 TICK_S = 1.0  # how often the progress display looks at the clock (ETA, lines for slow modes)
-
-
-def _select(eval_file: EvalFile, tags: list[str], limit: int | None) -> EvalFile:
-    if tags:
-        eval_file.cases = [c for c in eval_file.cases if set(tags) & set(c.tags)]
-    if limit is not None:
-        eval_file.cases = eval_file.cases[:limit]
-    if not eval_file.cases:
-        raise fail("no case left after --filter/--limit", EXIT_INVALID)
-    return eval_file
 
 
 def _print_report(runner: Runner, eval_run_id: str, as_json: bool, markdown: bool) -> None:
@@ -170,56 +159,53 @@ def run(
     A line that names a custom scorer (package.module:function) runs only with --allow-code for
     its module (or allow_code in your config); --scorer is your own choice and needs none.
     """
-    from composite_cli.evals.dataset import load_eval_file
-    from composite_cli.evals.runner import EvalRunner, EvalSettings
+    from composite_cli.evals.session import EvalSessions
     from composite_cli.runner import Runner
 
     with cli_errors(), invalid_eval_file():
         settings = settings_from(config, profile, model, db, no_content, allow_code)
         runner = Runner(settings)
         try:
+            sessions = EvalSessions(runner)
             if resume:
-                eval_run_id, eval_file, options = _resume(runner, resume)
-                mode_names = options["modes"]
+                session = sessions.resume(
+                    resume,
+                    concurrency=concurrency,
+                    cache=not no_cache,
+                    retry_errors=retry_errors,
+                    params=_mode_params(runner, param or []),
+                )
             else:
                 if file is None:
                     raise fail("give an eval file, or --resume EVAL_ID", EXIT_INVALID)
-                mode_names = [runner.mode(m.strip()).name for m in modes.split(",") if m.strip()]
-                # --scorer comes from the user's command line: it is allowed as it is
-                allow = settings.allow_code + ((scorer,) if scorer and is_dotted_path(scorer) else ())
-                eval_file = load_eval_file(
-                    file, default_scorer=scorer, skip_invalid=skip_invalid, allow_code=allow
+                session = sessions.start(
+                    file,
+                    [m.strip() for m in modes.split(",") if m.strip()],
+                    tags=tag or [],
+                    limit=limit,
+                    scorer=scorer,
+                    skip_invalid=skip_invalid,
+                    repeats=repeats,
+                    concurrency=concurrency,
+                    cache=not no_cache,
+                    params=_mode_params(runner, param or []),
                 )
-                for err in eval_file.errors:
+                for err in session.skipped:
                     typer.echo(f"skipped {err.one_line()}", err=True)
-                eval_file = _select(eval_file, tag or [], limit)
-                options = {"modes": mode_names}
-            eval_settings = EvalSettings(
-                modes=mode_names,
-                repeats=repeats,
-                concurrency=concurrency,
-                cache=not no_cache,
-                retry_errors=retry_errors,
-                params=options.get("params") or _mode_params(runner, param or []),
-            )
-            if resume:
-                eval_settings.repeats = int(options.get("repeats", 1))
             display = None if quiet else progress_display(sys.stderr)
-            evals = EvalRunner(runner, eval_settings, on_progress=display)
-            if not resume:
-                eval_run_id = evals.start(eval_file, mode_names)
-                _save_selection(runner, eval_run_id, tag or [], limit, scorer, repeats, skip_invalid)
+            if display is not None:
+                session.subscribe(display)
             typer.echo(
-                f"eval {eval_run_id}: {len(eval_file.cases)} cases × {len(mode_names)} modes × "
-                f"{eval_settings.repeats} repeats",
+                f"eval {session.eval_run_id}: {len(session.cases)} cases × {len(session.settings.modes)} "
+                f"modes × {session.settings.repeats} repeats",
                 err=True,
             )
-            interrupted = _run(evals, eval_file, eval_run_id, display)
-            _print_report(runner, eval_run_id, as_json, markdown)
+            interrupted = _run(session, display)
+            _print_report(runner, session.eval_run_id, as_json, markdown)
             if interrupted:
                 typer.echo(
                     f"Interrupted: finished results are kept. Resume with: composite eval --resume "
-                    f"{eval_run_id}",
+                    f"{session.eval_run_id}",
                     err=True,
                 )
                 raise typer.Exit(EXIT_INTERRUPTED)
@@ -231,6 +217,7 @@ def run(
 def invalid_eval_file() -> Iterator[None]:
     """An eval file with problems: each on its own line (`file:line: message`), exit code 2."""
     from composite_cli.evals.dataset import EvalFileError
+    from composite_cli.evals.session import NoCaseSelected
 
     try:
         yield
@@ -238,6 +225,10 @@ def invalid_eval_file() -> Iterator[None]:
         for err in exc.errors:
             typer.echo(redact_text(err.one_line()), err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    except NoCaseSelected as exc:
+        for skipped in exc.skipped:
+            typer.echo(f"skipped {redact_text(skipped.one_line())}", err=True)
+        raise fail(str(exc), EXIT_INVALID) from None
 
 
 def _mode_params(runner: Runner, items: list[str]) -> dict[str, dict[str, Any]]:
@@ -253,78 +244,19 @@ def _mode_params(runner: Runner, items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _run(
-    evals: EvalRunner, eval_file: EvalFile, eval_run_id: str, display: ProgressBars | ProgressLines | None
-) -> bool:
+def _run(session: EvalSession, display: ProgressBars | ProgressLines | None) -> bool:
     """Run the eval; True when Ctrl-C stopped it (results so far are kept)."""
     import asyncio
     from contextlib import nullcontext
 
-    async def ticking() -> None:
-        # the display also looks every TICK_S, so the ETA moves and a slow mode is never silent
-        ticker = asyncio.create_task(_tick(display)) if display else None
-        try:
-            await evals.run(eval_file, eval_run_id)
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-
-    async def _tick(show: Callable[[Progress], None]) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            if evals.progress.total:
-                show(evals.progress)
-
     try:
         with display if display is not None else nullcontext():
-            asyncio.run(ticking())
+            # the display also looks every TICK_S, so the ETA moves and a slow mode is never silent
+            asyncio.run(session.run(tick_s=TICK_S if display is not None else None))
     except KeyboardInterrupt:
-        evals.finish(eval_run_id, "interrupted")
+        session.interrupted()
         return True
     return False
-
-
-def _save_selection(
-    runner: Runner,
-    eval_run_id: str,
-    tags: list[str],
-    limit: int | None,
-    scorer: str | None,
-    repeats: int,
-    skip_invalid: bool,
-) -> None:
-    assert runner.store is not None
-    with runner.store.reader() as db:
-        current = json.loads(
-            db.execute("select settings from eval_runs where id = ?", [eval_run_id]).fetchone()[0]
-        )
-    current.update(filter=tags, limit=limit, scorer=scorer, repeats=repeats, skip_invalid=skip_invalid)
-    runner.store.update("eval_runs", eval_run_id, {"settings": json.dumps(current)})
-    runner.store.flush()
-
-
-def _resume(runner: Runner, eval_run_id: str) -> tuple[str, EvalFile, dict[str, Any]]:
-    from composite_cli.evals.dataset import load_eval_file
-    from composite_cli.evals.runner import EvalError
-
-    assert runner.store is not None
-    eval_run_id = _eval_id(runner, eval_run_id)
-    with runner.store.reader() as db:
-        row = next(iter(db.query("select * from eval_runs where id = ?", [eval_run_id])))
-    options = json.loads(row["settings"] or "{}")
-    options["modes"] = json.loads(row["modes"])
-    # the scorer saved in the trace database is data now: it needs the allow-list like a line
-    eval_file = load_eval_file(
-        row["file"],
-        default_scorer=options.get("scorer"),
-        skip_invalid=bool(options.get("skip_invalid")),
-        allow_code=runner.settings.allow_code,
-    )
-    if eval_file.sha256 != row["file_hash"]:
-        raise EvalError(f"{row['file']} changed since eval {eval_run_id} started; start a new eval instead")
-    eval_file = _select(eval_file, options.get("filter") or [], options.get("limit"))
-    runner.store.update("eval_runs", eval_run_id, {"status": "running"})
-    return eval_run_id, eval_file, options
 
 
 def eta_text(eta: Eta | None) -> str:
