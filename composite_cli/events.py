@@ -1,17 +1,33 @@
 """Events the engine emits while a mode runs. Subscribers (trace recorder, CLI progress, TUI)
-receive them in order, on the engine's event loop; they must be quick and must not block."""
+receive them in order, on the engine's event loop; they must be quick and must not block.
+
+Events are frozen and keyword-only: what a subscriber got cannot change after it was emitted, and
+a construction site names every field. A finished model call travels as a `CallSummary`, a frozen
+copy of the call's record taken when it finished (the engine may still edit its own record, e.g.
+drop tool calls a step may not make; no subscriber sees that)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 if TYPE_CHECKING:
     from composite_cli.calls import CallRecord
 
+# How a step ended: the one vocabulary of StepFinished.status (engine/lifecycle.py maps every
+# way out of a step to one of these). "skipped": the step did not run (e.g. a tool call the step
+# may not make; `error` says why). "timeout": the step's own time limit passed.
+StepStatus = Literal["ok", "partial", "error", "timeout", "cancelled", "skipped"]
+STEP_STATUSES: Final[tuple[StepStatus, ...]] = get_args(StepStatus)
 
-@dataclass(frozen=True)
+# How a run ended: RunFinished.status ("cancelled" also when the caller's timeout cut it).
+RunStatus = Literal["ok", "partial", "error", "cancelled"]
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunStarted:
     run_id: str
     mode: str
@@ -24,7 +40,7 @@ class RunStarted:
     content: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StepStarted:
     run_id: str
     step_id: str
@@ -38,11 +54,11 @@ class StepStarted:
     detail: dict[str, Any] | None = None  # e.g. a tool call's arguments
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class StepFinished:
     run_id: str
     step_id: str
-    status: str  # ok | error | skipped | cancelled | partial
+    status: StepStatus
     latency_ms: float
     output: str | None = None
     error: str | None = None
@@ -52,7 +68,7 @@ class StepFinished:
     cost_usd: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallStarted:
     run_id: str
     call_id: str
@@ -63,12 +79,54 @@ class CallStarted:
     started_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallSummary:
+    """One finished model call as subscribers see it: the fields of calls.CallRecord (without the
+    exception object: `error` holds its one-line description), copied when the call finished."""
+
+    id: str
+    run_id: str
+    parent_id: str | None
+    name: str
+    alias: str
+    model: str
+    started_at: float
+    request: dict[str, Any]
+    status: str  # ok | error | cancelled
+    latency_ms: float | None = None
+    response: dict[str, Any] | None = None
+    message: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    retries: int = 0
+    attempts: int = 1
+    error: str | None = None
+    cached: bool = False
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+    note: str | None = None
+
+    @property
+    def text(self) -> str:
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
+
+    @classmethod
+    def of(cls, record: CallRecord) -> CallSummary:
+        """A frozen copy of `record`: its containers are copied, so later edits of the record
+        (or of its request and message) never show here."""
+        values = {f.name: copy.deepcopy(getattr(record, f.name)) for f in fields(cls)}
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallFinished:
-    record: CallRecord
+    record: CallSummary
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallDelta:
     """Text of any model call as it streams (only when the request set `stream_all`)."""
 
@@ -77,7 +135,7 @@ class CallDelta:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TokenDelta:
     """Text of the final step as it streams (what the caller sees)."""
 
@@ -86,10 +144,10 @@ class TokenDelta:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunFinished:
     run_id: str
-    status: str  # ok | error | partial | cancelled
+    status: RunStatus
     latency_ms: float
     calls: int
     prompt_tokens: int

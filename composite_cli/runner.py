@@ -60,7 +60,7 @@ class Runner:
         With `cache=True` (needs tracing), identical model requests are replayed from the
         trace database's call cache. `timeout` bounds the whole run (see run_mode)."""
         spec = self.mode(mode) if isinstance(mode, str) else mode
-        subs = self.subscribers(subscribers)
+        subs = self.open_subscribers(subscribers)
         return await run_mode(
             spec,
             request,
@@ -71,8 +71,9 @@ class Runner:
             timeout=timeout,
         )
 
-    def subscribers(self, extra: Iterable[Subscriber] = ()) -> list[Subscriber]:
-        """The trace recorder (first, when tracing) followed by `extra`."""
+    def open_subscribers(self, extra: Iterable[Subscriber] = ()) -> list[Subscriber]:
+        """Open the trace database (when tracing) and return its recorder, first, followed by
+        `extra`: the subscribers of one run."""
         subs: list[Subscriber] = list(extra)
         if self._recorder is not None and self.store is not None:
             self.store.open()

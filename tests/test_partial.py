@@ -251,7 +251,7 @@ class Clock:
 
 def _events() -> dict[str, Any]:
     from composite_cli.calls import CallRecord
-    from composite_cli.events import CallFinished, RunStarted, StepFinished, StepStarted
+    from composite_cli.events import CallFinished, CallSummary, RunStarted, StepFinished, StepStarted
 
     record = CallRecord(
         id="c1",
@@ -264,11 +264,15 @@ def _events() -> dict[str, Any]:
         request={},
     )
     return {
-        "run": RunStarted("r", "rlm-v1", "chat", "p", "q", 0.0),
-        "start": StepStarted("r", "s1", None, "rlm", "answer", 0.0, 0),
-        "nested": StepStarted("r", "s2", "s1", "rlm", "child", 0.0, 1),
-        "call": CallFinished(record),
-        "end": StepFinished("r", "s1", "partial", 95_200.0),
+        "run": RunStarted(run_id="r", mode="rlm-v1", source="chat", profile="p", input="q", started_at=0.0),
+        "start": StepStarted(
+            run_id="r", step_id="s1", parent_id=None, kind="rlm", name="answer", started_at=0.0, depth=0
+        ),
+        "nested": StepStarted(
+            run_id="r", step_id="s2", parent_id="s1", kind="rlm", name="child", started_at=0.0, depth=1
+        ),
+        "call": CallFinished(record=CallSummary.of(record)),
+        "end": StepFinished(run_id="r", step_id="s1", status="partial", latency_ms=95_200.0),
     }
 
 
@@ -414,7 +418,7 @@ def test_a_progress_line_never_joins_the_answers_last_line(plain: bool, capsys: 
     progress = Progress(True, plain=plain, after_s=0.0, every_s=10.0, clock=clock, printer=printer)
     progress(ev["run"])
     progress(ev["start"])
-    printer(TokenDelta("r", "s1", "one pawn."))
+    printer(TokenDelta(run_id="r", step_id="s1", text="one pawn."))
     progress(ev["end"])
     printer.end_line()  # what chat does after the run: nothing left to end
     out = capsys.readouterr()

@@ -314,12 +314,12 @@ async def test_a_raising_tool_is_reported_to_the_model_and_the_run_goes_on(fake_
     assert failed and failed[0].error == "division by zero"
 
 
-async def test_an_undeclared_tool_is_refused_and_recorded(fake_model, fake_profile):
+async def test_an_undeclared_tool_is_refused_and_recorded_as_skipped(fake_model, fake_profile):
     rogue = {"id": "r1", "type": "function", "function": {"name": "delete_everything", "arguments": "{}"}}
     fake_model.on("solver", None, tool_calls=[rogue]).on("solver", "ok")
     result, events = await run(parse_mode(CALC_MODE), fake_profile, messages=ASK, tools=[WEATHER])
     assert result.text == "ok"
-    refused = [e for e in events if isinstance(e, StepFinished) and e.status == "refused"]
+    refused = [e for e in events if isinstance(e, StepFinished) and e.status == "skipped"]
     assert len(refused) == 1 and "not available" in refused[0].error
     assert "not available" in fake_model.requests[1]["messages"][-1]["content"]
 

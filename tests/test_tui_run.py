@@ -180,8 +180,8 @@ def test_the_bridge_merges_token_deltas_to_at_most_20_a_second(monkeypatch):
 
     def burst(n: int) -> None:
         for i in range(n):
-            bridge(TokenDelta("r", "s", "x"))
-            bridge(CallDelta("r", f"c{i % 16}", "y"))
+            bridge(TokenDelta(run_id="r", step_id="s", text="x"))
+            bridge(CallDelta(run_id="r", call_id=f"c{i % 16}", text="y"))
 
     burst(100)
     assert [t.delay for t in loop.timers] == [0.0]  # the first text goes out at once, merged
@@ -208,10 +208,20 @@ def test_the_bridge_merges_token_deltas_to_at_most_20_a_second(monkeypatch):
 async def test_structural_events_keep_their_order_after_buffered_text():
     target = _Collector()
     bridge = EventBridge(target, lambda: 1.0, interval=10.0)  # type: ignore[arg-type]
-    bridge(TokenDelta("r", "s", "Hello"))
+    bridge(TokenDelta(run_id="r", step_id="s", text="Hello"))
     from composite_cli.events import RunFinished
 
-    bridge(RunFinished("r", "ok", 1.0, 1, 1, 1, 0.0))
+    bridge(
+        RunFinished(
+            run_id="r",
+            status="ok",
+            latency_ms=1.0,
+            calls=1,
+            prompt_tokens=1,
+            completion_tokens=1,
+            cost_usd=0.0,
+        )
+    )
     assert [type(m) for m in target.messages] == [TextBatch, EngineEvent]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from composite_cli.calls import CallRecord, CallRequest, describe_error, new_id
 from composite_cli.config import Profile
+from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly, open_step
 from composite_cli.engine.messages import (
     build_messages,
     clean_messages,
@@ -22,40 +23,31 @@ from composite_cli.engine.steps.base import CallSettings, Step
 from composite_cli.engine.templates import Template
 from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import Candidates, TextValue, as_text
-from composite_cli.errors import RunLimitExceeded, RunTimeout, StepTimeout
-from composite_cli.events import RunFinished, RunStarted, StepFinished, StepStarted, Subscriber, TokenDelta
+from composite_cli.errors import RunLimitExceeded, RunTimeout
+from composite_cli.events import RunFinished, RunStarted, RunStatus, Subscriber, TokenDelta
 from composite_cli.litellm_loader import get_litellm
 
 
-class ReturnToClient(Exception):
+class ReturnToClient(StepEndedEarly):
     """A step's client tool calls end the run early: they are the answer the client gets."""
 
     def __init__(self, value: TextValue):
-        super().__init__("client tool calls")
+        super().__init__("client tool calls", as_text(value))
         self.value = value
 
 
 class StepRuntime:
     """What a running step can do: render templates, call models, run nested steps."""
 
-    def __init__(
-        self,
-        ctx: RunContext,
-        step: Step,
-        scope: Scope,
-        step_id: str,
-        depth: int,
-        final: bool,
-        totals: StepTotals,
-    ):
+    def __init__(self, ctx: RunContext, step: Step, scope: Scope, opened: OpenStep, final: bool):
         self.ctx = ctx
         self.step = step
         self.scope = scope
-        self.step_id = step_id
-        self.depth = depth
+        self.step_id = opened.step_id
+        self.depth = opened.depth
         self.final = final
-        self.totals = totals
-        self.scratchpad: list[str] = []
+        self.totals = opened.totals
+        self.scratchpad = opened.scratchpad
 
     @property
     def params(self) -> dict[str, Any]:
@@ -135,7 +127,29 @@ class StepRuntime:
 
     def _final_delta(self, text: str) -> None:
         self.ctx.final_streamed = True
-        self.ctx.emit(TokenDelta(self.ctx.run_id, self.step_id, text))
+        self.ctx.emit(TokenDelta(run_id=self.ctx.run_id, step_id=self.step_id, text=text))
+
+    def child_step(
+        self,
+        *,
+        kind: str,
+        name: str,
+        parent_id: str | None = None,
+        depth: int | None = None,
+        parent_totals: StepTotals | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> OpenStep:
+        """A step inside this one (a tool call, a REPL block, ...), for `async with`: see
+        engine/lifecycle.py. By default its parent is this step, one level deeper."""
+        return open_step(
+            self.ctx,
+            kind=kind,
+            name=name,
+            parent_id=self.step_id if parent_id is None else parent_id,
+            depth=self.depth + 1 if depth is None else depth,
+            parent_totals=self.totals if parent_totals is None else parent_totals,
+            detail=detail,
+        )
 
     async def run_steps(self, steps: list[Step], scope: Scope, *, final: bool) -> Any:
         return await run_steps(self.ctx, steps, scope, self.totals, self.step_id, self.depth + 1, final=final)
@@ -173,54 +187,25 @@ async def execute_step(
     *,
     final: bool,
 ) -> Any:
-    step_id = new_id()
-    totals = StepTotals(parent_totals)
-    ctx.step_totals[step_id] = totals
     aliases = step.aliases()
     alias = aliases[0] if len(aliases) == 1 else None
     model = None
     if alias is not None:
         model = str(ctx.profile.resolve(alias).get("model"))
-    ctx.emit(
-        StepStarted(ctx.run_id, step_id, parent_id, step.kind, step.id, time.time(), depth, alias, model)
+    opened = open_step(
+        ctx,
+        kind=step.kind,
+        name=step.id,
+        parent_id=parent_id,
+        depth=depth,
+        parent_totals=parent_totals,
+        alias=alias,
+        model=model,
+        timeout=float(resolve(step.timeout, ctx.params)),
     )
-    rt = StepRuntime(ctx, step, scope, step_id, depth, final, totals)
-    t0 = time.perf_counter()
-    timeout = float(resolve(step.timeout, ctx.params))
-
-    def finished(status: str, output: str | None = None, error: str | None = None) -> None:
-        ctx.emit(
-            StepFinished(
-                ctx.run_id,
-                step_id,
-                status,
-                (time.perf_counter() - t0) * 1000,
-                output,
-                error,
-                "\n".join(rt.scratchpad) or None,
-                totals.prompt_tokens,
-                totals.completion_tokens,
-                totals.cost_usd if totals.calls else None,
-            )
-        )
-
-    try:
-        async with asyncio.timeout(timeout):
-            value = await step.run(rt)
-    except TimeoutError:
-        err = StepTimeout(f"step {step.id!r} timed out after {timeout:g}s")
-        finished("error", error=describe_error(err))
-        raise err from None
-    except asyncio.CancelledError:
-        finished("cancelled", error="cancelled")
-        raise
-    except ReturnToClient as early:
-        finished("ok", output=as_text(early.value))
-        raise
-    except Exception as exc:
-        finished("error", error=describe_error(exc))
-        raise
-    finished("partial" if getattr(value, "partial", False) else "ok", output=as_text(value))
+    async with opened:
+        value = await step.run(StepRuntime(ctx, step, scope, opened, final))
+        opened.done(value)
     return value
 
 
@@ -273,19 +258,19 @@ async def run_mode(
     started = time.time()
     ctx.emit(
         RunStarted(
-            run_id,
-            mode.name,
-            request.source,
-            profile.name,
-            last_user_text(request.messages),
-            started,
-            request.user,
-            dict(request.params),
+            run_id=run_id,
+            mode=mode.name,
+            source=request.source,
+            profile=profile.name,
+            input=last_user_text(request.messages),
+            started_at=started,
+            user=request.user,
+            params=dict(request.params),
         )
     )
 
     def finished(
-        status: str,
+        status: RunStatus,
         output: str | None = None,
         reason: str | None = None,
         error: str | None = None,
@@ -296,19 +281,19 @@ async def run_mode(
         t = ctx.totals
         ctx.emit(
             RunFinished(
-                run_id,
-                status,
-                latency,
-                t.calls,
-                t.prompt_tokens,
-                t.completion_tokens,
-                t.cost_usd if t.calls else None,
-                output,
-                reason,
-                error,
-                dict(ctx.stats),
-                stopped_by,
-                dict(notes or {}),
+                run_id=run_id,
+                status=status,
+                latency_ms=latency,
+                calls=t.calls,
+                prompt_tokens=t.prompt_tokens,
+                completion_tokens=t.completion_tokens,
+                cost_usd=t.cost_usd if t.calls else None,
+                output=output,
+                finish_reason=reason,
+                error=error,
+                stats=dict(ctx.stats),
+                stopped_by=stopped_by,
+                notes=dict(notes or {}),
             )
         )
         return latency
@@ -347,8 +332,8 @@ async def run_mode(
     text = message.get("content") if isinstance(message.get("content"), str) else ""
     if request.stream and not ctx.final_streamed and text:
         # The last value was not produced by a streamed call (e.g. a vote): send it whole.
-        ctx.emit(TokenDelta(run_id, None, text))
-    status = "partial" if getattr(value, "partial", False) else "ok"
+        ctx.emit(TokenDelta(run_id=run_id, step_id=None, text=text))
+    status: RunStatus = "partial" if getattr(value, "partial", False) else "ok"
     stopped_by = getattr(value, "stopped_by", None) if status == "partial" else None
     if status == "partial" and reason == "stop":
         reason = "length"  # a capped answer is never reported as a natural stop

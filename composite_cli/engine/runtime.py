@@ -10,7 +10,7 @@ from typing import Any
 from composite_cli.calls import CallRecord
 from composite_cli.config import Profile
 from composite_cli.errors import RunLimitExceeded
-from composite_cli.events import CallDelta, CallFinished, CallStarted, Event, Subscriber
+from composite_cli.events import CallDelta, CallFinished, CallStarted, CallSummary, Event, Subscriber
 
 
 @dataclass
@@ -190,22 +190,22 @@ class RunContext:
     def call_started(self, record: CallRecord) -> None:
         self.emit(
             CallStarted(
-                self.run_id,
-                record.id,
-                record.parent_id,
-                record.name,
-                record.alias,
-                record.model,
-                record.started_at,
+                run_id=self.run_id,
+                call_id=record.id,
+                parent_id=record.parent_id,
+                name=record.name,
+                alias=record.alias,
+                model=record.model,
+                started_at=record.started_at,
             )
         )
 
     def call_delta(self, call_id: str, text: str) -> None:
-        self.emit(CallDelta(self.run_id, call_id, text))
+        self.emit(CallDelta(run_id=self.run_id, call_id=call_id, text=text))
 
     def record_call(self, record: CallRecord) -> None:
         if record.cached:
             self.cached_calls += 1
         parent = self.step_totals.get(record.parent_id or "", self.totals)
         parent.add(record)
-        self.emit(CallFinished(record))
+        self.emit(CallFinished(record=CallSummary.of(record)))

@@ -15,13 +15,11 @@ silently: an empty reply is asked again once in that way, and a second one is a 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.calls import CallRecord, CallRequest, complete, describe_error
 from composite_cli.errors import StepFailed
-from composite_cli.events import StepFinished, StepStarted
 from composite_cli.tools.base import InternalTool, ToolError
 
 if TYPE_CHECKING:
@@ -96,24 +94,23 @@ async def call_with_tools(
             return record
         if not internal:
             if not client_allowed:
-                _drop_tool_calls(rt, record, calls)
+                record = _drop_tool_calls(rt, record, calls)
             return record  # plain pass-through: the client gets the calls as the model made them
         mine = [c for c in calls if _call_name(c) in by_name and not final]
         theirs = [c for c in calls if client_allowed and _call_name(c) in tool_names(offered_client)]
         refused = [c for c in calls if c not in mine and c not in theirs]
         if final and not theirs:
             # Asked for the final answer and the model still wants internal tools: keep its text.
-            _drop_tool_calls(rt, record, calls)
+            record = _drop_tool_calls(rt, record, calls)
             if not record.text.strip():
                 raise StepFailed(_empty_answer(rounds))
             return record
         results = [await _run_internal(rt, by_name[_call_name(c)], c, tool_timeout) for c in mine]
-        results += [_refuse(rt, c) for c in refused]
+        results += [await _refuse(rt, c) for c in refused]
         if theirs:
             # Internal calls are done; the client gets only its own calls (ids intact).
-            record.message = {**record.message, "tool_calls": theirs}
-            record.finish_reason = "tool_calls"
-            return record
+            message = {**record.message, "tool_calls": theirs}
+            return dataclasses.replace(record, message=message, finish_reason="tool_calls")
         assistant = {"role": "assistant", "content": record.message.get("content") or "", "tool_calls": calls}
         messages = [*messages, assistant, *results]
         rounds += 1
@@ -126,70 +123,52 @@ def _empty_answer(rounds: int) -> str:
     )
 
 
-def _drop_tool_calls(rt: StepRuntime, record: CallRecord, calls: list[dict[str, Any]]) -> None:
-    """An intermediate step asked for tools it may not use: keep its text, drop the calls."""
+def _drop_tool_calls(rt: StepRuntime, record: CallRecord, calls: list[dict[str, Any]]) -> CallRecord:
+    """An intermediate step asked for tools it may not use: keep its text, drop the calls. A new
+    record: the call's own (already in the trace as the model answered) is left as it is."""
     rt.note(f"ignored tool calls this step may not make: {', '.join(_call_name(c) for c in calls)}")
-    record.message = {k: v for k, v in record.message.items() if k != "tool_calls"}
-    record.finish_reason = "stop"
+    message = {k: v for k, v in record.message.items() if k != "tool_calls"}
+    return dataclasses.replace(record, message=message, finish_reason="stop")
 
 
 def _tool_message(call: dict[str, Any], content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
 
 
-def _start(rt: StepRuntime, kind: str, name: str, call: dict[str, Any]) -> tuple[str, float]:
-    step_id = new_id()
-    detail = {"tool_call_id": call.get("id"), "arguments": (call.get("function") or {}).get("arguments")}
-    rt.ctx.emit(
-        StepStarted(rt.ctx.run_id, step_id, rt.step_id, kind, name, time.time(), rt.depth + 1, detail=detail)
-    )
-    return step_id, time.perf_counter()
+def _detail(call: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_call_id": call.get("id"), "arguments": (call.get("function") or {}).get("arguments")}
 
 
 async def _run_internal(
     rt: StepRuntime, tool: InternalTool, call: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
+    """Run one internal tool call as a child step (`think` or `tool`). Its failure goes back to
+    the model as the tool's result (the step records it); the run goes on."""
     kind = "think" if tool.is_think else "tool"
-    step_id, t0 = _start(rt, kind, tool.name, call)
-    scratchpad = None
-    try:
-        arguments = tool.parse_arguments((call.get("function") or {}).get("arguments"))
-        if tool.is_think:
-            scratchpad = str(arguments.get("thought", ""))
-            rt.note(f"think: {scratchpad}")
-        output = await tool.run(arguments, timeout)
-    except TimeoutError:
-        error = f"tool {tool.name} timed out after {timeout:g}s"
-    except ToolError as exc:
-        error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a raising tool is reported to the model and recorded
-        error = describe_error(exc)
-    else:
-        rt.ctx.emit(
-            StepFinished(
-                rt.ctx.run_id, step_id, "ok", (time.perf_counter() - t0) * 1000, output, scratchpad=scratchpad
-            )
-        )
-        return _tool_message(call, output)
-    rt.ctx.emit(
-        StepFinished(
-            rt.ctx.run_id,
-            step_id,
-            "error",
-            (time.perf_counter() - t0) * 1000,
-            None,
-            error,
-            scratchpad=scratchpad,
-        )
-    )
-    return _tool_message(call, f"Error: {error}")
+    async with rt.child_step(kind=kind, name=tool.name, detail=_detail(call)) as step:
+        try:
+            arguments = tool.parse_arguments((call.get("function") or {}).get("arguments"))
+            if tool.is_think:
+                thought = str(arguments.get("thought", ""))
+                step.scratchpad.append(thought)
+                rt.note(f"think: {thought}")
+            output = await tool.run(arguments, timeout)
+        except TimeoutError:
+            step.fail(f"tool {tool.name} timed out after {timeout:g}s", status="timeout")
+        except ToolError as exc:
+            step.fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a raising tool is reported to the model and recorded
+            step.fail(describe_error(exc))
+        else:
+            step.done(output)
+            return _tool_message(call, output)
+    return _tool_message(call, f"Error: {step.error}")
 
 
-def _refuse(rt: StepRuntime, call: dict[str, Any]) -> dict[str, Any]:
+async def _refuse(rt: StepRuntime, call: dict[str, Any]) -> dict[str, Any]:
+    """A call of a tool the step did not declare: recorded as a skipped step, never run."""
     name = _call_name(call)
-    step_id, t0 = _start(rt, "tool", name or "(unnamed)", call)
     error = f"tool {name!r} is not available in this step; it was not run"
-    rt.ctx.emit(
-        StepFinished(rt.ctx.run_id, step_id, "refused", (time.perf_counter() - t0) * 1000, None, error)
-    )
+    async with rt.child_step(kind="tool", name=name or "(unnamed)", detail=_detail(call)) as step:
+        step.skip(error)
     return _tool_message(call, f"Error: {error}")

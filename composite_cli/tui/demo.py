@@ -22,9 +22,11 @@ from composite_cli.events import (
     CallDelta,
     CallFinished,
     CallStarted,
+    CallSummary,
     Event,
     RunFinished,
     RunStarted,
+    RunStatus,
     StepFinished,
     StepStarted,
     Subscriber,
@@ -127,7 +129,7 @@ class ScriptedRunner(Runner):
     ) -> RunResult:
         self.requests.append(request)
         script = self.scripts.pop(0) if len(self.scripts) > 1 else self.scripts[0]
-        return await script.play(self.subscribers(subscribers), self.clock)
+        return await script.play(self.open_subscribers(subscribers), self.clock)
 
 
 def _record(
@@ -193,24 +195,65 @@ def fanout_script(
     With `gate_at`, the script stops at that time (seconds) until `release("mid")`. Expert number
     `failing` (if any) ends with a provider error. With `stopped_by`, the aggregator's answer is
     partial: that cap stopped the run."""
-    status, reason = ("partial", "length") if stopped_by else ("ok", "stop")
+    status: RunStatus = "partial" if stopped_by else "ok"
+    reason = "length" if stopped_by else "stop"
     names = [EXPERTS[i % len(EXPERTS)] + ("" if i < len(EXPERTS) else str(i)) for i in range(experts)]
     timed: list[tuple[float, Any]] = []
     fan = f"{run_id}-fanout"
-    timed.append((0.0, RunStarted(run_id, "moa-v1", "tui", "demo", prompt, T0)))
-    timed.append((0.002, StepStarted(run_id, fan, None, "fanout", "proposals", T0 + 0.002, 0, "fast", model)))
+    timed.append(
+        (
+            0.0,
+            RunStarted(
+                run_id=run_id, mode="moa-v1", source="tui", profile="demo", input=prompt, started_at=T0
+            ),
+        )
+    )
+    timed.append(
+        (
+            0.002,
+            StepStarted(
+                run_id=run_id,
+                step_id=fan,
+                parent_id=None,
+                kind="fanout",
+                name="proposals",
+                started_at=T0 + 0.002,
+                depth=0,
+                alias="fast",
+                model=model,
+            ),
+        )
+    )
     ends = []
     for i, name in enumerate(names):
         call = f"{run_id}-e{i:02d}"
         start = 0.004 + 0.003 * i
         seconds = 0.9 + 0.35 * (i % 4) + 0.12 * (i % 3)
         text = ANSWERS[i % len(ANSWERS)]
-        timed.append((start, CallStarted(run_id, call, fan, name, "fast", model, T0 + start)))
+        timed.append(
+            (
+                start,
+                CallStarted(
+                    run_id=run_id,
+                    call_id=call,
+                    parent_id=fan,
+                    name=name,
+                    alias="fast",
+                    model=model,
+                    started_at=T0 + start,
+                ),
+            )
+        )
         chunks = _words(text)
         ok = i != failing
         shown = chunks if ok else chunks[: len(chunks) // 3]
         for k, chunk in enumerate(shown):
-            timed.append((start + 0.05 + (seconds - 0.1) * k / len(chunks), CallDelta(run_id, call, chunk)))
+            timed.append(
+                (
+                    start + 0.05 + (seconds - 0.1) * k / len(chunks),
+                    CallDelta(run_id=run_id, call_id=call, text=chunk),
+                )
+            )
         record = _record(
             run_id,
             call,
@@ -224,28 +267,68 @@ def fanout_script(
             0.000012 + 0.000001 * i,
             "ok" if ok else "error",
         )
-        timed.append((start + seconds, CallFinished(record)))
+        timed.append((start + seconds, CallFinished(record=CallSummary.of(record))))
         ends.append(start + seconds)
     fan_end = max(ends)
-    timed.append((fan_end + 0.001, StepFinished(run_id, fan, "ok", (fan_end - 0.002) * 1000, "(candidates)")))
+    timed.append(
+        (
+            fan_end + 0.001,
+            StepFinished(
+                run_id=run_id,
+                step_id=fan,
+                status="ok",
+                latency_ms=(fan_end - 0.002) * 1000,
+                output="(candidates)",
+            ),
+        )
+    )
     final = "The three classical openings are the Ruy Lopez, the Italian Game and the Queen's Gambit."
     step, call, start = f"{run_id}-answer", f"{run_id}-a", fan_end + 0.01
     timed.append(
-        (start, StepStarted(run_id, step, None, "synthesize", "answer", T0 + start, 0, "strong", final_model))
+        (
+            start,
+            StepStarted(
+                run_id=run_id,
+                step_id=step,
+                parent_id=None,
+                kind="synthesize",
+                name="answer",
+                started_at=T0 + start,
+                depth=0,
+                alias="strong",
+                model=final_model,
+            ),
+        )
     )
     timed.append(
-        (start + 0.001, CallStarted(run_id, call, step, "answer", "strong", final_model, T0 + start))
+        (
+            start + 0.001,
+            CallStarted(
+                run_id=run_id,
+                call_id=call,
+                parent_id=step,
+                name="answer",
+                alias="strong",
+                model=final_model,
+                started_at=T0 + start,
+            ),
+        )
     )
     chunks = _words(final)
     for k, chunk in enumerate(chunks):
-        timed.append((start + 0.1 + 0.04 * k, TokenDelta(run_id, step, chunk)))
+        timed.append((start + 0.1 + 0.04 * k, TokenDelta(run_id=run_id, step_id=step, text=chunk)))
     seconds = 0.15 + 0.04 * len(chunks)
     record = _record(
         run_id, call, step, "answer", final_model, T0 + start, seconds, final, 180 + 30 * experts, 0.00021
     )
-    timed.append((start + seconds, CallFinished(record)))
+    timed.append((start + seconds, CallFinished(record=CallSummary.of(record))))
     end = start + seconds + 0.002
-    timed.append((end - 0.001, StepFinished(run_id, step, status, seconds * 1000, final)))
+    timed.append(
+        (
+            end - 0.001,
+            StepFinished(run_id=run_id, step_id=step, status=status, latency_ms=seconds * 1000, output=final),
+        )
+    )
     calls = experts + 1
     prompt_tokens = sum(r.prompt_tokens for _, e in timed if isinstance(e, CallFinished) for r in [e.record])
     completion = sum(r.completion_tokens for _, e in timed if isinstance(e, CallFinished) for r in [e.record])
@@ -260,15 +343,15 @@ def fanout_script(
         (
             end,
             RunFinished(
-                run_id,
-                status,
-                end * 1000,
-                calls,
-                prompt_tokens,
-                completion,
-                cost,
-                final,
-                reason,
+                run_id=run_id,
+                status=status,
+                latency_ms=end * 1000,
+                calls=calls,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion,
+                cost_usd=cost,
+                output=final,
+                finish_reason=reason,
                 stopped_by=stopped_by,
             ),
         )

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from composite_cli.calls import CallRecord
-from composite_cli.events import CallFinished, CallStarted, RunFinished, RunStarted, StepFinished, StepStarted
+from composite_cli.events import (
+    CallFinished,
+    CallStarted,
+    CallSummary,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StepFinished,
+    StepStarted,
+)
 from composite_cli.traces.recorder import TraceRecorder, iso
 from composite_cli.traces.store import TraceStore
 from composite_cli.tui.demo import T0, ScriptedRun
@@ -24,7 +33,7 @@ class RunSpec:
     ago: float  # seconds before T0
     seconds: float
     model: str = "openai/gpt-4.1-mini"
-    status: str = "ok"
+    status: RunStatus = "ok"
     tokens: tuple[int, int] = (120, 40)
     cost: float | None = 0.00004
     tool: bool = False
@@ -81,57 +90,104 @@ def simple_run(spec: RunSpec) -> list[Any]:
     rid, step, call = spec.run_id, f"{spec.run_id}-s", f"{spec.run_id}-c"
     ok = spec.status == "ok"
     events: list[Any] = [
-        RunStarted(rid, spec.mode, spec.source, "openai", "What is 6 * 7?", t),
-        StepStarted(rid, step, None, "call", "answer", t + 0.001, 0, "strong", spec.model),
-        CallStarted(rid, call, step, "answer", "strong", spec.model, t + 0.002),
+        RunStarted(
+            run_id=rid,
+            mode=spec.mode,
+            source=spec.source,
+            profile="openai",
+            input="What is 6 * 7?",
+            started_at=t,
+        ),
+        StepStarted(
+            run_id=rid,
+            step_id=step,
+            parent_id=None,
+            kind="call",
+            name="answer",
+            started_at=t + 0.001,
+            depth=0,
+            alias="strong",
+            model=spec.model,
+        ),
+        CallStarted(
+            run_id=rid,
+            call_id=call,
+            parent_id=step,
+            name="answer",
+            alias="strong",
+            model=spec.model,
+            started_at=t + 0.002,
+        ),
     ]
     if spec.tool:
         think = f"{rid}-t"
         events.append(
-            StepStarted(rid, think, step, "think", "think", t + 0.003, 1, detail={"arguments": "{}"})
+            StepStarted(
+                run_id=rid,
+                step_id=think,
+                parent_id=step,
+                kind="think",
+                name="think",
+                started_at=t + 0.003,
+                depth=1,
+                detail={"arguments": "{}"},
+            )
         )
-        events.append(StepFinished(rid, think, "ok", 1.0, "noted", scratchpad="6 * 7 = 42, answer plainly."))
+        events.append(
+            StepFinished(
+                run_id=rid,
+                step_id=think,
+                status="ok",
+                latency_ms=1.0,
+                output="noted",
+                scratchpad="6 * 7 = 42, answer plainly.",
+            )
+        )
     events.append(
         CallFinished(
-            _call(
-                rid,
-                call,
-                step,
-                "answer",
-                spec.model,
-                t + 0.002,
-                spec.seconds - 0.004,
-                spec.tokens,
-                spec.cost,
-                spec.status,
+            record=CallSummary.of(
+                _call(
+                    rid,
+                    call,
+                    step,
+                    "answer",
+                    spec.model,
+                    t + 0.002,
+                    spec.seconds - 0.004,
+                    spec.tokens,
+                    spec.cost,
+                    spec.status,
+                )
             )
         )
     )
     error = None if ok else "RateLimitError: litellm.RateLimitError: slow down"
     events.append(
         StepFinished(
-            rid,
-            step,
-            spec.status,
-            (spec.seconds - 0.002) * 1000,
-            "42" if ok else None,
-            error,
-            None,
-            *spec.tokens,
-            spec.cost if ok else None,
+            run_id=rid,
+            step_id=step,
+            status=spec.status,
+            latency_ms=(spec.seconds - 0.002) * 1000,
+            output="42" if ok else None,
+            error=error,
+            scratchpad=None,
+            prompt_tokens=spec.tokens[0],
+            completion_tokens=spec.tokens[1],
+            cost_usd=spec.cost if ok else None,
         )
     )
     events.append(
         RunFinished(
-            rid,
-            spec.status,
-            spec.seconds * 1000,
-            1,
-            *spec.tokens,
-            spec.cost if ok else None,
-            "42" if ok else None,
-            "stop" if ok else None,
-            error,
+            run_id=rid,
+            status=spec.status,
+            latency_ms=spec.seconds * 1000,
+            calls=1,
+            prompt_tokens=spec.tokens[0],
+            completion_tokens=spec.tokens[1],
+            cost_usd=spec.cost if ok else None,
+            output="42" if ok else None,
+            finish_reason="stop" if ok else None,
+            error=error,
         )
     )
     return events
@@ -142,80 +198,154 @@ def rlm_run(run_id: str = "demo-rlm-0001", ago: float = 600.0) -> list[Any]:
     t = T0 - ago
     rlm, model, sub = f"{run_id}-rlm", "openai/gpt-4.1", "openai/gpt-4.1-mini"
     events: list[Any] = [
-        RunStarted(run_id, "rlm-v1", "chat", "openai", "How many ERROR lines are in the log?", t),
-        StepStarted(run_id, rlm, None, "rlm", "rlm", t + 0.001, 0, "root", model),
+        RunStarted(
+            run_id=run_id,
+            mode="rlm-v1",
+            source="chat",
+            profile="openai",
+            input="How many ERROR lines are in the log?",
+            started_at=t,
+        ),
+        StepStarted(
+            run_id=run_id,
+            step_id=rlm,
+            parent_id=None,
+            kind="rlm",
+            name="rlm",
+            started_at=t + 0.001,
+            depth=0,
+            alias="root",
+            model=model,
+        ),
     ]
     root1 = f"{run_id}-r1"
-    events.append(CallStarted(run_id, root1, rlm, "root (iteration 1)", "root", model, t + 0.002))
+    events.append(
+        CallStarted(
+            run_id=run_id,
+            call_id=root1,
+            parent_id=rlm,
+            name="root (iteration 1)",
+            alias="root",
+            model=model,
+            started_at=t + 0.002,
+        )
+    )
     events.append(
         CallFinished(
-            _call(
-                run_id,
-                root1,
-                rlm,
-                "root (iteration 1)",
-                model,
-                t + 0.002,
-                0.9,
-                (900, 120),
-                0.0021,
-                text="```repl\nparts = split(context)\nprint(llm_query_batched(parts))\n```",
+            record=CallSummary.of(
+                _call(
+                    run_id,
+                    root1,
+                    rlm,
+                    "root (iteration 1)",
+                    model,
+                    t + 0.002,
+                    0.9,
+                    (900, 120),
+                    0.0021,
+                    text="```repl\nparts = split(context)\nprint(llm_query_batched(parts))\n```",
+                )
             )
         )
     )
     repl = f"{run_id}-repl1"
-    events.append(StepStarted(run_id, repl, rlm, "repl", "repl 1", t + 0.91, 1))
+    events.append(
+        StepStarted(
+            run_id=run_id,
+            step_id=repl,
+            parent_id=rlm,
+            kind="repl",
+            name="repl 1",
+            started_at=t + 0.91,
+            depth=1,
+        )
+    )
     for i in range(3):
         cid = f"{run_id}-sub{i}"
         start = t + 0.92 + 0.01 * i
-        events.append(CallStarted(run_id, cid, repl, f"llm_query {i + 1}", "sub", sub, start))
+        events.append(
+            CallStarted(
+                run_id=run_id,
+                call_id=cid,
+                parent_id=repl,
+                name=f"llm_query {i + 1}",
+                alias="sub",
+                model=sub,
+                started_at=start,
+            )
+        )
         events.append(
             CallFinished(
-                _call(
-                    run_id,
-                    cid,
-                    repl,
-                    f"llm_query {i + 1}",
-                    sub,
-                    start,
-                    0.5 + 0.2 * i,
-                    (700, 8),
-                    0.0003,
-                    text=str(4 + i),
+                record=CallSummary.of(
+                    _call(
+                        run_id,
+                        cid,
+                        repl,
+                        f"llm_query {i + 1}",
+                        sub,
+                        start,
+                        0.5 + 0.2 * i,
+                        (700, 8),
+                        0.0003,
+                        text=str(4 + i),
+                    )
                 )
             )
         )
-    events.append(StepFinished(run_id, repl, "ok", 800.0, "[4, 5, 6]"))
+    events.append(
+        StepFinished(run_id=run_id, step_id=repl, status="ok", latency_ms=800.0, output="[4, 5, 6]")
+    )
     root2 = f"{run_id}-r2"
-    events.append(CallStarted(run_id, root2, rlm, "root (iteration 2)", "root", model, t + 1.72))
+    events.append(
+        CallStarted(
+            run_id=run_id,
+            call_id=root2,
+            parent_id=rlm,
+            name="root (iteration 2)",
+            alias="root",
+            model=model,
+            started_at=t + 1.72,
+        )
+    )
     events.append(
         CallFinished(
-            _call(
-                run_id,
-                root2,
-                rlm,
-                "root (iteration 2)",
-                model,
-                t + 1.72,
-                0.6,
-                (1100, 20),
-                0.0024,
-                text="FINAL(15)",
+            record=CallSummary.of(
+                _call(
+                    run_id,
+                    root2,
+                    rlm,
+                    "root (iteration 2)",
+                    model,
+                    t + 1.72,
+                    0.6,
+                    (1100, 20),
+                    0.0024,
+                    text="FINAL(15)",
+                )
             )
         )
     )
-    events.append(StepFinished(run_id, rlm, "ok", 2330.0, "15", scratchpad="iterations: 2; sub-calls: 3"))
+    events.append(
+        StepFinished(
+            run_id=run_id,
+            step_id=rlm,
+            status="ok",
+            latency_ms=2330.0,
+            output="15",
+            scratchpad="iterations: 2; sub-calls: 3",
+        )
+    )
     events.append(
         RunFinished(
-            run_id,
-            "ok",
-            2340.0,
-            5,
-            4100,
-            164,
-            0.0054,
-            "15",
-            "stop",
+            run_id=run_id,
+            status="ok",
+            latency_ms=2340.0,
+            calls=5,
+            prompt_tokens=4100,
+            completion_tokens=164,
+            cost_usd=0.0054,
+            output="15",
+            finish_reason="stop",
             stats={"rlm_iterations": 2, "rlm_depth": 1, "rlm_sub_calls": 3},
         )
     )

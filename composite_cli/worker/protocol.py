@@ -14,12 +14,12 @@ import json
 import socket
 from typing import Any
 
-from composite_cli.calls import CallRecord
 from composite_cli.errors import CompositeError, ModeError, ModeValidationError, describe_error
 from composite_cli.events import (
     CallDelta,
     CallFinished,
     CallStarted,
+    CallSummary,
     Event,
     RunFinished,
     RunStarted,
@@ -74,10 +74,10 @@ def _fields(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def event_message(event: Event) -> dict[str, Any]:
-    """An engine event as a message (a call record travels without its exception object: its
-    `error` field already holds the one-line description)."""
+    """An engine event as a message (a finished call as its CallSummary, which has no exception
+    object: its `error` field holds the one-line description)."""
     if isinstance(event, CallFinished):
-        data: dict[str, Any] = {"record": _fields(event.record, skip=("exception",))}
+        data: dict[str, Any] = {"record": _fields(event.record)}
     else:
         data = _fields(event)
     return {"type": "event", "event": type(event).__name__, "data": data}
@@ -90,7 +90,7 @@ def event_from(message: dict[str, Any]) -> Event:
     if cls is None or not isinstance(data, dict):
         raise ProtocolError(f"unknown event from the worker: {name!r}")
     if cls is CallFinished:
-        return CallFinished(record=CallRecord(**data["record"]))
+        return CallFinished(record=CallSummary(**data["record"]))
     event: Event = cls(**data)
     return event
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.calls import CallRecord, CallRequest, complete, describe_error, new_id
+from composite_cli.calls import CallRecord, CallRequest, complete
 from composite_cli.engine.rlm import fallback, prompts, turns
 from composite_cli.engine.rlm.protocol import code_blocks, find_final, truncate
 from composite_cli.engine.rlm.settings import Counter, RlmFallbackError, RlmLimit, RlmSettings, RootWindowFull
@@ -37,7 +37,6 @@ from composite_cli.engine.rlm.window import (
 from composite_cli.engine.runtime import StepTotals
 from composite_cli.engine.values import TextValue
 from composite_cli.errors import RunLimitExceeded
-from composite_cli.events import StepFinished, StepStarted
 from composite_cli.model_limits import estimate_tokens, window_or_fallback
 from composite_cli.sandbox import Sandbox, SandboxDead, SandboxVariableError
 
@@ -185,59 +184,27 @@ class RlmSession:
                 f"max_depth ({self.s.max_depth})",
                 f"rlm_query refused: max_depth is {self.s.max_depth}; use llm_query",
             )
-        child_id = new_id()
         parent = self.iteration_id or self.parent_id
-        totals = StepTotals(self.ctx.step_totals.get(parent, self.totals))
-        self.ctx.step_totals[child_id] = totals
-        self.ctx.emit(
-            StepStarted(
-                self.ctx.run_id,
-                child_id,
-                parent,
-                "rlm",
-                "rlm_query",
-                time.time(),
-                self.rt.depth + self.depth * 2,
-                detail={"prompt": prompt[:2000]},
+        async with self.rt.child_step(
+            kind="rlm",
+            name="rlm_query",
+            parent_id=parent,
+            depth=self.rt.depth + self.depth * 2,
+            parent_totals=self.ctx.step_totals.get(parent, self.totals),
+            detail={"prompt": prompt[:2000]},
+        ) as step:
+            child = RlmSession(
+                self.rt,
+                self.s,
+                parent_id=step.step_id,
+                totals=step.totals,
+                depth=self.depth + 1,
+                started=self.started,
+                counter=self.counter,
             )
-        )
-        t0 = time.perf_counter()
-        child = RlmSession(
-            self.rt,
-            self.s,
-            parent_id=child_id,
-            totals=totals,
-            depth=self.depth + 1,
-            started=self.started,
-            counter=self.counter,
-        )
-        try:
+            step.scratchpad = child.notes  # the child's notes, as it writes them
             value = await child.run(f"{context}\n\nQuery: {prompt}")
-        except BaseException as exc:
-            self.ctx.emit(
-                StepFinished(
-                    self.ctx.run_id,
-                    child_id,
-                    "error",
-                    (time.perf_counter() - t0) * 1000,
-                    error=describe_error(exc),
-                )
-            )
-            raise
-        status = "partial" if value.partial else "ok"
-        self.ctx.emit(
-            StepFinished(
-                self.ctx.run_id,
-                child_id,
-                status,
-                (time.perf_counter() - t0) * 1000,
-                output=value.text,
-                scratchpad="\n".join(child.notes) or None,
-                prompt_tokens=totals.prompt_tokens,
-                completion_tokens=totals.completion_tokens,
-                cost_usd=totals.cost_usd if totals.calls else None,
-            )
-        )
+            step.done(value)
         return value.text
 
     def _stat(self, key: str, amount: int) -> None:
@@ -423,49 +390,28 @@ class RlmSession:
         for this REPL, what a model that cannot follow the protocol writes); "killed" (a limit
         killed the REPL); "dead" (no REPL left).
         """
-        step_id = new_id()
-        self.iteration_id = step_id
-        self.ctx.step_totals[step_id] = StepTotals(self.totals)
-        self.ctx.emit(
-            StepStarted(
-                self.ctx.run_id,
-                step_id,
-                self.parent_id,
-                "repl",
-                name,
-                time.time(),
-                self.rt.depth + self.depth * 2 - 1,
-                detail={"code": code},
-            )
-        )
-        t0 = time.perf_counter()
-        try:
-            result = await sandbox.execute(code)
-        except SandboxDead as exc:
-            self.ctx.emit(
-                StepFinished(
-                    self.ctx.run_id, step_id, "error", (time.perf_counter() - t0) * 1000, error=str(exc)
-                )
-            )
-            return f"Error: {exc}", "dead"
-        finally:
-            self.iteration_id = None
-        shown = truncate(result.for_model(), self.s.max_output_chars)
-        self.last_output = shown
-        totals = self.ctx.step_totals[step_id]
-        self.ctx.emit(
-            StepFinished(
-                self.ctx.run_id,
-                step_id,
-                "error" if result.error else "ok",
-                result.duration_s * 1000,
-                shown,
-                result.error,
-                prompt_tokens=totals.prompt_tokens,
-                completion_tokens=totals.completion_tokens,
-                cost_usd=totals.cost_usd if totals.calls else None,
-            )
-        )
+        async with self.rt.child_step(
+            kind="repl",
+            name=name,
+            parent_id=self.parent_id,
+            depth=self.rt.depth + self.depth * 2 - 1,
+            parent_totals=self.totals,
+            detail={"code": code},
+        ) as step:
+            self.iteration_id = step.step_id
+            try:
+                result = await sandbox.execute(code)
+            except SandboxDead as exc:
+                step.fail(str(exc))
+                return f"Error: {exc}", "dead"
+            finally:
+                self.iteration_id = None
+            shown = truncate(result.for_model(), self.s.max_output_chars)
+            self.last_output = shown
+            step.output, step.latency_ms = shown, result.duration_s * 1000  # the REPL's own timing
+            if result.error:
+                # a time limit of the REPL (wall, total or CPU time) is the step's timeout
+                step.fail(result.error, status="timeout" if result.limit else "error")
         if result.killed:
             return shown, "killed"
         if not result.error:
