@@ -215,9 +215,10 @@ def run(
 
 @contextmanager
 def invalid_eval_file() -> Iterator[None]:
-    """An eval file with problems: each on its own line (`file:line: message`), exit code 2."""
+    """An eval file with problems: each on its own line (`file:line: message`), exit code 2; so are
+    no case left to run and a missing file to resume."""
     from composite_cli.evals.dataset import EvalFileError
-    from composite_cli.evals.session import NoCaseSelected
+    from composite_cli.evals.session import EvalFileMissing, NoCaseSelected
 
     try:
         yield
@@ -228,6 +229,8 @@ def invalid_eval_file() -> Iterator[None]:
     except NoCaseSelected as exc:
         for skipped in exc.skipped:
             typer.echo(f"skipped {redact_text(skipped.one_line())}", err=True)
+        raise fail(str(exc), EXIT_INVALID) from None
+    except EvalFileMissing as exc:  # as a missing file named on the command line
         raise fail(str(exc), EXIT_INVALID) from None
 
 
