@@ -1,16 +1,36 @@
-"""The registry of step kinds: each kind registers itself by name; the parser looks it up."""
+"""The registry of step kinds: each built-in kind registers itself by name (@step_kind); a mode
+may also name a kind by `package.module:Class`, imported only when the user allowed its module
+(`--allow-code`, `allow_code:` in the config), like a tool or a scorer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from composite_cli.dotted import DottedPathError, Registry
 
 if TYPE_CHECKING:
     from composite_cli.engine.steps.base import Step
 
 S = TypeVar("S", bound="type[Step]")
 
-STEP_KINDS: dict[str, type[Step]] = {}
+
+def _load_builtin_kinds() -> None:
+    # Importing the package runs each kind's @step_kind decorator.
+    import composite_cli.engine.steps  # noqa: F401
+
+
+def _as_kind(path: str, obj: Any) -> type[Step]:
+    from composite_cli.engine.steps.base import Step
+
+    if not (isinstance(obj, type) and issubclass(obj, Step)) or getattr(obj, "__abstractmethods__", None):
+        raise DottedPathError(f"step kind {path!r} is not a Step subclass (see composite_cli/engine/steps/)")
+    if not obj.kind:
+        obj.kind = path
+    return obj
+
+
+STEP_KINDS: Registry[type[Step]] = Registry("step kind", adapt=_as_kind, builtins=_load_builtin_kinds)
 
 
 def step_kind(name: str) -> Callable[[S], S]:
@@ -18,22 +38,21 @@ def step_kind(name: str) -> Callable[[S], S]:
 
     def register(cls: S) -> S:
         cls.kind = name
-        STEP_KINDS[name] = cls
+        STEP_KINDS.add(name, cls)
         return cls
 
     return register
 
 
 def known_kinds() -> list[str]:
-    _load_builtin_kinds()
-    return sorted(STEP_KINDS)
+    return STEP_KINDS.names()
 
 
 def get_kind(name: str) -> type[Step] | None:
-    _load_builtin_kinds()
+    """The built-in kind called `name`, or None."""
     return STEP_KINDS.get(name)
 
 
-def _load_builtin_kinds() -> None:
-    # Importing the package runs each kind's @step_kind decorator.
-    import composite_cli.engine.steps  # noqa: F401
+def resolve_kind(name: str, allow: Iterable[str] = ()) -> type[Step]:
+    """A built-in kind, or `package.module:Class` when `allow` covers it. Raises DottedPathError."""
+    return STEP_KINDS.resolve(name, allow)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.engine.registry import get_kind, known_kinds
+from composite_cli.dotted import DottedPathError, is_dotted_path
+from composite_cli.engine.registry import known_kinds, resolve_kind
 from composite_cli.engine.templates import Condition, Template, TemplateCheckError
 from composite_cli.errors import BadParameter, ModeError, ModeValidationError
 from composite_cli.yamlfile import LineDict, LineList, YamlSyntaxError, line_of, load_yaml_text
@@ -298,14 +299,11 @@ class ParseContext:
             step_id = self.string(node, "id", here, required=True)
             if kind_name is None or step_id is None:
                 continue
-            cls = get_kind(kind_name)
-            if cls is None:
-                self.error(
-                    node,
-                    "kind",
-                    f"{here}.kind",
-                    f"unknown step kind {kind_name!r} (kinds: {', '.join(known_kinds())})",
-                )
+            try:
+                cls = resolve_kind(kind_name, self.allow_code)
+            except DottedPathError as exc:
+                unknown = f"unknown step kind {kind_name!r} (kinds: {', '.join(known_kinds())})"
+                self.error(node, "kind", f"{here}.kind", exc.reason if is_dotted_path(kind_name) else unknown)
                 continue
             if not _ID_RE.match(step_id) or keyword.iskeyword(step_id):
                 self.error(

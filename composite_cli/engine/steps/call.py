@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from composite_cli.engine.registry import step_kind
-from composite_cli.engine.spec import ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
+from composite_cli.engine.steps.base import Step
+from composite_cli.engine.steps.call_settings import CallSettings, call_fields
 from composite_cli.engine.values import TextValue
-from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
 
 @step_kind("call")
+@dataclass(eq=False)
 class CallStep(Step):
-    FIELDS = COMMON_FIELDS | CALL_FIELDS
-    settings: CallSettings
+    """One model call."""
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> CallStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.settings = CallSettings.parse(node, pc, where, names)
-        return step
+    settings: CallSettings = call_fields("the call", show=True)
 
     def aliases(self) -> list[str]:
         return [self.settings.model]
-
-    def summary(self) -> str:
-        return f"model={self.settings.model}"
 
     async def run(self, rt: StepRuntime) -> TextValue:
         record = await rt.call(self.settings, name=self.id, final=rt.final)

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.registry import step_kind
-from composite_cli.engine.spec import ParseContext
-from composite_cli.engine.steps.base import COMMON_FIELDS, Step, value_names
+from composite_cli.engine.steps.base import Step, value_names
+from composite_cli.engine.steps.fields import body, declare
 from composite_cli.engine.templates import Condition
 from composite_cli.engine.values import TextValue
-from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
 
 @step_kind("if")
+@dataclass(eq=False)
 class IfStep(Step):
-    FIELDS = COMMON_FIELDS | {"when", "then", "else"}
-    when: Condition | None
-    then: list[Step]
-    otherwise: list[Step]
+    """Runs `then` when the condition holds, else `else`; its value is the branch's last step's."""
 
-    @classmethod
-    def parse(cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool) -> IfStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        if "when" not in node:
-            pc.error(node, None, f"{where}.when", "is required (a condition over earlier outputs)")
-        step.when = pc.condition(node, "when", where, names)
-        if "then" not in node:
-            pc.error(node, None, f"{where}.then", "is required (the steps to run when the condition holds)")
-            step.then = []
-        else:
-            step.then = pc.steps(node["then"], f"{where}.then", names, in_loop=in_loop)
-        step.otherwise = (
-            pc.steps(node["else"], f"{where}.else", names, in_loop=in_loop) if "else" in node else []
-        )
-        return step
+    when: Condition | None = declare(
+        "condition", "a condition over earlier outputs", required=True, show=True
+    )
+    then: list[Step] = body("the steps to run when the condition holds", required=True)
+    otherwise: list[Step] = body("the steps to run when it does not", key="else")
 
     def children(self) -> list[list[Step]]:
         return [self.then, self.otherwise] if self.otherwise else [self.then]
@@ -48,9 +35,6 @@ class IfStep(Step):
             if branch:
                 names |= value_names(branch[-1])
         return names
-
-    def summary(self) -> str:
-        return f"when={self.when.source!r}" if self.when else ""
 
     async def run(self, rt: StepRuntime) -> Any:
         holds = self.when is not None and self.when.evaluate(rt.variables())

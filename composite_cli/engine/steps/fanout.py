@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import describe_error
 from composite_cli.engine.prompts import AGGREGATE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, MAX_SAMPLES, CallSettings, Step
+from composite_cli.engine.steps.base import MAX_SAMPLES, Step
+from composite_cli.engine.steps.call_settings import CALL_FIELDS, CallSettings, call_fields, read_call
+from composite_cli.engine.steps.fields import Decl, decl_of, declare, number, step_ref
 from composite_cli.engine.templates import Template
 from composite_cli.engine.values import Candidates, TextValue
 from composite_cli.errors import CompositeError, FanoutFailed
@@ -18,68 +21,80 @@ from composite_cli.yamlfile import LineDict
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
-_EXPERT_FIELDS = (CALL_FIELDS | {"name"}) - {"retries", "backoff"}
+_EXPERT_FIELDS = set(CALL_FIELDS | {"name"}) - {"retries", "backoff"}
 _REFERENCE_TEMPLATE = Template.compile(AGGREGATE, {"candidates"})
 
 
 @step_kind("fanout")
+@dataclass(eq=False)
 class FanoutStep(Step):
     """Experts answer in parallel. Failed experts are recorded; the step needs `min_success`."""
 
-    FIELDS = COMMON_FIELDS | CALL_FIELDS | {"experts", "n", "min_success", "references"}
-    experts: list[tuple[str, CallSettings]]
-    samples: int | ParamRef | None
-    min_success: int | ParamRef
-    references: str | None
+    settings: CallSettings = call_fields(
+        "call fields (as `call`), inherited by every expert", scope=("expert", "sample"), hook=True
+    )
+    experts: list[tuple[str, CallSettings]] = declare(
+        "custom",
+        "`[{name, model, system, prompt, ...}]`: differently prompted experts, each with call fields "
+        "but `retries` and `backoff`",
+        hook=True,
+        default_factory=list,
+    )
+    samples: int | ParamRef | None = number(
+        "samples of one model, instead of experts",
+        None,
+        integer=True,
+        minimum=1,
+        maximum=MAX_SAMPLES,
+        key="n",
+    )
+    min_success: int | ParamRef = number("answers the step needs", 1, integer=True, minimum=1)
+    references: str | None = step_ref(
+        "a step whose answers every expert is shown, as `{{ candidates }}` (MoA middle layers)"
+    )
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> FanoutStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.references = pc.step_ref(node, "references", where, names, required=False)
-        inner = names | {"expert", "sample"} | ({"candidates"} if step.references else set())
-        step.experts = []
-        step.samples = None
+    def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
+        where = self.where
+        shared = decl_of(type(self), "settings")
+        inner = names | ({"candidates"} if self.references else set())
         experts = node.get("experts")
         if experts is not None and "n" in node:
             pc.error(node, "n", f"{where}.n", "give either experts or n (samples of one model), not both")
         if experts is not None:
+            self.samples = None
             # Step-level call fields are checked once, here, and inherited by every expert.
-            shared = CallSettings.parse(node, pc, where, inner, require_model=False)
+            self.settings = read_call(shared, node, pc, where, inner, require_model=False)
             if not isinstance(experts, list) or not experts:
                 pc.error(node, "experts", f"{where}.experts", "must be a non-empty list of experts")
             else:
-                seen: set[str] = set()
-                for i, expert in enumerate(experts):
-                    here = f"{where}.experts[{i}]"
-                    if not isinstance(expert, LineDict):
-                        pc.error(experts, i, here, "must be a mapping (name, model, system, ...)")
-                        continue
-                    pc.check_keys(expert, _EXPERT_FIELDS, here)
-                    name = pc.string(expert, "name", here) or f"expert{i + 1}"
-                    if name in seen:
-                        pc.error(expert, "name", f"{here}.name", f"duplicate expert name {name!r}")
-                    seen.add(name)
-                    settings = CallSettings.parse(expert, pc, here, inner, inherit=shared)
-                    step.experts.append((name, settings))
+                self._read_experts(experts, pc, shared, inner)
         else:
-            step.samples = pc.number(node, "n", where, None, integer=True, minimum=1, maximum=MAX_SAMPLES)
             if "n" not in node:
                 pc.error(node, None, f"{where}.experts", "a fanout needs experts (a list) or n (samples)")
-            settings = CallSettings.parse(node, pc, where, inner)
-            step.experts = [("sample", settings)]
-        step.min_success = pc.number(node, "min_success", where, 1, integer=True, minimum=1)
-        if isinstance(step.min_success, int) and step.samples is None and step.experts:
-            if step.min_success > len(step.experts):
+            self.settings = read_call(shared, node, pc, where, inner)
+            self.experts = [("sample", self.settings)]
+        if isinstance(self.min_success, int) and self.samples is None and self.experts:
+            if self.min_success > len(self.experts):
                 pc.error(
                     node,
                     "min_success",
                     f"{where}.min_success",
-                    f"is {step.min_success} but there are only {len(step.experts)} experts",
+                    f"is {self.min_success} but there are only {len(self.experts)} experts",
                 )
-        return step
+
+    def _read_experts(self, experts: list[object], pc: ParseContext, shared: Decl, inner: set[str]) -> None:
+        seen: set[str] = set()
+        for i, expert in enumerate(experts):
+            here = f"{self.where}.experts[{i}]"
+            if not isinstance(expert, LineDict):
+                pc.error(experts, i, here, "must be a mapping (name, model, system, ...)")
+                continue
+            pc.check_keys(expert, _EXPERT_FIELDS, here)
+            name = pc.string(expert, "name", here) or f"expert{i + 1}"
+            if name in seen:
+                pc.error(expert, "name", f"{here}.name", f"duplicate expert name {name!r}")
+            seen.add(name)
+            self.experts.append((name, read_call(shared, expert, pc, here, inner, inherit=self.settings)))
 
     def aliases(self) -> list[str]:
         out: list[str] = []

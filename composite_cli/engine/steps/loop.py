@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext
-from composite_cli.engine.steps.base import COMMON_FIELDS, Step, value_names
+from composite_cli.engine.steps.base import Step, value_names
+from composite_cli.engine.steps.fields import body, decl_of, declare, number, read_field, step_ref
 from composite_cli.engine.templates import Condition
 from composite_cli.engine.values import TextValue
 from composite_cli.yamlfile import LineDict
@@ -16,55 +18,45 @@ if TYPE_CHECKING:
 
 
 @step_kind("loop")
+@dataclass(eq=False)
 class LoopStep(Step):
-    FIELDS = COMMON_FIELDS | {"max_rounds", "until", "steps", "output"}
-    max_rounds: int | ParamRef
-    until: Condition | None
-    steps: list[Step]
-    output: str | None
+    """Repeats its steps; its value is `output`'s, or the last round's last step's."""
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> LoopStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.max_rounds = pc.number(node, "max_rounds", where, 3, integer=True, minimum=0)
-        if "steps" not in node:
-            pc.error(node, None, f"{where}.steps", "is required (the steps to repeat)")
-            step.steps = []
-        else:
-            step.steps = pc.steps(node["steps"], f"{where}.steps", names | {"round"}, in_loop=True)
-        inner = names | {"round"} | {s.id for s in step.steps}
-        step.until = pc.condition(node, "until", where, inner)
-        step.output = pc.step_ref(node, "output", where, inner, required=False)
-        return step
+    max_rounds: int | ParamRef = number("the most rounds", 3, integer=True, minimum=0, show=True)
+    steps: list[Step] = body("the steps to repeat", required=True, scope=("round",), loop_body=True)
+    until: Condition | None = declare(
+        "condition", "checked after each round: true ends the loop", scope=("round",), hook=True, show=True
+    )
+    output: str | None = step_ref("which step's value the loop returns", hook=True, show=True)
+
+    def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
+        # `until` and `output` also see the body's steps.
+        inner = names | {s.id for s in self.steps}
+        cls = type(self)
+        self.until = read_field(decl_of(cls, "until"), node, pc, self.where, inner)
+        self.output = read_field(decl_of(cls, "output"), node, pc, self.where, inner | {"round"})
 
     def children(self) -> list[list[Step]]:
         return [self.steps]
-
-    def summary(self) -> str:
-        until = f" until={self.until.source!r}" if self.until else ""
-        return f"max_rounds={self.max_rounds}{until}" + (f" output={self.output}" if self.output else "")
 
     def _last_step_is_output(self) -> bool:
         return self.output is None or (bool(self.steps) and self.output in value_names(self.steps[-1]))
 
     async def run(self, rt: StepRuntime) -> Any:
         rounds = int(rt.resolve(self.max_rounds))
-        body = rt.scope.child()
+        scope = rt.scope.child()
         value: Any = None
-        for number in range(1, rounds + 1):
-            body.set("round", number)
+        for round_number in range(1, rounds + 1):
+            scope.set("round", round_number)
             # Only the last possible round's last step can be the caller's answer as it streams.
-            final = rt.final and number == rounds and self._last_step_is_output()
-            value = await rt.run_steps(self.steps, body, final=final)
-            if self.until is not None and self.until.evaluate(rt.variables(**body.flat())):
-                rt.note(f"stopped after round {number}: {self.until.source}")
+            final = rt.final and round_number == rounds and self._last_step_is_output()
+            value = await rt.run_steps(self.steps, scope, final=final)
+            if self.until is not None and self.until.evaluate(rt.variables(**scope.flat())):
+                rt.note(f"stopped after round {round_number}: {self.until.source}")
                 break
         if self.output is not None:
             try:
-                return body.get(self.output)
+                return scope.get(self.output)
             except KeyError:
                 return TextValue("")
         return value if value is not None else TextValue("")

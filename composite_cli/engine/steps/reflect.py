@@ -2,53 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from composite_cli.engine.prompts import CRITIQUE
 from composite_cli.engine.registry import step_kind
-from composite_cli.engine.spec import ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
-from composite_cli.engine.templates import Template
+from composite_cli.engine.steps.base import Step
+from composite_cli.engine.steps.call_settings import CallSettings, call_fields
+from composite_cli.engine.steps.fields import declare, step_ref
 from composite_cli.engine.values import TextValue
-from composite_cli.patterns import DataPattern, PatternError, compile_pattern
-from composite_cli.yamlfile import LineDict
+from composite_cli.patterns import DataPattern, compile_pattern
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
+_NO_ISSUES = r"\bNO ISSUES\b"
+
 
 @step_kind("reflect")
+@dataclass(eq=False)
 class ReflectStep(Step):
     """The critic sees the conversation, the draft as the assistant's reply, then the critique prompt."""
 
-    FIELDS = COMMON_FIELDS | CALL_FIELDS | {"draft", "ok_when"}
-    settings: CallSettings
-    draft: str
-    ok_when: DataPattern
-
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> ReflectStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.draft = pc.step_ref(node, "draft", where, names, required=True) or ""
-        step.settings = CallSettings.parse(node, pc, where, names)
-        if step.settings.prompt is None and "prompt" not in node:
-            step.settings.prompt = Template.compile(CRITIQUE, names)
-        pattern = pc.string(node, "ok_when", where) or r"\bNO ISSUES\b"
-        try:
-            step.ok_when = compile_pattern(pattern, "i")  # from a mode file: matches are time-bounded
-        except PatternError as exc:
-            pc.error(node, "ok_when", f"{where}.ok_when", f"invalid regular expression: {exc}")
-            step.ok_when = compile_pattern(r"\bNO ISSUES\b", "i")
-        return step
+    draft: str = step_ref("the step whose answer is critiqued", required=True, show=True)
+    settings: CallSettings = call_fields(defaults={"prompt": CRITIQUE}, show=True)
+    ok_when: DataPattern = declare(
+        "pattern",
+        "a regular expression (case-insensitive) that marks a critique with nothing to fix: sets `.ok`",
+        _NO_ISSUES,
+        show=True,
+        default_factory=lambda: compile_pattern(_NO_ISSUES, "i"),
+    )
 
     def aliases(self) -> list[str]:
         return [self.settings.model]
-
-    def summary(self) -> str:
-        return f"draft={self.draft} model={self.settings.model} ok_when={self.ok_when.pattern!r}"
 
     async def run(self, rt: StepRuntime) -> TextValue:
         draft = str(rt.scope.get(self.draft))

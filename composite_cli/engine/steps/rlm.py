@@ -3,6 +3,7 @@ model explores it with code and sub-model calls (see composite_cli/engine/rlm/).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.messages import content_text, last_user_text
@@ -10,13 +11,8 @@ from composite_cli.engine.registry import step_kind
 from composite_cli.engine.rlm.session import RlmSession
 from composite_cli.engine.rlm.settings import RlmSettings
 from composite_cli.engine.spec import ParamRef, ParseContext
-from composite_cli.engine.steps.base import (
-    COMMON_FIELDS,
-    MAX_CONCURRENCY,
-    MAX_REPL_MEMORY_MB,
-    MAX_RLM_DEPTH,
-    Step,
-)
+from composite_cli.engine.steps.base import MAX_CONCURRENCY, MAX_REPL_MEMORY_MB, MAX_RLM_DEPTH, Step
+from composite_cli.engine.steps.fields import declare, declared_fields, number
 from composite_cli.engine.values import TextValue
 from composite_cli.sandbox import SandboxLimits
 from composite_cli.yamlfile import LineDict
@@ -24,69 +20,64 @@ from composite_cli.yamlfile import LineDict
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
-_NUMBERS: dict[str, tuple[Any, bool, float | None, float | None]] = {
-    # field: (default, integer, minimum, maximum). The maxima bound what a shared mode file or a
-    # request's composite.params may ask of this machine: memory, nested sandboxes, parallel calls.
-    "max_iterations": (12, True, 1, None),
-    "max_depth": (1, True, 1, MAX_RLM_DEPTH),
-    "max_calls": (60, True, 1, None),
-    "max_output_chars": (4000, True, 100, 1_000_000),
-    "concurrency": (4, True, 1, MAX_CONCURRENCY),
-    "deadline": (600.0, False, 0.001, None),
-    "budget_usd": (None, False, 0.0, None),
-    "sub_context_chars": (6000, True, 100, None),
-    "history_turns": (4, True, 1, None),
-    "root_max_tokens": (None, True, 1, None),
-    "sub_max_tokens": (None, True, 1, None),
-    "repl_timeout": (30.0, False, 0.001, None),
-    "repl_memory_mb": (1024, True, 64, MAX_REPL_MEMORY_MB),
-    "temperature": (None, False, 0.0, None),
-    "fallback_after": (2, True, -1, None),
-    "fallback_chunks": (4, True, 1, None),
-}
-
 
 @step_kind("rlm")
+@dataclass(eq=False)
 class RlmStep(Step):
-    FIELDS = COMMON_FIELDS | set(_NUMBERS) | {"model", "sub_model", "context"}
-    root: str
-    sub: str
-    context: str
-    numbers: dict[str, Any]
+    """The input becomes `context` in a sandboxed Python REPL; the root model writes code there and
+    calls sub-models on slices. The maxima bound what a shared mode file or a request's
+    composite.params may ask of this machine: memory, nested sandboxes, parallel calls."""
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> RlmStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.root = pc.string(node, "model", where, required=True) or ""
-        step.sub = pc.string(node, "sub_model", where) or step.root
-        step.context = pc.string(node, "context", where) or "input"
-        if step.context not in ("input", "conversation"):
-            pc.error(
-                node, "context", f"{where}.context", "must be input (the last user message) or conversation"
-            )
-        step.numbers = {
-            key: pc.number(node, key, where, default, integer=integer, minimum=minimum, maximum=maximum)
-            for key, (default, integer, minimum, maximum) in _NUMBERS.items()
-        }
-        return step
+    root: str = declare(
+        "alias", "the root model, which writes the code", key="model", required=True, show="root"
+    )
+    sub: str = declare("alias", "the model `llm_query` calls (default: `model`)", key="sub_model", show="sub")
+    context: str = declare(
+        "choice",
+        "what `context` holds",
+        "input",
+        choices=(("input", "the last user message"), ("conversation", "")),
+    )
+    max_iterations: int | ParamRef = number("root turns", 12, integer=True, minimum=1, show=True)
+    max_depth: int | ParamRef = number(
+        "nested RLMs", 1, integer=True, minimum=1, maximum=MAX_RLM_DEPTH, show=True
+    )
+    max_calls: int | ParamRef = number("model calls in all", 60, integer=True, minimum=1, show=True)
+    max_output_chars: int | ParamRef = number(
+        "REPL output shown to the root per turn", 4000, integer=True, minimum=100, maximum=1_000_000
+    )
+    concurrency: int | ParamRef = number(
+        "parallel sub-calls", 4, integer=True, minimum=1, maximum=MAX_CONCURRENCY
+    )
+    deadline: float | ParamRef = number("seconds for the whole step", 600.0, minimum=0.001)
+    budget_usd: float | ParamRef | None = number("the most it may cost", None, minimum=0.0)
+    sub_context_chars: int | ParamRef = number(
+        "characters of context per sub-call", 6000, integer=True, minimum=100
+    )
+    history_turns: int | ParamRef = number("root turns kept in full", 4, integer=True, minimum=1)
+    root_max_tokens: int | ParamRef | None = number("", None, integer=True, minimum=1)
+    sub_max_tokens: int | ParamRef | None = number("", None, integer=True, minimum=1)
+    repl_timeout: float | ParamRef = number("seconds per REPL block", 30.0, minimum=0.001)
+    repl_memory_mb: int | ParamRef = number(
+        "one REPL's memory", 1024, integer=True, minimum=64, maximum=MAX_REPL_MEMORY_MB
+    )
+    temperature: float | ParamRef | None = number("the root's", None, minimum=0.0)
+    fallback_after: int | ParamRef = number(
+        "failed root turns before chunked fallback: 0 at once, -1 off", 2, integer=True, minimum=-1, show=True
+    )
+    fallback_chunks: int | ParamRef = number("chunks of the fallback", 4, integer=True, minimum=1)
+
+    def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
+        self.root = self.root or ""
+        self.sub = self.sub or self.root
 
     def aliases(self) -> list[str]:
         return [self.root] if self.sub == self.root else [self.root, self.sub]
 
-    def summary(self) -> str:
-        n = self.numbers
-        return (
-            f"root={self.root} sub={self.sub} max_iterations={n['max_iterations']} "
-            f"max_depth={n['max_depth']} max_calls={n['max_calls']} fallback_after={n['fallback_after']}"
-        )
-
     def settings(self, rt: StepRuntime) -> RlmSettings:
         n = {
-            key: (rt.resolve(value) if isinstance(value, ParamRef) else value)
-            for key, value in self.numbers.items()
+            attr: (rt.resolve(value) if isinstance(value, ParamRef) else value)
+            for attr, value in ((a, getattr(self, a)) for a, _ in declared_fields(type(self)))
         }
         root_gen = {"max_tokens": n["root_max_tokens"], "temperature": n["temperature"]}
         sub_gen = {"max_tokens": n["sub_max_tokens"]}

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.engine.prompts import AGGREGATE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
-from composite_cli.engine.templates import Template
+from composite_cli.engine.steps.base import Step
+from composite_cli.engine.steps.call_settings import CALL_FIELDS, CallSettings, call_fields
+from composite_cli.engine.steps.fields import step_refs
 from composite_cli.engine.values import Candidates, TextValue
 from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
-
-
-def parse_sources(node: LineDict, pc: ParseContext, where: str, names: set[str]) -> list[str]:
-    """`from:` one step id or a list of them."""
-    raw = node.get("from")
-    if raw is None:
-        pc.error(node, None, f"{where}.from", "is required (the step whose answers to use)")
-        return []
-    refs = raw if isinstance(raw, list) else [raw]
-    out = []
-    for ref in refs:
-        if not isinstance(ref, str):
-            pc.error(node, "from", f"{where}.from", "must be a step id or a list of step ids")
-        elif ref not in names:
-            pc.error(node, "from", f"{where}.from", f"unknown step {ref!r} (no earlier step has this id)")
-        else:
-            out.append(ref)
-    return out
 
 
 def gather_candidates(rt: StepRuntime, sources: list[str]) -> Candidates:
@@ -49,42 +33,37 @@ def gather_candidates(rt: StepRuntime, sources: list[str]) -> Candidates:
     return Candidates(values, names)
 
 
-@step_kind("synthesize")
-class SynthesizeStep(Step):
-    FIELDS = COMMON_FIELDS | CALL_FIELDS | {"from"}
-    settings: CallSettings
-    sources: list[str]
+SOURCES = "the step whose answers to use, or a list of them"  # `from:` of synthesize and vote
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> SynthesizeStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.sources = parse_sources(node, pc, where, names)
-        inner = names | {"candidates"}
-        before = len(pc.errors)
-        step.settings = CallSettings.parse(node, pc, where, inner)
-        if step.settings.system is None and "system" not in node:
-            step.settings.system = Template.compile(AGGREGATE, inner)
+
+def call_problems(pc: ParseContext, where: str) -> bool:
+    """True when a call field of the step at `where` was reported."""
+    return any(e.field in {f"{where}.{key}" for key in CALL_FIELDS} for e in pc.errors)
+
+
+@step_kind("synthesize")
+@dataclass(eq=False)
+class SynthesizeStep(Step):
+    """Aggregates the candidates into one answer; the default system prompt is Together MoA's."""
+
+    sources: list[str] = step_refs(SOURCES, key="from", required=True, show="from")
+    settings: CallSettings = call_fields(defaults={"system": AGGREGATE}, scope=("candidates",), show=True)
+
+    def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
         used: set[str] = set()
-        for template in (step.settings.system, step.settings.prompt):
+        for template in (self.settings.system, self.settings.prompt):
             if template is not None:
                 used |= template.names
-        if "candidates" not in used and len(pc.errors) == before:
+        if "candidates" not in used and not call_problems(pc, self.where):
             pc.error(
                 node,
                 "system",
-                f"{where}.system",
+                f"{self.where}.system",
                 "the candidates are never shown: use {{ candidates }} in system or prompt",
             )
-        return step
 
     def aliases(self) -> list[str]:
         return [self.settings.model]
-
-    def summary(self) -> str:
-        return f"from={','.join(self.sources)} model={self.settings.model}"
 
     async def run(self, rt: StepRuntime) -> TextValue:
         candidates = gather_candidates(rt, self.sources)

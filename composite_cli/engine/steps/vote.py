@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from composite_cli.engine.prompts import JUDGE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParseContext
-from composite_cli.engine.steps.base import CALL_FIELDS, COMMON_FIELDS, CallSettings, Step
-from composite_cli.engine.steps.synthesize import gather_candidates, parse_sources
-from composite_cli.engine.templates import Template
+from composite_cli.engine.steps.base import Step
+from composite_cli.engine.steps.call_settings import CALL_FIELDS, CallSettings, call_fields
+from composite_cli.engine.steps.fields import decl_of, declare, read_field, step_refs
+from composite_cli.engine.steps.synthesize import SOURCES, gather_candidates
 from composite_cli.engine.values import Candidates, TextValue
 from composite_cli.errors import StepFailed
 from composite_cli.yamlfile import LineDict
@@ -40,41 +42,42 @@ def majority(candidates: Candidates) -> tuple[int, Counter[str]]:
 
 
 @step_kind("vote")
+@dataclass(eq=False)
 class VoteStep(Step):
-    FIELDS = COMMON_FIELDS | CALL_FIELDS | {"from", "method"}
-    sources: list[str]
-    method: str
-    settings: CallSettings | None
+    """Picks one candidate: the most common normalized answer, or the one a judge model names."""
 
-    @classmethod
-    def parse(
-        cls, node: LineDict, pc: ParseContext, where: str, names: set[str], *, in_loop: bool
-    ) -> VoteStep:
-        step = cls()
-        step.init_common(node, pc, where, names)
-        step.sources = parse_sources(node, pc, where, names)
-        step.method = pc.string(node, "method", where) or "majority"
-        step.settings = None
-        if step.method == "judge":
-            inner = names | {"candidates"}
-            step.settings = CallSettings.parse(node, pc, where, inner)
-            if step.settings.prompt is None and "prompt" not in node:
-                step.settings.prompt = Template.compile(JUDGE, inner)
-        elif step.method == "majority":
+    sources: list[str] = step_refs(SOURCES, key="from", required=True, show="from")
+    method: str = declare(
+        "choice",
+        "how to pick: `majority` (normalized answers, no model call) or `judge` (a model picks a "
+        "numbered candidate)",
+        "majority",
+        choices=(("majority", ""), ("judge", "")),
+        show=True,
+    )
+    settings: CallSettings | None = call_fields(
+        "with `method: judge`, the judge's call fields (as `call`)",
+        defaults={"prompt": JUDGE},
+        scope=("candidates",),
+        hook=True,
+        show=True,
+        value=None,
+    )
+
+    def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
+        method = node.get("method", "majority")
+        if method == "judge":
+            self.settings = read_field(decl_of(type(self), "settings"), node, pc, self.where, names)
+        elif method == "majority":
             extra = sorted(set(node) & (CALL_FIELDS - {"model"}))
             if "model" in node or extra:
                 key = "model" if "model" in node else extra[0]
-                pc.error(node, key, f"{where}.{key}", "a majority vote calls no model (use method: judge)")
-        else:
-            pc.error(node, "method", f"{where}.method", f"must be majority or judge, got {step.method!r}")
-        return step
+                pc.error(
+                    node, key, f"{self.where}.{key}", "a majority vote calls no model (use method: judge)"
+                )
 
     def aliases(self) -> list[str]:
         return [self.settings.model] if self.settings else []
-
-    def summary(self) -> str:
-        judge = f" model={self.settings.model}" if self.settings else ""
-        return f"from={','.join(self.sources)} method={self.method}{judge}"
 
     async def run(self, rt: StepRuntime) -> TextValue:
         candidates = gather_candidates(rt, self.sources)
