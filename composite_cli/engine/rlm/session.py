@@ -17,15 +17,21 @@ scratchpad say which path answered ("model" or "fallback") and why.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import CallRecord, CallRequest, complete
-from composite_cli.engine.rlm import fallback, prompts, turns
-from composite_cli.engine.rlm.protocol import code_blocks, find_final, truncate
-from composite_cli.engine.rlm.settings import Counter, RlmFallbackError, RlmLimit, RlmSettings, RootWindowFull
+from composite_cli.engine.rlm import fallback, prompts, repl, turns
+from composite_cli.engine.rlm.protocol import code_blocks, truncate
+from composite_cli.engine.rlm.settings import (
+    Caps,
+    Counter,
+    RlmFallbackError,
+    RlmLimit,
+    RlmSettings,
+    RootWindowFull,
+)
 from composite_cli.engine.rlm.window import (
     MESSAGE_OVERHEAD,
     SMALL_WINDOW,
@@ -38,28 +44,10 @@ from composite_cli.engine.runtime import StepTotals
 from composite_cli.engine.values import TextValue
 from composite_cli.errors import RunLimitExceeded
 from composite_cli.model_limits import estimate_tokens, window_or_fallback
-from composite_cli.sandbox import Sandbox, SandboxDead, SandboxVariableError
+from composite_cli.sandbox import Sandbox, SandboxDead
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
-
-_SETUP = f"""
-import collections, json, math, re
-_final_set = False
-_final_answer = ""
-def FINAL(answer):
-    global _final_set, _final_answer
-    _final_set, _final_answer = True, str(answer)
-    print("FINAL answer recorded.")
-def FINAL_VAR(name):
-    global _final_set, _final_answer
-    value = globals()[name] if isinstance(name, str) and name in globals() else name
-    _final_set, _final_answer = True, str(value)
-    print("FINAL answer recorded.")
-{fallback.SAVED_TOOLS} = {{
-    "llm_query": llm_query, "llm_query_batched": llm_query_batched, "FINAL": FINAL, "FINAL_VAR": FINAL_VAR
-}}
-"""
 
 
 class RlmSession:
@@ -91,6 +79,7 @@ class RlmSession:
         self.isolation: dict[str, str] = {}
         # Calls started by this session and its children (one counter for the whole tree).
         self.counter = counter if counter is not None else Counter()
+        self.caps = Caps(settings, self.started, self.counter, totals)
         self.wrap_up: str | None = None  # a sub-call hit a cap: the root gets one turn to answer
         self.path = "model"  # or "fallback": which path produced the answer
         self.reason = ""  # why the fallback ran
@@ -100,26 +89,6 @@ class RlmSession:
         self.seen_code: set[str] = set()
         self.code_ran = False  # some block was executed in this session (whatever its outcome)
         self._sub_window: int | None = None
-
-    # -- caps -----------------------------------------------------------------------------------
-    def _remaining(self) -> float:
-        return self.s.deadline_s - (time.perf_counter() - self.started)
-
-    def _cap_reached(self, reserve_root: bool = False) -> str | None:
-        """The cap that stops the next call, if any. Sub-calls leave one call for the root's answer."""
-        if self._remaining() <= 0:
-            return f"deadline ({self.s.deadline_s:g}s)"
-        if self.counter.calls >= self.s.max_calls - (1 if reserve_root else 0):
-            return f"max_calls ({self.s.max_calls})"
-        cost = self.totals.cost_usd
-        if (
-            self.s.budget_usd is not None
-            and cost is not None
-            and self.totals.calls
-            and cost >= self.s.budget_usd
-        ):
-            return f"budget_usd (${self.s.budget_usd:g}, spent ${cost:.4f})"
-        return None
 
     # -- windows ----------------------------------------------------------------------------------
     def _window_of(self, alias: str) -> tuple[int, bool]:
@@ -150,7 +119,7 @@ class RlmSession:
 
         async def one(index: int, prompt: str) -> str:
             async with semaphore:
-                cap = self._cap_reached(reserve_root=not self.in_fallback)
+                cap = self.caps.reached(reserve_root=not self.in_fallback)
                 if cap:
                     self.wrap_up = cap
                     raise RlmLimit(
@@ -165,7 +134,7 @@ class RlmSession:
                     name=f"llm_query[{index}]" if len(prompts_in) > 1 else "llm_query",
                     parent_id=parent,
                     params=self._sub_params(prompt),
-                    timeout=max(0.001, self._remaining()),
+                    timeout=max(0.001, self.caps.remaining()),
                 )
                 record = await complete(self.ctx, request)
                 return record.text
@@ -226,7 +195,7 @@ class RlmSession:
             # which isolation layers took effect on this machine, for the trace (notes and scratchpad)
             self.isolation = dict(sandbox.isolation)
             self.notes.append("sandbox: " + "; ".join(f"{k}: {v}" for k, v in self.isolation.items()))
-            setup = await sandbox.execute(_SETUP)
+            setup = await sandbox.execute(repl.SETUP)
             if setup.error:
                 raise RlmLimit("repl setup", f"the REPL could not be prepared: {setup.error}")
             outcome = await self._loop(sandbox, text, kind, recursive, plan)
@@ -257,7 +226,7 @@ class RlmSession:
         fruitless = 0  # root turns without code that ran
         warned = False
         for iteration in range(1, self.s.max_iterations + 1):
-            cap = self._cap_reached()
+            cap = self.caps.reached()
             if cap:
                 return self._partial(cap)
             self._stat("rlm_iterations", 1)
@@ -273,7 +242,7 @@ class RlmSession:
             reply = record.text
             outputs, final, ran = await self._execute_blocks(sandbox, reply, iteration)
             if final is None:
-                final = await self._final_from_text(sandbox, reply, outputs)
+                final = await repl.final_from_text(sandbox, reply, outputs)
             refused = None if final is None else self._refusal(final, text, shown_whole)
             if final is not None and refused is None:
                 self.notes.append(f"path: model (FINAL after {iteration} iteration(s))")
@@ -282,7 +251,7 @@ class RlmSession:
                 self.notes.append(f"iteration {iteration}: FINAL({str(final)[:80]}) not accepted")
                 await sandbox.execute("_final_set = False")  # a refused FINAL() call is forgotten
                 ran = False
-            self.last_prose = _strip_code(reply) or self.last_prose
+            self.last_prose = repl.strip_code(reply) or self.last_prose
             if warned:
                 return self._partial(str(self.wrap_up))  # its last turn, and still no FINAL
             if not ran:
@@ -344,7 +313,7 @@ class RlmSession:
                     keep = len(recent) // 2 - 1
                     self.notes.append(f"iteration {iteration}: context window full, kept {keep} turn(s)")
                     continue
-                if name == "Timeout" and self._remaining() <= 0.05:
+                if name == "Timeout" and self.caps.remaining() <= 0.05:
                     raise RlmLimit(f"deadline ({self.s.deadline_s:g}s)") from None
                 raise
 
@@ -356,7 +325,7 @@ class RlmSession:
             name=f"root (iteration {iteration})" if self.depth == 1 else f"root d{self.depth} ({iteration})",
             parent_id=self.parent_id,
             params={**self.s.root_generation, "max_tokens": window.reply_tokens},
-            timeout=max(0.001, self._remaining()),
+            timeout=max(0.001, self.caps.remaining()),
         )
         return await complete(self.ctx, request)
 
@@ -376,7 +345,7 @@ class RlmSession:
             ran = ran or (status in ("ok", "error") and not again)
             self.code_ran = self.code_ran or status in ("ok", "error", "invalid")
             if "FINAL" in code and status not in ("killed", "dead"):
-                answer = await self._final_in_repl(sandbox)
+                answer = await repl.final_in_repl(sandbox)
                 if answer is not None:
                     return outputs, answer, True
             if status == "dead":
@@ -384,12 +353,8 @@ class RlmSession:
         return outputs, None, ran
 
     async def _execute_one(self, sandbox: Sandbox, code: str, name: str) -> tuple[str, str]:
-        """Run one block as a `repl` step: (what the model sees, its status).
-
-        Status: "ok"; "error" (it raised); "invalid" (SyntaxError or NameError: not a program
-        for this REPL, what a model that cannot follow the protocol writes); "killed" (a limit
-        killed the REPL); "dead" (no REPL left).
-        """
+        """Run one block as a `repl` step: (what the model sees, its outcome): one of
+        repl.block_status's, or "dead" (no REPL left)."""
         async with self.rt.child_step(
             kind="repl",
             name=name,
@@ -412,32 +377,7 @@ class RlmSession:
             if result.error:
                 # a time limit of the REPL (wall, total or CPU time) is the step's timeout
                 step.fail(result.error, status="timeout" if result.limit else "error")
-        if result.killed:
-            return shown, "killed"
-        if not result.error:
-            return shown, "ok"
-        raised = _EXCEPTION.findall(result.error)
-        return shown, "invalid" if raised and raised[-1] in _NOT_A_PROGRAM else "error"
-
-    async def _final_in_repl(self, sandbox: Sandbox) -> str | None:
-        try:
-            if await sandbox.get_variable("_final_set") != "True":
-                return None
-            return await sandbox.get_variable("_final_answer")
-        except SandboxVariableError:
-            return None
-
-    async def _final_from_text(self, sandbox: Sandbox, reply: str, outputs: list[str]) -> str | None:
-        final = find_final(reply)
-        if final is None:
-            return None
-        if final.kind == "text":
-            return final.value
-        try:
-            return await sandbox.get_variable(final.value)
-        except SandboxVariableError as exc:
-            outputs.append(f"FINAL_VAR({final.value}) failed: {exc}")
-            return None
+        return shown, repl.block_status(result)
 
     # -- the fallback ----------------------------------------------------------------------------
     async def _fallback(self, sandbox: Sandbox, plan: fallback.Plan, reason: str) -> TextValue:
@@ -458,7 +398,7 @@ class RlmSession:
             ]
         self.notes.append(f"path: fallback ({reason}); {plan.describe()}")
         for name, code, params in cells:
-            cap = self._cap_reached()
+            cap = self.caps.reached()
             if cap:
                 return self._partial(cap)
             self.sub_params = params
@@ -471,7 +411,7 @@ class RlmSession:
                 raise RlmFallbackError(
                     f"the fallback program failed in {name!r}: {shown.strip().splitlines()[-1]}"
                 )
-        answer = await self._final_in_repl(sandbox)
+        answer = await repl.final_in_repl(sandbox)
         if answer is None:
             raise RlmFallbackError("the fallback program ended without an answer")
         return self._value(answer)
@@ -494,13 +434,3 @@ class RlmSession:
         meta = self._meta()
         meta["rlm"]["stopped_by"] = cap
         return TextValue(answer, finish_reason="length", partial=True, stopped_by=cap, notes=meta)
-
-
-_EXCEPTION = re.compile(r"^(\w+)(?::|$)", re.M)
-_NOT_A_PROGRAM = {"SyntaxError", "IndentationError", "TabError", "NameError"}
-
-
-def _strip_code(reply: str) -> str:
-    for block in code_blocks(reply):
-        reply = reply.replace(block, "")
-    return reply.replace("```repl", "").replace("```python", "").replace("```", "").strip()

@@ -1,12 +1,16 @@
-"""The `rlm` step's settings and the errors its session raises."""
+"""The `rlm` step's settings, the caps a session checks, and the errors its session raises."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composite_cli.errors import CompositeError
 from composite_cli.sandbox import SandboxLimits
+
+if TYPE_CHECKING:
+    from composite_cli.engine.runtime import StepTotals
 
 
 @dataclass
@@ -55,3 +59,34 @@ class RlmSettings:
     root_generation: dict[str, Any] = field(default_factory=dict)
     sub_generation: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+
+class Caps:
+    """The caps of one session: the tree's deadline and call count (shared with its children),
+    and the cost budget of the session's own subtree."""
+
+    def __init__(self, settings: RlmSettings, started: float, counter: Counter, totals: StepTotals):
+        self.s = settings
+        self.started = started
+        self.counter = counter
+        self.totals = totals
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (negative once it passed)."""
+        return self.s.deadline_s - (time.perf_counter() - self.started)
+
+    def reached(self, reserve_root: bool = False) -> str | None:
+        """The cap that stops the next call, if any. Sub-calls leave one call for the root's answer."""
+        if self.remaining() <= 0:
+            return f"deadline ({self.s.deadline_s:g}s)"
+        if self.counter.calls >= self.s.max_calls - (1 if reserve_root else 0):
+            return f"max_calls ({self.s.max_calls})"
+        cost = self.totals.cost_usd
+        if (
+            self.s.budget_usd is not None
+            and cost is not None
+            and self.totals.calls
+            and cost >= self.s.budget_usd
+        ):
+            return f"budget_usd (${self.s.budget_usd:g}, spent ${cost:.4f})"
+        return None
