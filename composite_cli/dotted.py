@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, cast
 
 # `package.module:function`
 DOTTED_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -87,68 +87,61 @@ def import_callable(path: str, what: str, *, allow: Iterable[str]) -> Callable[.
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Named things of one sort (step kinds, scorers, tools): the built-ins by name, and anything
-    else by `package.module:function` (or `:Class`), imported only when `allow` covers it.
+class Registry(Mapping[str, T]):
+    """Named things of one sort (step kinds, scorers, tools): a mapping of the built-ins by name,
+    and `resolve`, which also takes `package.module:function` (or `:Class`), imported only when
+    `allow` covers it.
 
     `what` names the sort in messages ("scorer", "tool", "step kind"); `adapt` turns an imported
-    object into a T, raising DottedPathError when it is not one; `builtins` imports the modules
-    that register the built-ins, on first use. Lookups raise DottedPathError; each caller turns it
-    into its own error class with the file, line and field it knows."""
+    object into a T, raising DottedPathError when it is not one; `load` replaces the whole
+    dotted-path step (a scorer caches what it loaded); `builtins` imports the modules that
+    register the built-ins, on first use. Lookups raise DottedPathError; each caller turns it into
+    its own error class, with the file, line and field it knows."""
 
     def __init__(
         self,
         what: str,
         *,
         adapt: Callable[[str, Any], T] | None = None,
+        load: Callable[[str, Iterable[str]], T] | None = None,
         builtins: Callable[[], object] | None = None,
     ):
         self.what = what
         self._items: dict[str, T] = {}
         self._adapt = adapt
+        self._load_path = load
         self._builtins = builtins
-        self._loaded: dict[str, T] = {}  # by dotted path, imported once (allowed then)
 
     def add(self, name: str, item: T) -> T:
-        """Register `item` as `name` (a built-in)."""
+        """Register `item` as the built-in `name`."""
         if name in self._items and self._items[name] is not item:
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._items[name] = item
         return item
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of `add`."""
-
-        def decorate(item: T) -> T:
-            return self.add(name, item)
-
-        return decorate
-
-    def _load(self) -> dict[str, T]:
+    def _all(self) -> dict[str, T]:
         if self._builtins is not None:
             builtins, self._builtins = self._builtins, None
             builtins()
         return self._items
 
+    def __getitem__(self, name: str) -> T:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
     def names(self) -> list[str]:
         """The built-in names, sorted."""
-        return sorted(self._load())
+        return sorted(self._all())
 
-    def items(self) -> list[tuple[str, T]]:
-        return sorted(self._load().items())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._load()
-
-    def get(self, name: str) -> T | None:
-        """The built-in called `name`, or None."""
-        return self._load().get(name)
-
-    def unknown(self, name: str, *, dotted: bool = True) -> str:
-        """The message for a name that is neither a built-in nor (when `dotted`) a dotted path."""
+    def unknown(self, name: str) -> str:
+        """The message for a name that is neither a built-in nor a dotted path."""
         known = ", ".join(self.names())
-        extra = "; or give package.module:function" if dotted else ""
-        return f"unknown {self.what} {name!r} (built-ins: {known}{extra})"
+        return f"unknown {self.what} {name!r} (built-ins: {known}; or give package.module:function)"
 
     def resolve(self, name: str, allow: Iterable[str] = ()) -> T:
         """The built-in called `name`, or what `package.module:function` names when an entry of
@@ -159,9 +152,7 @@ class Registry(Generic[T]):
             return item
         if not is_dotted_path(name):
             raise DottedPathError(self.unknown(name))
-        if name in self._loaded:
-            return self._loaded[name]
+        if self._load_path is not None:
+            return self._load_path(name, allow)
         obj = import_callable(name, self.what, allow=allow)
-        loaded: T = self._adapt(name, obj) if self._adapt is not None else cast(T, obj)
-        self._loaded[name] = loaded
-        return loaded
+        return self._adapt(name, obj) if self._adapt is not None else cast(T, obj)

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, get_type_hints
 
-from composite_cli.dotted import DottedPathError, import_callable, is_dotted_path
+from composite_cli.dotted import DottedPathError, Registry
 from composite_cli.tools.base import InternalTool, ToolError
 from composite_cli.tools.calculator import calculate
 from composite_cli.tools.python_tool import PYTHON
@@ -48,7 +48,6 @@ CALCULATOR = InternalTool(
     fn=calculate,
 )
 
-BUILTIN_TOOLS: dict[str, InternalTool] = {tool.name: tool for tool in (THINK, CALCULATOR, PYTHON)}
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
 
@@ -69,18 +68,22 @@ def _schema(fn: Callable[..., Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required}
 
 
+def _from_function(path: str, fn: Any) -> InternalTool:
+    attr = path.partition(":")[2]
+    doc = inspect.getdoc(fn) or f"The {attr} tool."
+    return InternalTool(name=attr, description=doc.split("\n\n")[0], parameters=_schema(fn), fn=fn)
+
+
+# The built-ins by name (a Mapping); any other name is `package.module:function`.
+BUILTIN_TOOLS: Registry[InternalTool] = Registry("tool", adapt=_from_function)
+for _tool in (THINK, CALCULATOR, PYTHON):
+    BUILTIN_TOOLS.add(_tool.name, _tool)
+
+
 def load_tool(spec: str, allow: Iterable[str] = ()) -> InternalTool:
     """The tool a mode names. Raises ToolError for an unknown built-in, a dotted path no entry of
     `allow` covers (nothing is imported then), or an import failure."""
-    if spec in BUILTIN_TOOLS:
-        return BUILTIN_TOOLS[spec]
-    if not is_dotted_path(spec):
-        known = ", ".join(sorted(BUILTIN_TOOLS))
-        raise ToolError(f"unknown tool {spec!r} (built-ins: {known}; or give package.module:function)")
     try:
-        fn = import_callable(spec, "tool", allow=allow)
+        return BUILTIN_TOOLS.resolve(spec, allow)
     except DottedPathError as exc:
         raise ToolError(exc.reason) from None
-    attr = spec.partition(":")[2]
-    doc = inspect.getdoc(fn) or f"The {attr} tool."
-    return InternalTool(name=attr, description=doc.split("\n\n")[0], parameters=_schema(fn), fn=fn)

@@ -1,4 +1,5 @@
-"""The registry: built-in scorers by name, and `get_scorer`, which also resolves dotted paths.
+"""The registry of scorers (a dotted.Registry, like step kinds' and tools'): the built-ins by
+name, and `get_scorer`, which also resolves dotted paths.
 
 The built-ins are listed here, not registered as an import side effect, so the set of names a
 line may use is in one place."""
@@ -7,27 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from composite_cli.dotted import DottedPathError, Registry
 from composite_cli.evals.scorers.base import Scorer, ScorerError
 from composite_cli.evals.scorers.choice import ChoiceScorer
-from composite_cli.evals.scorers.custom import DOTTED_PATH, load_custom
+from composite_cli.evals.scorers.custom import load_custom
 from composite_cli.evals.scorers.judge import JudgeScorer
 from composite_cli.evals.scorers.numeric import NumericScorer
 from composite_cli.evals.scorers.structured import JsonScorer, ToolCallScorer
 from composite_cli.evals.scorers.text import ContainsScorer, ExactScorer, RegexScorer
 
-SCORERS: dict[str, Scorer] = {
-    s.name: s
-    for s in (
-        ExactScorer(),
-        ContainsScorer(),
-        RegexScorer(),
-        ChoiceScorer(),
-        NumericScorer(),
-        JsonScorer(),
-        ToolCallScorer(),
-        JudgeScorer(),
-    )
-}
+# The built-ins by name (a Mapping); any other name is `package.module:function`, loaded by
+# load_custom (which caches what it loaded) when the user allowed its module.
+SCORERS: Registry[Scorer] = Registry("scorer", load=load_custom)
+for _scorer in (
+    ExactScorer(),
+    ContainsScorer(),
+    RegexScorer(),
+    ChoiceScorer(),
+    NumericScorer(),
+    JsonScorer(),
+    ToolCallScorer(),
+    JudgeScorer(),
+):
+    SCORERS.add(_scorer.name, _scorer)
 
 
 def get_scorer(name: str, allow: Iterable[str] = ()) -> Scorer:
@@ -36,9 +39,7 @@ def get_scorer(name: str, allow: Iterable[str] = ()) -> Scorer:
 
     Raises ScorerError for an unknown name, a custom scorer that is not allowed, or one that
     cannot be imported."""
-    if name in SCORERS:
-        return SCORERS[name]
-    if DOTTED_PATH.match(name):
-        return load_custom(name, allow)
-    known = ", ".join(sorted(SCORERS))
-    raise ScorerError(f"unknown scorer {name!r} (built-ins: {known}; or give package.module:function)")
+    try:
+        return SCORERS.resolve(name, allow)
+    except DottedPathError as exc:
+        raise ScorerError(exc.reason) from None
