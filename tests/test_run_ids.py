@@ -1,5 +1,5 @@
 """Run ids on every front end: `composite traces show`, `traces export` and `composite tui --trace`
-resolve an id, a unique prefix or `latest` through the one resolver (traces/queries.py), so they
+resolve an id, a unique prefix or `latest` through the one resolver (traces/reader.py TraceReader), so they
 agree; a `%` or `_` in the input is a character, an ambiguous prefix is one line naming the
 candidates, and a file that is not a trace database is one line, never a traceback."""
 

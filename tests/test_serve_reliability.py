@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from test_serve_e2e import Server, _env, free_port
 
 from composite_cli.traces import queries
+from composite_cli.traces.reader import TraceReader
 from composite_cli.traces.store import TraceStore
 
 MASTER = "sk-rel-master-5f1e0c9a7b3d4e2f8a6b"
@@ -235,12 +236,13 @@ def tui_reader(path: Path, stop: threading.Event, errors: list[str], loops: Coun
         while not stop.is_set():
             try:
                 watcher.token()
-                runs = queries.recent_runs(store, limit=50)
-                queries.recent_runs(store, source="serve", status="ok", limit=20)
-                queries.filter_values(store)
+                reader = TraceReader(store)
+                runs = reader.runs(limit=50, brief=True)
+                reader.runs(source="serve", status="ok", limit=20, brief=True)
+                reader.filter_values()
                 if runs:
-                    queries.step_tree(queries.run_with_steps(store, runs[0]["id"])[1])
-                for eval_run in queries.eval_runs(store)[:1]:
+                    reader.trace(runs[0]["id"])
+                for eval_run in reader.eval_runs()[:1]:
                     if eval_run["results"]:
                         build_report(store, eval_run["id"])
                 queries.dashboard(store, "1h")

@@ -570,11 +570,11 @@ def test_browse_binds_to_loopback_with_the_metadata(tmp_path: Path) -> None:
     assert "--immutable" not in args and "-i" not in args  # composite writes while Datasette reads
 
 
-# -- one id resolver for runs and eval runs (composite_cli/traces/queries.py) ----------------------------
+# -- one id resolver for runs and eval runs (composite_cli/traces/reader.py) ----------------------------
 
 
 def test_the_resolver_escapes_like_wildcards_and_lists_ambiguous_candidates() -> None:
-    from composite_cli.traces.queries import EvalRunNotFound, resolve_id
+    from composite_cli.traces.reader import EvalRunNotFound, resolve_id
     from composite_cli.traces.store import RunNotFound
 
     db = sqlite3.connect(":memory:")

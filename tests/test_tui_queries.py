@@ -1,4 +1,5 @@
-"""The read-only trace queries behind the TUI (composite_cli/traces/queries.py)."""
+"""The read-only trace queries behind the TUI (composite_cli/traces/reader.py TraceReader, and the
+dashboard in composite_cli/traces/queries.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from test_tui_support import seeded_db
 
 from composite_cli.traces import queries
+from composite_cli.traces.reader import TraceReader
 from composite_cli.traces.recorder import TraceRecorder
+from composite_cli.traces.steptree import step_tree
 from composite_cli.traces.store import RunNotFound, TraceStore, TraceStoreError
 from composite_cli.tui.demo import T0
 from composite_cli.tui.demo_data import RunSpec, simple_run
@@ -20,24 +23,29 @@ def store(isolated_home: Path) -> TraceStore:
 
 
 def test_recent_runs_newest_first_with_filters(store: TraceStore):
-    ids = [r["id"] for r in queries.recent_runs(store)]
+    ids = [r["id"] for r in TraceReader(store).runs(brief=True, limit=200)]
     assert ids[0] == "demo-0006" and ids[-1] == "demo-0008" and len(ids) == 9
-    assert [r["id"] for r in queries.recent_runs(store, mode="moa-v1")] == ["demo-0005", "demo-0002"]
-    assert [r["id"] for r in queries.recent_runs(store, status="error")] == ["demo-0005"]
-    assert [r["id"] for r in queries.recent_runs(store, mode="direct", source="eval")] == ["demo-0004"]
-    assert len(queries.recent_runs(store, limit=2)) == 2
+    assert [r["id"] for r in TraceReader(store).runs(brief=True, limit=200, mode="moa-v1")] == [
+        "demo-0005",
+        "demo-0002",
+    ]
+    assert [r["id"] for r in TraceReader(store).runs(brief=True, limit=200, status="error")] == ["demo-0005"]
+    assert [
+        r["id"] for r in TraceReader(store).runs(brief=True, limit=200, mode="direct", source="eval")
+    ] == ["demo-0004"]
+    assert len(TraceReader(store).runs(brief=True, limit=2)) == 2
 
 
 def test_filter_values_are_the_distinct_values(store: TraceStore):
-    values = queries.filter_values(store)
+    values = TraceReader(store).filter_values()
     assert values["status"] == ["error", "ok"]
     assert values["source"] == ["chat", "eval", "serve"]
     assert "rlm-v1" in values["mode"]
 
 
 def test_step_tree_nests_by_parent_in_start_order(store: TraceStore):
-    _, steps = queries.run_with_steps(store, "demo-rlm-0001")
-    (rlm,) = queries.step_tree(steps)
+    _, steps = TraceReader(store).run_with_steps("demo-rlm-0001")
+    (rlm,) = step_tree(steps)
     assert rlm.row["kind"] == "rlm"
     assert [c.row["name"] for c in rlm.children] == ["root (iteration 1)", "repl 1", "root (iteration 2)"]
     repl = rlm.children[1]
@@ -46,16 +54,16 @@ def test_step_tree_nests_by_parent_in_start_order(store: TraceStore):
 
 
 def test_find_run_id_by_prefix(store: TraceStore):
-    assert queries.find_run_id(store, "demo-rlm") == "demo-rlm-0001"
-    assert queries.find_run_id(store, "demo-0001") == "demo-0001"
+    assert TraceReader(store).run_id("demo-rlm") == "demo-rlm-0001"
+    assert TraceReader(store).run_id("demo-0001") == "demo-0001"
     with pytest.raises(RunNotFound, match="several runs"):
-        queries.find_run_id(store, "demo-000")
+        TraceReader(store).run_id("demo-000")
     with pytest.raises(RunNotFound, match="no run"):
-        queries.find_run_id(store, "zzz")
+        TraceReader(store).run_id("zzz")
 
 
 def test_eval_runs_count_their_results(store: TraceStore):
-    (row,) = queries.eval_runs(store)
+    (row,) = TraceReader(store).eval_runs()
     assert row["id"] == "demo-eval-0001" and row["results"] == 36
 
 
@@ -64,7 +72,9 @@ def test_dashboard_aggregates_over_a_window(store: TraceStore):
     assert data.requests == 8 and data.errors == 1 and data.tool_requests == 1
     modes = {m.mode: m for m in data.modes}
     assert modes["direct"].requests == 3 and modes["direct"].p50_ms == 700.0
-    assert modes["moa-v1"].error_rate == 0.5 and modes["moa-v1"].cost_per_request is None
+    # the mean of the known costs, and how many runs had none (the mode_stats view's definition)
+    assert modes["moa-v1"].error_rate == 0.5 and modes["moa-v1"].cost_per_request == pytest.approx(0.00021)
+    assert modes["moa-v1"].unpriced_runs == 1
     assert modes["think-v1"].tool_fraction == 1.0
     assert data.models[0].model == "openai/gpt-4.1"  # the most expensive first
     assert abs(sum(m.cost_share for m in data.models) - 1.0) < 1e-9
@@ -76,7 +86,7 @@ def test_dashboard_aggregates_over_a_window(store: TraceStore):
 
 def test_queries_on_a_missing_database_raise_the_store_error(isolated_home: Path):
     with pytest.raises(TraceStoreError):
-        queries.recent_runs(TraceStore(isolated_home / "missing.db"))
+        TraceReader(TraceStore(isolated_home / "missing.db")).runs()
 
 
 def test_change_watcher_sees_writes_from_other_connections(isolated_home: Path):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from composite_cli.traces.steptree import StepNode
+from composite_cli.traces.steptree import step_tree as build_step_tree
+
 
 def _ms(value: float | None) -> str:
     if value is None:
@@ -39,18 +42,18 @@ def step_line(step: dict[str, Any]) -> str:
 
 
 def step_tree(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
-    """The run's steps as an indented tree, children in start order."""
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for step in sorted(steps, key=lambda s: (s.get("offset_ms") or 0, s.get("seq") or 0)):
-        children.setdefault(step.get("parent_id"), []).append(step)
+    """The run's steps as an indented tree, children in start order (the one tree builder's:
+    a step whose parent is missing shows at the top level, each step once)."""
     lines = [run_line(run)]
-
-    def walk(parent: str | None, prefix: str) -> None:
-        kids = children.get(parent, [])
-        for i, step in enumerate(kids):
-            last = i == len(kids) - 1
-            lines.append(f"{prefix}{'└─ ' if last else '├─ '}{step_line(step)}")
-            walk(step["id"], prefix + ("   " if last else "│  "))
-
-    walk(None, "")
+    roots = build_step_tree(steps)
+    # (node, prefix of its line, is it the last of its siblings), depth first without recursion
+    stack: list[tuple[StepNode, str, bool]] = [(n, "", i == len(roots) - 1) for i, n in enumerate(roots)][
+        ::-1
+    ]
+    while stack:
+        node, prefix, last = stack.pop()
+        lines.append(f"{prefix}{'└─ ' if last else '├─ '}{step_line(dict(node.row))}")
+        inner = prefix + ("   " if last else "│  ")
+        kids = node.children
+        stack.extend((kid, inner, i == len(kids) - 1) for i, kid in reversed(list(enumerate(kids))))
     return "\n".join(lines)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -16,9 +15,7 @@ from composite_cli.cli.errors import EXIT_INVALID, cli_errors, fail
 from composite_cli.cli.options import ConfigOption, DbOption, JsonOption, settings_from
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
-    from composite_cli.traces.store import TraceStore
+    from composite_cli.traces.reader import TraceReader
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,29 +35,10 @@ SourceFilter = Annotated[
 # -- reading -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _reader(config: Path | None, db: Path | None) -> Iterator[sqlite_utils.Database]:
-    with _store(config, db).reader() as conn:
-        yield conn
+def _reader(config: Path | None, db: Path | None) -> TraceReader:
+    from composite_cli.traces.reader import TraceReader
 
-
-def _store(config: Path | None, db: Path | None) -> TraceStore:
-    from composite_cli.traces.store import TraceStore
-
-    return TraceStore(settings_from(config, None, None, db).db_path)
-
-
-def _run_filters(mode: str | None, status: str | None, source: str | None) -> tuple[str, list[Any]]:
-    where, args = [], []
-    for column, value in (("mode", mode), ("status", status), ("source", source)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    return (" where " + " and ".join(where)) if where else "", args
-
-
-def _steps(conn: sqlite_utils.Database, run_id: str) -> list[dict[str, Any]]:
-    return list(conn.query("select * from steps where run_id = ? order by offset_ms, seq", [run_id]))
+    return TraceReader(settings_from(config, None, None, db).db_path)
 
 
 def _ms(value: float | None) -> str:
@@ -86,11 +64,7 @@ def list_runs(
 ) -> None:
     """List recent runs, newest first."""
     with cli_errors():
-        where, args = _run_filters(mode, status, source)
-        with _reader(config, db) as conn:
-            # only fixed clauses are joined; values go in as parameters
-            sql = f"select * from runs{where} order by created_at desc limit ?"  # noqa: S608
-            rows = list(conn.query(sql, [*args, limit]))
+        rows = _reader(config, db).runs(mode=mode, status=status, source=source, limit=limit)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -118,14 +92,10 @@ def show(
 ) -> None:
     """Show a run and its step tree (model, status, latency, tokens of every step)."""
     from composite_cli.cli.render import step_tree
-    from composite_cli.traces.queries import find_run_id
 
     with cli_errors():
-        store = _store(config, db)
-        full_id = find_run_id(store, run_id)  # the resolver `tui --trace` uses too
-        with store.reader() as conn:
-            run = next(iter(conn.query("select * from runs where id = ?", [full_id])))
-            steps = _steps(conn, full_id)
+        # the resolver `tui --trace` uses too
+        run, steps, _ = _reader(config, db).trace(run_id)
     if as_json:
         typer.echo(json.dumps({"run": run, "steps": steps}, indent=2, ensure_ascii=False))
         return
@@ -134,24 +104,6 @@ def show(
     for label in ("input", "output", "error"):
         if run.get(label):
             typer.echo(f"{label}: {_clip(run[label], 500)}")
-
-
-def _export_rows(
-    conn: sqlite_utils.Database, run_ids: list[str], filters: tuple[str, list[Any]], limit: int | None
-) -> Iterator[dict[str, Any]]:
-    where, args = filters
-    if run_ids:
-        marks = ", ".join("?" for _ in run_ids)
-        where = (where + " and" if where else " where") + f" id in ({marks})"
-        args = [*args, *run_ids]
-    sql = f"select * from runs{where} order by created_at desc"  # noqa: S608 - fixed clauses
-    if limit is not None:
-        sql += " limit ?"
-        args = [*args, limit]
-    for run in reversed(list(conn.query(sql.replace("select *", "select id", 1), args))):
-        row = next(iter(conn.query("select * from runs where id = ?", [run["id"]])))
-        row["steps"] = _steps(conn, run["id"])
-        yield row
 
 
 @app.command("export")
@@ -172,13 +124,11 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export runs with their steps as JSON lines (one run per line, oldest first), columns as stored."""
-    from composite_cli.traces.queries import find_run_id
-
     with cli_errors():
-        store = _store(config, db)
-        ids = [find_run_id(store, r) for r in run_ids or []]
-    with cli_errors(), store.reader() as conn:
-        rows = _export_rows(conn, ids, _run_filters(mode, status, source), limit)
+        reader = _reader(config, db)
+        ids = [reader.run_id(r) for r in run_ids or []]
+    with cli_errors():
+        rows = reader.export(ids, mode=mode, status=status, source=source, limit=limit)
         if output is None:
             runs, steps = _write_lines(rows, sys.stdout)
             return

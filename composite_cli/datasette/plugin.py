@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from composite_cli.datasette.timeline import (
     format_ms,
     step_outputs,
 )
+from composite_cli.traces import page_queries
 
 PLUGIN_NAME = "composite"
 JSON_COLUMNS = frozenset({"request_json", "response_json", "params_json", "settings"})
@@ -61,10 +61,6 @@ ID_OF = {
 }
 # Long text a step's page shows above its table, so the table's cells are cut short.
 SHOWN_ABOVE = {"steps": {"output", "request_json", "response_json", "scratchpad"}, "runs": {"output"}}
-_STEP_COLUMNS = (
-    "id, run_id, parent_id, seq, depth, kind, name, model, status, offset_ms, latency_ms, "
-    "prompt_tokens, completion_tokens, cost_usd, error"
-)
 
 # Names of the trace databases of each Datasette instance, found at startup.
 _trace_dbs: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
@@ -87,8 +83,8 @@ async def _find_trace_databases(datasette: Any) -> set[str]:
         try:
             if TRACE_TABLES <= set(await db.table_names()):
                 found.add(name)
-        except sqlite3.Error:
-            continue
+        except page_queries.DRIVER_ERRORS:
+            continue  # not a database Datasette can list: not a trace database
     return found
 
 
@@ -244,14 +240,7 @@ def _messages(request_json: str | None) -> list[dict[str, str]]:
 
 async def _step_vars(db: Any, step_id: str, run_url: str) -> dict[str, Any]:
     """A step's own page, first: what it said (output or error), what it was asked, the response."""
-    found = (
-        await db.execute(
-            "select kind, name, model, status, latency_ms, prompt_tokens, completion_tokens, "
-            "cost_usd, retries, output, error, request_json, response_json, scratchpad "
-            "from steps where id = ?",
-            [step_id],
-        )
-    ).first()
+    found = (await db.execute(page_queries.STEP_PAGE, [step_id])).first()
     if found is None:
         return {}
     step = dict(found)
@@ -277,25 +266,14 @@ async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> 
     run_id = pk
     found: dict[str, Any] = {}
     if table == "steps":
-        row = (await db.execute("select run_id from steps where id = ?", [pk])).first()
+        row = (await db.execute(page_queries.STEP_RUN_ID, [pk])).first()
         if row is None:
             return {}
         run_id, highlight = row[0], pk
         found.update(await _step_vars(db, pk, datasette.urls.row(database, "runs", tilde_encode(run_id))))
-    runs = (
-        await db.execute(
-            "select id, latency_ms, status, substr(output, 1, ?) as output, error from runs where id = ?",
-            [OUTPUT_MAX_CHARS, run_id],
-        )
-    ).rows
+    runs = (await db.execute(page_queries.TIMELINE_RUN, [OUTPUT_MAX_CHARS, run_id])).rows
     steps: list[Mapping[str, Any]] = [
-        dict(s)
-        for s in (
-            await db.execute(
-                f"select {_STEP_COLUMNS} from steps where run_id = ? order by offset_ms, seq",  # noqa: S608
-                [run_id],
-            )
-        ).rows
+        dict(s) for s in (await db.execute(page_queries.TIMELINE_STEPS, [run_id])).rows
     ]
     if not steps:
         return found
@@ -314,11 +292,7 @@ async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> 
     if table == "runs":
         # Each output cut so that a run of thousands of steps still makes a page of a few MB.
         per_step = max(OUTPUT_MIN_CHARS, min(OUTPUT_MAX_CHARS, OUTPUTS_BUDGET_CHARS // len(steps)))
-        said = await db.execute(
-            "select id, substr(output, 1, ?) as output, length(output) as output_chars, error from steps "
-            "where run_id = ? and (length(output) > 0 or error is not null)",
-            [per_step, run_id],
-        )
+        said = await db.execute(page_queries.STEP_OUTPUTS, [per_step, run_id])
         found["composite_outputs"] = step_outputs(
             steps, {r["id"]: dict(r) for r in said.rows}, step_url=step_url, max_chars=per_step
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from composite_cli.datasette.display import format_cost, plain_error
+from composite_cli.traces.steptree import step_tree, walk
 
 MAX_BARS = 1000
 OUTPUT_MAX_CHARS = 20_000  # of one step's output on a run's page (the step's page has all of it)
@@ -96,28 +97,10 @@ class Timeline:
 
 
 def tree_order(steps: list[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
-    """Steps depth-first (children by start time, then seq) with their nesting level.
-
-    A step whose parent is missing is treated as top-level, so a partial trace still draws."""
-    ids = {s["id"] for s in steps}
-    children: dict[str | None, list[Mapping[str, Any]]] = {}
-    for step in sorted(steps, key=lambda s: (s.get("offset_ms") or 0.0, s.get("seq") or 0)):
-        parent = step.get("parent_id")
-        children.setdefault(parent if parent in ids else None, []).append(step)
-    ordered: list[tuple[Mapping[str, Any], int]] = []
-    seen: set[str] = set()
-
-    def walk(parent: str | None, level: int) -> None:
-        for step in children.get(parent, []):
-            if step["id"] in seen:  # a cycle in damaged data: draw each step once
-                continue
-            seen.add(step["id"])
-            ordered.append((step, level))
-            walk(step["id"], level + 1)
-
-    walk(None, 0)
-    ordered.extend((s, 0) for s in steps if s["id"] not in seen)  # unreachable (cycles)
-    return ordered
+    """Steps depth-first (children by start time, then seq) with their nesting level, from the one
+    step-tree builder (traces/steptree.py): a step whose parent is missing is top-level, so a
+    partial trace still draws; a cycle in damaged data is broken; each step is drawn once."""
+    return [(node.row, level) for node, level in walk(step_tree(steps))]
 
 
 def nice_ticks(total_ms: float, target: int = 6) -> list[Tick]:

@@ -14,28 +14,19 @@ from typing import Any
 from composite_cli.evals import stats
 from composite_cli.evals.runner import EvalError
 from composite_cli.evals.stats.summary import partial_note
+from composite_cli.traces.reader import EvalRunNotFound, TraceReader
 from composite_cli.traces.store import TraceStore
 
 ALPHA = 0.05
 
 
-_RESULTS_SQL = (
-    "select e.*, r.status as run_status, r.stopped_by as stopped_by from eval_results e "
-    "left join runs r on r.id = e.run_id where e.eval_run_id = ? order by e.case_id"
-)
-_RESULTS_SQL_BEFORE_STOPPED_BY = _RESULTS_SQL.replace("r.stopped_by as", "null as")
-
-
 def _load(store: TraceStore, eval_run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The eval run and its results, each with its run's `run_status` (ok, partial, error...) and
     `stopped_by` (the cap behind a partial run; null in databases from before it was recorded)."""
-    with store.reader() as db:
-        runs = list(db.query("select * from eval_runs where id = ?", [eval_run_id]))
-        if not runs:
-            raise EvalError(f"no eval run with id {eval_run_id!r} in {store.path}")
-        sql = _RESULTS_SQL if "stopped_by" in db["runs"].columns_dict else _RESULTS_SQL_BEFORE_STOPPED_BY
-        results = list(db.query(sql, [eval_run_id]))
-    return runs[0], results
+    try:
+        return TraceReader(store).eval_run_with_results(eval_run_id)
+    except EvalRunNotFound as exc:
+        raise EvalError(str(exc)) from None
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -22,6 +22,9 @@ from starlette.exceptions import HTTPException
 from composite_cli.errors import ModeValidationError, UnknownModeError, describe_error, one_line
 from composite_cli.serve import metrics
 from composite_cli.serve.edge import PREFIX
+from composite_cli.traces.reader import TraceReader
+from composite_cli.traces.steptree import StepNode
+from composite_cli.traces.steptree import step_tree as build_step_tree
 from composite_cli.traces.store import RunNotFound, TraceStoreError
 
 if TYPE_CHECKING:
@@ -54,14 +57,21 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_tree(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flat step rows (in start order) → nested dicts with `children`."""
-    nodes = {s["id"]: {**_decoded(s), "children": []} for s in steps}
-    roots: list[dict[str, Any]] = []
-    for step in steps:
-        node = nodes[step["id"]]
-        parent = nodes.get(step.get("parent_id"))
-        (parent["children"] if parent is not None else roots).append(node)
-    return roots
+    """Flat step rows → nested dicts with `children` (the one tree builder's shape: orphans at the
+    top level, each step once, children in start order)."""
+    return [_nested(node) for node in build_step_tree(steps)]
+
+
+def _nested(root: StepNode) -> dict[str, Any]:
+    out = {**_decoded(dict(root.row)), "children": []}
+    stack = [(root, out)]  # without recursion: a deep trace cannot hit the recursion limit
+    while stack:
+        node, into = stack.pop()
+        for child in node.children:
+            nested = {**_decoded(dict(child.row)), "children": []}
+            into["children"].append(nested)
+            stack.append((child, nested))
+    return out
 
 
 def _step_outline(step: Step) -> dict[str, Any]:
@@ -149,8 +159,7 @@ def introspection_app(runner: Runner, served: Sequence[tuple[str, Sequence[str]]
             raise HTTPException(404, "tracing is off on this server")
         _committed(runner)
         try:
-            run = store.get_run(run_id)
-            steps = store.run_steps(run_id)
+            run, steps = TraceReader(store).run_with_steps(run_id)
         except (RunNotFound, TraceStoreError):
             raise HTTPException(404, f"no run with id {run_id!r}") from None
         return {"run": _decoded(run), "steps": step_tree(steps)}

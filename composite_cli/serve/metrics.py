@@ -1,9 +1,10 @@
-"""The numbers behind `/composite/metrics/summary`: SELECTs over a trace store's reader connection.
+"""The numbers behind `/composite/metrics/summary`, read through TraceReader (no SQL here).
 
-Per mode: requests, errors, partial runs (a cap stopped them; by cap in `stopped_by`), p50/p95
-latency, tokens, cost and calls per request. Per underlying
-model (steps with kind='llm'): calls, errors, tokens and cost. Costs stay `None` when no price
-was known, never a made-up 0.
+Per mode: the one per-mode definition (the `mode_stats` view's, which the TUI dashboard shows too):
+requests, errors and error rate, partial runs (a cap stopped them; by cap in `stopped_by`), p50/p95
+latency of the answered runs, tokens, cost and calls per request. Per underlying model (steps with
+kind='llm'): calls, errors, tokens and cost. Costs stay `None` when no price was known, never a
+made-up 0.
 """
 
 from __future__ import annotations
@@ -12,87 +13,60 @@ import time
 from collections import Counter
 from typing import Any
 
-from composite_cli.evals.stats import p50, p95
 from composite_cli.runner import stop_reason
+from composite_cli.traces.reader import TraceReader
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import TraceStore, TraceStoreError
 
-_RUNS = (
-    "select mode, status, stopped_by, latency_ms, prompt_tokens, completion_tokens, cost_usd, calls "
-    "from runs where created_at >= ? and (? is null or source = ?)"
-)
-_MODELS = (
-    "select s.model as model, count(*) as calls, "
-    "sum(case when s.status = 'error' then 1 else 0 end) as errors, "
-    "coalesce(sum(s.prompt_tokens), 0) as prompt_tokens, "
-    "coalesce(sum(s.completion_tokens), 0) as completion_tokens, "
-    "sum(s.cost_usd) as cost_usd, count(s.cost_usd) as priced_calls "
-    "from steps s join runs r on r.id = s.run_id "
-    "where s.kind = 'llm' and r.created_at >= ? and (? is null or r.source = ?) "
-    "group by s.model order by calls desc, s.model"
-)
 
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _mode_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    finished = [r for r in rows if r["status"] != "running"]
-    latencies = [float(r["latency_ms"]) for r in finished if r["latency_ms"] is not None]
-    prompt = sum(r["prompt_tokens"] or 0 for r in finished)
-    completion = sum(r["completion_tokens"] or 0 for r in finished)
-    costs = [float(r["cost_usd"]) for r in finished if r["cost_usd"] is not None]
-    partial = [r for r in finished if r["status"] == "partial"]
+def _mode_summary(row: dict[str, Any], stopped_by: list[str | None]) -> dict[str, Any]:
+    """A `mode_stats` row (the one per-mode definition: traces/migrations_views.py) as JSON."""
+    finished = int(row["requests"]) - int(row["running"] or 0)
+    prompt, completion = int(row["prompt_tokens"] or 0), int(row["completion_tokens"] or 0)
     return {
-        "requests": len(rows),
-        "running": len(rows) - len(finished),
-        "errors": sum(1 for r in finished if r["status"] == "error"),
+        "requests": row["requests"],
+        "running": row["running"],
+        "errors": row["errors"],
+        "error_rate": row["error_rate"],  # errors over finished runs
         # answered, but a cap (iterations, deadline, budget...) stopped the run early
-        "partial": len(partial),
-        "stopped_by": dict(Counter(stop_reason(r["stopped_by"]) for r in partial)),
-        "latency_ms": {"p50": _round(p50(latencies)), "p95": _round(p95(latencies))},
+        "partial": row["partial"],
+        "stopped_by": dict(Counter(stop_reason(reason) for reason in stopped_by)),
+        # over answered runs (ok, partial)
+        "latency_ms": {"p50": row["p50_latency_ms"], "p95": row["p95_latency_ms"]},
         "tokens": {
             "prompt": prompt,
             "completion": completion,
-            "per_request": _round((prompt + completion) / len(finished)) if finished else None,
+            "per_request": row["mean_tokens"] if finished else None,
         },
         "cost_usd": {
-            "total": sum(costs) if costs else None,
-            "per_request": _mean(costs),
-            "unpriced_requests": len(finished) - len(costs),
+            "total": row["cost_usd"],
+            "per_request": row["mean_cost_usd"],
+            "unpriced_requests": row["unpriced_runs"],
         },
-        "calls_per_request": _round(_mean([float(r["calls"] or 0) for r in finished])),
+        "calls_per_request": row["mean_calls"],
     }
 
 
 def summary(store: TraceStore, last_hours: float, source: str | None = "serve") -> dict[str, Any]:
     """Per-mode and per-model figures for runs created in the last `last_hours` hours."""
     since = iso(time.time() - last_hours * 3600)
-    args = [since, source, source]
     out: dict[str, Any] = {"since": since, "last_hours": last_hours, "source": source or "all", "modes": {}}
+    reader = TraceReader(store)
     try:
-        with store.reader() as db:
-            runs = list(db.query(_RUNS, args))
-            models = list(db.query(_MODELS, args))
+        modes = reader.mode_stats(since=since, source=source)
+        models = reader.model_stats(since=since, source=source)
+        partial = reader.runs_stopped_by(since=since, source=source)
     except TraceStoreError:
         out["models"] = {}
         return out  # no database yet: nothing has been served
-    by_mode: dict[str, list[dict[str, Any]]] = {}
-    for row in runs:
-        by_mode.setdefault(row["mode"], []).append(row)
-    out["modes"] = {mode: _mode_summary(rows) for mode, rows in sorted(by_mode.items())}
+    out["modes"] = {str(m["mode"]): _mode_summary(m, partial.get(str(m["mode"]), [])) for m in modes}
     out["models"] = {
         str(m["model"]): {
             "calls": m["calls"],
             "errors": m["errors"],
             "tokens": {"prompt": m["prompt_tokens"], "completion": m["completion_tokens"]},
-            "cost_usd": m["cost_usd"] if m["priced_calls"] else None,
-            "unpriced_calls": m["calls"] - m["priced_calls"],
+            "cost_usd": m["cost_usd"],
+            "unpriced_calls": m["unpriced_calls"],
         }
         for m in models
     }

@@ -50,13 +50,7 @@ class CallCache:
 
     def put(self, key: str, model: str, response: dict[str, Any]) -> None:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        row = {
-            "key": key,
-            "model": model,
-            "response_json": json.dumps(response, ensure_ascii=False),
-            "created_at": created,
-        }
-        self.store.upsert("call_cache", row, pk="key")
+        self.store.cache_response(key, model, json.dumps(response, ensure_ascii=False), created)
 
     def close(self) -> None:
         with self._lock:

@@ -75,8 +75,7 @@ class TraceRecorder:
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._run_start[event.run_id] = event.started_at
-            self.store.insert(
-                "runs",
+            self.store.begin_run(
                 {
                     "id": event.run_id,
                     "created_at": iso(event.started_at),
@@ -93,8 +92,7 @@ class TraceRecorder:
             )
         elif isinstance(event, StepStarted):
             self._depth[event.step_id] = event.depth
-            self.store.insert(
-                "steps",
+            self.store.start_step(
                 {
                     "id": event.step_id,
                     "run_id": event.run_id,
@@ -124,14 +122,13 @@ class TraceRecorder:
             if self.content:
                 fields["output"] = clip(event.output)
                 fields["scratchpad"] = clip(event.scratchpad)
-            self.store.update("steps", event.step_id, fields)
+            self.store.finish_step(event.step_id, fields)
         elif isinstance(event, CallStarted):
             pass  # the call's row is written whole when it finishes
         elif isinstance(event, CallFinished):
             self._record_call(event)
         elif isinstance(event, RunFinished):
-            self.store.update(
-                "runs",
+            self.store.finish_run(
                 event.run_id,
                 {
                     "status": event.status,
@@ -163,8 +160,7 @@ class TraceRecorder:
         response = rec.response
         if response is not None and not self.content:
             response = {k: v for k, v in response.items() if k != "message"}
-        self.store.insert(
-            "steps",
+        self.store.record_call(
             {
                 "id": rec.id,
                 "run_id": rec.run_id,

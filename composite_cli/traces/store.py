@@ -30,6 +30,15 @@ class TraceStoreError(CompositeError):
     """The trace database cannot be opened or written."""
 
 
+class TraceStoreUnreadable(TraceStoreError):
+    """The trace database exists but a read failed (not a trace database yet, locked, damaged).
+    `reason` is the driver's words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class RunNotFound(CompositeError):
     """No run has this id."""
 
@@ -179,17 +188,53 @@ class TraceStore:
             self.open()
         self._queue.put((sql, params))
 
-    def insert(self, table: str, row: dict[str, Any]) -> None:
-        """Insert (or replace) a row keyed by `id`."""
-        self.upsert(table, row)
-
-    def upsert(self, table: str, row: dict[str, Any], pk: str = "id") -> None:
+    # Generic primitives, private to traces/: callers outside it use the domain writes below
+    # (and traces/eval_records.py for evals). Table and column names come from our own code.
+    def _write_row(self, table: str, row: dict[str, Any]) -> None:
         """Insert a row, replacing any row with the same primary key."""
         self._submit(_insert_sql(table, tuple(row)), list(row.values()))
 
+    def _update_row(self, table: str, row_id: str, fields: dict[str, Any]) -> None:
+        """Set some columns of the row whose `id` is `row_id`."""
+        self._submit(_update_sql(table, tuple(fields)), [*fields.values(), row_id])
+
+    # -- domain writes (what the recorder, the call cache and the demo data write) --------------
+    def begin_run(self, row: dict[str, Any]) -> None:
+        """Record a run that started (`row` holds the runs columns, `id` first)."""
+        self._write_row("runs", row)
+
+    def finish_run(self, run_id: str, fields: dict[str, Any]) -> None:
+        """Give a run its final status, totals and output."""
+        self._update_row("runs", run_id, fields)
+
+    def start_step(self, row: dict[str, Any]) -> None:
+        """Record a step that started (a steps row)."""
+        self._write_row("steps", row)
+
+    def finish_step(self, step_id: str, fields: dict[str, Any]) -> None:
+        """Give a step its final status, latency, tokens, cost and output."""
+        self._update_row("steps", step_id, fields)
+
+    def record_call(self, row: dict[str, Any]) -> None:
+        """Record one finished model call as a whole step row (kind 'llm'), replacing any earlier
+        row with its id."""
+        self._write_row("steps", row)
+
+    def cache_response(self, key: str, model: str, response_json: str, created_at: str) -> None:
+        """Keep a model's response under its request key (replacing an older one)."""
+        row = {"key": key, "model": model, "response_json": response_json, "created_at": created_at}
+        self._write_row("call_cache", row)
+
+    # Old generic names, kept only while evals/runner.py and cli/eval.py (helper D, issue 14) still
+    # call them; remove with their last caller. `insert` replaces a row: it was never an insert.
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self._write_row(table, row)
+
+    def upsert(self, table: str, row: dict[str, Any], pk: str = "id") -> None:
+        self._write_row(table, row)
+
     def update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
-        """Set some columns of the row whose `id` is `pk`."""
-        self._submit(_update_sql(table, tuple(fields)), [*fields.values(), pk])
+        self._update_row(table, pk, fields)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued write is committed; raise if a write failed."""
@@ -218,37 +263,40 @@ class TraceStore:
     # -- reading --------------------------------------------------------------------------
     @contextmanager
     def reader(self) -> Iterator[sqlite_utils.Database]:
+        """A fresh read connection; a driver error inside the block comes out as TraceStoreError.
+        Queries live in traces/ (reader.py's TraceReader), never in front ends."""
         if not self.path.exists():
             raise TraceStoreError(f"no trace database at {self.path}")
-        db = _connect(self.path)
+        try:
+            db = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise TraceStoreError(f"cannot open trace database {self.path}: {exc}") from exc
         try:
             yield db
+        except sqlite3.Error as exc:
+            raise TraceStoreUnreadable(
+                f"cannot read the trace database {self.path}: {exc}", str(exc)
+            ) from exc
         finally:
             db.conn.close()
 
+    # Shortcuts to the reader (traces/reader.py owns the queries).
     def get_run(self, run_id: str) -> dict[str, Any]:
-        with self.reader() as db:
-            rows = list(db.query("select * from runs where id = ?", [run_id]))
-        if not rows:
-            raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
-        return rows[0]
+        """A run's row. Raises RunNotFound."""
+        from composite_cli.traces.reader import TraceReader
+
+        return TraceReader(self).run(run_id)
 
     def run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        with self.reader() as db:
-            return list(db.query("select * from steps where run_id = ? order by offset_ms, seq", [run_id]))
+        """A run's steps in start order."""
+        from composite_cli.traces.reader import TraceReader
+
+        return TraceReader(self).steps(run_id)
 
     def list_runs(
         self, limit: int = 20, mode: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
-        where, args = [], []
-        if mode:
-            where.append("mode = ?")
-            args.append(mode)
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        # only fixed clauses are joined; values go in as parameters
-        sql = "select * from runs" + (f" where {' and '.join(where)}" if where else "")  # noqa: S608
-        sql += " order by created_at desc limit ?"
-        with self.reader() as db:
-            return list(db.query(sql, [*args, limit]))
+        """The newest runs (all columns), optionally filtered."""
+        from composite_cli.traces.reader import TraceReader
+
+        return TraceReader(self).runs(mode=mode, status=status, limit=limit)

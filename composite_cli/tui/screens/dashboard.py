@@ -4,7 +4,6 @@ that used tools, and error rates, over the last 1h / 24h / 7d; refreshed as runs
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 from typing import Any
 
@@ -100,7 +99,7 @@ class DashboardScreen(AppScreen):
     def load(self, window: str) -> None:
         try:
             data = queries.dashboard(self.services.store, window, now=self.services.clock())
-        except (CompositeError, sqlite3.Error) as exc:
+        except CompositeError as exc:
             text = units.without_paths(str(exc), self.services.store.path)
             self.app.call_from_thread(
                 self.show_message, f"{text}. The dashboard fills in once runs are recorded."
@@ -139,7 +138,7 @@ class DashboardScreen(AppScreen):
                 _right(units.duration(m.p50_ms)),
                 _right(units.duration(m.p95_ms)),
                 _right(f"{m.tokens_per_request:.0f}"),
-                _right(units.cost(m.cost_per_request)),
+                _right(units.cost(m.cost_per_request) + ("+?" if m.unpriced_runs else "")),
                 _right(units.percent(m.tool_fraction, 0)),
             ]
             for m in data.modes

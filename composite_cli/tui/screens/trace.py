@@ -3,7 +3,6 @@ Opened from the Traces screen, the Run screen (ctrl+t) or `composite tui --trace
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -15,7 +14,8 @@ from textual.widgets.tree import TreeNode
 
 from composite_cli.errors import CompositeError
 from composite_cli.runner import stop_sentence
-from composite_cli.traces import queries
+from composite_cli.traces.reader import TraceReader
+from composite_cli.traces.steptree import StepNode, step_tree, walk
 from composite_cli.tui import units
 from composite_cli.tui.messages import DbChanged
 from composite_cli.tui.run_state import Span
@@ -29,7 +29,7 @@ from composite_cli.tui.widgets.timeline import Timeline
 def spans_of(steps: list[dict[str, Any]]) -> list[Span]:
     """Timeline bars from step rows (offsets and latencies are in the trace)."""
     out = []
-    for node in _flatten(queries.step_tree(steps)):
+    for node, _ in walk(step_tree(steps)):
         row = node.row
         start = float(row.get("offset_ms") or 0.0) / 1000
         kind = str(row.get("kind"))
@@ -46,14 +46,6 @@ def spans_of(steps: list[dict[str, Any]]) -> list[Span]:
                 kind == "llm",
             )
         )
-    return out
-
-
-def _flatten(nodes: list[queries.StepNode]) -> list[queries.StepNode]:
-    out: list[queries.StepNode] = []
-    for node in nodes:
-        out.append(node)
-        out.extend(_flatten(node.children))
     return out
 
 
@@ -112,9 +104,8 @@ class TraceScreen(AppScreen):
         try:
             if self.services.runner.store is store:
                 self.services.runner.flush()  # this process's own last run, written to disk first
-            run_id = queries.find_run_id(store, self.run_id)
-            run, steps = queries.run_with_steps(store, run_id)
-        except (CompositeError, sqlite3.Error) as exc:
+            run, steps, _ = TraceReader(store).trace(self.run_id)
+        except CompositeError as exc:
             self.app.call_from_thread(self.show_error, units.without_paths(str(exc), store.path))
             return
         self.app.call_from_thread(self.show, run, steps)
@@ -139,7 +130,7 @@ class TraceScreen(AppScreen):
         tree.clear()
         tree.root.set_label(Text(f"{run['mode']} ({units.duration(run.get('latency_ms'))})"))
         tree.root.data = None
-        self._add(tree.root, queries.step_tree(steps))
+        self._add(tree.root, step_tree(steps))
         tree.root.expand_all()
         if first_load and spans:
             tree.move_cursor_to_line(1)
@@ -157,7 +148,7 @@ class TraceScreen(AppScreen):
             summary.append(f"\npartial: {sentence}", style=theme.get("warning", ""))
         return summary
 
-    def _add(self, parent: TreeNode[str], nodes: list[queries.StepNode]) -> None:
+    def _add(self, parent: TreeNode[str], nodes: list[StepNode]) -> None:
         theme = self.app.theme_variables
         for node in nodes:
             row = node.row

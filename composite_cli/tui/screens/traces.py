@@ -3,7 +3,6 @@ refreshed when any process records a run. Enter opens a run's timeline and step 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -13,7 +12,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Label, Select, Static
 
 from composite_cli.errors import CompositeError
-from composite_cli.traces import queries
+from composite_cli.traces.reader import RUN_FILTERS, TraceReader
+from composite_cli.traces.store import TraceStoreUnreadable
 from composite_cli.tui import units
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
 from composite_cli.tui.widgets.navbar import NavBar
@@ -47,7 +47,7 @@ class TracesScreen(AppScreen):
     def compose(self) -> Any:
         yield NavBar("traces")
         with Horizontal(id="filters"):
-            for column in queries.RUN_FILTERS:
+            for column in RUN_FILTERS:
                 yield Label(column, classes="field-label")
                 yield Select[str]([], prompt="any", compact=True, id=f"filter-{column}")
             yield Static("", id="traces-count")
@@ -69,7 +69,7 @@ class TracesScreen(AppScreen):
 
     def filters(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
-        for column in queries.RUN_FILTERS:
+        for column in RUN_FILTERS:
             value = self.query_one(f"#filter-{column}", Select).value
             out[column] = value if isinstance(value, str) else None
         return out
@@ -84,7 +84,7 @@ class TracesScreen(AppScreen):
 
     def action_clear_filters(self) -> None:
         with self.prevent(Select.Changed):
-            for column in queries.RUN_FILTERS:
+            for column in RUN_FILTERS:
                 self.query_one(f"#filter-{column}", Select).clear()
         self.reload()
 
@@ -99,11 +99,16 @@ class TracesScreen(AppScreen):
     def load(self, filters: dict[str, str | None]) -> None:
         store = self.services.store
         try:
-            rows = queries.recent_runs(
-                store, mode=filters.get("mode"), status=filters.get("status"), source=filters.get("source")
+            reader = TraceReader(store)
+            rows = reader.runs(
+                mode=filters.get("mode"),
+                status=filters.get("status"),
+                source=filters.get("source"),
+                limit=200,
+                brief=True,
             )
-            values = queries.filter_values(store)
-        except (CompositeError, sqlite3.Error) as exc:
+            values = reader.filter_values()
+        except CompositeError as exc:
             self.app.call_from_thread(self.show_message, _missing(exc, store.path))
             return
         self.app.call_from_thread(self.show, rows, values)
@@ -174,9 +179,10 @@ class TracesScreen(AppScreen):
 
 
 def _missing(exc: BaseException, path: object) -> str:
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, TraceStoreUnreadable):
         where = units.short_path(path)
         return (
-            f"The trace database {where} cannot be read yet ({exc}). Runs appear here once one is recorded."
+            f"The trace database {where} cannot be read yet ({exc.reason}). "
+            "Runs appear here once one is recorded."
         )
     return f"{units.without_paths(str(exc), path)}. Runs appear here once one is recorded."
