@@ -68,7 +68,12 @@ CALL_GROUP: tuple[Decl, ...] = (
     ),
     Decl("integer", "", key="max_tool_rounds", default=5, minimum=0),
     Decl("number", "seconds", key="tool_timeout", default=30.0, minimum=0.001),
-    Decl("boolean", "may call the client's tools (see Tools)", key="client_tools", default=False),
+    Decl(
+        "boolean",
+        "a non-final step that may call the client's tools: see Tools",
+        key="client_tools",
+        default=False,
+    ),
 )
 CALL_FIELDS = frozenset(d.key for d in CALL_GROUP)
 _BY_KEY = {d.key: d for d in CALL_GROUP}
@@ -183,7 +188,7 @@ def call_fields(doc: str = "", *, defaults: dict[str, str] | None = None, **opti
         options["default_factory"] = lambda: CallSettings(model="")
     return declare(
         "call",
-        doc or "call fields (as `call`)",
+        doc or "call fields",
         group=CALL_GROUP,
         reader=reader,
         note=note,

@@ -31,7 +31,7 @@ class FanoutStep(Step):
     """Experts answer in parallel. Failed experts are recorded; the step needs `min_success`."""
 
     settings: CallSettings = call_fields(
-        "call fields (as `call`), inherited by every expert", scope=("expert", "sample"), hook=True
+        "call fields, inherited by every expert", scope=("expert", "sample"), hook=True
     )
     experts: list[tuple[str, CallSettings]] = declare(
         "custom",
@@ -50,7 +50,7 @@ class FanoutStep(Step):
     )
     min_success: int | ParamRef = number("answers the step needs", 1, integer=True, minimum=1)
     references: str | None = step_ref(
-        "a step whose answers every expert is shown, as `{{ candidates }}` (MoA middle layers)"
+        "a step whose answers every expert is shown as `{{ candidates }}`: MoA's middle layers"
     )
 
     def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:

@@ -277,7 +277,7 @@ def describe_decl(decl: Decl) -> str:
     facts = []
     if decl.required:
         facts.append("required")
-    elif decl.default not in (None, "", False) and decl.type not in ("template", "pattern", "choice"):
+    elif _has_default(decl) and decl.type not in ("template", "pattern", "choice"):
         facts.append(f"default {_plain(decl.default)}")
     elif decl.type in ("pattern", "choice") and decl.default:
         facts.append(f"default `{decl.default}`")
@@ -294,6 +294,10 @@ def describe_decl(decl: Decl) -> str:
         facts.append(decl.note)
     inside = "; ".join([*words, ", ".join(facts)] if facts else words)
     return f"`{decl.key}` ({inside})" if inside else f"`{decl.key}`"
+
+
+def _has_default(decl: Decl) -> bool:
+    return decl.default is not None and decl.default is not False and decl.default != ""
 
 
 def _plain(value: Any) -> str:

@@ -28,7 +28,7 @@ class ReflectStep(Step):
     settings: CallSettings = call_fields(defaults={"prompt": CRITIQUE}, show=True)
     ok_when: DataPattern = declare(
         "pattern",
-        "a regular expression (case-insensitive) that marks a critique with nothing to fix: sets `.ok`",
+        "a case-insensitive regular expression that marks a critique with nothing to fix: sets `.ok`",
         _NO_ISSUES,
         show=True,
         default_factory=lambda: compile_pattern(_NO_ISSUES, "i"),

@@ -25,13 +25,17 @@ if TYPE_CHECKING:
 @dataclass(eq=False)
 class RlmStep(Step):
     """The input becomes `context` in a sandboxed Python REPL; the root model writes code there and
-    calls sub-models on slices. The maxima bound what a shared mode file or a request's
-    composite.params may ask of this machine: memory, nested sandboxes, parallel calls."""
+    calls sub-models on slices (see Recursive Language Models)."""
+
+    # The maxima bound what a shared mode file or a request's composite.params may ask of this
+    # machine: memory, nested sandboxes, parallel calls.
 
     root: str = declare(
         "alias", "the root model, which writes the code", key="model", required=True, show="root"
     )
-    sub: str = declare("alias", "the model `llm_query` calls (default: `model`)", key="sub_model", show="sub")
+    sub: str = declare(
+        "alias", "the model `llm_query` calls; `model` when not given", key="sub_model", show="sub"
+    )
     context: str = declare(
         "choice",
         "what `context` holds",
@@ -55,13 +59,17 @@ class RlmStep(Step):
         "characters of context per sub-call", 6000, integer=True, minimum=100
     )
     history_turns: int | ParamRef = number("root turns kept in full", 4, integer=True, minimum=1)
-    root_max_tokens: int | ParamRef | None = number("", None, integer=True, minimum=1)
-    sub_max_tokens: int | ParamRef | None = number("", None, integer=True, minimum=1)
+    root_max_tokens: int | ParamRef | None = number(
+        "`max_tokens` of each root turn", None, integer=True, minimum=1
+    )
+    sub_max_tokens: int | ParamRef | None = number(
+        "`max_tokens` of each sub-call", None, integer=True, minimum=1
+    )
     repl_timeout: float | ParamRef = number("seconds per REPL block", 30.0, minimum=0.001)
     repl_memory_mb: int | ParamRef = number(
         "one REPL's memory", 1024, integer=True, minimum=64, maximum=MAX_REPL_MEMORY_MB
     )
-    temperature: float | ParamRef | None = number("the root's", None, minimum=0.0)
+    temperature: float | ParamRef | None = number("the root model's temperature", None, minimum=0.0)
     fallback_after: int | ParamRef = number(
         "failed root turns before chunked fallback: 0 at once, -1 off", 2, integer=True, minimum=-1, show=True
     )

@@ -56,7 +56,7 @@ class VoteStep(Step):
         show=True,
     )
     settings: CallSettings | None = call_fields(
-        "with `method: judge`, the judge's call fields (as `call`)",
+        "with `method: judge`, the judge's call fields",
         defaults={"prompt": JUDGE},
         scope=("candidates",),
         hook=True,
