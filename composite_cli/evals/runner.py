@@ -56,17 +56,6 @@ class EvalSettings:
 
 
 @dataclass
-class ItemResult:
-    case: EvalCase
-    mode: str
-    repeat: int
-    score: Score | None
-    error: str | None
-    latency_ms: float
-    run: RunResult | None
-
-
-@dataclass
 class Eta:
     """Time left, estimated from the cases finished and running so far."""
 
@@ -216,18 +205,16 @@ class EvalRunner:
         self,
         runner: Runner,
         settings: EvalSettings,
-        on_item: Callable[[ItemResult, Progress], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        """`on_item` is called after each case; `on_progress` when the plan is known (before any
-        case starts), when a case starts and when one finishes."""
+        """`on_progress` is called when the plan is known (before any case starts), when a case
+        starts and when one finishes."""
         if runner.store is None:
             raise EvalError("evals need the trace database (tracing cannot be off)")
         self.runner = runner
         self.store = runner.store.open()
         self.settings = settings
-        self.on_item = on_item
         self.on_progress = on_progress
         self.progress = Progress(clock=clock)
         self._judge_modes: dict[str, ModeSpec] = {}
@@ -355,7 +342,6 @@ class EvalRunner:
                 error = f"scoring failed: {describe_error(exc)}"
         latency = run.latency_ms if run is not None else (time.perf_counter() - start) * 1000
         self._record(eval_run_id, case, spec.name, repeat, run, score, error, latency, judge_runs)
-        item = ItemResult(case, spec.name, repeat, score, error, latency, run)
         self.progress.finished(
             spec.name,
             token,
@@ -363,8 +349,6 @@ class EvalRunner:
             score=score.value if score is not None else None,
             partial=run is not None and run.status == "partial",
         )
-        if self.on_item is not None:
-            self.on_item(item, self.progress)
         self._notify()
 
     def _judge(self, runs: list[str]) -> Callable[[list[dict[str, Any]], str], Any]:

@@ -210,7 +210,7 @@ class EvalSessions:
         eval_run_id = find_eval_run_id(store, ref)
         record = eval_records.eval_run(store, eval_run_id)
         saved = record.settings
-        path = self._saved_path(record)
+        path = self._saved_path(record, self.runner.settings.allow_code)
         eval_file = load_eval_file(
             path,
             default_scorer=saved.get("scorer"),
@@ -233,7 +233,7 @@ class EvalSessions:
         return EvalSession(evals, eval_file, eval_run_id, resumed=True)
 
     @staticmethod
-    def _saved_path(record: eval_records.EvalRunRecord) -> Path:
+    def _saved_path(record: eval_records.EvalRunRecord, allow_code: Sequence[str]) -> Path:
         """The eval's file, as given when it started (relative to where it started, so also tried at
         its saved absolute path), checked to be the very same bytes."""
         candidates = [Path(record.file)]
@@ -250,7 +250,7 @@ class EvalSessions:
         except OSError as exc:
             raise EvalFileMissing(f"{record.file}: cannot read the eval file: {exc.strerror}") from None
         if digest != record.file_hash:
-            raise EvalFileChanged(_what_changed(path, record, digest))
+            raise EvalFileChanged(_what_changed(path, record, digest, allow_code))
         return path
 
 
@@ -281,7 +281,9 @@ def _ids(ids: list[str]) -> str:
     return f"{len(ids)} selected case{'s' if len(ids) != 1 else ''} ({shown})"
 
 
-def _what_changed(path: Path, record: eval_records.EvalRunRecord, digest: str) -> str:
+def _what_changed(
+    path: Path, record: eval_records.EvalRunRecord, digest: str, allow_code: Sequence[str]
+) -> str:
     """One line: the file changed since the eval started, and what of its selection is gone."""
     head = (
         f"{record.file} changed since eval {record.id} started (sha256 {record.file_hash[:12]}, "
@@ -291,7 +293,7 @@ def _what_changed(path: Path, record: eval_records.EvalRunRecord, digest: str) -
     detail = ""
     if isinstance(ids, list):
         try:
-            now = {c.id for c in load_eval_file(path, skip_invalid=True).cases}
+            now = {c.id for c in load_eval_file(path, skip_invalid=True, allow_code=allow_code).cases}
         except EvalFileError:
             now = set()
         gone = [str(i) for i in ids if i not in now]
