@@ -8,7 +8,6 @@ drop tool calls a step may not make; no subscriber sees that)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
@@ -117,8 +116,17 @@ class CallSummary:
     def of(cls, record: CallRecord) -> CallSummary:
         """A frozen copy of `record`: its containers are copied, so later edits of the record
         (or of its request and message) never show here."""
-        values = {f.name: copy.deepcopy(getattr(record, f.name)) for f in fields(cls)}
-        return cls(**values)
+        return cls(**{f.name: _copied(getattr(record, f.name)) for f in fields(cls)})
+
+
+def _copied(value: Any) -> Any:
+    """`value` with its dicts and lists copied, all the way down (anything else is shared: text and
+    numbers cannot change, and an object a caller passed as a parameter need not be copyable)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
