@@ -462,12 +462,12 @@ def list_evals(
 ) -> None:
     """List eval runs, newest first."""
     from composite_cli.runner import Runner
-    from composite_cli.traces.queries import eval_runs
+    from composite_cli.traces.reader import TraceReader
 
     with cli_errors():
         runner = Runner(settings_from(config, None, None, db))
         assert runner.store is not None
-        rows = eval_runs(runner.store, limit)
+        rows = TraceReader(runner.store).eval_runs(limit)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -480,7 +480,7 @@ def list_evals(
 
 def _eval_id(runner: Runner, ref: str) -> str:
     """The full eval id named by an id, a unique prefix of one, or `latest` (as `traces show`)."""
-    from composite_cli.traces.queries import find_eval_run_id
+    from composite_cli.traces.reader import TraceReader
 
     assert runner.store is not None
-    return find_eval_run_id(runner.store, ref)
+    return TraceReader(runner.store).eval_run_id(ref)

@@ -18,7 +18,7 @@ from composite_cli.evals.dataset import EvalCase, EvalFile, EvalFileError, EvalL
 from composite_cli.evals.runner import EvalError, EvalRunner, EvalSettings, Progress
 from composite_cli.runner import Runner
 from composite_cli.traces import eval_records
-from composite_cli.traces.queries import find_eval_run_id
+from composite_cli.traces.reader import TraceReader
 
 ProgressListener = Callable[[Progress], None]
 _SHOWN_IDS = 5  # how many missing case ids a changed-file error names
@@ -207,7 +207,7 @@ class EvalSessions:
         store = self.runner.store
         if store is None:
             raise EvalError("evals need the trace database (tracing cannot be off)")
-        eval_run_id = find_eval_run_id(store, ref)
+        eval_run_id = TraceReader(store).eval_run_id(ref)
         record = eval_records.eval_run(store, eval_run_id)
         saved = record.settings
         path = self._saved_path(record, self.runner.settings.allow_code)

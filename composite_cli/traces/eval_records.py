@@ -3,20 +3,19 @@ selection, record a result, mark it running again, finish it) and the reads the 
 (one eval run with its saved selection, the results already done).
 
 The eval code (evals/) never writes SQL or names a table: it calls these. Writes go through the
-store's single writer thread; reads open their own connection and raise TraceStoreError (never a
-driver error) when the file cannot be read.
+store's single writer thread; reads open their own connection (TraceStore.reader: a driver error comes out as
+TraceStoreError). The other eval reads (the list, a run with its results) are TraceReader's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from composite_cli.traces.queries import EvalRunNotFound
+from composite_cli.traces.reader import EvalRunNotFound
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import TraceStore, TraceStoreError
 
@@ -160,17 +159,15 @@ def record_eval_result(store: TraceStore, result: EvalResultRecord) -> None:
     store._submit(_INSERT_RESULT, [row[c] for c in RESULT_COLUMNS])
 
 
-def _read(store: TraceStore, what: str, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    try:
-        with store.reader() as db:
-            return list(db.query(sql, params))
-    except sqlite3.Error as exc:
-        raise TraceStoreError(f"cannot read {what} from {store.path}: {exc}") from exc
+def _read(store: TraceStore, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    with store.reader() as db:  # a driver error comes out as TraceStoreError
+        return list(db.query(sql, params))
 
 
 def eval_run(store: TraceStore, eval_run_id: str) -> EvalRunRecord:
-    """One eval run (a full id: resolve prefixes and `latest` with queries.find_eval_run_id first)."""
-    rows = _read(store, "eval runs", "select * from eval_runs where id = ?", [eval_run_id])
+    """One eval run with its saved selection parsed (a full id: resolve prefixes and `latest` with
+    TraceReader.eval_run_id first). Raises EvalRunNotFound."""
+    rows = _read(store, "select * from eval_runs where id = ?", [eval_run_id])
     if not rows:
         raise EvalRunNotFound(f"no eval run with id {eval_run_id!r} in {store.path}")
     row = rows[0]
@@ -201,4 +198,4 @@ def done_result_ids(store: TraceStore, eval_run_id: str, *, without_errors: bool
     sql = "select id from eval_results where eval_run_id = ?"
     if without_errors:
         sql += " and error is null"
-    return {str(row["id"]) for row in _read(store, "eval results", sql, [eval_run_id])}
+    return {str(row["id"]) for row in _read(store, sql, [eval_run_id])}

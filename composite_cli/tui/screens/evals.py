@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from composite_cli.errors import CompositeError
-from composite_cli.traces import queries
+from composite_cli.traces.reader import TraceReader
 from composite_cli.tui import units
 from composite_cli.tui.messages import EvalEnded, EvalProgressed
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command, error_text
@@ -112,7 +112,7 @@ class EvalsScreen(AppScreen):
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def load_runs(self) -> None:
         try:
-            rows = queries.eval_runs(self.services.store)
+            rows = TraceReader(self.services.store).eval_runs()
         except CompositeError as exc:
             text = units.without_paths(str(exc), self.services.store.path)
             self.app.call_from_thread(self.show_message, f"{text}. Start an eval with n.")
