@@ -173,14 +173,10 @@ def test_runs_left_running_by_a_dead_process_are_marked_at_start_up(tmp_path):
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead_pid = int(dead.stdout)
-    store.insert(
-        "runs", {"id": "r-dead", "status": "running", "pid": dead_pid, "mode": "m", "created_at": "x"}
-    )
-    store.insert("steps", {"id": "s-dead", "run_id": "r-dead", "status": "running", "kind": "llm"})
-    store.insert(
-        "runs", {"id": "r-live", "status": "running", "pid": os.getpid(), "mode": "m", "created_at": "x"}
-    )
-    store.insert("eval_runs", {"id": "e-dead", "status": "running", "pid": dead_pid})
+    store.begin_run({"id": "r-dead", "status": "running", "pid": dead_pid, "mode": "m", "created_at": "x"})
+    store.start_step({"id": "s-dead", "run_id": "r-dead", "status": "running", "kind": "llm"})
+    store.begin_run({"id": "r-live", "status": "running", "pid": os.getpid(), "mode": "m", "created_at": "x"})
+    store._write_row("eval_runs", {"id": "e-dead", "status": "running", "pid": dead_pid})
     store.close()
     reopened = TraceStore(path).open()
     assert reopened.get_run("r-dead")["status"] == "error"
@@ -190,3 +186,19 @@ def test_runs_left_running_by_a_dead_process_are_marked_at_start_up(tmp_path):
     with reopened.reader() as db:
         assert db.execute("select status from eval_runs where id = 'e-dead'").fetchone()[0] == "interrupted"
     reopened.close()
+
+
+def test_a_driver_error_while_reading_is_the_store_error(tmp_path):
+    """Readers never see sqlite3.Error: `reader()` turns it into TraceStoreError (issue 14)."""
+    import sqlite3
+
+    from composite_cli.traces.reader import TraceReader
+    from composite_cli.traces.store import TraceStoreUnreadable
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # a SQLite file without the trace schema
+    with pytest.raises(TraceStoreUnreadable, match="no such table: runs") as caught:
+        TraceReader(path).runs()
+    assert isinstance(caught.value, TraceStoreError) and caught.value.reason == "no such table: runs"
+    with pytest.raises(TraceStoreError, match="no trace database"):
+        TraceReader(tmp_path / "missing.db").mode_stats()
