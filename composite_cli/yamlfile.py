@@ -7,6 +7,7 @@ Mode and config files come from other people too: a document nested deeper than 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,98 @@ def line_of(node: Any, key: str | int | None = None) -> int | None:
     if isinstance(node, LineList):
         return node.line_of(int(key)) if isinstance(key, int) else node.line
     return None
+
+
+Report = Callable[[Any, "str | int | None", str, str], None]
+"""report(node, key, field, message): a problem with `node[key]` (at that key's line; the node's
+own line when key is None), `field` its dotted path ("" when the message names it itself)."""
+
+
+def field_path(where: str, key: str | int) -> str:
+    """The dotted path of a field (`steps[0].model`; top-level fields are just their key)."""
+    return f"{where}.{key}" if where else str(key)
+
+
+def type_name(value: Any) -> str:
+    """What a YAML value is, as a message says it ("a mapping", "a list", "nothing", "int")."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+class FieldReader:
+    """Typed reads of YAML fields, each problem reported with its line and field through `report`.
+
+    The one set of primitives behind both hand-checked YAML files: a mode file (engine/spec.py's
+    ParseContext collects every problem) and the config file (config.py stops at the first). A
+    `message` argument replaces the default wording where a file has its own."""
+
+    def __init__(self, report: Report):
+        self.report = report
+
+    def check_keys(
+        self, node: dict[str, Any], allowed: Iterable[str], where: str, *, message: str | None = None
+    ) -> None:
+        """Report each key of `node` not in `allowed`. `message` (with `{key}` and `{allowed}`)
+        replaces `<field>: unknown field (allowed: ...)` with a line that names the key itself."""
+        allowed = set(allowed)
+        listed = ", ".join(sorted(allowed))
+        for key in node:
+            if key in allowed:
+                continue
+            if message is None:
+                self.report(node, key, field_path(where, key), f"unknown field (allowed: {listed})")
+            else:
+                self.report(node, key, "", message.format(key=repr(key), allowed=listed))
+
+    def string(
+        self,
+        node: dict[str, Any],
+        key: str,
+        where: str,
+        *,
+        required: bool = False,
+        message: str | None = None,
+    ) -> str | None:
+        """`node[key]` when it is a string; None when absent ("is required" if `required`)."""
+        if key not in node or node[key] is None:
+            if required:
+                self.report(node, None, field_path(where, key), "is required")
+            return None
+        value = node[key]
+        if not isinstance(value, str):
+            self.report(
+                node, key, field_path(where, key), message or f"must be a string, got {type_name(value)}"
+            )
+            return None
+        return value
+
+    def boolean(
+        self, node: dict[str, Any], key: str, where: str, default: bool, *, message: str | None = None
+    ) -> bool:
+        """`node[key]` when it is true or false; `default` when absent or wrong."""
+        if key not in node:
+            return default
+        value = node[key]
+        if not isinstance(value, bool):
+            self.report(
+                node, key, field_path(where, key), message or f"must be true or false, got {type_name(value)}"
+            )
+            return default
+        return value
+
+    def strings(self, node: dict[str, Any], key: str, where: str, *, message: str) -> list[str] | None:
+        """`node[key]` as a list of strings (one string counts as a list of one); None when absent
+        or wrong (`message` says what it must be)."""
+        if key not in node:
+            return None
+        value = node[key]
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            self.report(node, key, field_path(where, key), message)
+            return None
+        return list(items)

@@ -17,7 +17,15 @@ from composite_cli.dotted import DottedPathError, is_dotted_path
 from composite_cli.engine.registry import known_kinds, resolve_kind
 from composite_cli.engine.templates import Condition, Template, TemplateCheckError
 from composite_cli.errors import BadParameter, ModeError, ModeValidationError
-from composite_cli.yamlfile import LineDict, LineList, YamlSyntaxError, line_of, load_yaml_text
+from composite_cli.yamlfile import (
+    FieldReader,
+    LineDict,
+    YamlSyntaxError,
+    field_path,
+    line_of,
+    load_yaml_text,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from composite_cli.config import Profile
@@ -149,10 +157,12 @@ def _same_type(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-class ParseContext:
-    """Collects errors while a mode file is parsed; helpers read typed fields from YAML nodes."""
+class ParseContext(FieldReader):
+    """Collects errors while a mode file is parsed; helpers read typed fields from YAML nodes
+    (strings, booleans and unknown keys: yamlfile.FieldReader, shared with the config file)."""
 
     def __init__(self, path: str, params: Mapping[str, Any], allow_code: Iterable[str] = ()):
+        super().__init__(self.error)
         self.path = path
         self.params = params
         # module prefixes whose functions the mode may name as tools (the user's allow-list)
@@ -165,33 +175,6 @@ class ParseContext:
 
     def error(self, node: Any, key: str | int | None, field_name: str, message: str) -> None:
         self.errors.append(ModeError(self.path, line_of(node, key), field_name, message))
-
-    def check_keys(self, node: LineDict, allowed: set[str], where: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.error(
-                    node, key, _field(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})"
-                )
-
-    def string(self, node: LineDict, key: str, where: str, *, required: bool = False) -> str | None:
-        if key not in node or node[key] is None:
-            if required:
-                self.error(node, None, _field(where, key), "is required")
-            return None
-        value = node[key]
-        if not isinstance(value, str):
-            self.error(node, key, _field(where, key), f"must be a string, got {_type_name(value)}")
-            return None
-        return value
-
-    def boolean(self, node: LineDict, key: str, where: str, default: bool) -> bool:
-        if key not in node:
-            return default
-        value = node[key]
-        if not isinstance(value, bool):
-            self.error(node, key, _field(where, key), f"must be true or false, got {_type_name(value)}")
-            return default
-        return value
 
     def number(
         self,
@@ -211,7 +194,7 @@ class ParseContext:
         if key not in node or node[key] is None:
             return default
         value = node[key]
-        fname = _field(where, key)
+        fname = field_path(where, key)
         if isinstance(value, str) and value.startswith("$"):
             name = value[1:]
             if name not in self.params:
@@ -236,7 +219,7 @@ class ParseContext:
             or not isinstance(value, (int, float))
             or (integer and not isinstance(value, int))
         ):
-            self.error(node, key, fname, f"must be {wanted} or $parameter, got {_type_name(value)}")
+            self.error(node, key, fname, f"must be {wanted} or $parameter, got {type_name(value)}")
             return default
         if minimum is not None and value < minimum:
             self.error(node, key, fname, f"must be at least {minimum:g}, got {value}")
@@ -253,7 +236,7 @@ class ParseContext:
         try:
             return Template.compile(text, names)
         except TemplateCheckError as exc:
-            self.error(node, key, _field(where, key), str(exc))
+            self.error(node, key, field_path(where, key), str(exc))
             return None
 
     def condition(self, node: LineDict, key: str, where: str, names: set[str]) -> Condition | None:
@@ -263,12 +246,14 @@ class ParseContext:
         if isinstance(text, bool):
             text = "true" if text else "false"
         if not isinstance(text, str):
-            self.error(node, key, _field(where, key), f"must be an expression string, got {_type_name(text)}")
+            self.error(
+                node, key, field_path(where, key), f"must be an expression string, got {type_name(text)}"
+            )
             return None
         try:
             return Condition.compile(text, names)
         except TemplateCheckError as exc:
-            self.error(node, key, _field(where, key), str(exc))
+            self.error(node, key, field_path(where, key), str(exc))
             return None
 
     def step_ref(
@@ -276,14 +261,16 @@ class ParseContext:
     ) -> str | None:
         ref = self.string(node, key, where, required=required)
         if ref is not None and ref not in names:
-            self.error(node, key, _field(where, key), f"unknown step {ref!r} (no earlier step has this id)")
+            self.error(
+                node, key, field_path(where, key), f"unknown step {ref!r} (no earlier step has this id)"
+            )
             return None
         return ref
 
     def steps(self, nodes: Any, where: str, names: set[str], *, in_loop: bool = False) -> list[Step]:
         """Parse a list of steps; each one's id becomes visible to the steps after it."""
         if not isinstance(nodes, list):
-            self.error(nodes, None, where, f"must be a list of steps, got {_type_name(nodes)}")
+            self.error(nodes, None, where, f"must be a list of steps, got {type_name(nodes)}")
             return []
         if not nodes:
             self.error(nodes, None, where, "must contain at least one step")
@@ -293,7 +280,7 @@ class ParseContext:
         for i, node in enumerate(nodes):
             here = f"{where}[{i}]"
             if not isinstance(node, LineDict):
-                self.error(nodes, i, here, f"must be a mapping with kind and id, got {_type_name(node)}")
+                self.error(nodes, i, here, f"must be a mapping with kind and id, got {type_name(node)}")
                 continue
             kind_name = self.string(node, "kind", here, required=True)
             step_id = self.string(node, "id", here, required=True)
@@ -326,21 +313,6 @@ class ParseContext:
         return parsed
 
 
-def _field(where: str, key: str) -> str:
-    """The dotted path of a field (`steps[0].model`; top-level fields are just their key)."""
-    return f"{where}.{key}" if where else key
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, LineDict):
-        return "a mapping"
-    if isinstance(value, LineList):
-        return "a list"
-    return type(value).__name__
-
-
 def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable[str] = ()) -> ModeSpec:
     """Parse mode YAML. Raises ModeValidationError listing every problem found.
 
@@ -363,7 +335,7 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
             data,
             "params",
             "params",
-            f"must be a mapping of name to default value, got {_type_name(params_node)}",
+            f"must be a mapping of name to default value, got {type_name(params_node)}",
         )
     else:
         for key, value in params_node.items():
@@ -383,7 +355,7 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
     limits_node = data.get("limits")
     if limits_node is not None:
         if not isinstance(limits_node, LineDict):
-            pc.error(data, "limits", "limits", f"must be a mapping, got {_type_name(limits_node)}")
+            pc.error(data, "limits", "limits", f"must be a mapping, got {type_name(limits_node)}")
         else:
             pc.check_keys(limits_node, {"max_calls", "deadline"}, "limits")
             limits.max_calls = pc.number(limits_node, "max_calls", "limits", 50, integer=True, minimum=1)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from composite_cli.engine.spec import ParamRef, ParseContext
 from composite_cli.engine.templates import Condition, Template, TemplateCheckError
 from composite_cli.patterns import DataPattern, PatternError, compile_pattern
-from composite_cli.yamlfile import LineDict
+from composite_cli.yamlfile import LineDict, field_path
 
 if TYPE_CHECKING:
     from composite_cli.engine.steps.base import Step
@@ -135,10 +135,6 @@ def read_declared(step: Step, node: LineDict, pc: ParseContext, names: set[str],
             setattr(step, attr, read_field(decl, node, pc, step.where, names, in_loop))
 
 
-def _field(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def read_field(
     decl: Decl, node: LineDict, pc: ParseContext, where: str, names: set[str], in_loop: bool = False
 ) -> Any:
@@ -149,12 +145,12 @@ def read_field(
     key = decl.key
     if node.get(key) is None:
         if decl.required:
-            pc.error(node, None, _field(where, key), f"is required ({decl.doc})")
+            pc.error(node, None, field_path(where, key), f"is required ({decl.doc})")
         return _absent(decl, pc, node, where, names)
     kind = decl.type
     if kind in ("integer", "number"):
         if not decl.param and isinstance(node[key], str) and node[key].startswith("$"):
-            pc.error(node, key, _field(where, key), "must be a number here, not a $parameter")
+            pc.error(node, key, field_path(where, key), "must be a number here, not a $parameter")
             return decl.default
         return pc.number(
             node,
@@ -173,7 +169,7 @@ def read_field(
         value = pc.string(node, key, where)
         allowed = [c for c, _ in decl.choices]
         if value is not None and value not in allowed:
-            pc.error(node, key, _field(where, key), f"must be {choice_list(decl)}, got {value!r}")
+            pc.error(node, key, field_path(where, key), f"must be {choice_list(decl)}, got {value!r}")
             return decl.default
         return decl.default if value is None else value
     if kind == "template":
@@ -188,7 +184,7 @@ def read_field(
         return _step_refs(decl, node, pc, where, names)
     if kind == "body":
         inner = names | set(decl.scope)
-        return pc.steps(node[key], _field(where, key), inner, in_loop=in_loop or decl.loop_body)
+        return pc.steps(node[key], field_path(where, key), inner, in_loop=in_loop or decl.loop_body)
     raise TypeError(f"field {key!r} of type {kind!r} needs a reader")
 
 
@@ -211,7 +207,7 @@ def _pattern(decl: Decl, node: LineDict, pc: ParseContext, where: str) -> DataPa
     try:
         return compile_pattern(source, "i")  # from a mode file: matches are time-bounded
     except PatternError as exc:
-        pc.error(node, decl.key, _field(where, decl.key), f"invalid regular expression: {exc}")
+        pc.error(node, decl.key, field_path(where, decl.key), f"invalid regular expression: {exc}")
         return compile_pattern(decl.default, "i")
 
 
@@ -219,7 +215,7 @@ def _step_refs(decl: Decl, node: LineDict, pc: ParseContext, where: str, names: 
     raw = node[decl.key]
     refs = raw if isinstance(raw, list) else [raw]
     out = []
-    fname = _field(where, decl.key)
+    fname = field_path(where, decl.key)
     for ref in refs:
         if not isinstance(ref, str):
             pc.error(node, decl.key, fname, "must be a step id or a list of step ids")
