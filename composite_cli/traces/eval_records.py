@@ -66,7 +66,7 @@ _INSERT_RUN = _insert("eval_runs", _RUN_COLUMNS)
 _INSERT_RESULT = _insert("eval_results", RESULT_COLUMNS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalResultRecord:
     """One eval result row: a case × mode × repeat, its score or error, and its run's totals."""
 
@@ -75,22 +75,22 @@ class EvalResultRecord:
     case_id: str
     mode: str
     repeat: int
-    run_id: str | None
-    judge_run_id: str | None
-    score: float | None
-    passed: int | None
-    explanation: str | None
     latency_ms: float
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    tokens: int | None
-    cost_usd: float | None
-    calls: int | None
-    cached_calls: int | None
-    error: str | None
     created_at: str
     input: str
-    output: str | None
+    output: str | None = None
+    run_id: str | None = None
+    judge_run_id: str | None = None
+    score: float | None = None
+    passed: int | None = None
+    explanation: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens: int | None = None
+    cost_usd: float | None = None
+    calls: int | None = None
+    cached_calls: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,14 @@ def begin_eval(
     profile: str,
     settings: dict[str, Any],
     cases: int,
+    created_at: str | None = None,
 ) -> None:
     """Record a new eval run, `running`, with everything needed to redo its selection, in one write
-    (so no crash can leave an eval without its selection); waits until it is committed."""
+    (so no crash can leave an eval without its selection); waits until it is committed.
+    `created_at`: now unless given (demo data)."""
     row = {
         "id": eval_run_id,
-        "created_at": iso(time.time()),
+        "created_at": created_at or iso(time.time()),
         "file": file,
         "file_hash": file_hash,
         "modes": json.dumps(modes),
@@ -144,11 +146,11 @@ def resume_eval(store: TraceStore, eval_run_id: str) -> None:
     store.flush()
 
 
-def finish_eval(store: TraceStore, eval_run_id: str, status: str) -> None:
-    """Give an eval run its final status (done, interrupted, error) and end time."""
+def finish_eval(store: TraceStore, eval_run_id: str, status: str, finished_at: str | None = None) -> None:
+    """Give an eval run its final status (done, interrupted, error) and end time (now unless given)."""
     store._submit(
         "update eval_runs set status = ?, finished_at = ? where id = ?",
-        [status, iso(time.time()), eval_run_id],
+        [status, finished_at or iso(time.time()), eval_run_id],
     )
     store.flush()
 
