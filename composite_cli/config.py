@@ -21,7 +21,7 @@ from typing import Any
 
 from composite_cli.dotted import bad_allow_entry
 from composite_cli.errors import ConfigError, UnknownAliasError, UnknownProfileError
-from composite_cli.yamlfile import YamlSyntaxError, line_of, load_yaml_file
+from composite_cli.yamlfile import FieldReader, YamlSyntaxError, line_of, load_yaml_file
 
 LOCAL_MODEL = "local/smollm2"
 DEFAULT_PROFILE = "local"
@@ -243,26 +243,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
             path=spath,
             line=line_of(data),
         )
-    for key in data:
-        if key not in _CONFIG_KEYS:
-            raise ConfigError(
-                f"unknown key {key!r} (expected one of {', '.join(sorted(_CONFIG_KEYS))})",
-                path=spath,
-                line=line_of(data, key),
-            )
-    if "profile" in data and not isinstance(data["profile"], str):
-        raise ConfigError("profile: must be a profile name", path=spath, line=line_of(data, "profile"))
-    if "no_content" in data and not isinstance(data["no_content"], bool):
-        raise ConfigError("no_content: must be true or false", path=spath, line=line_of(data, "no_content"))
-    if "db" in data and not isinstance(data["db"], str):
-        raise ConfigError("db: must be a file path", path=spath, line=line_of(data, "db"))
-    modes_path = data.get("modes_path", [])
-    if isinstance(modes_path, str):
-        modes_path = [modes_path]
-    if not isinstance(modes_path, list) or not all(isinstance(p, str) for p in modes_path):
-        raise ConfigError(
-            "modes_path: must be a list of directories", path=spath, line=line_of(data, "modes_path")
-        )
+    fields = _fields(spath)
+    fields.check_keys(data, _CONFIG_KEYS, "", message="unknown key {key} (expected one of {allowed})")
+    fields.string(data, "profile", "", message="must be a profile name", empty_is_absent=False)
+    fields.boolean(data, "no_content", "", False, message="must be true or false")
+    fields.string(data, "db", "", message="must be a file path", empty_is_absent=False)
+    modes_path = fields.strings(data, "modes_path", "", message="must be a list of directories") or []
     return {
         "profile": data.get("profile"),
         "allow_code": _allow_code(data, spath),
@@ -273,6 +259,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
         "allow_code_line": line_of(data, "allow_code"),
         "no_content": bool(data.get("no_content", False)),
     }
+
+
+def _fields(path: str) -> FieldReader:
+    """The shared YAML field checks (yamlfile.FieldReader), stopping at the first problem: a
+    ConfigError naming the file, line and field."""
+
+    def report(node: Any, key: str | int | None, field_name: str, message: str) -> None:
+        text = f"{field_name}: {message}" if field_name else message
+        raise ConfigError(text, path=path, line=line_of(node, key))
+
+    return FieldReader(report)
 
 
 def _allow_code(data: dict[str, Any], path: str) -> tuple[str, ...]:

@@ -239,9 +239,11 @@ class FieldReader:
         *,
         required: bool = False,
         message: str | None = None,
+        empty_is_absent: bool = True,
     ) -> str | None:
-        """`node[key]` when it is a string; None when absent ("is required" if `required`)."""
-        if key not in node or node[key] is None:
+        """`node[key]` when it is a string; None when absent ("is required" if `required`).
+        `empty_is_absent=False`: a key given with no value (`db:`) is wrong, not absent."""
+        if key not in node or (node[key] is None and empty_is_absent):
             if required:
                 self.report(node, None, field_path(where, key), "is required")
             return None

@@ -487,3 +487,18 @@ def test_the_dry_provider_streams_and_can_still_inject_faults() -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
     with pytest.raises(litellm.RateLimitError):
         llm.completion(model=DRY_MODEL, messages=messages, fault_rate=1.0)
+
+
+def test_config_and_mode_files_share_one_set_of_field_checks() -> None:
+    """yamlfile.FieldReader checks the config file (first problem) and mode files (every
+    problem); a key given with no value is still wrong in a config (`db:`), not absent."""
+    from composite_cli.engine.spec import ParseContext
+    from composite_cli.yamlfile import FieldReader
+
+    assert issubclass(ParseContext, FieldReader)
+    err = config_error("profile: local\ndb:\n")
+    assert str(err) == "composite.yaml:2: db: must be a file path"
+    err = config_error("profile:\n")
+    assert str(err) == "composite.yaml:1: profile: must be a profile name"
+    err = config_error("no_content: 3\n")
+    assert str(err) == "composite.yaml:1: no_content: must be true or false"
