@@ -224,3 +224,29 @@ async def test_a_resumed_eval_belongs_to_the_process_that_resumes_it(isolated_ho
     EvalSessions(runner).resume(session.eval_run_id)
     runner.close()
     assert db_rows(isolated_home, "select status, pid from eval_runs") == [("running", os.getpid())]
+
+
+def test_saved_settings_from_the_database_are_checked_not_trusted(isolated_home: Path, fake_model):
+    """A trace database is input (it can be merged from anywhere): a bad saved field is one line."""
+    fast(fake_model)
+    cli = CliRunner()
+    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    write_cases(isolated_home / "e.jsonl", SIX[:2])
+    started = cli.invoke(app, ["eval", "e.jsonl", "-m", "direct", "--json", "-q"])
+    eval_id = json.loads(started.stdout)["eval_run"]["id"]
+    for field, value, expected in (
+        ("repeats", "abc", "a whole number ≥ 1"),
+        ("limit", 0, "a whole number ≥ 1 or null"),
+        ("case_ids", "c0", "a list of strings"),
+        ("params", {"direct": 3}, "an object of objects (mode → parameters)"),
+    ):
+        with sqlite3.connect(isolated_home / "traces.db") as db:
+            saved = json.loads(db.execute("select settings from eval_runs").fetchone()[0])
+            db.execute("update eval_runs set settings = ?", [json.dumps({**saved, field: value})])
+        resumed = cli.invoke(app, ["eval", "--resume", eval_id])
+        assert resumed.exit_code == 1 and resumed.stdout == "", resumed.output
+        assert resumed.stderr.strip() == (
+            f"Error: eval {eval_id}: saved settings: {field}: expected {expected}, got {value!r}"
+        )
+        with sqlite3.connect(isolated_home / "traces.db") as db:
+            db.execute("update eval_runs set settings = ?", [json.dumps(saved)])

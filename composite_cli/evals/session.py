@@ -209,7 +209,7 @@ class EvalSessions:
             raise EvalError("evals need the trace database (tracing cannot be off)")
         eval_run_id = TraceReader(store).eval_run_id(ref)
         record = eval_records.eval_run(store, eval_run_id)
-        saved = record.settings
+        saved = _checked_settings(record)
         path = self._saved_path(record, self.runner.settings.allow_code)
         eval_file = load_eval_file(
             path,
@@ -218,6 +218,10 @@ class EvalSessions:
             # the scorer saved in the trace database is data now: it needs the allow-list like a line
             allow_code=self.runner.settings.allow_code,
         )
+        if eval_file.sha256 != record.file_hash:  # changed between the check and the load
+            raise EvalFileChanged(
+                _what_changed(path, record, eval_file.sha256, self.runner.settings.allow_code)
+            )
         eval_file.path = Path(record.file)  # as it was given: the report names it so
         eval_file.cases = _saved_cases(eval_file, record)
         settings = EvalSettings(
@@ -252,6 +256,37 @@ class EvalSessions:
         if digest != record.file_hash:
             raise EvalFileChanged(_what_changed(path, record, digest, allow_code))
         return path
+
+
+def _checked_settings(record: eval_records.EvalRunRecord) -> dict[str, Any]:
+    """The eval's saved settings, each field checked (a trace database can be merged from anywhere:
+    its values are input like any other)."""
+    saved = record.settings
+
+    def bad(field: str, expected: str) -> EvalError:
+        return EvalError(
+            f"eval {record.id}: saved settings: {field}: expected {expected}, got {saved[field]!r}"
+        )
+
+    repeats = saved.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise bad("repeats", "a whole number ≥ 1")
+    limit = saved.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise bad("limit", "a whole number ≥ 1 or null")
+    for field in ("case_ids", "filter"):
+        value = saved.get(field)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise bad(field, "a list of strings")
+    for field in ("scorer", "file_abs"):
+        if saved.get(field) is not None and not isinstance(saved[field], str):
+            raise bad(field, "a string")
+    params = saved.get("params")
+    if params is not None and not (
+        isinstance(params, dict) and all(isinstance(v, dict) for v in params.values())
+    ):
+        raise bad("params", "an object of objects (mode → parameters)")
+    return saved
 
 
 def _saved_cases(eval_file: EvalFile, record: eval_records.EvalRunRecord) -> list[EvalCase]:
