@@ -11,13 +11,14 @@ import json
 import pytest
 from conftest import Reply
 
-from composite_cli.calls import CallRecord
+from composite_cli.calls import CallRecord, CallRequest
 from composite_cli.config import Profile, Settings
-from composite_cli.engine.executor import run_mode
+from composite_cli.engine.executor import StepRuntime, run_mode
 from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.lifecycle import StepEndedEarly, open_step
-from composite_cli.engine.runtime import RunContext, RunRequest
+from composite_cli.engine.runtime import RunContext, RunRequest, Scope
 from composite_cli.engine.spec import parse_mode
+from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import TextValue
 from composite_cli.errors import StepFailed, StepTimeout
 from composite_cli.events import (
@@ -33,6 +34,7 @@ from composite_cli.events import (
     TokenDelta,
 )
 from composite_cli.runner import Runner
+from composite_cli.tools.base import InternalTool
 from composite_cli.worker.protocol import decode, encode, event_from, event_message
 
 PROFILE = Profile("test", {"*": {"model": "openai/fake-model"}})
@@ -239,6 +241,53 @@ def test_a_call_summary_is_a_copy():
     record.request["messages"].append({"role": "user", "content": "more"})
     record.status = "error"
     assert summary.text == "hello" and len(summary.request["messages"]) == 1 and summary.status == "ok"
+
+
+async def test_tool_steps_time_out_fail_or_are_skipped_and_the_step_goes_on(fake_model):
+    """A tool's own timeout is `timeout` (was `error`), a tool that raises is `error`, a tool the
+    step did not declare is `skipped` (was `refused`); each goes back to the model."""
+
+    async def slow(**_):
+        await asyncio.sleep(600)  # only the tool timeout ends it
+
+    async def broken(**_):
+        raise ValueError("no")
+
+    def tool_call(name: str, call_id: str) -> dict:
+        return {"id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}
+
+    tools = [InternalTool(n, n, {"type": "object"}, fn) for n, fn in (("slow", slow), ("broken", broken))]
+    calls = [tool_call("slow", "1"), tool_call("broken", "2"), tool_call("rogue", "3")]
+    fake_model.on("ask", None, tool_calls=calls).on("ask", "done")
+    events: list = []
+    ctx = context(events)
+    async with open_step(
+        ctx, kind="call", name="s", parent_id=None, depth=0, parent_totals=ctx.totals
+    ) as opened:
+        rt = StepRuntime(ctx, None, Scope(), opened, False)
+        request = CallRequest(
+            alias="a", messages=[{"role": "user", "content": "go"}], name="ask", parent_id=None
+        )
+        record = await asyncio.wait_for(
+            call_with_tools(
+                rt, request, internal=tools, client_allowed=False, max_rounds=2, tool_timeout=0.05
+            ),
+            120,  # a guard, not a figure
+        )
+    assert record.text == "done"
+    ends = finished_pairs(events)
+    started = {e.name: e.step_id for e in events if isinstance(e, StepStarted)}
+    assert {name: ends[step_id].status for name, step_id in started.items()} == {
+        "s": "ok",
+        "slow": "timeout",
+        "broken": "error",
+        "rogue": "skipped",
+    }
+    assert "not available" in (ends[started["rogue"]].error or "")
+    results = [m["content"] for m in fake_model.requests[-1]["messages"] if m["role"] == "tool"]
+    assert results[0].startswith("Error: tool slow timed out") and results[2].startswith(
+        "Error: tool 'rogue'"
+    )
 
 
 # -- the RLM ------------------------------------------------------------------------------------------
