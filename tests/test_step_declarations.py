@@ -149,6 +149,7 @@ class ShoutStep(Step):
 
     words: str = text("what to say", required=True, show=True)
     times: int | ParamRef = number("how often", 1, integer=True, minimum=1, maximum=3, show=True)
+    volume: float = number("how loud, fixed in the file", 1.0, minimum=0.0, param=False)
 
     async def run(self, rt: Any) -> TextValue:
         return TextValue(" ".join([self.words.upper()] * int(rt.resolve(self.times))))
@@ -156,6 +157,10 @@ class ShoutStep(Step):
 
 class NotAStep:
     pass
+
+
+class NotADataclass(ShoutStep):
+    extra: int = number("declared, but this class is no dataclass", 1)
 
 
 def plugin_mode(kind: str, extra: str = "") -> str:
@@ -178,6 +183,18 @@ def test_a_kind_from_a_dotted_path_the_user_allowed() -> None:
     with pytest.raises(ModeValidationError) as info:
         parse_mode(plugin_mode(f"{__name__}:ShoutStep", "    times: 4\n"), "p.yaml", allow_code=[__name__])
     assert [e.one_line() for e in info.value.errors] == ["p.yaml:6: steps[0].times: must be at most 3, got 4"]
+    # a field declared param=False takes no $parameter
+    with pytest.raises(ModeValidationError) as info:
+        parse_mode(
+            plugin_mode(f"{__name__}:ShoutStep", "    volume: $v\n").replace(
+                "name: p", "name: p\nparams: {v: 2}"
+            ),
+            "p.yaml",
+            allow_code=[__name__],
+        )
+    assert [e.one_line() for e in info.value.errors] == [
+        "p.yaml:7: steps[0].volume: must be a number here, not a $parameter"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -187,6 +204,7 @@ def test_a_kind_from_a_dotted_path_the_user_allowed() -> None:
         ("no_such_module_xyz:Kind", ["no_such_module_xyz"], "cannot import 'no_such_module_xyz'"),
         (f"{__name__}:NotAStep", [__name__], "is not a Step subclass"),
         (f"{__name__}:Missing", [__name__], "has no function 'Missing'"),
+        (f"{__name__}:NotADataclass", [__name__], "must be a @dataclass(eq=False)"),
     ],
 )
 def test_a_bad_dotted_kind_is_one_line(kind: str, allow: list[str], message: str) -> None:
@@ -196,6 +214,12 @@ def test_a_bad_dotted_kind_is_one_line(kind: str, allow: list[str], message: str
     assert error.one_line().startswith("p.yaml:4: steps[0].kind: ")
     assert message in error.message
     assert "\n" not in error.one_line()
+
+
+def test_step_kind_refuses_a_class_that_is_not_a_dataclass() -> None:
+    with pytest.raises(TypeError, match=r"must be a @dataclass\(eq=False\)"):
+        step_kind("not_a_dataclass")(NotADataclass)
+    assert "not_a_dataclass" not in STEP_KINDS
 
 
 def test_step_kind_refuses_a_second_kind_under_a_taken_name() -> None:

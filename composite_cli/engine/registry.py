@@ -20,11 +20,22 @@ def _load_builtin_kinds() -> None:
     import composite_cli.engine.steps  # noqa: F401
 
 
-def _as_kind(path: str, obj: Any) -> type[Step]:
+def _not_a_kind(name: str, obj: Any) -> str | None:
+    """Why `obj` cannot be a step kind, or None."""
     from composite_cli.engine.steps.base import Step
 
     if not (isinstance(obj, type) and issubclass(obj, Step)) or getattr(obj, "__abstractmethods__", None):
-        raise DottedPathError(f"step kind {path!r} is not a Step subclass (see composite_cli/engine/steps/)")
+        return f"step kind {name!r} is not a Step subclass with run() (see composite_cli/engine/steps/)"
+    if "__dataclass_fields__" not in vars(obj):
+        # without it, the fields it declares would be ignored, not read
+        return f"step kind {name!r} must be a @dataclass(eq=False), so its declared fields are read"
+    return None
+
+
+def _as_kind(path: str, obj: Any) -> type[Step]:
+    problem = _not_a_kind(path, obj)
+    if problem:
+        raise DottedPathError(problem)
     if not obj.kind:
         obj.kind = path
     return obj
@@ -37,6 +48,9 @@ def step_kind(name: str) -> Callable[[S], S]:
     """Class decorator: register a Step subclass under `name`."""
 
     def register(cls: S) -> S:
+        problem = _not_a_kind(name, cls)
+        if problem:
+            raise TypeError(problem)
         cls.kind = name
         STEP_KINDS.add(name, cls)
         return cls
