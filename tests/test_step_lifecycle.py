@@ -35,7 +35,7 @@ from composite_cli.events import (
 )
 from composite_cli.runner import Runner
 from composite_cli.tools.base import InternalTool
-from composite_cli.worker.protocol import decode, encode, event_from, event_message
+from composite_cli.worker.protocol import ProtocolError, decode, encode, event_from, event_message
 
 PROFILE = Profile("test", {"*": {"model": "openai/fake-model"}})
 
@@ -369,3 +369,13 @@ def test_events_are_frozen_and_keyword_only(event):
 def test_events_cross_the_worker_protocol_unchanged(event):
     message = decode(encode(event_message(event)))
     assert event_from(json.loads(json.dumps(message))) == event
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"run_id": "r"}, {"run_id": "r", "call_id": "c", "text": "t", "extra": 1}, {"record": "x"}],
+)
+def test_a_malformed_event_from_the_worker_is_a_protocol_error(data):
+    name = "CallFinished" if "record" in data else "CallDelta"
+    with pytest.raises(ProtocolError, match=f"malformed {name} event from the worker"):
+        event_from({"type": "event", "event": name, "data": data})

@@ -84,14 +84,22 @@ def event_message(event: Event) -> dict[str, Any]:
 
 
 def event_from(message: dict[str, Any]) -> Event:
+    """The engine event a message carries; ProtocolError when it is not one (events are
+    keyword-only: a field that is missing or not the event's is named)."""
     name = message.get("event")
     cls = EVENT_TYPES.get(str(name))
     data = message.get("data")
     if cls is None or not isinstance(data, dict):
         raise ProtocolError(f"unknown event from the worker: {name!r}")
-    if cls is CallFinished:
-        return CallFinished(record=CallSummary(**data["record"]))
-    event: Event = cls(**data)
+    try:
+        if cls is CallFinished:
+            record = data.get("record")
+            if not isinstance(record, dict):
+                raise TypeError("record: not an object")
+            return CallFinished(record=CallSummary(**record))
+        event: Event = cls(**data)
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {name} event from the worker: {exc}") from None
     return event
 
 
