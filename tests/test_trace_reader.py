@@ -50,7 +50,14 @@ def damaged_db(path: Path, created: float = T0 - 60) -> Path:
     files or a damaged file holds. Written with foreign keys off (the store's writer enforces them)."""
     store = TraceStore(path).open()
     store.begin_run(
-        {"id": RUN, "created_at": iso(created), "mode": "direct", "source": "chat", "status": "ok", "calls": 1}
+        {
+            "id": RUN,
+            "created_at": iso(created),
+            "mode": "direct",
+            "source": "chat",
+            "status": "ok",
+            "calls": 1,
+        }
     )
     store.close()
     db = sqlite_utils.Database(path)  # foreign keys off: SQLite's default

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from composite_cli.traces.reader import RUN_FILTERS, EvalRunNotFound, TraceReader
+from composite_cli.traces.reader import TraceReader
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import TraceStore
-
-__all__ = ["RUN_FILTERS", "EvalRunNotFound", "eval_runs", "find_eval_run_id", "find_run_id"]
 
 # Step kinds that mean "this request used a tool" (client tool calls are seen in finish_reason).
 TOOL_KINDS = ("tool", "think")
@@ -28,23 +26,6 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "7d": (7 * 86400.0, 6 * 3600.0),
 }
 DEPTH_BINS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, None))
-
-
-# Shortcuts kept for the eval front ends (cli/eval.py, tui/screens/evals.py, traces/eval_records.py:
-# helper D, issue 14) until they call TraceReader themselves; remove with their last caller.
-def find_run_id(store: TraceStore, ref: str) -> str:
-    """The full id of the run named by `ref` (id, unique prefix or `latest`). Raises RunNotFound."""
-    return TraceReader(store).run_id(ref)
-
-
-def find_eval_run_id(store: TraceStore, ref: str) -> str:
-    """The full id of the eval run named by `ref`. Raises EvalRunNotFound."""
-    return TraceReader(store).eval_run_id(ref)
-
-
-def eval_runs(store: TraceStore, limit: int = 50) -> list[dict[str, Any]]:
-    """Eval runs, newest first, with how many results each has."""
-    return TraceReader(store).eval_runs(limit)
 
 
 # -- dashboard ----------------------------------------------------------------------------------

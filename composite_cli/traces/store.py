@@ -225,17 +225,6 @@ class TraceStore:
         row = {"key": key, "model": model, "response_json": response_json, "created_at": created_at}
         self._write_row("call_cache", row)
 
-    # Old generic names, kept only while evals/runner.py and cli/eval.py (helper D, issue 14) still
-    # call them; remove with their last caller. `insert` replaces a row: it was never an insert.
-    def insert(self, table: str, row: dict[str, Any]) -> None:
-        self._write_row(table, row)
-
-    def upsert(self, table: str, row: dict[str, Any], pk: str = "id") -> None:
-        self._write_row(table, row)
-
-    def update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
-        self._update_row(table, pk, fields)
-
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued write is committed; raise if a write failed."""
         if self._thread is None:

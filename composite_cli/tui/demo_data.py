@@ -5,7 +5,6 @@ stable."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from composite_cli.events import (
     StepFinished,
     StepStarted,
 )
+from composite_cli.traces.eval_records import EvalResultRecord, begin_eval, finish_eval, record_eval_result
 from composite_cli.traces.recorder import TraceRecorder, iso
 from composite_cli.traces.store import TraceStore
 from composite_cli.tui.demo import T0, ScriptedRun
@@ -398,45 +398,40 @@ EVAL_MODES = {
 def seed_eval(store: TraceStore, eval_id: str = "demo-eval-0001") -> None:
     """An eval of three modes on 12 cases, with fixed scores, latencies and costs."""
     store.open()
-    store.insert(
-        "eval_runs",
-        {
-            "id": eval_id,
-            "created_at": iso(T0 - 5400),
-            "finished_at": iso(T0 - 5000),
-            "file": "evals/arithmetic.jsonl",
-            "file_hash": "0" * 64,
-            "modes": json.dumps(list(EVAL_MODES)),
-            "profile": "openai",
-            "settings": json.dumps({"repeats": 1}),
-            "status": "done",
-            "cases": 12,
-            "pid": 1,
-        },
+    begin_eval(
+        store,
+        eval_run_id=eval_id,
+        file="evals/arithmetic.jsonl",
+        file_hash="0" * 64,
+        modes=list(EVAL_MODES),
+        profile="openai",
+        settings={"repeats": 1},
+        cases=12,
+        created_at=iso(T0 - 5400),
     )
     for mode, (pattern, latency, cost) in EVAL_MODES.items():
         for i, passed in enumerate(pattern):
             case = f"case{i + 1:02d}"
-            store.upsert(
-                "eval_results",
-                {
-                    "id": f"{eval_id}:{mode}:0:{case}",
-                    "eval_run_id": eval_id,
-                    "case_id": case,
-                    "mode": mode,
-                    "repeat": 0,
-                    "score": float(passed),
-                    "passed": int(passed),
-                    "latency_ms": (latency + 0.05 * i) * 1000,
-                    "prompt_tokens": 100,
-                    "completion_tokens": 20,
-                    "tokens": 120,
-                    "cost_usd": cost,
-                    "calls": 1,
-                    "cached_calls": 0,
-                    "created_at": iso(T0 - 5000),
-                    "input": f"question {i + 1}",
-                    "output": "42",
-                },
+            record_eval_result(
+                store,
+                EvalResultRecord(
+                    id=f"{eval_id}:{mode}:0:{case}",
+                    eval_run_id=eval_id,
+                    case_id=case,
+                    mode=mode,
+                    repeat=0,
+                    score=float(passed),
+                    passed=int(passed),
+                    latency_ms=(latency + 0.05 * i) * 1000,
+                    prompt_tokens=100,
+                    completion_tokens=20,
+                    tokens=120,
+                    cost_usd=cost,
+                    calls=1,
+                    cached_calls=0,
+                    created_at=iso(T0 - 5000),
+                    input=f"question {i + 1}",
+                    output="42",
+                ),
             )
-    store.flush()
+    finish_eval(store, eval_id, "done", finished_at=iso(T0 - 5000))
