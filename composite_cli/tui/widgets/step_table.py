@@ -16,9 +16,11 @@ STATUS_MARKS = {
     "cancelled": "⊘ cancel",
     "partial": "◐ partial",
     "skipped": "· skip",
-    "refused": "✗ refused",
+    "timeout": "⧗ timeout",
 }
 _STATUS_COLOR = {"running": "accent", "ok": "success", "partial": "warning", "cancelled": "warning"}
+# A step that ended this way shows its error text instead of its output.
+FAILED_SHOWS_ERROR = ("error", "timeout", "skipped")
 COLUMNS = (("step", 22), ("model", 16), ("status", 9), ("time", 6), ("tok", 5))
 
 
@@ -92,7 +94,7 @@ class StepTable(DataTable[Text | str]):
         indent = "│ " * max(0, item.depth - 1) + ("├ " if item.depth else "")
         name = item.name if item.is_call else f"▸ {item.name} {item.kind}"
         tokens = item.tokens_so_far() if item.is_call else (str(item.completion_tokens or "") or "")
-        text = item.error if item.status in ("error", "refused") and item.error else item.text
+        text = item.error if item.status in FAILED_SHOWS_ERROR and item.error else item.text
         return (
             indent + units.first_line(name, COLUMNS[0][1] - len(indent)),
             units.first_line(item.model or "", COLUMNS[1][1]),
@@ -111,5 +113,5 @@ class StepTable(DataTable[Text | str]):
             status_text(status, theme),
             Text(elapsed, justify="right"),
             Text(tokens, justify="right"),
-            _styled(text, theme.get("error", "") if status == "error" else ""),
+            _styled(text, theme.get("error", "") if status in ("error", "timeout") else ""),
         ]

@@ -95,7 +95,7 @@ class Timeline(Widget):
             start = min(bar_w - 1, int(span.start / total * bar_w))
             end = max(start + 1, min(bar_w, round(span.end / total * bar_w)))
             char = "█" if span.is_call else "━"
-            status = "error" if span.status in ("error", "refused") else span.status
+            status = "error" if span.status in ("error", "timeout") else span.status
             style = self._style(_STATUS_CLASS.get(status, "timeline--error"))
             out.append(" " * start)
             out.append(char * (end - start), style=style)
