@@ -45,7 +45,6 @@ class Step(ABC):
         """Build the step from its YAML node, reporting problems to `pc`."""
         step = cls(id=str(node["id"]), line=node.line, where=where)
         read_declared(step, node, pc, names, in_loop)
-        step.description = step.description or ""
         pc.check_keys(node, yaml_keys(cls), where)
         step.finish(node, pc, names, in_loop=in_loop)
         return step

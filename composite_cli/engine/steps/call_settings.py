@@ -76,7 +76,6 @@ CALL_GROUP: tuple[Decl, ...] = (
     ),
 )
 CALL_FIELDS = frozenset(d.key for d in CALL_GROUP)
-_BY_KEY = {d.key: d for d in CALL_GROUP}
 
 
 @dataclass
@@ -201,10 +200,6 @@ def read_call(
 ) -> CallSettings:
     """A call group read with other options than its declaration's (a fan-out's experts)."""
     return CallSettings.parse(node, pc, where, names | set(decl.scope), **options)
-
-
-def call_decl(key: str) -> Decl:
-    return _BY_KEY[key]
 
 
 def _generation_params(extra: dict[str, Any], pc: ParseContext, where: str) -> dict[str, Any]:

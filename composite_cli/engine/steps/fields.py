@@ -146,7 +146,7 @@ def read_field(
     if node.get(key) is None:
         if decl.required:
             pc.error(node, None, field_path(where, key), f"is required ({decl.doc})")
-        return _absent(decl, pc, node, where, names)
+        return _absent(decl)
     kind = decl.type
     if kind in ("integer", "number"):
         if not decl.param and isinstance(node[key], str) and node[key].startswith("$"):
@@ -188,7 +188,7 @@ def read_field(
     raise TypeError(f"field {key!r} of type {kind!r} needs a reader")
 
 
-def _absent(decl: Decl, pc: ParseContext, node: LineDict, where: str, names: set[str]) -> Any:
+def _absent(decl: Decl) -> Any:
     if decl.type == "pattern":
         return compile_pattern(decl.default, "i")
     if decl.type in ("steps", "body"):
