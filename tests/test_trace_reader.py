@@ -203,6 +203,23 @@ def stats_db(isolated_home: Path) -> Path:
                     "completion_tokens": 3 * calls,
                 }
             )
+            for c in range(calls):  # its model calls: a failed one has no cost, nor does an unpriced one
+                store.record_call(
+                    {
+                        "id": f"r{n:03d}-c{c}",
+                        "run_id": f"r{n:03d}",
+                        "seq": c + 1,
+                        "depth": 0,
+                        "kind": "llm",
+                        "name": "answer",
+                        "model": f"model-{(n + c) % 3}",
+                        "status": "error" if status == "error" else "ok",
+                        "latency_ms": 1.0,
+                        "prompt_tokens": 10,
+                        "completion_tokens": 3,
+                        "cost_usd": None if cost is None or status == "error" else cost / calls,
+                    }
+                )
     store.close()
     return path
 
@@ -254,3 +271,26 @@ def test_a_window_and_a_source_narrow_the_same_definition(stats_db: Path):
     assert reader.mode_stats(since=iso(time.time() + 60)) == []
     whole = {r["mode"]: r for r in reader.mode_stats()}
     assert {r["mode"]: r for r in reader.mode_stats(source="serve", since=iso(0))} == whole
+
+
+def test_one_definition_of_the_model_figures_everywhere(stats_db: Path):
+    """Calls, errors, tokens, cost and unpriced calls per model agree in the `model_stats` view, the
+    HTTP summary and the TUI dashboard (before: the API and the TUI counted a failed call as unpriced)."""
+    from composite_cli.serve.metrics import summary
+    from composite_cli.traces.queries import dashboard
+
+    store = TraceStore(stats_db)
+    view = {r["model"]: r for r in sqlite_utils.Database(stats_db).query("select * from model_stats")}
+    http = summary(store, last_hours=1, source=None)["models"]
+    tui = {m.model: m for m in dashboard(store, "1h").models}
+    assert set(view) == set(http) == set(tui) and len(view) == 3
+    for model, row in view.items():
+        assert row["calls"] == http[model]["calls"] == tui[model].calls
+        assert row["runs"] == tui[model].requests
+        assert row["errors"] == http[model]["errors"]
+        assert row["tokens"] == http[model]["tokens"]["prompt"] + http[model]["tokens"]["completion"]
+        assert row["tokens"] == tui[model].tokens
+        assert row["cost_usd"] == http[model]["cost_usd"]
+        assert (row["cost_usd"] or 0.0) == tui[model].cost_usd
+        assert row["unpriced_calls"] == http[model]["unpriced_calls"] == tui[model].unpriced_calls
+    assert sum(r["errors"] for r in view.values()) > 0  # failed calls are there, and not unpriced

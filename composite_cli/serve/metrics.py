@@ -3,8 +3,8 @@
 Per mode: the one per-mode definition (the `mode_stats` view's, which the TUI dashboard shows too):
 requests, errors and error rate, partial runs (a cap stopped them; by cap in `stopped_by`), p50/p95
 latency of the answered runs, tokens, cost and calls per request. Per underlying model (steps with
-kind='llm'): calls, errors, tokens and cost. Costs stay `None` when no price was known, never a
-made-up 0.
+kind='llm'; the `model_stats` view's definition): calls, errors, tokens and cost, and the answered
+calls whose price is unknown. Costs stay `None` when no price was known, never a made-up 0.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def summary(store: TraceStore, last_hours: float, source: str | None = "serve") 
         str(m["model"]): {
             "calls": m["calls"],
             "errors": m["errors"],
-            "tokens": {"prompt": m["prompt_tokens"], "completion": m["completion_tokens"]},
+            "tokens": {"prompt": m["prompt_tokens"] or 0, "completion": m["completion_tokens"] or 0},
             "cost_usd": m["cost_usd"],
             "unpriced_calls": m["unpriced_calls"],
         }

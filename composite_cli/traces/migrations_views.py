@@ -103,3 +103,10 @@ MODE_STATS_SQL = _MODE_STATS_V4
 def m008_one_mode_stats(db: sqlite_utils.Database) -> None:
     """mode_stats is the one definition of per-mode latency, error rate and cost (see above)."""
     db.create_view("mode_stats", _MODE_STATS_V4.strip(), replace=True)
+
+
+# The newest per-model definition (model_stats v2, m007): what the reader runs, narrowed to the
+# steps of the runs in a window (MODEL_STATS_SCOPE is where it narrows), and the view holds whole.
+# An unpriced call is an answered call (status ok) whose cost is unknown; a failed call is not.
+MODEL_STATS_SCOPE = "where s.kind = 'llm'\n"
+MODEL_STATS_SQL = _MODEL_STATS_V2

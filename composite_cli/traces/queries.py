@@ -146,7 +146,7 @@ def dashboard(store: TraceStore, window: str = "24h", *, now: float | None = Non
         ModelStats(
             model=str(m["model"]),
             calls=int(m["calls"]),
-            requests=int(m["requests"]),
+            requests=int(m["runs"]),
             tokens=int(m["tokens"] or 0),
             cost_usd=float(m["cost_usd"] or 0),
             unpriced_calls=int(m["unpriced_calls"] or 0),

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.traces.migrations_views import MODE_STATS_SCOPE, MODE_STATS_SQL
+from composite_cli.traces.migrations_views import (
+    MODE_STATS_SCOPE,
+    MODE_STATS_SQL,
+    MODEL_STATS_SCOPE,
+    MODEL_STATS_SQL,
+)
 from composite_cli.traces.steptree import StepNode, step_tree
 from composite_cli.traces.store import RunNotFound, TraceStore, TraceStoreError
 
@@ -244,23 +249,13 @@ class TraceReader:
     def model_stats(
         self, *, since: str | None = None, until: str | None = None, source: str | None = None
     ) -> list[dict[str, Any]]:
-        """Per underlying model (steps with kind 'llm') of the runs created in [since, until) from
-        `source`: calls, errors, requests, tokens, cost (None when no call was priced) and
-        unpriced calls, most calls first."""
+        """Per underlying model (steps with kind 'llm'): the `model_stats` view's definition
+        (traces/migrations_views.py) over the steps of the runs created in [since, until) from
+        `source`, most calls first. `cost_usd` is None when no call was priced."""
         where, args = _window(since, until, source)
-        return self._rows(
-            "select s.model as model, count(*) as calls, "  # noqa: S608 - fixed clauses
-            "sum(case when s.status = 'error' then 1 else 0 end) as errors, "
-            "count(distinct s.run_id) as requests, "
-            "coalesce(sum(s.prompt_tokens), 0) as prompt_tokens, "
-            "coalesce(sum(s.completion_tokens), 0) as completion_tokens, "
-            "sum(coalesce(s.prompt_tokens, 0) + coalesce(s.completion_tokens, 0)) as tokens, "
-            "sum(s.cost_usd) as cost_usd, count(*) - count(s.cost_usd) as unpriced_calls "
-            "from steps s join runs r on r.id = s.run_id "
-            f"where s.kind = 'llm' and r.id in (select id from runs where {where}) "
-            "group by s.model order by calls desc, s.model",
-            args,
-        )
+        scoped = f"where s.kind = 'llm' and s.run_id in (select id from runs where {where})\n"  # noqa: S608
+        sql = MODEL_STATS_SQL.replace(MODEL_STATS_SCOPE, scoped, 1) + "order by calls desc, s.model"
+        return self._rows(sql, args)
 
     def runs_stopped_by(
         self, *, since: str | None = None, until: str | None = None, source: str | None = None
