@@ -256,3 +256,51 @@ def _call_group() -> tuple[Decl, ...]:
     from composite_cli.engine.steps.call_settings import CALL_GROUP
 
     return CALL_GROUP
+
+
+# `composite modes show` of the shipped modes before the kinds were declarative (hand-written
+# summary() per kind): the declarations must say the same.
+SHIPPED_SUMMARIES = {
+    "direct": ["answer (call) model=strong"],
+    "moa-reflect-v1": [
+        "proposals (fanout) experts: analyst(fast), teacher(fast), skeptic(fast); min_success=$min_success",
+        "draft (synthesize) from=proposals model=strong",
+        "refine (loop) max_rounds=1 output=draft",
+        "critique (reflect) draft=draft model=judge ok_when='\\\\bNO ISSUES\\\\b'",
+        "fix (if) when='not critique.ok'",
+        "rewrite (call) model=strong",
+    ],
+    "moa-v1": [
+        "proposals (fanout) experts: analyst(fast), teacher(fast), skeptic(fast); min_success=$min_success",
+        "layers (loop) max_rounds=$extra_layers",
+        "refined (fanout) experts: analyst(fast), teacher(fast), skeptic(fast); min_success=$min_success",
+        "answer (synthesize) from=proposals model=strong",
+    ],
+    "reflect-v1": [
+        "draft (call) model=strong",
+        "refine (loop) max_rounds=$max_rounds until='critique.ok' output=draft",
+        "critique (reflect) draft=draft model=judge ok_when='\\\\bNO ISSUES\\\\b'",
+        "fix (if) when='not critique.ok'",
+        "rewrite (call) model=strong",
+    ],
+    "rlm-v1": [
+        "answer (rlm) root=root sub=sub max_iterations=$max_iterations max_depth=$max_depth "
+        "max_calls=$max_calls fallback_after=$fallback_after"
+    ],
+    "think-step-v1": [
+        "notes (if) when=\"last_role == 'tool'\"",
+        "analysis (call) model=judge",
+        "condensed (call) model=judge",
+        "answer (call) model=strong",
+    ],
+    "think-v1": ["answer (call) model=strong"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SUMMARIES))
+def test_modes_show_says_what_it_said_before(name: str) -> None:
+    from composite_cli.engine.library import ModeLibrary
+
+    spec = ModeLibrary().load(name)
+    lines = [f"{s.id} ({s.kind}) {s.summary()}".rstrip() for s in spec.walk()]
+    assert lines == SHIPPED_SUMMARIES[name]
