@@ -492,7 +492,7 @@ def test_profile_params_then_step_params(fake_profile):
 def test_tool_call_arguments_nest_at_most_as_deep_as_any_json_from_outside():
     """One limit for JSON from outside (composite_cli/jsonvalues.py): 100 levels, the same as an
     eval line, a YAML file and a request body."""
-    from composite_cli.engine.messages import validate_messages
+    from composite_cli.engine.conversation import validate_messages
 
     def history(levels: int) -> list[dict]:
         arguments = '{"a": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"

@@ -9,14 +9,14 @@ from typing import Any
 
 from composite_cli.calls import CallRecord, CallRequest, describe_error, new_id
 from composite_cli.config import Profile
-from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly, open_step
-from composite_cli.engine.messages import (
+from composite_cli.engine.conversation import (
     build_messages,
     clean_messages,
     last_user_text,
     system_text,
     validate_messages,
 )
+from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly, open_step
 from composite_cli.engine.runtime import RunContext, RunRequest, RunResult, Scope, StepTotals
 from composite_cli.engine.spec import ModeSpec, resolve
 from composite_cli.engine.steps.base import CallSettings, Step

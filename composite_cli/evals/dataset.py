@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from composite_cli.dotted import CodeNotAllowed
-from composite_cli.engine.messages import content_text, last_user_text, validate_messages
+from composite_cli.engine.conversation import content_text, last_user_text, validate_messages
 from composite_cli.errors import BadRequest, CompositeError
 from composite_cli.evals.scorers import SCORERS, Scorer, ScorerError, get_scorer
 from composite_cli.jsonvalues import MAX_DEPTH, depth_over, json_type

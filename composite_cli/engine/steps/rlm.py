@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.engine.messages import content_text, last_user_text
+from composite_cli.engine.conversation import content_text, last_user_text
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.rlm.session import RlmSession
 from composite_cli.engine.rlm.settings import RlmSettings

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from composite_cli.engine.messages import content_text
+from composite_cli.engine.conversation import content_text
 from composite_cli.errors import CompositeError
 
 if TYPE_CHECKING:
