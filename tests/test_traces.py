@@ -202,3 +202,19 @@ def test_a_driver_error_while_reading_is_the_store_error(tmp_path):
     assert isinstance(caught.value, TraceStoreError) and caught.value.reason == "no such table: runs"
     with pytest.raises(TraceStoreError, match="no trace database"):
         TraceReader(tmp_path / "missing.db").mode_stats()
+
+
+def test_a_driver_error_in_the_call_cache_is_the_store_error(tmp_path):
+    import sqlite3
+
+    from composite_cli.traces.cache import CallCache
+
+    store = TraceStore(tmp_path / "t.db")
+    cache = CallCache(store)
+    conn = sqlite3.connect(store.path)
+    conn.execute("drop table call_cache")  # a damaged file
+    conn.close()
+    with pytest.raises(TraceStoreError, match=r"call cache.*no such table: call_cache"):
+        cache.get(CallCache.key({"model": "m"}))
+    cache.close()
+    store.close()

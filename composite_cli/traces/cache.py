@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from composite_cli.redact import is_secret_key
-from composite_cli.traces.store import TraceStore
+from composite_cli.traces.store import TraceStore, TraceStoreUnreadable
 
 _IGNORED = {"metadata", "timeout", "num_retries", "stream", "stream_options", "mock_delay", "user"}
 
@@ -38,10 +38,18 @@ class CallCache:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The stored response for `key`, or None. A driver error is a TraceStoreError."""
         with self._lock:
-            if self._conn is None:
-                self._conn = sqlite3.connect(str(self.store.path), check_same_thread=False, timeout=10)
-            row = self._conn.execute("select response_json from call_cache where key = ?", [key]).fetchone()
+            try:
+                if self._conn is None:
+                    self._conn = sqlite3.connect(str(self.store.path), check_same_thread=False, timeout=10)
+                row = self._conn.execute(
+                    "select response_json from call_cache where key = ?", [key]
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise TraceStoreUnreadable(
+                    f"cannot read the call cache in {self.store.path}: {exc}", str(exc)
+                ) from exc
         if row is None:
             self.misses += 1
             return None
