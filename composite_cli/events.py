@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # may not make; `error` says why). "timeout": the step's own time limit passed.
 StepStatus = Literal["ok", "partial", "error", "timeout", "cancelled", "skipped"]
 STEP_STATUSES: Final[tuple[StepStatus, ...]] = get_args(StepStatus)
+# The statuses of a step that failed (every view that counts or colours failed steps uses these).
+FAILED_STEP_STATUSES: Final[tuple[StepStatus, ...]] = ("error", "timeout")
 
 # How a run ended: RunFinished.status ("cancelled" also when the caller's timeout cut it).
 RunStatus = Literal["ok", "partial", "error", "cancelled"]

@@ -928,3 +928,14 @@ def test_plain_datasette_loads_the_plugin_through_its_entry_point(traces, tmp_pa
         assert "composite-json" in fetch(
             url + "/traces/steps/" + rows(path, "select id from steps where kind = 'llm'")[0]["id"]
         )
+
+
+def test_build_timeline_counts_a_timed_out_step_as_failed():
+    # A step's own timeout is status "timeout" (events.FAILED_STEP_STATUSES): it counts as failed.
+    steps = [
+        _step("a", None, 0, 10, status="ok"),
+        _step("b", None, 10, 10, status="timeout", error="step 'b' timed out after 0.01s"),
+        _step("c", None, 20, 10, status="error", error="boom"),
+        _step("d", None, 30, 10, status="skipped", error="tool not allowed"),
+    ]
+    assert build_timeline(None, steps, step_url=str).summary["errors"] == 2

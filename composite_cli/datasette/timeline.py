@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from composite_cli.datasette.display import format_cost, plain_error
+from composite_cli.events import FAILED_STEP_STATUSES
 from composite_cli.traces.steptree import step_tree, walk
 
 MAX_BARS = 1000
@@ -190,7 +191,7 @@ def build_timeline(
         "llm_time": format_ms(busy),
         # Time spent in model calls per unit of wall time: above 1 means calls overlapped.
         "parallelism": round(busy / total, 2) if llm else None,
-        "errors": sum(1 for s in steps if s.get("status") == "error"),
+        "errors": sum(1 for s in steps if s.get("status") in FAILED_STEP_STATUSES),
     }
     return timeline
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from composite_cli.events import FAILED_STEP_STATUSES
 from composite_cli.tui import units
 from composite_cli.tui.run_state import LiveItem, RunState
 
@@ -113,5 +114,5 @@ class StepTable(DataTable[Text | str]):
             status_text(status, theme),
             Text(elapsed, justify="right"),
             Text(tokens, justify="right"),
-            _styled(text, theme.get("error", "") if status in ("error", "timeout") else ""),
+            _styled(text, theme.get("error", "") if status in FAILED_STEP_STATUSES else ""),
         ]

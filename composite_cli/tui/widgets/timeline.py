@@ -12,6 +12,7 @@ from textual import events
 from textual.message import Message
 from textual.widget import Widget
 
+from composite_cli.events import FAILED_STEP_STATUSES
 from composite_cli.tui import units
 from composite_cli.tui.run_state import Span
 
@@ -95,7 +96,7 @@ class Timeline(Widget):
             start = min(bar_w - 1, int(span.start / total * bar_w))
             end = max(start + 1, min(bar_w, round(span.end / total * bar_w)))
             char = "█" if span.is_call else "━"
-            status = "error" if span.status in ("error", "timeout") else span.status
+            status = "error" if span.status in FAILED_STEP_STATUSES else span.status
             style = self._style(_STATUS_CLASS.get(status, "timeline--error"))
             out.append(" " * start)
             out.append(char * (end - start), style=style)
