@@ -12,10 +12,10 @@ from test_tui_support import BROKEN, SIZE, engine_app, gate_calls, scripted_app,
 from composite_cli.events import TokenDelta
 from composite_cli.tui.bridge import EventBridge
 from composite_cli.tui.demo import CallDelta, fanout_script
-from composite_cli.tui.messages import EngineEvent, TextBatch
 from composite_cli.tui.screens.help import HelpScreen
 from composite_cli.tui.screens.run import RunScreen
 from composite_cli.tui.screens.trace import TraceScreen
+from composite_cli.tui.worker_messages import EngineEvent, TextBatch
 
 
 def _runs(home: Path) -> list[tuple]:

@@ -13,7 +13,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from composite_cli.traces.queries import ChangeWatcher
-from composite_cli.tui.messages import DbChanged
 from composite_cli.tui.screens.base import STYLES, AppScreen
 from composite_cli.tui.screens.dashboard import DashboardScreen
 from composite_cli.tui.screens.evals import EvalsScreen
@@ -24,6 +23,7 @@ from composite_cli.tui.screens.trace import TraceScreen
 from composite_cli.tui.screens.traces import TracesScreen
 from composite_cli.tui.services import TuiServices
 from composite_cli.tui.widgets.navbar import SCREENS
+from composite_cli.tui.worker_messages import DbChanged
 
 
 class CompositeApp(App[None]):

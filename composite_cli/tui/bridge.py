@@ -20,7 +20,7 @@ from typing import Any
 from textual.message_pump import MessagePump
 
 from composite_cli.events import CallDelta, TokenDelta
-from composite_cli.tui.messages import EngineEvent, TextBatch
+from composite_cli.tui.worker_messages import EngineEvent, TextBatch
 
 
 def call_delta(event: Any) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ from composite_cli.events import (
     StepFinished,
     StepStarted,
 )
-from composite_cli.tui.messages import TextBatch
+from composite_cli.tui.worker_messages import TextBatch
 
 
 @dataclass

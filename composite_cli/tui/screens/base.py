@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from textual.screen import Screen
 
 from composite_cli.errors import describe_error, one_line
-from composite_cli.tui.messages import DbChanged
+from composite_cli.tui.worker_messages import DbChanged
 
 if TYPE_CHECKING:
     from composite_cli.tui.app import CompositeApp

@@ -18,7 +18,6 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 from composite_cli.errors import CompositeError
 from composite_cli.traces.reader import TraceReader
 from composite_cli.tui import units
-from composite_cli.tui.messages import EvalEnded, EvalProgressed
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command, error_text
 from composite_cli.tui.screens.new_eval import EvalRequest, NewEvalScreen
 from composite_cli.tui.screens.traces import created
@@ -26,6 +25,7 @@ from composite_cli.tui.widgets.navbar import NavBar
 from composite_cli.tui.widgets.plots import QualityPlot
 from composite_cli.tui.widgets.step_table import status_text
 from composite_cli.tui.widgets.tables import fill
+from composite_cli.tui.worker_messages import EvalEnded, EvalProgressed
 
 if TYPE_CHECKING:
     from composite_cli.evals.runner import Progress

@@ -19,13 +19,13 @@ from composite_cli.engine.runtime import RunRequest
 from composite_cli.runner import stop_reason, stop_sentence
 from composite_cli.tui import units
 from composite_cli.tui.bridge import EventBridge
-from composite_cli.tui.messages import EngineEvent, RunEnded, TextBatch
 from composite_cli.tui.run_state import RunState
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command, error_text
 from composite_cli.tui.widgets.conversation import Conversation
 from composite_cli.tui.widgets.navbar import NavBar
 from composite_cli.tui.widgets.step_table import StepTable
 from composite_cli.tui.widgets.timeline import Timeline
+from composite_cli.tui.worker_messages import EngineEvent, RunEnded, TextBatch
 
 # The engine streams every call's text (not only the final step's) when RunRequest has this flag.
 

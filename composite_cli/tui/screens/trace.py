@@ -17,13 +17,13 @@ from composite_cli.runner import stop_sentence
 from composite_cli.traces.reader import TraceReader
 from composite_cli.traces.steptree import StepNode, step_tree, walk
 from composite_cli.tui import units
-from composite_cli.tui.messages import DbChanged
 from composite_cli.tui.run_state import Span
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
 from composite_cli.tui.screens.traces import created
 from composite_cli.tui.widgets.step_detail import run_summary, step_detail
 from composite_cli.tui.widgets.step_table import status_text
 from composite_cli.tui.widgets.timeline import Timeline
+from composite_cli.tui.worker_messages import DbChanged
 
 
 def spans_of(steps: list[dict[str, Any]]) -> list[Span]:
