@@ -58,7 +58,7 @@ def test_trace_latest_opens_the_app_on_that_trace(isolated_home: Path, monkeypat
 
 
 async def test_trace_latest_resolves_to_the_newest_run(isolated_home: Path):
-    """`--trace latest` goes through the shared resolver (traces/queries.py find_run_id)."""
+    """`--trace latest` goes through the shared resolver (traces/reader.py TraceReader.run_id)."""
     db = seeded_db(isolated_home)
     conn = sqlite3.connect(db)
     (newest,) = conn.execute("select id from runs order by created_at desc, id desc limit 1").fetchone()
