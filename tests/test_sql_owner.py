@@ -11,6 +11,9 @@ Not counted: sandbox/ (`Sandbox.execute` runs model-written Python, not SQL) and
 sandbox; Textual's `.query("#id")` / `.query(WidgetClass)` (a CSS selector or a widget class);
 and the Datasette plugin's `await db.execute(page_queries.NAME, ...)`, Datasette's own async API
 running a statement whose text lives in traces/page_queries.py.
+
+Data files count too: a YAML file of the package outside traces/ (the Datasette metadata) holds no
+SQL; the canned queries it titles take their SQL from traces/page_queries.CANNED_QUERIES.
 """
 
 from __future__ import annotations
@@ -148,3 +151,28 @@ def test_the_checker_sees_sql(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path / "composite_cli")
     kinds = sorted(p.split(": ", 1)[1].split(" ")[0] for p in problems(module))
     assert kinds == ["SQL", "SQL", "imports", "imports", "runs", "runs"], problems(module)
+
+
+def test_no_sql_in_data_files_outside_traces() -> None:
+    import yaml
+
+    found = []
+    for path in sorted(ROOT.rglob("*.y*ml")):
+        if any(path.is_relative_to(e) for e in EXEMPT):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            if re.match(r"\s*sql\s*:", line) or SQL.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+        yaml.safe_load(text)  # and it still reads
+    assert not found, "SQL outside composite_cli/traces/:\n" + "\n".join(found)
+
+
+def test_every_canned_query_has_its_sql_and_its_title() -> None:
+    from composite_cli.datasette import database_metadata
+    from composite_cli.traces.page_queries import CANNED_QUERIES
+
+    queries = database_metadata()["queries"]
+    assert set(queries) == set(CANNED_QUERIES)
+    for name, query in queries.items():
+        assert query["title"] and query["sql"] == CANNED_QUERIES[name].strip(), name

@@ -31,8 +31,15 @@ def _shipped_metadata() -> dict[str, Any]:
 
 
 def database_metadata() -> dict[str, Any]:
-    """The shipped metadata of one trace database (tables, views, canned queries): a fresh copy."""
-    return copy.deepcopy(_shipped_metadata()["databases"][METADATA_DATABASE])
+    """The shipped metadata of one trace database (tables, views, canned queries): a fresh copy.
+    The canned queries' SQL is traces/'s (page_queries.CANNED_QUERIES); metadata.yaml titles them."""
+    from composite_cli.traces.page_queries import CANNED_QUERIES
+
+    data = copy.deepcopy(_shipped_metadata()["databases"][METADATA_DATABASE])
+    queries = data.setdefault("queries", {})
+    for name, sql in CANNED_QUERIES.items():
+        queries.setdefault(name, {})["sql"] = sql.strip()
+    return data
 
 
 def metadata_for(database_names: list[str] | set[str]) -> dict[str, Any]:
