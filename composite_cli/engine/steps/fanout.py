@@ -49,6 +49,18 @@ class FanoutStep(Step):
         key="n",
     )
     min_success: int | ParamRef = number("answers the step needs", 1, integer=True, minimum=1)
+    quorum: int | ParamRef | None = number(
+        "answers after which the step stops waiting for the rest (all of them when not given)",
+        None,
+        integer=True,
+        minimum=1,
+        maximum=MAX_SAMPLES,
+    )
+    grace: float | ParamRef = number(
+        "seconds to wait for the rest once `quorum` answered; later ones are cancelled",
+        0.0,
+        minimum=0,
+    )
     references: str | None = step_ref(
         "a step whose answers every expert is shown as `{{ candidates }}`: MoA's middle layers"
     )
@@ -73,6 +85,15 @@ class FanoutStep(Step):
                 pc.error(node, None, f"{where}.experts", "a fanout needs experts (a list) or n (samples)")
             self.settings = read_call(shared, node, pc, where, inner)
             self.experts = [("sample", self.settings)]
+        if isinstance(self.min_success, int) and isinstance(self.quorum, int):
+            if self.quorum < self.min_success:
+                pc.error(
+                    node,
+                    "quorum",
+                    f"{where}.quorum",
+                    f"is {self.quorum} but min_success is {self.min_success}: the step could never "
+                    "stop waiting with enough answers",
+                )
         if isinstance(self.min_success, int) and self.samples is None and self.experts:
             if self.min_success > len(self.experts):
                 pc.error(
@@ -104,10 +125,12 @@ class FanoutStep(Step):
         return out
 
     def summary(self) -> str:
+        waits = "" if self.quorum is None else f" quorum={self.quorum} grace={self.grace}"
         if self.samples is not None:
-            return f"n={self.samples} model={self.experts[0][1].model} min_success={self.min_success}"
+            model = self.experts[0][1].model
+            return f"n={self.samples} model={model} min_success={self.min_success}{waits}"
         names = ", ".join(f"{n}({s.model})" for n, s in self.experts)
-        return f"experts: {names}; min_success={self.min_success}"
+        return f"experts: {names}; min_success={self.min_success}{waits}"
 
     def _jobs(self, rt: StepRuntime) -> list[tuple[str, CallSettings, int]]:
         if self.samples is None:
@@ -141,15 +164,21 @@ class FanoutStep(Step):
                 return exc
             return TextValue.from_call(record)
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(name, settings, index)) for name, settings, index in jobs]
-        except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None  # e.g. a run limit: end the run with that error
+        tasks = [asyncio.create_task(one(name, settings, index)) for name, settings, index in jobs]
+        quorum = len(jobs) if self.quorum is None else min(int(rt.resolve(self.quorum)), len(jobs))
+        late = await _wait_for_quorum(tasks, quorum, float(rt.resolve(self.grace)))
+        if late:
+            cut = [name for (name, _, _), task in zip(jobs, tasks, strict=True) if task in late]
+            rt.note(
+                f"quorum {quorum} answered; cancelled after a grace of {float(rt.resolve(self.grace)):g}s: "
+                + ", ".join(cut)
+            )
         values: list[TextValue] = []
         names: list[str] = []
         errors: list[str] = []
         for (name, _, _), task in zip(jobs, tasks, strict=True):
+            if task.cancelled():
+                continue  # a late answer: its call is recorded `cancelled` in the trace
             result = task.result()
             if isinstance(result, BaseException):
                 errors.append(f"{name}: {describe_error(result)}")
@@ -160,3 +189,30 @@ class FanoutStep(Step):
         if len(values) < needed:
             raise FanoutFailed(self.id, len(values), needed, errors)
         return Candidates(values, names)
+
+
+async def _wait_for_quorum(
+    tasks: list[asyncio.Task[TextValue | BaseException]], quorum: int, grace: float
+) -> set[asyncio.Task[TextValue | BaseException]]:
+    """Wait until `quorum` tasks answered (or all ended), then up to `grace` seconds for the rest;
+    cancel what is still running and return it. An exception a task raises (a run limit, a
+    template error) cancels every other task and goes on."""
+    pending: set[asyncio.Task[TextValue | BaseException]] = set(tasks)
+    answered = 0
+    try:
+        while pending and answered < quorum:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not isinstance(task.result(), BaseException):
+                    answered += 1
+        if pending and grace > 0:
+            done, pending = await asyncio.wait(pending, timeout=grace)
+            for task in done:
+                task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Let each cancelled call record itself (`cancelled`) before the step goes on.
+            await asyncio.gather(*pending, return_exceptions=True)
+    return pending

@@ -14,7 +14,13 @@ from composite_cli.engine.spec import ParseContext
 from composite_cli.engine.steps.base import Step
 from composite_cli.engine.steps.call_settings import CALL_FIELDS, CallSettings, call_fields
 from composite_cli.engine.steps.fields import decl_of, declare, read_field, step_refs
-from composite_cli.engine.steps.synthesize import SOURCES, gather_candidates
+from composite_cli.engine.steps.synthesize import (
+    SOURCES,
+    anonymize_field,
+    gather_candidates,
+    present_candidates,
+    shuffle_field,
+)
 from composite_cli.engine.values import Candidates, TextValue
 from composite_cli.errors import StepFailed
 from composite_cli.yamlfile import LineDict
@@ -30,15 +36,82 @@ def normalize(text: str) -> str:
     return " ".join(text.lower().translate(_PUNCT).split())
 
 
-def majority(candidates: Candidates) -> tuple[int, Counter[str]]:
-    """Index of the winning candidate (ties: the earliest answer) and the tally."""
-    keys = [normalize(c) for c in candidates]
-    tally = Counter(keys)
+# "the answer is 23", "Answer: (B)", "**Final answer:** 23": what follows the last such marker.
+_MARKER = re.compile(r"\banswer\s*(?:is|was|would be|will be|should be|[:=])\s*", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+EXTRACTS = (
+    ("text", "the whole answer"),
+    ("number", "the answer's number: after the last `answer is`/`Answer:`, else the last number"),
+    ("choice", "a choice letter A-E: after the last `answer is`/`Answer:`, else the last one alone"),
+    ("phrase", "the words after the last `answer is`/`Answer:`, else the last line"),
+)
+
+
+def _marked(text: str) -> str | None:
+    """What the answer marks as its answer: the text of its last \\boxed{}, else the line after
+    its last "answer is"/"Answer:" marker, else None."""
+    text = text.replace("*", "")
+    boxed = _BOXED.findall(text)
+    if boxed:
+        return str(boxed[-1])
+    markers = list(_MARKER.finditer(text))
+    if not markers:
+        return None
+    return text[markers[-1].end() :].split("\n", 1)[0]
+
+
+def _number(found: str) -> str:
+    digits = found.replace(",", "")
+    value = float(digits)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def extract_answer(text: str, how: str) -> str | None:
+    """The answer a vote counts, normalized (None: the answer gives none of this kind)."""
+    if how == "text":
+        return normalize(text) or None
+    marked = _marked(text)
+    if how == "number":
+        in_mark = _NUMBER.findall(marked or "")
+        numbers = in_mark[:1] or _NUMBER.findall(text.replace("*", ""))[-1:]
+        return _number(numbers[0]) if numbers else None
+    if how == "choice":
+        in_mark = _LETTER.findall(marked or "")
+        letters = in_mark[:1] or [m.group(1) for m in _LETTER.finditer(text) if _alone(text, m)][-1:]
+        return letters[0] if letters else None
+    if how == "phrase":
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        phrase = marked if marked is not None else (lines[-1] if lines else "")
+        return normalize(phrase) or None
+    raise ValueError(f"unknown extract {how!r}")
+
+
+def _alone(text: str, match: re.Match[str]) -> bool:
+    """A letter that stands as an option: "(B)", "B)", "B." or "B" alone on its line."""
+    if match.group(0).startswith("("):
+        return True
+    before = text[: match.start()].rstrip(" \t")
+    after = text[match.end() :]
+    return (not before or before.endswith("\n")) and (after[:1] in ("", ")", ".", ":", "\n"))
+
+
+def majority(candidates: Candidates, how: str = "text") -> tuple[int | None, Counter[str], list[str | None]]:
+    """Index of the winning candidate, the tally and each candidate's extracted answer.
+
+    Ties go to the answer whose first sample comes earliest in the fan-out's order (sample1, then
+    sample2, ...; experts in the order the mode lists them). Candidates that give no answer of
+    the kind are not counted; when none gives one, there is no winner (None)."""
+    keys = [extract_answer(c, how) for c in candidates]
+    tally = Counter(k for k in keys if k is not None)
+    if not tally:
+        return None, tally, keys
     best = max(tally.values())
     for i, key in enumerate(keys):
-        if tally[key] == best:
-            return i, tally
-    raise ValueError("no candidates")
+        if key is not None and tally[key] == best:
+            return i, tally, keys
+    raise AssertionError("unreachable: a counted answer has a first sample")
 
 
 @step_kind("vote")
@@ -63,6 +136,15 @@ class VoteStep(Step):
         show=True,
         value=None,
     )
+    extract: str = declare(
+        "choice",
+        "with `method: majority`, what is counted",
+        "text",
+        choices=EXTRACTS,
+        show=True,
+    )
+    shuffle: bool = shuffle_field()
+    anonymize: bool = anonymize_field()
 
     def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
         method = node.get("method", "majority")
@@ -84,15 +166,35 @@ class VoteStep(Step):
         if not candidates:
             raise StepFailed(f"step {self.id!r}: nothing to vote on")
         if self.settings is None:
-            index, tally = majority(candidates)
-            rt.note(f"majority tally: {dict(tally)}")
-            return candidates[index]
-        record = await rt.call(self.settings, name=self.id, variables={"candidates": candidates})
+            return self._majority(rt, candidates)
+        shown = present_candidates(rt, candidates, shuffle=self.shuffle, anonymize=self.anonymize)
+        record = await rt.call(self.settings, name=self.id, variables={"candidates": shown})
         match = re.search(r"\d+", record.text)
         choice = int(match.group()) if match else 0
-        if 1 <= choice <= len(candidates):
-            rt.note(f"judge picked candidate {choice}")
-            return candidates[choice - 1]
-        index, tally = majority(candidates)
-        rt.note(f"judge reply {record.text[:80]!r} named no candidate; used majority {dict(tally)}")
-        return candidates[index]
+        if 1 <= choice <= len(shown):
+            rt.note(f"judge picked candidate {choice} ({shown.names[choice - 1]})")
+            return shown[choice - 1]
+        rt.note(f"judge reply {record.text[:80]!r} named no candidate; falling back to a majority")
+        return self._majority(rt, candidates)
+
+    def _majority(self, rt: StepRuntime, candidates: Candidates) -> TextValue:
+        index, tally, keys = majority(candidates, self.extract)
+        answers = ", ".join(f"{name}={key!r}" for name, key in zip(candidates.names, keys, strict=True))
+        rt.note(f"answers ({self.extract}): {answers}")
+        rt.note(f"majority tally: {dict(tally.most_common())}")
+        if index is None:
+            raise StepFailed(f"step {self.id!r}: no candidate gave an answer of kind {self.extract!r}")
+        top = [key for key, count in tally.items() if count == tally[keys[index] or ""]]
+        if len(top) > 1:
+            rt.note(f"tie between {top}: the earliest sample's answer wins ({candidates.names[index]})")
+        rt.note(
+            f"winner: {keys[index]!r} ({tally[keys[index] or '']} of {len(candidates)}), "
+            f"answer text of {candidates.names[index]}"
+        )
+        winner = candidates[index]
+        winner.notes["vote"] = {
+            "answer": keys[index],
+            "votes": tally[keys[index] or ""],
+            "of": len(candidates),
+        }
+        return winner
