@@ -75,34 +75,78 @@ def first_sentence(text: str) -> str:
     return text.rstrip(".")
 
 
+def _calls_text(least: int, most: int) -> str:
+    count = str(least) if least == most else f"{least}–{most}"
+    return f"{count} call" + ("" if most == 1 else "s")
+
+
+def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
+    """One row per mode file for `modes list` (text and --json): name, short name, group, the
+    model calls one request makes with the default parameters, aliases, description; a file that
+    does not parse has `valid: false` and its first error. Ordered by group, then name."""
+    from composite_cli.engine.spec import DEFAULT_GROUP, MODE_GROUPS
+
+    shorts = {full: short for short, full in library.short_names().items()}
+    rows: list[dict[str, Any]] = []
+    for name, path in library.files().items():
+        row: dict[str, Any] = {"name": name, "short": shorts.get(name), "path": str(path)}
+        try:
+            spec = library.load(name)
+            calls = spec.expected_calls()
+            row.update(
+                group=spec.group,
+                calls={"least": calls.least, "most": calls.most},
+                description=spec.description,
+                aliases=spec.aliases(),
+                valid=True,
+            )
+        except ModeValidationError as exc:
+            row.update(
+                group=DEFAULT_GROUP,
+                calls=None,
+                description="",
+                aliases=[],
+                valid=False,
+                error=exc.errors[0].one_line(),
+            )
+        rows.append(row)
+    order = list(MODE_GROUPS)
+    return sorted(rows, key=lambda r: (order.index(r["group"]), r["name"]))
+
+
 @app.command("list")
 def list_modes(
     as_json: JsonOption = False, config: ConfigOption = None, allow_code: AllowCodeOption = None
 ) -> None:
-    """List every mode with its short name and description."""
+    """List the modes by group (single call, ensembles, refinement, tools, long context, other),
+    each with the model calls one request makes (default parameters), its aliases and description."""
+    from composite_cli.engine.spec import MODE_GROUPS
+
     with cli_errors():
         library, _ = _library(config, None, allow_code)
-        shorts = {full: short for short, full in library.short_names().items()}
-        rows: list[dict[str, Any]] = []
-        for name, path in library.files().items():
-            row: dict[str, Any] = {"name": name, "short": shorts.get(name), "path": str(path)}
-            try:
-                spec = library.load(name)
-                row.update(description=spec.description, aliases=spec.aliases(), valid=True)
-            except ModeValidationError as exc:
-                row.update(description="", aliases=[], valid=False, error=exc.errors[0].one_line())
-            rows.append(row)
+        rows = mode_rows(library)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        width = max((len(r["name"]) for r in rows), default=4)
+        width = max((len(r["name"]) + (len(r["short"]) + 3 if r["short"] else 0) for r in rows), default=4)
+        calls = {r["name"]: _calls_text(r["calls"]["least"], r["calls"]["most"]) for r in rows if r["valid"]}
+        calls_width = max((len(c) for c in calls.values()), default=0)
+        aliases = {r["name"]: "[" + ", ".join(r["aliases"]) + "]" for r in rows}
+        aliases_width = max((len(a) for a in aliases.values()), default=0)
+        group = None
         for r in rows:
-            short = f" ({r['short']})" if r["short"] else ""
+            if r["group"] != group:
+                group = r["group"]
+                typer.echo(f"{MODE_GROUPS[group]}:")
+            label = r["name"] + (f" ({r['short']})" if r["short"] else "")
             if not r["valid"]:
-                typer.echo(f"{r['name']:<{width}}  INVALID: {r['error']}")
+                typer.echo(f"  {label:<{width}}  INVALID: {r['error']}")
                 continue
             first = first_sentence(r["description"])
-            typer.echo(f"{r['name']:<{width}}{short}  [{', '.join(r['aliases'])}]  {first}")
+            typer.echo(
+                f"  {label:<{width}}  {calls[r['name']]:<{calls_width}}  "
+                f"{aliases[r['name']]:<{aliases_width}}  {first}"
+            )
 
 
 def _tree(steps: list[Step], prefix: str = "") -> list[str]:

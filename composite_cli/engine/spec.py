@@ -35,7 +35,18 @@ if TYPE_CHECKING:
 BUILTIN_NAMES = frozenset({"input", "system", "params", "last_role"})
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
-_MODE_KEYS = {"name", "description", "params", "limits", "steps"}
+_MODE_KEYS = {"name", "description", "group", "params", "limits", "steps"}
+# What `composite modes list` groups modes by (a mode file's `group:`), in the listing's order,
+# with the heading each group is listed under. A mode without `group:` is in "other".
+MODE_GROUPS: dict[str, str] = {
+    "single-call": "single call",
+    "ensemble": "ensembles",
+    "refinement": "refinement",
+    "tools": "tools",
+    "long-context": "long context",
+    "other": "other",
+}
+DEFAULT_GROUP = "other"
 _RESERVED_IDS = BUILTIN_NAMES | {"round", "candidates", "expert", "sample"}
 
 
@@ -60,11 +71,71 @@ class Limits:
     deadline: float | ParamRef = 600.0
 
 
+@dataclass(frozen=True)
+class CallRange:
+    """How many model calls one request makes: `least` to `most` (not counting retries)."""
+
+    least: int
+    most: int
+
+    def __str__(self) -> str:
+        return str(self.least) if self.least == self.most else f"{self.least}–{self.most}"
+
+    def __add__(self, other: CallRange) -> CallRange:
+        return CallRange(self.least + other.least, self.most + other.most)
+
+
+def _int_field(step: object, attr: str, params: Mapping[str, Any], default: int) -> int:
+    value = resolve(getattr(step, attr, default), params)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _steps_calls(steps: list[Step], params: Mapping[str, Any]) -> CallRange:
+    total = CallRange(0, 0)
+    for step in steps:
+        total = total + _step_calls(step, params)
+    return total
+
+
+def _step_calls(step: Step, params: Mapping[str, Any]) -> CallRange:
+    """The model calls one step makes per run, from its fields. A kind whose count is none of the
+    cases below defines `expected_calls(params) -> (least, most)`, its children included."""
+    own = getattr(step, "expected_calls", None)
+    if callable(own):
+        least, most = own(params)
+        return CallRange(int(least), int(most))
+    branches = [_steps_calls(child, params) for child in step.children()]
+    if step.kind == "if":
+        # the branch not taken may be a missing `else`: no calls
+        options = [*branches, CallRange(0, 0)] if len(branches) < 2 else branches
+        return CallRange(min(b.least for b in options), max(b.most for b in options))
+    if step.kind == "loop":
+        rounds = _int_field(step, "max_rounds", params, 1)
+        body = branches[0] if branches else CallRange(0, 0)
+        # `until` is checked after a round, so a loop with rounds runs at least one
+        return CallRange(body.least * min(rounds, 1), body.most * rounds)
+    if step.kind == "rlm":
+        return CallRange(1, _int_field(step, "max_calls", params, 1))
+    if step.kind == "fanout":
+        if getattr(step, "samples", None) is not None:
+            n = _int_field(step, "samples", params, 1)
+        else:
+            n = len(getattr(step, "experts", None) or [])
+        return CallRange(n, n)
+    nested = sum(branches, CallRange(0, 0))
+    if not step.aliases():
+        return nested
+    settings = getattr(step, "settings", None)
+    rounds = _int_field(settings, "max_tool_rounds", params, 0) if getattr(settings, "tools", None) else 0
+    return CallRange(1, 1 + rounds) + nested
+
+
 @dataclass
 class ModeSpec:
     name: str
     description: str
     steps: list[Step]
+    group: str = DEFAULT_GROUP
     params: dict[str, Any] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     path: Path | None = None
@@ -93,6 +164,14 @@ class ModeSpec:
                 if alias not in seen:
                     seen.append(alias)
         return seen
+
+    def expected_calls(self, overrides: Mapping[str, Any] | None = None) -> CallRange:
+        """Model calls one request makes with these parameters, from the steps' fields (fan-out
+        width, loop rounds, tool rounds, an rlm step's max_calls), at most `limits.max_calls`."""
+        params = self.merged_params(overrides)
+        calls = _steps_calls(self.steps, params)
+        cap = resolve(self.limits.max_calls, params)
+        return CallRange(min(calls.least, int(cap)), min(calls.most, int(cap)))
 
     def check_aliases(self, profile: Profile) -> list[ModeError]:
         """One error per use of an alias the profile cannot resolve (no entry and no '*'),
@@ -351,6 +430,9 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
     elif spath != "<string>" and name != Path(spath).stem:
         pc.error(data, "name", "name", f"{name!r} must match the file name {Path(spath).name!r}")
     description = pc.string(data, "description", "") or ""
+    group = pc.string(data, "group", "") or DEFAULT_GROUP
+    if group not in MODE_GROUPS:
+        pc.error(data, "group", "group", f"{group!r} is not a group (groups: {', '.join(MODE_GROUPS)})")
     limits = Limits()
     limits_node = data.get("limits")
     if limits_node is not None:
@@ -389,6 +471,7 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
         name=name,
         description=description.strip(),
         steps=steps,
+        group=group,
         params=params,
         limits=limits,
         path=Path(spath) if spath != "<string>" else None,
