@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from composite_cli.engine.prompts import JUDGE
 from composite_cli.engine.registry import step_kind
-from composite_cli.engine.spec import ParseContext
+from composite_cli.engine.spec import ParamRef, ParseContext
 from composite_cli.engine.steps.base import Step
 from composite_cli.engine.steps.call_settings import CALL_FIELDS, CallSettings, call_fields
-from composite_cli.engine.steps.fields import decl_of, declare, read_field, step_refs
+from composite_cli.engine.steps.fields import choice_list, decl_of, declare, read_field, step_refs
 from composite_cli.engine.steps.synthesize import (
     SOURCES,
     anonymize_field,
@@ -22,8 +22,8 @@ from composite_cli.engine.steps.synthesize import (
     shuffle_field,
 )
 from composite_cli.engine.values import Candidates, TextValue
-from composite_cli.errors import StepFailed
-from composite_cli.yamlfile import LineDict
+from composite_cli.errors import BadParameter, StepFailed
+from composite_cli.yamlfile import LineDict, field_path
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
@@ -136,17 +136,18 @@ class VoteStep(Step):
         show=True,
         value=None,
     )
-    extract: str = declare(
+    extract: str | ParamRef = declare(
         "choice",
-        "with `method: majority`, what is counted",
+        "with `method: majority`, what is counted (or `$name`, a string mode parameter)",
         "text",
         choices=EXTRACTS,
-        show=True,
+        hook=True,
     )
     shuffle: bool = shuffle_field()
     anonymize: bool = anonymize_field()
 
     def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
+        self._read_extract(node, pc, names)
         method = node.get("method", "majority")
         if method == "judge":
             self.settings = read_field(decl_of(type(self), "settings"), node, pc, self.where, names)
@@ -157,6 +158,36 @@ class VoteStep(Step):
                 pc.error(
                     node, key, f"{self.where}.{key}", "a majority vote calls no model (use method: judge)"
                 )
+
+    def _read_extract(self, node: LineDict, pc: ParseContext, names: set[str]) -> None:
+        raw = node.get("extract")
+        decl = decl_of(type(self), "extract")
+        if not (isinstance(raw, str) and raw.startswith("$")):
+            self.extract = read_field(decl, node, pc, self.where, names)
+            return
+        name = raw[1:]
+        where = field_path(self.where, "extract")
+        default = pc.params.get(name)
+        allowed = [value for value, _ in EXTRACTS]
+        if name not in pc.params:
+            declared = ", ".join(sorted(pc.params)) or "(none)"
+            pc.error(node, "extract", where, f"unknown parameter {name!r} (declared: {declared})")
+        elif default not in allowed:
+            pc.error(
+                node, "extract", where, f"parameter {name!r} defaults to {default!r}, not {choice_list(decl)}"
+            )
+        else:
+            self.extract = ParamRef(name)
+
+    def _extract(self, rt: StepRuntime) -> str:
+        value = rt.resolve(self.extract)
+        if value not in [v for v, _ in EXTRACTS]:
+            name = self.extract.name if isinstance(self.extract, ParamRef) else "extract"
+            allowed = ", ".join(v for v, _ in EXTRACTS)
+            raise BadParameter(
+                f"parameter {name!r} must be one of {allowed}, got {value!r}", f"composite.params.{name}"
+            )
+        return str(value)
 
     def aliases(self) -> list[str]:
         return [self.settings.model] if self.settings else []
@@ -178,23 +209,30 @@ class VoteStep(Step):
         return self._majority(rt, candidates)
 
     def _majority(self, rt: StepRuntime, candidates: Candidates) -> TextValue:
-        index, tally, keys = majority(candidates, self.extract)
-        answers = ", ".join(f"{name}={key!r}" for name, key in zip(candidates.names, keys, strict=True))
-        rt.note(f"answers ({self.extract}): {answers}")
-        rt.note(f"majority tally: {dict(tally.most_common())}")
+        how = self._extract(rt)
+        index, tally, keys = majority(candidates, how)
         if index is None:
-            raise StepFailed(f"step {self.id!r}: no candidate gave an answer of kind {self.extract!r}")
-        top = [key for key, count in tally.items() if count == tally[keys[index] or ""]]
+            rt.note(f"no candidate gave a {how}: the whole texts are counted instead")
+            how = "text"
+            index, tally, keys = majority(candidates, how)
+            if index is None:
+                raise StepFailed(f"step {self.id!r}: every candidate is empty")
+        answers = ", ".join(f"{name}={key!r}" for name, key in zip(candidates.names, keys, strict=True))
+        rt.note(f"answers ({how}): {answers}")
+        rt.note(f"majority tally: {dict(tally.most_common())}")
+        answer = keys[index] or ""
+        top = [key for key, count in tally.items() if count == tally[answer]]
         if len(top) > 1:
             rt.note(f"tie between {top}: the earliest sample's answer wins ({candidates.names[index]})")
         rt.note(
-            f"winner: {keys[index]!r} ({tally[keys[index] or '']} of {len(candidates)}), "
-            f"answer text of {candidates.names[index]}"
+            f"winner: {answer!r}, {tally[answer]} of {len(candidates)}; "
+            f"the reply is {candidates.names[index]}'s text"
         )
         winner = candidates[index]
-        winner.notes["vote"] = {
-            "answer": keys[index],
-            "votes": tally[keys[index] or ""],
-            "of": len(candidates),
-        }
-        return winner
+        vote = {"answer": answer, "votes": tally[answer], "of": len(candidates)}
+        return TextValue(
+            winner.text,
+            message=winner.message,
+            finish_reason=winner.finish_reason,
+            notes={**winner.notes, "vote": vote},
+        )
