@@ -18,6 +18,7 @@ from composite_cli.traces.reader import EvalRunNotFound, TraceReader
 from composite_cli.traces.store import TraceStore
 
 ALPHA = 0.05
+POWER = 0.8  # the power a "cases needed" estimate is for
 
 
 def _load(store: TraceStore, eval_run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -53,14 +54,32 @@ def _mention_partial(pair: dict[str, Any], notes: Iterable[str | None]) -> None:
         pair["verdict"] = f"{pair['verdict']}; {' and '.join(said)}"
 
 
+def _n_text(cases: int, repeats: int) -> str:
+    """ "5 cases × 3 repeats", or "5 cases" without repeats."""
+    text = f"{cases} case" + ("" if cases == 1 else "s")
+    return f"{text} × {repeats} repeats" if repeats > 1 else text
+
+
 def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
     ok = [r for r in rows if r["error"] is None and r["score"] is not None]
     scores = [float(r["score"]) for r in ok]
     binary = _is_binary(scores)
-    if binary:
+    cases = [str(r["case_id"]) for r in ok]
+    # Repeats of one case are correlated: with more than one row per case the interval treats
+    # the case, not the row, as the unit (a design effect for Wilson, cases resampled whole).
+    clustered = len(set(cases)) < len(cases)
+    if binary and clustered:
+        low, high = stats.clustered_wilson_interval([s == 1.0 for s in scores], cases)
+        method = "wilson-clustered"
+    elif binary:
         low, high = stats.wilson_interval(int(sum(scores)), len(scores))
+        method = "wilson"
+    elif clustered:
+        low, high = stats.cluster_bootstrap_mean_ci(scores, cases)
+        method = "case-bootstrap"
     else:
         low, high = stats.bootstrap_mean_ci(scores) if scores else (math.nan, math.nan)
+        method = "bootstrap"
     latencies = [float(r["latency_ms"]) for r in ok if r["latency_ms"] is not None]
     costs = [r["cost_usd"] for r in ok]
     stopped_by = _partial(rows)
@@ -74,9 +93,15 @@ def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[st
         "partial": partial,
         "stopped_by": dict(stopped_by),
         "partial_note": partial_note(mode, partial, len(rows), stopped_by),
+        # what the interval rests on: n cases, each run `repeats` times
+        "cases": len(set(cases)),
+        "repeats": repeats,
+        "n_text": _n_text(len(set(cases)), repeats),
         "score": _mean(scores),
         "ci": [low, high] if scores else None,
-        "ci_method": "wilson" if binary else "bootstrap",
+        "ci_method": method,
+        # the variance of the mean relative to independent rows (1 without repeats)
+        "design_effect": stats.design_effect(scores, cases) if scores else None,
         "binary": binary,
         "latency_ms_p50": stats.percentile(latencies, 50),
         "latency_ms_p95": stats.percentile(latencies, 95),
@@ -112,18 +137,27 @@ def _per_case(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {case: sum(v) / len(v) for case, v in grouped.items() if case not in failed}
 
 
-def compare_pair(name_a: str, a: dict[str, float], name_b: str, b: dict[str, float]) -> dict[str, Any]:
-    """A paired comparison of two modes over the cases both answered."""
+def compare_pair(
+    name_a: str, a: dict[str, float], name_b: str, b: dict[str, float], repeats: int = 1
+) -> dict[str, Any]:
+    """A paired comparison of two modes over the cases both answered, each case's score the
+    mean of its repeats (the case is the unit: repeats are not independent pairs). A pair the
+    data cannot separate gets `cases_needed`: the cases a paired test of the same kind would
+    need to detect a difference of the observed size (power 0.8 at alpha 0.05)."""
     common = sorted(set(a) & set(b))
     xs, ys = [a[c] for c in common], [b[c] for c in common]
     binary = _is_binary(xs) and _is_binary(ys)
-    out: dict[str, Any] = {"a": name_a, "b": name_b, "n": len(common)}
+    out: dict[str, Any] = {"a": name_a, "b": name_b, "n": len(common), "repeats": repeats}
     if not common:
         out.update(
             diff=None,
             ci=None,
             p=None,
+            p_adjusted=None,
+            comparisons=0,
             test=None,
+            binary=binary,
+            cases_needed=None,
             wins_a=0,
             wins_b=0,
             ties=0,
@@ -134,21 +168,67 @@ def compare_pair(name_a: str, a: dict[str, float], name_b: str, b: dict[str, flo
     if binary:
         result = stats.paired_proportion_diff([x == 1.0 for x in xs], [y == 1.0 for y in ys])
         test = "exact McNemar"
+        only_a = sum(1 for x, y in zip(xs, ys, strict=True) if x > y) / len(common)
+        only_b = sum(1 for x, y in zip(xs, ys, strict=True) if y > x) / len(common)
+        needed = stats.mcnemar_cases_needed(only_a, only_b, ALPHA, POWER)
     else:
         result = stats.paired_bootstrap(xs, ys)
         test = "paired bootstrap"
+        needed = stats.paired_cases_needed([x - y for x, y in zip(xs, ys, strict=True)], ALPHA, POWER)
     out.update(
         diff=result.diff,
         ci=[result.low, result.high],
         p=result.p,
+        p_adjusted=result.p,
+        comparisons=1,
         test=test,
+        binary=binary,
+        cases_needed=needed,
         wins_a=sum(1 for x, y in zip(xs, ys, strict=True) if x > y),
         wins_b=sum(1 for x, y in zip(xs, ys, strict=True) if y > x),
         ties=sum(1 for x, y in zip(xs, ys, strict=True) if x == y),
-        separable=result.is_separable(ALPHA),
-        verdict=stats.verdict(name_a, name_b, result, alpha=ALPHA, percent=binary),
     )
+    _write_verdict(out)
     return out
+
+
+def _write_verdict(pair: dict[str, Any]) -> None:
+    """`separable` and `verdict` from the pair's numbers: the p-value is the Holm-adjusted one
+    when the pair is one of several comparisons, and says so; a pair the data cannot separate
+    ends with the power estimate."""
+    low, high = pair["ci"]
+    result = stats.PairedResult(pair["diff"], low, high, pair["p_adjusted"])
+    m = pair["comparisons"]
+    note = f"Holm-adjusted over {m} comparisons" if m > 1 else ""
+    pair["separable"] = result.is_separable(ALPHA)
+    text = stats.verdict(pair["a"], pair["b"], result, alpha=ALPHA, percent=pair["binary"], p_note=note)
+    if not pair["separable"]:
+        text += "; " + _power_note(pair)
+    pair["verdict"] = text
+
+
+def _power_note(pair: dict[str, Any]) -> str:
+    needed, n = pair["cases_needed"], pair["n"]
+    has = f"this eval has {n}"
+    if needed is None:
+        return f"no difference to size a power estimate on ({has} cases)"
+    size = f"{abs(pair['diff']) * 100:.1f} points" if pair["binary"] else f"{abs(pair['diff']):.3g}"
+    return (
+        f"a difference of {size} would need about {needed} cases to detect "
+        f"({POWER * 100:g}% power at alpha {ALPHA:g}, {pair['test']}; {has})"
+    )
+
+
+def adjust_for_multiple_comparisons(pairs: list[dict[str, Any]]) -> None:
+    """Holm-adjust the p-values of the pairs that were tested, as one family, and rewrite their
+    verdicts: with several comparisons, one of them reaching p < 0.05 by chance is likely."""
+    tested = [pair for pair in pairs if pair["p"] is not None]
+    if len(tested) < 2:
+        return
+    for pair, adjusted in zip(tested, stats.holm_adjust([pair["p"] for pair in tested]), strict=True):
+        pair["p_adjusted"] = adjusted
+        pair["comparisons"] = len(tested)
+        _write_verdict(pair)
 
 
 def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
@@ -162,7 +242,8 @@ def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
         by_mode.setdefault(row["mode"], []).append(row)
     summaries = [mode_summary(m, rows, repeats) for m, rows in by_mode.items()]
     per_case = {m: _per_case(rows) for m, rows in by_mode.items()}
-    pairs = [compare_pair(a, per_case[a], b, per_case[b]) for a, b in combinations(by_mode, 2)]
+    pairs = [compare_pair(a, per_case[a], b, per_case[b], repeats) for a, b in combinations(by_mode, 2)]
+    adjust_for_multiple_comparisons(pairs)
     by_name = {s["mode"]: s for s in summaries}
     for pair in pairs:
         _mention_partial(
@@ -211,20 +292,14 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
         "same_file": run_a["file_hash"] == run_b["file_hash"],
         "modes": [],
     }
+    compared = []
     for mode_a, mode_b in pairs:
         results_a = [r for r in rows_a if r["mode"] == mode_a]
         results_b = [r for r in rows_b if r["mode"] == mode_b]
         a, b = _per_case(results_a), _per_case(results_b)
         name_a, name_b = f"{mode_a} ({id_a})", f"{mode_b} ({id_b})"
         comparison = compare_pair(name_a, a, name_b, b)
-        sides = [
-            (name, len(rows), _partial(rows)) for name, rows in ((name_a, results_a), (name_b, results_b))
-        ]
-        comparison["partial_a"], comparison["partial_b"] = (caps.total() for _, _, caps in sides)
-        _mention_partial(comparison, (partial_note(name, caps.total(), n) for name, n, caps in sides))
-        comparison["partial_notes"] = _best_so_far(
-            partial_note(name, caps.total(), n, caps) for name, n, caps in sides
-        )
+        compared.append((comparison, [(name_a, results_a), (name_b, results_b)]))
         common = sorted(set(a) & set(b))
         comparison["mode_a"], comparison["mode_b"] = mode_a, mode_b
         comparison["improved"] = [c for c in common if b[c] > a[c]]
@@ -232,6 +307,14 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
         comparison["only_in_a"] = sorted(set(a) - set(b))
         comparison["only_in_b"] = sorted(set(b) - set(a))
         out["modes"].append(comparison)
+    adjust_for_multiple_comparisons([comparison for comparison, _ in compared])
+    for comparison, named in compared:
+        sides = [(name, len(rows), _partial(rows)) for name, rows in named]
+        comparison["partial_a"], comparison["partial_b"] = (caps.total() for _, _, caps in sides)
+        _mention_partial(comparison, (partial_note(name, caps.total(), n) for name, n, caps in sides))
+        comparison["partial_notes"] = _best_so_far(
+            partial_note(name, caps.total(), n, caps) for name, n, caps in sides
+        )
     return out
 
 
@@ -262,7 +345,7 @@ def mode_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 s["mode"] + (f" {marks}" if marks else ""),
-                str(s["scored"]),
+                f"{s['cases']}×{s['repeats']}" if s["repeats"] > 1 else str(s["scored"]),
                 str(s["errors"]),
                 str(s["partial"]),
                 _pct(s["score"], s["binary"]),
@@ -296,6 +379,33 @@ def _best_so_far(notes: Iterable[str | None]) -> list[str]:
     return [f"{note}; their best answers so far were scored" for note in notes if note]
 
 
+def _basis(pair: dict[str, Any]) -> str:
+    """What a pair's test ran on: "exact McNemar, n=5", or with repeats "paired bootstrap,
+    n=5 cases, each the mean of its 3 repeats"."""
+    n = f"n={pair['n']}"
+    if pair.get("repeats", 1) > 1:
+        n += f" cases, each the mean of its {pair['repeats']} repeats"
+    return f"{pair['test'] or 'no test'}, {n}"
+
+
+def pair_line(pair: dict[str, Any]) -> str:
+    """A pair's verdict, the cases each mode won alone, and what the test ran on."""
+    won = f"{pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}"
+    return f"{pair['verdict'].rstrip('.')}. Won alone: {won} ({_basis(pair)})."
+
+
+def interval_notes(report: dict[str, Any]) -> list[str]:
+    """A sentence when the intervals count cases rather than rows (there were repeats)."""
+    repeats = report["eval_run"]["repeats"]
+    if not any(s["ci_method"] in ("wilson-clustered", "case-bootstrap") for s in report["modes"]):
+        return []
+    return [
+        f"n is cases × repeats; the {repeats} repeats of a case are not independent, so each 95% CI "
+        "counts cases, not rows (Wilson with the design effect for pass/fail, whole cases "
+        "resampled for graded scores)"
+    ]
+
+
 def partial_notes(report: dict[str, Any]) -> list[str]:
     """One sentence per mode with partial runs, the caps that stopped them, for the report's text."""
     return _best_so_far(s.get("partial_note") for s in report["modes"])
@@ -312,12 +422,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("|" + "---|" * len(MODE_HEADERS))
     lines += ["| " + " | ".join(row) + " |" for row in mode_rows(report)]
     lines += ["", "$ = on the quality/cost Pareto front, ⏱ = on the quality/latency front.", ""]
-    lines += [f"- {note}." for note in partial_notes(report)]
-    for pair in report["pairs"]:
-        lines.append(
-            f"- {pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}"
-            f" ({pair['test'] or 'no test'}, n={pair['n']})."
-        )
+    lines += [f"- {note}." for note in interval_notes(report) + partial_notes(report)]
+    lines += [f"- {pair_line(pair)}" for pair in report["pairs"]]
     return "\n".join(lines)
 
 
@@ -334,11 +440,9 @@ def render_text(report: dict[str, Any]) -> Any:
     for row in mode_rows(report):
         table.add_row(*row)
     notes = [Text("$ = Pareto front for quality vs cost, ⏱ = for quality vs latency", style="dim")]
+    notes += [Text(f"{note}.", style="dim") for note in interval_notes(report)]
     notes += [Text(f"{note}.", style="yellow") for note in partial_notes(report)]
-    for pair in report["pairs"]:
-        notes.append(
-            Text(f"{pair['verdict']} Won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}.")
-        )
+    notes += [Text(pair_line(pair)) for pair in report["pairs"]]
     return Group(table, *notes)
 
 

@@ -85,13 +85,19 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return (0.0, 1.0)
-    p_hat = successes / n
+    return wilson_from_rate(successes / n, n, z)
+
+
+def wilson_from_rate(p_hat: float, n: float, z: float) -> tuple[float, float]:
+    """The Wilson interval for an observed rate ``p_hat`` over ``n`` trials, where ``n`` may be
+    an effective sample size (a float, as from a design effect); ``z`` is the normal quantile.
+    At ``p_hat`` 0 the lower bound is exactly 0, at 1 the upper bound exactly 1."""
     z2 = z * z
     denom = 1.0 + z2 / n
     centre = (p_hat + z2 / (2.0 * n)) / denom
     half = z / denom * math.sqrt(p_hat * (1.0 - p_hat) / n + z2 / (4.0 * n * n))
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
+    low = 0.0 if p_hat == 0.0 else max(0.0, centre - half)
+    high = 1.0 if p_hat == 1.0 else min(1.0, centre + half)
     return (low, high)
 
 

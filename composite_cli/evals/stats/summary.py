@@ -132,6 +132,7 @@ def verdict(
     higher_is_better: bool = True,
     better: str = "better",
     unit: str = "",
+    p_note: str = "",
 ) -> str:
     """One plain-English sentence comparing two modes from a :class:`PairedResult`.
 
@@ -146,6 +147,8 @@ def verdict(
       by ``unit`` if given ("by 120 ms").
     * ``higher_is_better=False`` for costs and latencies; ``better`` is the comparative
       to use ("faster", "cheaper").
+    * ``p_note`` follows the p-value, e.g. "Holm-adjusted over 3 comparisons" when
+      ``result.p`` is an adjusted p-value ("p=0.030, Holm-adjusted over 3 comparisons").
 
     Examples::
 
@@ -174,7 +177,7 @@ def verdict(
         return _format_number(x, decimals)
 
     ci = _format_level(result.level) + " CI"
-    p_text = _format_p(result.p, alpha)
+    p_text = _format_p(result.p, alpha) + (f", {p_note}" if p_note else "")
     if result.is_separable(alpha):
         a_wins = (diff > 0) == higher_is_better
         winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
