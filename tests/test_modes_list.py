@@ -125,3 +125,32 @@ def test_modes_list_text_groups_modes_under_headings(isolated_home: Path, tmp_pa
     assert "(moa)" in moa and "4 calls" in moa and "[fast, strong]" in moa
     assert "1–400 calls" in next(line for line in lines if line.strip().startswith("rlm-v1"))
     assert "1 call " in next(line for line in lines if line.strip().startswith("direct"))
+
+
+def test_a_switch_counts_the_case_its_parameter_picks() -> None:
+    text = (
+        "name: a\nparams: {preset: quality}\nsteps:\n  - id: s\n    kind: switch\n    param: preset\n"
+        "    cases:\n      quality: [{id: q, kind: fanout, model: strong, n: 3}]\n"
+        "      budget: [{id: b, kind: call, model: fast}]\n"
+        "  - {id: t, kind: synthesize, from: s, model: strong}\n"
+    )
+    assert calls(text) == CallRange(4, 4)
+    assert calls(text, preset="budget") == CallRange(2, 2)
+
+
+class Unbounded:
+    """A step kind that counts its own calls and has no upper bound of its own."""
+
+    kind = "custom"
+
+    def expected_calls(self, params: object) -> tuple[int, None]:
+        return 2, None
+
+    def children(self) -> list[list[object]]:
+        return []
+
+
+def test_a_kind_without_a_bound_is_capped_by_the_modes_max_calls() -> None:
+    spec = parse_mode("name: a\nlimits: {max_calls: 12}\nsteps:\n  - {id: x, kind: call, model: s}\n")
+    spec.steps = [Unbounded()]  # type: ignore[list-item]
+    assert spec.expected_calls() == CallRange(2, 12)

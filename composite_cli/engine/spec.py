@@ -85,12 +85,17 @@ class CallRange:
         return CallRange(self.least + other.least, self.most + other.most)
 
 
+UNBOUNDED = 10**9  # a step with no bound of its own; ModeSpec.expected_calls caps it at max_calls
+
+
 def _int_field(step: object, attr: str, params: Mapping[str, Any], default: int) -> int:
     value = resolve(getattr(step, attr, default), params)
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
-def _steps_calls(steps: list[Step], params: Mapping[str, Any]) -> CallRange:
+def steps_calls(steps: list[Step], params: Mapping[str, Any]) -> CallRange:
+    """The model calls a list of steps makes, run in order (for a kind's `expected_calls` over
+    its nested steps)."""
     total = CallRange(0, 0)
     for step in steps:
         total = total + _step_calls(step, params)
@@ -99,12 +104,13 @@ def _steps_calls(steps: list[Step], params: Mapping[str, Any]) -> CallRange:
 
 def _step_calls(step: Step, params: Mapping[str, Any]) -> CallRange:
     """The model calls one step makes per run, from its fields. A kind whose count is none of the
-    cases below defines `expected_calls(params) -> (least, most)`, its children included."""
+    cases below defines `expected_calls(params) -> (least, most)`, its children included
+    (`steps_calls` counts a nested list; `most` None when the kind has no bound of its own)."""
     own = getattr(step, "expected_calls", None)
     if callable(own):
-        least, most = own(params)
-        return CallRange(int(least), int(most))
-    branches = [_steps_calls(child, params) for child in step.children()]
+        least, most = own(params)  # most None: no bound of its own (the mode's max_calls caps it)
+        return CallRange(int(least), UNBOUNDED if most is None else int(most))
+    branches = [steps_calls(child, params) for child in step.children()]
     if step.kind == "if":
         # the branch not taken may be a missing `else`: no calls
         options = [*branches, CallRange(0, 0)] if len(branches) < 2 else branches
@@ -114,6 +120,12 @@ def _step_calls(step: Step, params: Mapping[str, Any]) -> CallRange:
         body = branches[0] if branches else CallRange(0, 0)
         # `until` is checked after a round, so a loop with rounds runs at least one
         return CallRange(body.least * min(rounds, 1), body.most * rounds)
+    if step.kind == "switch":
+        # the case the parameter's value picks (a value with no case is refused before it runs)
+        cases = getattr(step, "cases", None) or {}
+        chosen = cases.get(params.get(getattr(step, "param", ""), ""))
+        if chosen is not None:
+            return steps_calls(chosen, params)
     if step.kind == "rlm":
         return CallRange(1, _int_field(step, "max_calls", params, 1))
     if step.kind == "fanout":
@@ -169,7 +181,7 @@ class ModeSpec:
         """Model calls one request makes with these parameters, from the steps' fields (fan-out
         width, loop rounds, tool rounds, an rlm step's max_calls), at most `limits.max_calls`."""
         params = self.merged_params(overrides)
-        calls = _steps_calls(self.steps, params)
+        calls = steps_calls(self.steps, params)
         cap = resolve(self.limits.max_calls, params)
         return CallRange(min(calls.least, int(cap)), min(calls.most, int(cap)))
 
