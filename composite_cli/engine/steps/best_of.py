@@ -56,7 +56,7 @@ def judge_score(reply: str) -> float | None:
 @dataclass(eq=False)
 class BestOfStep(Step):
     """Best-of-N: candidates one at a time, each scored by a judge (`judge_model`, `rubric`) or a
-    scorer function (`scorer`); stops at the first that reaches `threshold`; the best is the value"""
+    scorer function (`scorer`); stops at the first that reaches `threshold`; the best is the value."""
 
     settings: CallSettings = call_fields("the candidates' call fields", scope=("sample",), show=True)
     samples: int | ParamRef = number(

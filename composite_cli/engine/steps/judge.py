@@ -124,7 +124,7 @@ def readable(analysis: dict[str, list[str]]) -> str:
 class JudgeStep(Step):
     """A structured analysis of the candidates as JSON (consensus, contradictions, unique points,
     blind spots), validated with one retry; shown in the trace as the step's scratchpad. Still
-    invalid after the retry: the value is the raw reply and the step is `partial`"""
+    invalid after the retry: the value is the raw reply and the step is `partial`."""
 
     sources: list[str] = step_refs(SOURCES, key="from", required=True, show="from")
     settings: CallSettings = call_fields(defaults={"prompt": ANALYZE}, scope=("candidates",), show=True)

@@ -31,7 +31,7 @@ def _case_list(cases: list[str]) -> str:
 @dataclass(eq=False)
 class SwitchStep(Step):
     """Runs the steps of the case a string mode parameter names; its value is that case's last
-    step's. A value with no case is an error naming the parameter, in the file and in a request"""
+    step's. A value with no case is an error naming the parameter, in the file and in a request."""
 
     param: str = text(
         "the name of a string mode parameter (declared in `params`)", "", required=True, show=True
