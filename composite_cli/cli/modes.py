@@ -118,8 +118,9 @@ def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
 def list_modes(
     as_json: JsonOption = False, config: ConfigOption = None, allow_code: AllowCodeOption = None
 ) -> None:
-    """List the modes by group (single call, ensembles, refinement, tools, long context, other),
-    each with the model calls one request makes (default parameters), its aliases and description."""
+    """List the modes by group, each with its calls per request and aliases.
+
+    A mode file's `group:` places it; calls are for one request with the default parameters."""
     from composite_cli.engine.spec import MODE_GROUPS
 
     with cli_errors():
