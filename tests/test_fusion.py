@@ -360,3 +360,12 @@ def test_serve_answers_each_judged_mode(tmp_path: Path):
             assert completion.usage.total_tokens > 0
     finally:
         server.close()
+
+
+def test_modes_list_counts_the_judges_retry():
+    fusion = ModeLibrary().load("fusion").expected_calls()
+    assert (fusion.least, fusion.most) == (5, 6)  # 3 samples, the analysis (+1 retry), the writer
+    bon = ModeLibrary().load("bon").expected_calls({"samples": 3})
+    assert (bon.least, bon.most) == (2, 6)
+    debate = ModeLibrary().load("debate").expected_calls({"rounds": 1, "decide": "vote"})
+    assert (debate.least, debate.most) == (6, 6)

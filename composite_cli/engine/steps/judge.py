@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,9 @@ class JudgeStep(Step):
 
     def aliases(self) -> list[str]:
         return [self.settings.model]
+
+    def expected_calls(self, params: Mapping[str, Any]) -> tuple[int, int | None]:
+        return 1, 2  # the analysis, and one retry when it is not valid
 
     async def run(self, rt: StepRuntime) -> TextValue:
         candidates = gather_candidates(rt, self.sources)
