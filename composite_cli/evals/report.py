@@ -280,6 +280,8 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
     run_a, rows_a = _load(store, id_a)
     run_b, rows_b = _load(store, id_b)
     modes_a, modes_b = json.loads(run_a["modes"]), json.loads(run_b["modes"])
+    repeats_a, repeats_b = (int(json.loads(r["settings"] or "{}").get("repeats", 1)) for r in (run_a, run_b))
+    repeats = repeats_a if repeats_a == repeats_b else 1  # only said when both ran the same repeats
     shared = [m for m in modes_a if m in modes_b]
     pairs = [(m, m) for m in shared] or (
         [(modes_a[0], modes_b[0])] if len(modes_a) == len(modes_b) == 1 else []
@@ -298,7 +300,7 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
         results_b = [r for r in rows_b if r["mode"] == mode_b]
         a, b = _per_case(results_a), _per_case(results_b)
         name_a, name_b = f"{mode_a} ({id_a})", f"{mode_b} ({id_b})"
-        comparison = compare_pair(name_a, a, name_b, b)
+        comparison = compare_pair(name_a, a, name_b, b, repeats)
         compared.append((comparison, [(name_a, results_a), (name_b, results_b)]))
         common = sorted(set(a) & set(b))
         comparison["mode_a"], comparison["mode_b"] = mode_a, mode_b
