@@ -369,3 +369,30 @@ def test_modes_list_counts_the_judges_retry():
     assert (bon.least, bon.most) == (2, 6)
     debate = ModeLibrary().load("debate").expected_calls({"rounds": 1, "decide": "vote"})
     assert (debate.least, debate.most) == (6, 6)
+
+
+async def test_the_analysis_shows_in_the_tui_and_datasette_step_views(fake_model, tmp_path: Path):
+    from datasette.app import Datasette
+
+    from composite_cli.runner import Runner
+    from composite_cli.tui.widgets.step_detail import step_detail
+
+    fake_model.script(panel_and_judge(["not json", json.dumps(ANALYSIS)]))
+    db_path = tmp_path / "traces.db"
+    runner = Runner(Settings(profile=Profile("p", {"*": {"model": "openai/gpt-4o-mini"}}), db_path=db_path))
+    result = await runner.run("fusion", RunRequest(messages=USER))
+    runner.flush()
+    db = sqlite3.connect(db_path)
+    db.row_factory = sqlite3.Row
+    step = dict(
+        db.execute("select * from steps where run_id = ? and kind = 'judge'", [result.run_id]).fetchone()
+    )
+    assert "consensus:\n  - botanically a fruit" in step["scratchpad"]
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(step_detail(step, {}))
+    shown = console.export_text()
+    assert "scratchpad" in shown and "attempt 1: invalid analysis" in shown and "botanically a fruit" in shown
+    page = (await Datasette([str(db_path)]).client.get(f"/traces/steps/{step['id']}")).text
+    assert "Scratchpad" in page and "consensus:" in page and "3: legally a vegetable in the US (1893)" in page
