@@ -106,6 +106,8 @@ def test_pairs_use_case_means_and_say_so(store: TraceStore) -> None:
     assert pair["diff"] == pytest.approx(1 / 3)
     assert pair["comparisons"] == 1 and pair["p_adjusted"] == pair["p"]
     assert "Holm" not in pair["verdict"]
+    # pass/fail rows: a difference of repeat means is still in points
+    assert "(difference 33.3 points, 95% CI" in pair["verdict"] or "by 33.3 points" in pair["verdict"]
     assert "n=6 cases, each the mean of its 3 repeats" in render_markdown(build_report(store, eval_id))
 
 

@@ -138,16 +138,24 @@ def _per_case(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def compare_pair(
-    name_a: str, a: dict[str, float], name_b: str, b: dict[str, float], repeats: int = 1
+    name_a: str,
+    a: dict[str, float],
+    name_b: str,
+    b: dict[str, float],
+    repeats: int = 1,
+    *,
+    pass_fail: bool = False,
 ) -> dict[str, Any]:
     """A paired comparison of two modes over the cases both answered, each case's score the
     mean of its repeats (the case is the unit: repeats are not independent pairs). A pair the
     data cannot separate gets `cases_needed`: the cases a paired test of the same kind would
-    need to detect a difference of the observed size (power 0.8 at alpha 0.05)."""
+    need to detect a difference of the observed size (power 0.8 at alpha 0.05). `pass_fail`: the
+    rows were pass/fail, so differences of repeat means are shown in points too."""
     common = sorted(set(a) & set(b))
     xs, ys = [a[c] for c in common], [b[c] for c in common]
     binary = _is_binary(xs) and _is_binary(ys)
     out: dict[str, Any] = {"a": name_a, "b": name_b, "n": len(common), "repeats": repeats}
+    out["percent"] = binary or pass_fail  # differences are proportions: shown in points
     if not common:
         out.update(
             diff=None,
@@ -201,7 +209,7 @@ def _write_verdict(pair: dict[str, Any]) -> None:
     m = pair["comparisons"]
     note = f"Holm-adjusted over {m} comparisons" if m > 1 else ""
     pair["separable"] = result.is_separable(ALPHA)
-    text = stats.verdict(pair["a"], pair["b"], result, alpha=ALPHA, percent=pair["binary"], p_note=note)
+    text = stats.verdict(pair["a"], pair["b"], result, alpha=ALPHA, percent=pair["percent"], p_note=note)
     if not pair["separable"]:
         text += "; " + _power_note(pair)
     pair["verdict"] = text
@@ -212,7 +220,7 @@ def _power_note(pair: dict[str, Any]) -> str:
     has = f"this eval has {n}"
     if needed is None:
         return f"no difference to size a power estimate on ({has} cases)"
-    size = f"{abs(pair['diff']) * 100:.1f} points" if pair["binary"] else f"{abs(pair['diff']):.3g}"
+    size = f"{abs(pair['diff']) * 100:.1f} points" if pair["percent"] else f"{abs(pair['diff']):.3g}"
     return (
         f"a difference of {size} would need about {needed} cases to detect "
         f"({POWER * 100:g}% power at alpha {ALPHA:g}, {pair['test']}; {has})"
@@ -242,9 +250,14 @@ def build_report(store: TraceStore, eval_run_id: str) -> dict[str, Any]:
         by_mode.setdefault(row["mode"], []).append(row)
     summaries = [mode_summary(m, rows, repeats) for m, rows in by_mode.items()]
     per_case = {m: _per_case(rows) for m, rows in by_mode.items()}
-    pairs = [compare_pair(a, per_case[a], b, per_case[b], repeats) for a, b in combinations(by_mode, 2)]
-    adjust_for_multiple_comparisons(pairs)
     by_name = {s["mode"]: s for s in summaries}
+    pairs = [
+        compare_pair(
+            a, per_case[a], b, per_case[b], repeats, pass_fail=by_name[a]["binary"] and by_name[b]["binary"]
+        )
+        for a, b in combinations(by_mode, 2)
+    ]
+    adjust_for_multiple_comparisons(pairs)
     for pair in pairs:
         _mention_partial(
             pair, (partial_note(m, by_name[m]["partial"], by_name[m]["n"]) for m in (pair["a"], pair["b"]))
@@ -300,7 +313,8 @@ def compare_runs(store: TraceStore, id_a: str, id_b: str) -> dict[str, Any]:
         results_b = [r for r in rows_b if r["mode"] == mode_b]
         a, b = _per_case(results_a), _per_case(results_b)
         name_a, name_b = f"{mode_a} ({id_a})", f"{mode_b} ({id_b})"
-        comparison = compare_pair(name_a, a, name_b, b, repeats)
+        scored = [float(r["score"]) for r in results_a + results_b if r["score"] is not None]
+        comparison = compare_pair(name_a, a, name_b, b, repeats, pass_fail=_is_binary(scored))
         compared.append((comparison, [(name_a, results_a), (name_b, results_b)]))
         common = sorted(set(a) & set(b))
         comparison["mode_a"], comparison["mode_b"] = mode_a, mode_b
