@@ -85,6 +85,18 @@ async def test_a_failed_member_does_not_count_toward_the_quorum(fake_model, fake
     assert calls(events)["slow"] == "ok" and calls(events)["a"] == "error"
 
 
+async def test_a_request_quorum_below_min_success_still_waits_for_min_success(fake_model, fake_profile):
+    fake_model.on("a", "Paris").on("b", "Paris", delay=0.01).on("slow", "Lyon", delay=SLOW)
+    text = "params: {q: 2}\n" + PANEL.format(quorum="$q", grace=0).replace(
+        "    grace: 0\n", "    grace: 0\n    min_success: 2\n"
+    )
+    spec = parse_mode(text, "panel.yaml")
+    events: list = []
+    request = RunRequest(messages=ASK, params={"q": 1})
+    await run_mode(spec, request, profile=fake_profile, subscribers=[events.append])
+    assert calls(events)["b"] == "ok" and calls(events)["slow"] == "cancelled"
+
+
 async def test_the_hard_timeout_still_bounds_the_step(fake_model, fake_profile):
     from composite_cli.errors import StepTimeout
 

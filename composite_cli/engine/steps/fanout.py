@@ -165,14 +165,14 @@ class FanoutStep(Step):
             return TextValue.from_call(record)
 
         tasks = [asyncio.create_task(one(name, settings, index)) for name, settings, index in jobs]
-        quorum = len(jobs) if self.quorum is None else min(int(rt.resolve(self.quorum)), len(jobs))
-        late = await _wait_for_quorum(tasks, quorum, float(rt.resolve(self.grace)))
-        if late:
-            cut = [name for (name, _, _), task in zip(jobs, tasks, strict=True) if task in late]
-            rt.note(
-                f"quorum {quorum} answered; cancelled after a grace of {float(rt.resolve(self.grace)):g}s: "
-                + ", ".join(cut)
-            )
+        # A quorum below min_success (possible through request params) would stop too early.
+        asked = len(jobs) if self.quorum is None else max(int(rt.resolve(self.quorum)), needed)
+        quorum = min(asked, len(jobs))
+        grace = float(rt.resolve(self.grace))
+        await _wait_for_quorum(tasks, quorum, grace)
+        cut = [name for (name, _, _), task in zip(jobs, tasks, strict=True) if task.cancelled()]
+        if cut:
+            rt.note(f"quorum {quorum} answered; cancelled after a grace of {grace:g}s: " + ", ".join(cut))
         values: list[TextValue] = []
         names: list[str] = []
         errors: list[str] = []
