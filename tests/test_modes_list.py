@@ -64,6 +64,10 @@ def test_group_is_checked_and_defaults_to_other() -> None:
         parse_mode("name: a\ngroup: ensembles\nsteps:\n  - {id: x, kind: call, model: s}\n", "a.yaml")
     line = exc.value.errors[0].one_line()
     assert line.startswith("a.yaml:2: group: 'ensembles' is not a group (groups: single-call, ensemble")
+    for bad in ("''", "[ensemble]", "3"):
+        with pytest.raises(ModeValidationError) as exc:
+            parse_mode(f"name: a\ngroup: {bad}\nsteps:\n  - {{id: x, kind: call, model: s}}\n", "a.yaml")
+        assert exc.value.errors[0].one_line().startswith("a.yaml:2: group: "), bad
 
 
 SHIPPED_GROUPS = {

@@ -442,8 +442,10 @@ def parse_mode(text: str, path: str | Path = "<string>", *, allow_code: Iterable
     elif spath != "<string>" and name != Path(spath).stem:
         pc.error(data, "name", "name", f"{name!r} must match the file name {Path(spath).name!r}")
     description = pc.string(data, "description", "") or ""
-    group = pc.string(data, "group", "") or DEFAULT_GROUP
-    if group not in MODE_GROUPS:
+    group = pc.string(data, "group", "")
+    if group is None:  # absent (or not a string: reported by pc.string)
+        group = DEFAULT_GROUP
+    elif group not in MODE_GROUPS:
         pc.error(data, "group", "group", f"{group!r} is not a group (groups: {', '.join(MODE_GROUPS)})")
     limits = Limits()
     limits_node = data.get("limits")
