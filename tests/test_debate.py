@@ -141,3 +141,29 @@ def test_debate_problems_are_one_line_each(fields: str, problem: str):
     with pytest.raises(ModeValidationError) as info:
         parse_mode(text)
     assert any(problem in str(e) for e in info.value.errors), [str(e) for e in info.value.errors]
+
+
+async def test_a_run_limit_in_one_revision_stops_the_others(fake_model, fake_profile):
+    """max_calls reached by one revision ends the run; a slower revision of the same round is
+    cancelled with it, not left calling after the run finished."""
+    from conftest import Reply
+
+    from composite_cli.errors import RunLimitExceeded
+    from composite_cli.events import RunFinished
+
+    def script(name: str, messages: list[dict[str, Any]]) -> Any:
+        if name == "x" and any(m["role"] == "assistant" for m in messages):
+            return Reply("slow revision", delay=5)
+        return None
+
+    fake_model.script(script)
+    spec = parse_mode(
+        "name: t\nlimits: {max_calls: 4}\nsteps:\n  - id: d\n    kind: debate\n    rounds: 1\n"
+        "    experts: [{name: x, model: m}, {name: y, model: m}, {name: z, model: m}]\n"
+    )
+    events: list[Any] = []
+    with pytest.raises(RunLimitExceeded):
+        await run_mode(spec, RunRequest(messages=USER), profile=fake_profile, subscribers=[events.append])
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "error"
+    slow = [e.record for e in events if isinstance(e, CallFinished) and e.record.name == "x"]
+    assert [r.status for r in slow] == ["ok", "cancelled"]  # the slow revision ended with the run

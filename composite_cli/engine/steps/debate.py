@@ -115,7 +115,12 @@ class DebateStep(FanoutStep):
             return TextValue.from_call(record)
 
         names = list(latest)
-        results = await asyncio.gather(*(one(name) for name in names))
+        try:
+            async with asyncio.TaskGroup() as group:  # a run limit in one revision stops them all
+                tasks = [group.create_task(one(name)) for name in names]
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        results = [task.result() for task in tasks]
         revised = 0
         errors: list[str] = []
         for name, result in zip(names, results, strict=True):
