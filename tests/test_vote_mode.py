@@ -322,3 +322,48 @@ def test_vote_beats_direct_on_a_60_percent_model_with_a_separating_paired_test(
     (pair,) = report["pairs"]
     assert (pair["a"], pair["b"], pair["test"]) == ("direct", "vote-v1", "exact McNemar")
     assert pair["separable"] and pair["p"] < 0.05 and pair["wins_b"] > pair["wins_a"]
+
+
+# -- hostile mode files ------------------------------------------------------------------------
+
+VOTE = """name: v
+params: {how: number, s: choice}
+steps:
+  - {id: d, kind: fanout, model: m, n: 3}
+  - id: answer
+    kind: vote
+    from: d
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "extract: vibes",
+            "v.yaml:8: steps[1].extract: must be text (the whole answer), number (a number), "
+            "choice (a letter A-E) or phrase (a short phrase), got 'vibes'",
+        ),
+        ("extract: $nope", "steps[1].extract: unknown parameter 'nope' (declared: how, s)"),
+        ("extract: 3", "steps[1].extract: must be a string"),
+        ("shuffle: false", "steps[1].shuffle: a majority vote shows the candidates to no model"),
+        ("anonymize: false", "steps[1].anonymize: a majority vote shows the candidates to no model"),
+    ],
+)
+def test_bad_vote_fields_are_one_line_errors(extra: str, message: str):
+    from composite_cli.engine.spec import parse_mode
+    from composite_cli.errors import ModeValidationError
+
+    with pytest.raises(ModeValidationError) as caught:
+        parse_mode(VOTE + f"    {extra}\n", "v.yaml")
+    assert message in str(caught.value)
+
+
+def test_extract_may_name_a_string_parameter_with_a_valid_default():
+    from composite_cli.engine.spec import ParamRef, parse_mode
+    from composite_cli.errors import ModeValidationError
+
+    spec = parse_mode(VOTE + "    extract: $how\n", "v.yaml")
+    assert spec.steps[-1].extract == ParamRef("how")
+    with pytest.raises(ModeValidationError, match="parameter 'bad' defaults to 'vibes', not text"):
+        parse_mode(VOTE.replace("s: choice", "bad: vibes") + "    extract: $bad\n", "v.yaml")

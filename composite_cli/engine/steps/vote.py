@@ -41,11 +41,14 @@ _MARKER = re.compile(r"\banswer\s*(?:is|was|would be|will be|should be|[:=])\s*"
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _LETTER = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+# What a majority vote counts. A number or a letter is the one after the last "answer is" /
+# "Answer:" marker (or in the last \boxed{}), else the last one in the answer; a phrase is the rest
+# of the marker's line, else the answer's last line.
 EXTRACTS = (
     ("text", "the whole answer"),
-    ("number", "the answer's number: after the last `answer is`/`Answer:`, else the last number"),
-    ("choice", "a choice letter A-E: after the last `answer is`/`Answer:`, else the last one alone"),
-    ("phrase", "the words after the last `answer is`/`Answer:`, else the last line"),
+    ("number", "a number"),
+    ("choice", "a letter A-E"),
+    ("phrase", "a short phrase"),
 )
 
 
@@ -158,6 +161,14 @@ class VoteStep(Step):
                 pc.error(
                     node, key, f"{self.where}.{key}", "a majority vote calls no model (use method: judge)"
                 )
+            for key in ("shuffle", "anonymize"):
+                if key in node:
+                    pc.error(
+                        node,
+                        key,
+                        f"{self.where}.{key}",
+                        "a majority vote shows the candidates to no model (use method: judge)",
+                    )
 
     def _read_extract(self, node: LineDict, pc: ParseContext, names: set[str]) -> None:
         raw = node.get("extract")
