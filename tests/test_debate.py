@@ -131,6 +131,7 @@ async def test_no_rounds_is_a_plain_fanout_then_the_decision(fake_model, fake_pr
         ("rounds: 9", "steps[1].rounds: must be at most 8"),
         ("references: a", "steps[1].references: a debate's experts read each other"),
         ("revise: '{{ nope }}'", "steps[1].revise: unknown template variable 'nope'"),
+        ("revise: 'Revise your answer.'", "steps[1].revise: the others' answers are never shown"),
     ],
 )
 def test_debate_problems_are_one_line_each(fields: str, problem: str):

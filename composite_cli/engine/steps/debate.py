@@ -65,6 +65,13 @@ class DebateStep(FanoutStep):
             pc.error(node, "references", f"{self.where}.references", "a debate's experts read each other")
         if self.revise is None:
             self.revise = compile_default(REVISE, names | {"others", "round", "expert", "sample"})
+        elif "others" not in self.revise.names:
+            pc.error(
+                node,
+                "revise",
+                f"{self.where}.revise",
+                "the others' answers are never shown: use {{ others }} in revise",
+            )
 
     def summary(self) -> str:
         return f"{super().summary()} rounds={self.rounds}"
