@@ -72,7 +72,7 @@ def readme_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (isolated_home / "my-modes").mkdir()
     (isolated_home / "my-modes" / "vote-v1.yaml").write_text(mode_example(), encoding="utf-8")
     (isolated_home / "evals").mkdir()
-    for name in ("chess.jsonl", "arithmetic.jsonl", "tools.jsonl"):
+    for name in ("chess.jsonl", "arithmetic.jsonl", "tools.jsonl", "word_problems.jsonl"):
         shutil.copy(REPO / "evals" / name, isolated_home / "evals" / name)
     return isolated_home
 

@@ -26,12 +26,16 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # The least each kind needs; `d` is an earlier call step for the kinds that read one.
 MINIMAL: dict[str, dict[str, Any]] = {
+    "best_of": {"model": "m", "judge_model": "j"},
     "call": {"model": "m"},
+    "debate": {"model": "m", "n": 2},
     "fanout": {"model": "m", "n": 2},
     "if": {"when": "true", "then": [{"id": "inner", "kind": "call", "model": "m"}]},
+    "judge": {"from": "d", "model": "m"},
     "loop": {"steps": [{"id": "inner", "kind": "call", "model": "m"}]},
     "reflect": {"draft": "d", "model": "m"},
     "rlm": {"model": "m"},
+    "switch": {"param": "p", "cases": {"a": [{"id": "inner", "kind": "call", "model": "m"}]}},
     "synthesize": {"from": "d", "model": "m"},
     "vote": {"from": "d"},
 }
@@ -41,7 +45,11 @@ def yaml_mode(kind: str, extra: dict[str, Any], k: int = 2) -> Any:
     import yaml
 
     step = {"id": "s", "kind": kind, **MINIMAL.get(kind, {}), **extra}
-    doc = {"name": "x", "params": {"k": k}, "steps": [{"id": "d", "kind": "call", "model": "m"}, step]}
+    doc = {
+        "name": "x",
+        "params": {"k": k, "p": "a"},
+        "steps": [{"id": "d", "kind": "call", "model": "m"}, step],
+    }
     return parse_mode(yaml.safe_dump(doc, sort_keys=False))
 
 

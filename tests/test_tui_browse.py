@@ -176,7 +176,13 @@ async def test_modes_validate_puts_each_error_at_its_line(isolated_home: Path):
         await settle(pilot)
         screen = pilot.app.screen
         assert isinstance(screen, ModesScreen)
-        await pilot.press("home", "v")
+        await pilot.press("home")
+        for _ in range(40):  # to the user's mode, wherever the shipped modes sort around it
+            await pilot.pause()
+            if screen.current == "broken":
+                break
+            await pilot.press("down")
+        await pilot.press("v")
         await pilot.pause()
         assert screen.current == "broken"
         assert [e.line for e in screen.errors] == [10, 12]
@@ -184,9 +190,9 @@ async def test_modes_validate_puts_each_error_at_its_line(isolated_home: Path):
         lines = yaml.splitlines()
         at = next(i for i, line in enumerate(lines) if "from: propsals" in line)
         assert "▲ steps[1].from: unknown step 'propsals'" in lines[at + 1]
-        await pilot.press("down", "v")  # direct: valid
+        await pilot.press("down", "v")  # the next mode, a shipped one: valid
         await pilot.pause()
-        assert screen.current == "direct" and screen.errors == []
+        assert screen.current not in ("broken", None) and screen.errors == []
 
 
 async def test_dashboard_window_changes_with_w(isolated_home: Path):

@@ -44,7 +44,7 @@ def pair_text(pair: dict[str, Any], theme: dict[str, str]) -> Text:
         low, high = pair["ci"]
         out.append(
             f"  {pair['diff'] * scale:+.1f}{unit} (95% CI {low * scale:+.1f} to {high * scale:+.1f})"
-            f", p={pair['p']:.3g}, {pair['test']}, n={pair['n']}"
+            f", {_p_text(pair)}, {pair['test']}, n={pair['n']}"
         )
     out.append(
         f"\n  won alone: {pair['a']} {pair['wins_a']}, {pair['b']} {pair['wins_b']}, ties {pair['ties']}"
@@ -52,6 +52,15 @@ def pair_text(pair: dict[str, Any], theme: dict[str, str]) -> Text:
     style = theme.get("success", "") if pair.get("separable") else "dim"
     out.append(f"\n  {pair['verdict']}", style=style)
     return out
+
+
+def _p_text(pair: dict[str, Any]) -> str:
+    """The pair's p-value as the verdict uses it: Holm-adjusted when the eval compared several pairs."""
+    comparisons = int(pair.get("comparisons") or 1)
+    adjusted = pair.get("p_adjusted")
+    if comparisons > 1 and adjusted is not None:
+        return f"p={adjusted:.3g} (Holm over {comparisons})"
+    return f"p={pair['p']:.3g}"
 
 
 class EvalsScreen(AppScreen):
