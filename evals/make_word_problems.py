@@ -126,10 +126,14 @@ KINDS: dict[str, Callable[[random.Random], Problem]] = {
 
 def generate() -> list[dict[str, object]]:
     cases: list[dict[str, object]] = []
+    seen: set[str] = set()
     for k, (kind, make) in enumerate(KINDS.items()):
         for i in range(PER_KIND):
             rng = random.Random(1000 * (k + 1) + i)  # one fixed seed per case
             question, answer, difficulty = make(rng)
+            while question + ASK in seen:  # a repeated question would count twice: draw again
+                question, answer, difficulty = make(rng)
+            seen.add(question + ASK)
             cases.append(
                 {
                     "id": f"wp-{len(cases) + 1:03d}",
@@ -158,7 +162,10 @@ def check(path: Path) -> int:
             file=sys.stderr,
         )
         return 1
-    bad = [c["id"] for c in generate() if not (isinstance(c["expected"], int) and c["expected"] > 0)]
+    cases = generate()
+    bad = [c["id"] for c in cases if not (isinstance(c["expected"], int) and c["expected"] > 0)]
+    if len({c["input"] for c in cases}) != len(cases):
+        bad.append("(a repeated question)")
     if bad:
         print(f"{path}: cases without a positive integer answer: {', '.join(map(str, bad))}", file=sys.stderr)
         return 1
