@@ -252,6 +252,11 @@ def test_judge_and_switch_problems_are_one_line_each(steps: str, problem: str):
 # -- the three judged modes end to end -----------------------------------------------------------
 
 JUDGED = ["fusion-v1", "bon-v1", "debate-v1"]
+KINDS = {
+    "fusion-v1": ["switch", "switch", "synthesize"],
+    "bon-v1": ["best_of"],
+    "debate-v1": ["debate", "switch"],
+}
 FAKE_CONFIG = "profile: fake\nprofiles:\n  fake:\n    '*': {model: openai/gpt-4o-mini}\n"
 
 
@@ -334,7 +339,7 @@ def test_serve_answers_each_judged_mode(tmp_path: Path):
     import openai
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_serve_e2e import MASTER, Server, _env, free_port
+    from test_serve_e2e import MASTER, Server, _env, free_port, trace
 
     mock = {"model": "openai/gpt-4o-mini", "mock_response": "served answer", "mock_delay": 0.01}
     config = tmp_path / "composite.yaml"
@@ -354,10 +359,12 @@ def test_serve_answers_each_judged_mode(tmp_path: Path):
             completion = raw.parse()
             assert completion.choices[0].message.content == "served answer", mode
             run_id = raw.headers["x-composite-run-id"]
-            db = sqlite3.connect(tmp_path / "serve.db")
-            status, calls = db.execute("select status, calls from runs where id = ?", [run_id]).fetchone()
-            assert status == "ok" and calls >= 3, (mode, status, calls)
-            assert completion.usage.total_tokens > 0
+            body = trace(server, run_id)  # the server flushes its traces before answering this
+            run = body["run"]
+            assert (run["mode"], run["source"], run["status"]) == (mode, "serve", "ok")
+            assert completion.usage.prompt_tokens == run["prompt_tokens"] > 0
+            assert completion.usage.completion_tokens == run["completion_tokens"] > 0
+            assert [s["kind"] for s in body["steps"]] == KINDS[mode]
     finally:
         server.close()
 
