@@ -129,6 +129,7 @@ steps:
     kind: synthesize
     from: props
     model: strong
+    shuffle: false
 """
     )
     result, _ = await asyncio.wait_for(run(spec, fake_profile), 120)  # a generous guard, not a figure

@@ -394,7 +394,13 @@ def test_shipped_eval_files_load_without_errors(path: Path) -> None:
 
 def test_shipped_case_counts() -> None:
     counts = {p.name: len(load_eval_file(p).cases) for p in SHIPPED}
-    assert counts == {"arithmetic.jsonl": 54, "chess.jsonl": 112, "long_context.jsonl": 18, "tools.jsonl": 26}
+    assert counts == {
+        "arithmetic.jsonl": 54,
+        "chess.jsonl": 112,
+        "long_context.jsonl": 18,
+        "tools.jsonl": 26,
+        "word_problems.jsonl": 60,
+    }
 
 
 # --------------------------------------------------------------------------- data files run no code
