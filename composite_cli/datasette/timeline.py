@@ -31,9 +31,9 @@ class LegendEntry:
 KIND_COLOURS: tuple[LegendEntry, ...] = (
     LegendEntry("llm", "#3b7dd8", ("llm",)),
     LegendEntry("call", "#4a5d7e", ("call",)),
-    LegendEntry("fanout", "#8e5ad6", ("fanout",)),
-    LegendEntry("synthesize / vote", "#1f9e89", ("synthesize", "vote")),
-    LegendEntry("loop / reflect / if", "#6b8e23", ("loop", "reflect", "if")),
+    LegendEntry("fanout / debate", "#8e5ad6", ("fanout", "debate", "round")),
+    LegendEntry("synthesize / vote / judge", "#1f9e89", ("synthesize", "vote", "judge", "best_of")),
+    LegendEntry("loop / reflect / if", "#6b8e23", ("loop", "reflect", "if", "switch")),
     LegendEntry("tool / think", "#e08a1e", ("tool", "think")),
     LegendEntry("rlm / repl", "#c2477e", ("rlm", "repl")),
 )
