@@ -82,12 +82,15 @@ def unpriced_models(spec: ModeSpec, profile: Profile) -> list[str]:
 
 
 def mode_model_info(spec: ModeSpec, profile: Profile) -> dict[str, Any]:
-    """The `litellm.model_cost` entry of `composite/<mode>` (no price fields: see the module doc)."""
+    """The `litellm.model_cost` entry of `composite/<mode>` (no price fields: see the module doc).
+    A mode whose models never see the client's tools (vote-v1, bon-v1: ModeSpec.takes_client_tools)
+    says `supports_function_calling: False`, so a framework that asks LiteLLM first sends none."""
+    tools = spec.takes_client_tools()
     info: dict[str, Any] = {
         "litellm_provider": PROVIDER,
         "mode": "chat",
-        "supports_function_calling": True,
-        "supports_tool_choice": True,
+        "supports_function_calling": tools,
+        "supports_tool_choice": tools,
         "supports_native_streaming": True,
         "supports_system_messages": True,
     }

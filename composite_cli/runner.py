@@ -58,8 +58,11 @@ class Runner:
         """Run a mode (by name or spec) and record it. Raises what ended the run.
 
         With `cache=True` (needs tracing), identical model requests are replayed from the
-        trace database's call cache. `timeout` bounds the whole run (see run_mode)."""
+        trace database's call cache. `timeout` bounds the whole run (see run_mode). A request
+        with `tools` to a mode that cannot use them is refused first: BadParameter `tools`."""
         spec = self.mode(mode) if isinstance(mode, str) else mode
+        # A mode whose models never see the client's tools refuses them (never a silent drop).
+        spec.check_request_tools(request.tools, request.tool_choice, request.params)
         subs = self.open_subscribers(subscribers)
         return await run_mode(
             spec,

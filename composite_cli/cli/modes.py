@@ -82,8 +82,9 @@ def _calls_text(least: int, most: int) -> str:
 
 def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
     """One row per mode file for `modes list` (text and --json): name, short name, group, the
-    model calls one request makes with the default parameters, aliases, description; a file that
-    does not parse has `valid: false` and its first error. Ordered by group, then name."""
+    model calls one request makes with the default parameters, aliases, whether a request's `tools`
+    reach its models (`client_tools`), description; a file that does not parse has `valid: false`
+    and its first error. Ordered by group, then name."""
     from composite_cli.engine.spec import DEFAULT_GROUP, MODE_GROUPS
 
     shorts = {full: short for short, full in library.short_names().items()}
@@ -98,6 +99,7 @@ def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
                 calls={"least": calls.least, "most": calls.most},
                 description=spec.description,
                 aliases=spec.aliases(),
+                client_tools=spec.takes_client_tools(),
                 valid=True,
             )
         except ModeValidationError as exc:
@@ -106,6 +108,7 @@ def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
                 calls=None,
                 description="",
                 aliases=[],
+                client_tools=None,
                 valid=False,
                 error=exc.errors[0].one_line(),
             )
@@ -114,13 +117,20 @@ def mode_rows(library: ModeLibrary) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (order.index(r["group"]), r["name"]))
 
 
+# `modes list`'s column for ModeSpec.takes_client_tools.
+TOOLS_MARK = "tools"
+NO_TOOLS_MARK = "no tools"
+
+
 @app.command("list")
 def list_modes(
     as_json: JsonOption = False, config: ConfigOption = None, allow_code: AllowCodeOption = None
 ) -> None:
-    """List the modes by group, each with its calls per request and aliases.
+    """List the modes by group, each with its calls per request, aliases and whether it takes tools.
 
-    A mode file's `group:` places it; calls are for one request with the default parameters."""
+    A mode file's `group:` places it; calls are for one request with the default parameters.
+    `tools`: a request's `tools` reach the mode's final step; `no tools`: they would reach no
+    model, so such a request is refused (HTTP 400 naming `tools`)."""
     from composite_cli.engine.spec import MODE_GROUPS
 
     with cli_errors():
@@ -144,9 +154,10 @@ def list_modes(
                 typer.echo(f"  {label:<{width}}  INVALID: {r['error']}")
                 continue
             first = first_sentence(r["description"])
+            tools = TOOLS_MARK if r["client_tools"] else NO_TOOLS_MARK
             typer.echo(
                 f"  {label:<{width}}  {calls[r['name']]:<{calls_width}}  "
-                f"{aliases[r['name']]:<{aliases_width}}  {first}"
+                f"{aliases[r['name']]:<{aliases_width}}  {tools:<{len(NO_TOOLS_MARK)}}  {first}"
             )
 
 
@@ -162,7 +173,8 @@ def _tree(steps: list[Step], prefix: str = "") -> list[str]:
 
 
 def describe(spec: ModeSpec, profile: Profile) -> str:
-    """A mode as text: description, parameters, limits, models and the step tree."""
+    """A mode as text: description, parameters, limits, models, whether it takes the client's
+    tools and the step tree."""
     out = [f"{spec.name}: {spec.description}", ""]
     if spec.params:
         out.append("params: " + ", ".join(f"{k}={v}" for k, v in spec.params.items()))
@@ -172,6 +184,8 @@ def describe(spec: ModeSpec, profile: Profile) -> str:
         model = profile.resolve(alias).get("model") if profile.has(alias) else "(not in profile)"
         models.append(f"{alias} → {model}")
     out.append(f"models ({profile.name}): " + ", ".join(models))
+    refusal = spec.client_tools_refusal()
+    out.append("client tools: " + ("passed to the final step" if refusal is None else f"refused: {refusal}"))
     out.append("steps:")
     out.extend("  " + line for line in _tree(spec.steps))
     return "\n".join(out)
@@ -205,6 +219,7 @@ def show(
                             "deadline": str(spec.limits.deadline),
                         },
                         "aliases": spec.aliases(),
+                        "client_tools": spec.takes_client_tools(),
                         "steps": [{"id": s.id, "kind": s.kind, "summary": s.summary()} for s in spec.walk()],
                     },
                     indent=2,

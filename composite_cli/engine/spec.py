@@ -142,6 +142,56 @@ def _step_calls(step: Step, params: Mapping[str, Any]) -> CallRange:
     return CallRange(1, 1 + rounds) + nested
 
 
+# A request's `tools` go to the call that makes the answer (and to steps marked `client_tools`).
+# A kind says whether its answer is such a call with a class attribute `answers_with_client_tools`
+# (and, when it is not, `client_tools_refusal`: why, in words after "mode NAME "); a kind that
+# says nothing answers with a call offered the tools when it declares its own call fields (`call`,
+# `synthesize`, `reflect`), read by the generic reader.
+_TOOLS_ADVICE = "use a mode whose final step takes tools, e.g. moa-v1 or self-moa-v1"
+
+
+def _kind_answers_with_tools(step: Step) -> bool:
+    declared = getattr(type(step), "answers_with_client_tools", None)
+    if declared is not None:
+        return bool(declared)
+    from composite_cli.engine.steps.fields import declared_fields
+
+    return any(decl.type == "call" and not decl.hook for _, decl in declared_fields(type(step)))
+
+
+def _answer_steps(steps: list[Step], params: Mapping[str, Any]) -> list[Step]:
+    """The steps whose value can be the value of `steps` (its last one, through `if`, `switch`
+    and `loop`; a switch's case is the one the parameters choose)."""
+    if not steps:
+        return []
+    last = steps[-1]
+    if last.kind == "switch":
+        cases: dict[str, list[Step]] = getattr(last, "cases", None) or {}
+        chosen = cases.get(params.get(getattr(last, "param", ""), ""))
+        options = [chosen] if chosen is not None else list(cases.values())
+        return [s for case in options for s in _answer_steps(case, params)]
+    if last.kind == "loop":
+        body = last.children()[0] if last.children() else []
+        output = getattr(last, "output", None)
+        if body and (output is None or output in _value_names(body[-1])):
+            return _answer_steps(body, params)
+        return [last]  # the loop answers with an inner step that is not its last: no final call
+    if last.children():  # `if` and any other container: one of its branches' last steps
+        return [s for child in last.children() for s in _answer_steps(child, params)]
+    return [last]
+
+
+def _value_names(step: Step) -> set[str]:
+    names = {step.id} | step.passes_value_to()
+    return names | ({step.updates} if step.updates else set())
+
+
+def _asks_client_tools(step: Step) -> bool:
+    """A step marked `client_tools: true`: it may return the client's tool calls mid-run."""
+    settings = [getattr(step, "settings", None)] + [s for _, s in getattr(step, "experts", None) or []]
+    return any(getattr(s, "client_tools", False) is True for s in settings)
+
+
 @dataclass
 class ModeSpec:
     name: str
@@ -184,6 +234,36 @@ class ModeSpec:
         calls = steps_calls(self.steps, params)
         cap = resolve(self.limits.max_calls, params)
         return CallRange(min(calls.least, int(cap)), min(calls.most, int(cap)))
+
+    def client_tools_refusal(self, overrides: Mapping[str, Any] | None = None) -> str | None:
+        """Why this mode cannot use a request's `tools` with these parameters, as one line (None:
+        it can). It can when the step that makes its answer is a call offered the client's tools
+        (a `call`, `synthesize` or `reflect` last, through `if`/`switch`/`loop`), or when a step
+        is marked `client_tools: true`."""
+        params = self.merged_params(overrides)
+        if any(_asks_client_tools(step) for step in self.walk()):
+            return None
+        answers = _answer_steps(self.steps, params)
+        if not answers or any(_kind_answers_with_tools(step) for step in answers):
+            return None
+        step = answers[0]
+        why = getattr(type(step), "client_tools_refusal", None) or (
+            f"answers with its step {step.id!r} ({step.kind}), whose calls do not see the client's tools"
+        )
+        return f"mode {self.name} {why}; {_TOOLS_ADVICE}"
+
+    def takes_client_tools(self, overrides: Mapping[str, Any] | None = None) -> bool:
+        """Whether a request's `tools` reach a model of this mode (see client_tools_refusal)."""
+        return self.client_tools_refusal(overrides) is None
+
+    def check_request_tools(self, tools: Any, tool_choice: Any, overrides: Mapping[str, Any] | None) -> None:
+        """Refuse, before any model call, a request that offers tools (`tools` not empty and
+        `tool_choice` not "none") to a mode whose models would never see them. BadParameter `tools`."""
+        if not tools or tool_choice == "none":
+            return
+        refusal = self.client_tools_refusal(overrides)
+        if refusal is not None:
+            raise BadParameter(refusal, "tools")
 
     def check_aliases(self, profile: Profile) -> list[ModeError]:
         """One error per use of an alias the profile cannot resolve (no entry and no '*'),

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composite_cli.dotted import DottedPathError, Registry, is_dotted_path
 from composite_cli.engine.registry import step_kind
@@ -57,6 +57,12 @@ def judge_score(reply: str) -> float | None:
 class BestOfStep(Step):
     """Best-of-N: candidates one at a time, each scored by a judge (`judge_model`, `rubric`) or a
     scorer function (`scorer`); stops at the first that reaches `threshold`; the best is the value."""
+
+    # Its answer is one of its candidates, internal calls: the client's tools reach none of them.
+    answers_with_client_tools: ClassVar[bool] = False
+    client_tools_refusal: ClassVar[str] = (
+        "answers with the best of its candidates, which do not see the client's tools"
+    )
 
     settings: CallSettings = call_fields("the candidates' call fields", scope=("sample",), show=True)
     samples: int | ParamRef = number(

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.steps.base import Step
@@ -126,6 +126,12 @@ class JudgeStep(Step):
     """A structured analysis of the candidates as JSON (consensus, contradictions, unique points,
     blind spots), validated with one retry; shown in the trace as the step's scratchpad. Still
     invalid after the retry: the value is the raw reply and the step is `partial`."""
+
+    # Its value is an analysis for a later writer, made without the client's tools.
+    answers_with_client_tools: ClassVar[bool] = False
+    client_tools_refusal: ClassVar[str] = (
+        "answers with a judge's analysis, which does not see the client's tools"
+    )
 
     sources: list[str] = step_refs(SOURCES, key="from", required=True, show="from")
     settings: CallSettings = call_fields(defaults={"prompt": ANALYZE}, scope=("candidates",), show=True)

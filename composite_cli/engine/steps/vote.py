@@ -6,7 +6,7 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from composite_cli.engine.prompts import JUDGE
 from composite_cli.engine.registry import step_kind
@@ -121,6 +121,12 @@ def majority(candidates: Candidates, how: str = "text") -> tuple[int | None, Cou
 @dataclass(eq=False)
 class VoteStep(Step):
     """Picks one candidate: the most common normalized answer, or the one a judge model names."""
+
+    # Its answer is one of the candidates as they were made: no call of its own sees the client's tools.
+    answers_with_client_tools: ClassVar[bool] = False
+    client_tools_refusal: ClassVar[str] = (
+        "answers with one of its samples, which do not see the client's tools"
+    )
 
     sources: list[str] = step_refs(SOURCES, key="from", required=True, show="from")
     method: str = declare(
