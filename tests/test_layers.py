@@ -59,6 +59,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "patterns",
             "dotted",
             "percentiles",
+            "answers",
             PACKAGE,
         ),
     ),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from composite_cli.answers import EXTRACTS, extract_answer
 from composite_cli.engine.prompts import JUDGE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext
@@ -28,76 +28,12 @@ from composite_cli.yamlfile import LineDict, field_path
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
 
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-
-
-def normalize(text: str) -> str:
-    """Case, punctuation and whitespace folded, so 'Paris.' and ' paris' count as one answer."""
-    return " ".join(text.lower().translate(_PUNCT).split())
-
-
-# "the answer is 23", "Answer: (B)", "**Final answer:** 23": what follows the last such marker.
-_MARKER = re.compile(r"\banswer\s*(?:is|was|would be|will be|should be|[:=])\s*", re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
-_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-# What a majority vote counts. A number or a letter is the one after the last "answer is" /
-# "Answer:" marker (or in the last \boxed{}), else the last one in the answer; a phrase is the rest
-# of the marker's line, else the answer's last line.
-EXTRACTS = (
-    ("text", "the whole answer"),
-    ("number", "a number"),
-    ("choice", "a letter A-E"),
-    ("phrase", "a short phrase"),
-)
-
-
-def _marked(text: str) -> str | None:
-    """What the answer marks as its answer: the text of its last \\boxed{}, else the line after
-    its last "answer is"/"Answer:" marker, else None."""
-    text = text.replace("*", "")
-    boxed = _BOXED.findall(text)
-    if boxed:
-        return str(boxed[-1])
-    markers = list(_MARKER.finditer(text))
-    if not markers:
-        return None
-    return text[markers[-1].end() :].split("\n", 1)[0]
-
-
-def _number(found: str) -> str:
-    digits = found.replace(",", "")
-    value = float(digits)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def extract_answer(text: str, how: str) -> str | None:
-    """The answer a vote counts, normalized (None: the answer gives none of this kind)."""
-    if how == "text":
-        return normalize(text) or None
-    marked = _marked(text)
-    if how == "number":
-        in_mark = _NUMBER.findall(marked or "")
-        numbers = in_mark[:1] or _NUMBER.findall(text.replace("*", ""))[-1:]
-        return _number(numbers[0]) if numbers else None
-    if how == "choice":
-        in_mark = _LETTER.findall(marked or "")
-        letters = in_mark[:1] or [m.group(1) for m in _LETTER.finditer(text) if _alone(text, m)][-1:]
-        return letters[0] if letters else None
-    if how == "phrase":
-        lines = [line for line in text.strip().splitlines() if line.strip()]
-        phrase = marked if marked is not None else (lines[-1] if lines else "")
-        return normalize(phrase) or None
-    raise ValueError(f"unknown extract {how!r}")
-
-
-def _alone(text: str, match: re.Match[str]) -> bool:
-    """A letter that stands as an option: "(B)", "B)", "B." or "B" alone on its line."""
-    if match.group(0).startswith("("):
-        return True
-    before = text[: match.start()].rstrip(" \t")
-    after = text[match.end() :]
-    return (not before or before.endswith("\n")) and (after[:1] in ("", ")", ".", ":", "\n"))
+# What a majority vote counts (`extract`) is read by composite_cli/answers.py, which the eval
+# scorers use too: a number is the one the answer marks ("the answer is 23", "Answer: 23",
+# \\boxed{23}, a final "= 23"), else its last number; a letter A-E is the one it states (two
+# stated letters: ambiguous, not counted); a phrase is the marked text, else the last line;
+# phrases and whole texts are compared after `normalize_exact`.
+__all__ = ["EXTRACTS", "VoteStep", "extract_answer", "majority"]
 
 
 def majority(candidates: Candidates, how: str = "text") -> tuple[int | None, Counter[str], list[str | None]]:

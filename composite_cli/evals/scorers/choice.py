@@ -1,86 +1,21 @@
 """The `choice` scorer: multiple choice, A-D, read from the letter the answer states or from the
-text of the option it names."""
+text of the option it names. The letter is read by composite_cli/answers.py's `choose_letter`,
+shared with `vote`."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from composite_cli.answers import CHOICE_LETTERS, choose_letter, normalize_exact
 from composite_cli.evals.scorers.base import JudgeFn, Score, Scorer, answer_text, pass_fail
-from composite_cli.evals.scorers.text import WORD_CHAR, normalize_exact
 
 if TYPE_CHECKING:
     from composite_cli.evals.dataset import EvalCase
 
-_LETTERS = "ABCD"
-# A letter after a keyword: keywords ignore case; letters do not. An uppercase letter counts when
-# it is not part of a word; a lowercase one only when no word follows it, so "the answer is a
-# knight" is not read as option A. "A" followed by a word is the article ("the answer is: A
-# draw"), unless that word cannot start a noun phrase ("A because ...", "A is ...").
-_CONNECTORS = r"(?:is|was|because|since|as|and|or|but|would|seems|fits|here)\b"
-_LETTER = (
-    rf"[(\[]?\s*(?:(A)(?!{WORD_CHAR})(?!\s+(?!{_CONNECTORS})[A-Za-z])|([B-D])(?!{WORD_CHAR})"
-    rf"|([a-d])(?!\w)(?!\s+[A-Za-z]))"
-)
-_OPTION_WORD = r"(?:option|choice|letter)"
-# Tier 1, a statement: "the answer is B", "Answer: B", "the correct option is B", "I choose C".
-_STATEMENTS = [
-    re.compile(
-        r"(?i:\banswer\s*(?:is|would\s+be|will\s+be|should\s+be|[:=\-])?\s*[:\-]?\s*"
-        rf"{_OPTION_WORD}?)\s*" + _LETTER
-    ),
-    re.compile(
-        rf"(?i:\b(?:correct|right|best|final)\s+{_OPTION_WORD}\s*(?:is|would\s+be|[:=\-])?\s*[:\-]?)\s*"
-        + _LETTER
-    ),
-    re.compile(rf"(?i:\b(?:choose|chose|select|pick|go\s+with)\s+(?:{_OPTION_WORD}\s*)?)" + _LETTER),
-    re.compile(r"\\boxed\{\s*([A-D])\s*\}"),
-]
-# Tier 2, a label at the start of the reply or of a line: "B", "(B)", "B)", "B.", "B:".
-_LABELS = [re.compile(r"(?:^|\n)\s*[(\[]?([A-D])(?:[)\].:]|\s*$|\s*\n)")]
-# Tier 3, a mention: "option B", "choice C" ("option A is wrong" loses to a label or statement).
-_MENTIONS = [re.compile(rf"(?i:\b{_OPTION_WORD}\s*[:\-]?)\s*" + _LETTER)]
-# Tier 4, anywhere: "(B)", a bare B/C/D that is not part of a word or a hyphenated token, or an
-# "A" that ends a clause or is followed by "is correct" (otherwise "A" is the article).
-_NOT_IN_WORD = rf"(?<!{WORD_CHAR})(?<!['\-])"  # not part of a word, a contraction or "3-D"
-_BARE = [
-    re.compile(r"\(([A-D])\)"),
-    re.compile(rf"{_NOT_IN_WORD}([B-D])(?!{WORD_CHAR})(?!['\-]\w)"),
-    re.compile(rf"{_NOT_IN_WORD}(A)(?=\)|\s*$|[.,;:!?](?:\s|$)|\s+is\s+(?:correct|right|the))"),
-]
+__all__ = ["ChoiceScorer", "choose_letter"]
 
-
-def _letters(patterns: Iterable[re.Pattern[str]], text: str) -> list[str]:
-    found: list[str] = []
-    for pattern in patterns:
-        for match in pattern.finditer(text):
-            letter = next((g for g in match.groups() if g), "").upper()
-            if letter and letter not in found:
-                found.append(letter)
-    return found
-
-
-def choose_letter(text: str) -> tuple[list[str], str]:
-    """The option letters the answer states, and how they were found (`how` is empty if none).
-
-    The first tier that finds any letter decides: a statement ("the answer is B", "the correct
-    option is B", "I choose B", \\boxed{B}) beats a "B)" label at the start of a line, which
-    beats a mention ("option B"), which beats a bare "B" or "(B)" anywhere. More than one
-    distinct letter in the deciding tier means the answer is ambiguous (e.g. echoed options).
-    """
-    text = text.replace("*", "").replace("`", "")
-    tiers = (
-        ("statement", _STATEMENTS),
-        ("label", _LABELS),
-        ("mention", _MENTIONS),
-        ("letter", _BARE),
-    )
-    for how, patterns in tiers:
-        letters = _letters(patterns, text)
-        if letters:
-            return letters, how
-    return [], ""
+_LETTERS = CHOICE_LETTERS
 
 
 def _phrase_in(phrase: str, text: str) -> bool:

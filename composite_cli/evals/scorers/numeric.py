@@ -1,15 +1,16 @@
 """The `numeric` scorer: the answer gives the expected number, within a tolerance.
 
 An answer that marks its answer ("the answer is X", "Answer: X", \\boxed{X}, a final "= X") is
-held to the number it marks; an answer with no marker passes if any number in it matches.
+held to the number it marks; an answer with no marker passes if any number in it matches. The
+reading (`find_numbers`, `pick_number`) is composite_cli/answers.py's, shared with `vote`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
+from composite_cli.answers import find_numbers, pick_number
 from composite_cli.evals.scorers.base import (
     EPS,
     JudgeFn,
@@ -24,85 +25,7 @@ from composite_cli.evals.scorers.base import (
 if TYPE_CHECKING:
     from composite_cli.evals.dataset import EvalCase
 
-# Clock times and ISO dates are not quantities; they are blanked before numbers are read, so
-# "65 minutes after 9:00 pm" ends in 65, not 0.
-_TIMES_DATES = re.compile(
-    r"(?<!\d)(?:\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?)(?!\d)", re.IGNORECASE
-)
-_NUMBER = re.compile(
-    r"(?P<sign>(?<![\w)\]])[-\u2212])?"  # a minus that is not a hyphen or a range's dash
-    r"[$€£¥]?"
-    r"(?<![\w.])"  # not glued to a word ("e4", "cm2") or the middle of a number
-    r"(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+(?!\d)|\d+)"
-    r"(?P<frac>\.\d+)?"
-    r"(?P<exp>[eE][-+]?\d+(?![\w.]))?"
-)
-_NUMBER_AHEAD = r"(?=[-\u2212$€£¥]?\d)"
-_STRONG_MARKERS = (
-    (
-        "after 'answer is'",
-        re.compile(
-            r"\banswer\s*(?:is|was|would\s+be|will\s+be|should\s+be|[:=])[^\n\d$€£¥]{0,40}?" + _NUMBER_AHEAD,
-            re.IGNORECASE,
-        ),
-    ),
-    ("in \\boxed{}", re.compile(r"\\boxed\{" + _NUMBER_AHEAD)),
-)
-_EQUALS = re.compile(r"[=≈]\s*" + _NUMBER_AHEAD)
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
-
-
-def _parse_number(match: re.Match[str]) -> float:
-    digits = re.sub(r"[,\u00a0\u2009\u202f]", "", match.group("int"))
-    digits += (match.group("frac") or "") + (match.group("exp") or "")
-    value = float(digits)
-    return -value if match.group("sign") else value
-
-
-def find_numbers(text: str) -> list[tuple[int, float]]:
-    """Every number in the text as (start offset, value): "1,234" and "1\u202f234" (a narrow
-    no-break space; a plain space is not a separator) -> 1234, "$23" -> 23,
-    "23%" -> 23, "-3.5", "2.5e3"; clock times, ISO dates and digits inside words are skipped."""
-    text = _TIMES_DATES.sub(lambda m: " " * len(m.group()), text)
-    return [(m.start(), _parse_number(m)) for m in _NUMBER.finditer(text)]
-
-
-def pick_number(text: str) -> tuple[float | None, str]:
-    """The number the answer marks as its answer, and which marker marked it; (None, "no
-    marker") if the answer marks none, (None, "no number") if it holds no number at all.
-
-    Markers, in order:
-    1. the number after the last "answer is X" / "Answer: X" (within 40 characters on the same
-       line; "answer is 50 - 27 = 23." -> 23), else in the last \\boxed{X};
-    2. a final "= X": in the last sentence that holds a number, the number after its last "="
-       ("so the change is 50 - 27 = 23 (4 pens and 3 notebooks)" -> 23).
-    An "=" earlier in the working is not a marker: "4 x 3 = 12 ... so she gets 23 back" has none.
-    """
-    text = text.replace("*", "")
-    numbers = find_numbers(text)
-    if not numbers:
-        return None, "no number"
-
-    def first_after(end: int) -> float | None:
-        return next((value for start, value in numbers if start >= end), None)
-
-    def after_marker(end: int) -> float | None:
-        # "the answer is 50 - 27 = 23": the result of a calculation in the marker's sentence.
-        stop = _SENTENCE_END.search(text, end)
-        equals = [m.end() for m in _EQUALS.finditer(text, end, stop.start() if stop else len(text))]
-        return first_after(equals[-1] if equals else end)
-
-    for how, marker in _STRONG_MARKERS:
-        picked = [v for m in marker.finditer(text) if (v := after_marker(m.end())) is not None]
-        if picked:
-            return picked[-1], how
-    last_start = numbers[-1][0]
-    sentence = max((m.end() for m in _SENTENCE_END.finditer(text, 0, last_start)), default=0)
-    equals = [m.end() for m in _EQUALS.finditer(text, sentence)]
-    if equals and (value := first_after(equals[-1])) is not None:
-        return value, "after '='"
-    return None, "no marker"
-
+__all__ = ["NumericScorer", "find_numbers", "pick_number"]
 
 _UNMARKED = "any number, no marker"
 _LISTED = 8  # numbers named in a failing explanation; long answers can hold hundreds

@@ -2,46 +2,23 @@
 
 Normalization differs per scorer on purpose and is documented on each class: `exact` folds
 punctuation and articles away, `contains` folds only case, accents and typography, and `regex`
-sees the raw text.
+sees the raw text. `fold` and `normalize_exact` are composite_cli/answers.py's (a `vote` step
+compares answers with `normalize_exact` too).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from composite_cli.answers import WORD_CHAR, fold, normalize_exact
 from composite_cli.evals.scorers.base import JudgeFn, Score, Scorer, answer_text, shorten
 from composite_cli.patterns import FLAGS, PatternError, compile_pattern
 
 if TYPE_CHECKING:
     from composite_cli.evals.dataset import EvalCase
 
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
-_DASHES = re.compile(r"[\u2010\u2011\u2012\u2013\u2014\u2212-]")
-WORD_CHAR = r"[^\W_]"  # a letter or digit; `_` is not part of a word, so `_Sicilian_` still matches
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_ANSWER_PREFIX = re.compile(r"^\s*(?:(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is|:)\s*)")
-
-
-def fold(text: str) -> str:
-    """Case-, accent- and typography-folded text: casefold, strip accents (Grünfeld -> grunfeld),
-    curly quotes -> ', every dash -> space, runs of whitespace -> one space."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    text = _DASHES.sub(" ", text.translate(_QUOTES))
-    return " ".join(text.split())
-
-
-def normalize_exact(text: str) -> str:
-    """`exact` normalization (SQuAD style): `fold`, drop a leading "the answer is"/"answer:",
-    delete apostrophes, turn every other non-alphanumeric character into a space, drop the
-    articles a/an/the, collapse whitespace."""
-    text = _ANSWER_PREFIX.sub("", fold(text))
-    text = text.replace("'", "")
-    text = re.sub(r"[^\w\s]|_", " ", text)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
+__all__ = ["WORD_CHAR", "ContainsScorer", "ExactScorer", "RegexScorer", "fold", "normalize_exact"]
 
 
 def _strings(expected: Any) -> list[str]:
