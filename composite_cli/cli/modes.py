@@ -126,7 +126,7 @@ NO_TOOLS_MARK = "no tools"
 def list_modes(
     as_json: JsonOption = False, config: ConfigOption = None, allow_code: AllowCodeOption = None
 ) -> None:
-    """List the modes by group, each with its calls per request, aliases and whether it takes tools.
+    """List the modes by group: calls per request, aliases, client tools.
 
     A mode file's `group:` places it; calls are for one request with the default parameters.
     `tools`: a request's `tools` reach the mode's final step; `no tools`: they would reach no
