@@ -171,19 +171,16 @@ def _answer_steps(steps: list[Step], params: Mapping[str, Any]) -> list[Step]:
         options = [chosen] if chosen is not None else list(cases.values())
         return [s for case in options for s in _answer_steps(case, params)]
     if last.kind == "loop":
+        from composite_cli.engine.steps.base import value_names
+
         body = last.children()[0] if last.children() else []
         output = getattr(last, "output", None)
-        if body and (output is None or output in _value_names(body[-1])):
+        if body and (output is None or output in value_names(body[-1])):
             return _answer_steps(body, params)
         return [last]  # the loop answers with an inner step that is not its last: no final call
     if last.children():  # `if` and any other container: one of its branches' last steps
         return [s for child in last.children() for s in _answer_steps(child, params)]
     return [last]
-
-
-def _value_names(step: Step) -> set[str]:
-    names = {step.id} | step.passes_value_to()
-    return names | ({step.updates} if step.updates else set())
 
 
 def _asks_client_tools(step: Step) -> bool:
