@@ -74,7 +74,7 @@ def samples(fake: FakeModel, *texts: str) -> None:
         ("no number here", "number", None),
         ("(A) is tempting but the answer is (C).", "choice", "C"),
         ("Options A and B look close.\nB", "choice", "B"),
-        ("Some reasoning.\nAnswer: The Eiffel Tower.", "phrase", "the eiffel tower"),
+        ("Some reasoning.\nAnswer: The Eiffel Tower.", "phrase", "eiffel tower"),
         ("Some reasoning.\nParis", "phrase", "paris"),
         ("  Paris. ", "text", "paris"),
     ],
