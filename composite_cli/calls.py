@@ -2,8 +2,9 @@
 
 Every model call composite makes goes through `complete()`. It resolves the alias through the
 profile, applies timeouts, retries with backoff, measures latency, tokens and cost (LiteLLM's
-pricing; None when the price is unknown), and hands a `CallRecord` to its host (the engine's run
-context), which passes it on to the trace store. Tests replace `litellm_acompletion` with a fake.
+pricing; None when the price is unknown), and hands a `CallRecord` (events.py; frozen, built once
+when the call ends) to its host (the engine's run context), which passes it on to the trace store.
+Tests replace `litellm_acompletion` with a fake.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from composite_cli import http_retry
 from composite_cli.config import Profile
 from composite_cli.errors import describe_error
+from composite_cli.events import CallRecord
 from composite_cli.litellm_loader import get_litellm
 from composite_cli.redact import sanitize_params
 
@@ -96,47 +98,6 @@ class CallRequest:
     on_delta: Callable[[str], None] | None = None
     # Keeps deliberately repeated identical requests (fan-out samples) apart in the cache.
     cache_salt: str = ""
-
-
-@dataclass
-class CallRecord:
-    """Everything the trace keeps about one model call."""
-
-    id: str
-    run_id: str
-    parent_id: str | None
-    name: str
-    alias: str
-    model: str
-    started_at: float
-    request: dict[str, Any]
-    status: str = "running"
-    latency_ms: float | None = None
-    response: dict[str, Any] | None = None
-    message: dict[str, Any] = field(default_factory=dict)
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = None
-    retries: int = 0
-    # HTTP requests made for this call: retries of the step and of the HTTP layer, and fallbacks.
-    attempts: int = 1
-    error: str | None = None
-    exception: BaseException | None = None
-    cached: bool = False
-    # Models of the alias that failed before the one that answered: [{"model", "error"}].
-    fallbacks: list[dict[str, str]] = field(default_factory=list)
-    # Why the answer was cut short by composite or the provider rather than ended by the model:
-    # "repetition" (it looped; finish_reason "length"). Kept in the trace as `response.stopped`.
-    stopped: str | None = None
-    # What the provider did on the model's behalf, if it says (`provider_specific_fields.note`),
-    # e.g. the embedded model answering instead of repeating a tool call. Kept as `response.note`.
-    note: str | None = None
-
-    @property
-    def text(self) -> str:
-        content = self.message.get("content")
-        return content if isinstance(content, str) else ""
 
 
 class CallHost(Protocol):
@@ -356,23 +317,26 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
     """Make one traced model call. Returns the record; raises the provider's error on failure.
 
     Each model of the alias is tried in turn (the profile's fallbacks), each with the step's
-    retries; the record names the model that answered and lists the ones that failed.
+    retries; the record names the model that answered and lists the ones that failed. The record
+    is built once per way out (cached, ok, error, cancelled) from what the call learnt on its way.
     """
     host.reserve_call()
     litellm = get_litellm()
     candidates = host.profile.candidates(request.alias)
     kwargs = build_kwargs(host, request, candidates[0])
-    record = CallRecord(
-        id=new_id(),
+    model = str(kwargs.get("model"))
+    call_id = new_id()
+    running = CallRecord(
+        id=call_id,
         run_id=host.run_id,
         parent_id=request.parent_id,
         name=request.name,
         alias=request.alias,
-        model=str(kwargs.get("model")),
+        model=model,
         started_at=time.time(),
         request={"messages": request.messages, "params": _logged(kwargs)},
     )
-    host.call_started(record)
+    host.call_started(running)
     t0 = time.perf_counter()
     cache = getattr(host, "cache", None)
     cache_key = None
@@ -380,11 +344,11 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         cache_key = cache.key(kwargs, f"{getattr(host, 'cache_salt', '')}|{request.cache_salt}")
         hit = cache.get(cache_key)
         if hit is not None:
-            _fill_from_cache(record, hit, t0)
+            record = _from_cache(running, hit, t0)
             if request.on_delta is not None and record.text:
                 request.on_delta(record.text)
             elif _stream_all(host) and record.text:
-                host.call_delta(record.id, record.text)
+                host.call_delta(call_id, record.text)
             host.record_call(record)
             return record
     streamed: list[bool] = [False]
@@ -400,18 +364,26 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         # Live text of an internal call (for the TUI): it never reaches the client, so the call
         # may still be retried after some of it arrived.
         def on_delta(text: str) -> None:
-            host.call_delta(record.id, text)
+            host.call_delta(call_id, text)
 
+    retries = 0  # the step's retries (the HTTP layer's are counted from `attempts`)
+
+    def count_retry() -> None:
+        nonlocal retries
+        retries += 1
+
+    fallbacks: list[dict[str, str]] = []
     attempts: list[dict[str, Any]] = []  # every HTTP request, filled by litellm_acompletion
     token = _ATTEMPTS.set(attempts)
     try:
         for index, base in enumerate(candidates):
             if index:
                 kwargs = build_kwargs(host, request, base)
-                record.model = str(kwargs.get("model"))
-                record.request["params"] = _logged(kwargs)
+                model = str(kwargs.get("model"))
             try:
-                response = await _with_retries(litellm, host, request, record, kwargs, on_delta, streamed)
+                response = await _with_retries(
+                    litellm, host, request, model, kwargs, on_delta, streamed, count_retry
+                )
                 break
             except asyncio.CancelledError:
                 raise
@@ -419,30 +391,38 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
                 # Try the next model unless this was the last, or the client already got text.
                 if index == len(candidates) - 1 or streamed[0]:
                     raise
-                record.fallbacks.append({"model": record.model, "error": describe_error(exc)})
-    except asyncio.CancelledError:
-        record.status = "cancelled"
-        record.error = "cancelled"
-        record.latency_ms = (time.perf_counter() - t0) * 1000
-        _note_attempts(record, attempts, record.request)
-        host.record_call(record)
-        raise
+                fallbacks.append({"model": model, "error": describe_error(exc)})
     except BaseException as exc:
-        record.status = "error"
-        record.error = describe_error(exc)
-        record.exception = exc
-        if record.fallbacks:
-            record.request["fallbacks"] = record.fallbacks
-        record.latency_ms = (time.perf_counter() - t0) * 1000
-        _note_attempts(record, attempts, record.request)
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        sent: dict[str, Any] = {"messages": request.messages, "params": _logged(kwargs)}
+        if fallbacks and not cancelled:
+            sent["fallbacks"] = fallbacks
+        record = replace(
+            running,
+            model=model,
+            request=_with_attempts(sent, attempts),
+            status="cancelled" if cancelled else "error",
+            error="cancelled" if cancelled else describe_error(exc),
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            fallbacks=fallbacks,
+            attempts=len(attempts) or 1,
+            retries=retries + _http_retries(attempts),
+        )
         host.record_call(record)
         raise
     finally:
         _ATTEMPTS.reset(token)
-    record.latency_ms = (time.perf_counter() - t0) * 1000
-    _fill_from_response(litellm, record, response)
-    if record.response is not None:
-        _note_attempts(record, attempts, record.response)
+    record = _answered(
+        litellm,
+        running,
+        response,
+        model=model,
+        params=_logged(kwargs),
+        fallbacks=fallbacks,
+        latency_ms=(time.perf_counter() - t0) * 1000,
+        attempts=attempts,
+        retries=retries,
+    )
     if cache is not None and cache_key is not None:
         cache.put(cache_key, record.model, record.response or {})
     host.record_call(record)
@@ -453,12 +433,14 @@ async def _with_retries(
     litellm: Any,
     host: CallHost,
     request: CallRequest,
-    record: CallRecord,
+    model: str,
     kwargs: dict[str, Any],
     on_delta: Callable[[str], None] | None,
     streamed: list[bool],
+    count_retry: Callable[[], None],
 ) -> Any:
-    """One model, retried with exponential backoff on transient errors (rate limits, 5xx, timeouts)."""
+    """One model, retried with exponential backoff on transient errors (rate limits, 5xx, timeouts);
+    `count_retry` hears each retry."""
     attempt = 0
     while True:
         timeout = _effective_timeout(request.timeout, host.remaining_time())
@@ -468,8 +450,8 @@ async def _with_retries(
             raise
         except TimeoutError:
             exc: Exception = litellm.Timeout(
-                message=f"call {request.name!r} to {record.model} timed out after {timeout or 0:.1f}s",
-                model=record.model,
+                message=f"call {request.name!r} to {model} timed out after {timeout or 0:.1f}s",
+                model=model,
                 llm_provider="composite",
             )
             if attempt >= request.retries or streamed[0]:
@@ -484,32 +466,36 @@ async def _with_retries(
                 raise
             await asyncio.sleep(delay)
         attempt += 1
-        record.retries += 1
+        count_retry()
 
 
-def _note_attempts(record: CallRecord, attempts: list[dict[str, Any]], into: dict[str, Any]) -> None:
-    """Count the HTTP retries in `record.retries` and keep the attempts (each failed one's error)
-    in the trace when there was more than one."""
-    record.attempts = len(attempts) or 1
-    record.retries += sum(1 for a in attempts if a.get("retried"))
-    if len(attempts) > 1:
-        into["attempts"] = list(attempts)
+def _http_retries(attempts: list[dict[str, Any]]) -> int:
+    """The HTTP layer's retries (a record's `retries` counts them with the step's own)."""
+    return sum(1 for a in attempts if a.get("retried"))
 
 
-def _fill_from_cache(record: CallRecord, hit: dict[str, Any], t0: float) -> None:
+def _with_attempts(into: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """`into` with the attempts (each failed one's error) when there was more than one."""
+    return {**into, "attempts": list(attempts)} if len(attempts) > 1 else into
+
+
+def _from_cache(running: CallRecord, hit: dict[str, Any], t0: float) -> CallRecord:
     """A replayed answer: same message and tokens, no cost this time, marked cached."""
     usage = hit.get("usage") or {}
-    record.message = dict(hit.get("message") or {"role": "assistant", "content": ""})
-    record.finish_reason = hit.get("finish_reason") or "stop"
-    record.stopped = hit.get("stopped")
-    record.note = hit.get("note")
-    record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    record.completion_tokens = int(usage.get("completion_tokens") or 0)
-    record.cost_usd = 0.0
-    record.cached = True
-    record.status = "ok"
-    record.response = hit
-    record.latency_ms = (time.perf_counter() - t0) * 1000
+    return replace(
+        running,
+        message=dict(hit.get("message") or {"role": "assistant", "content": ""}),
+        finish_reason=hit.get("finish_reason") or "stop",
+        stopped=hit.get("stopped"),
+        note=hit.get("note"),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cost_usd=0.0,
+        cached=True,
+        status="ok",
+        response=hit,
+        latency_ms=(time.perf_counter() - t0) * 1000,
+    )
 
 
 def _effective_timeout(step_timeout: float | None, remaining: float | None) -> float | None:
@@ -517,29 +503,59 @@ def _effective_timeout(step_timeout: float | None, remaining: float | None) -> f
     return max(0.0, min(options)) if options else None
 
 
-def _fill_from_response(litellm: Any, record: CallRecord, response: Any) -> None:
+def _answered(
+    litellm: Any,
+    running: CallRecord,
+    response: Any,
+    *,
+    model: str,
+    params: dict[str, Any],
+    fallbacks: list[dict[str, str]],
+    latency_ms: float,
+    attempts: list[dict[str, Any]],
+    retries: int,
+) -> CallRecord:
+    """The record of a call `model` answered with `response`."""
     choice = response.choices[0]
-    record.message = _message_dict(choice.message)
-    # A reply that carries tool calls finishes with "tool_calls", whatever the provider said.
-    record.finish_reason = (
-        "tool_calls" if record.message.get("tool_calls") else (choice.finish_reason or "stop")
-    )
-    record.stopped = _provider_field(choice.message, "stopped")
-    record.note = _provider_field(choice.message, "note")
-    if record.stopped and record.finish_reason != "tool_calls":
-        record.finish_reason = "length"  # cut short, whatever the provider said
+    message = _message_dict(choice.message)
+    stopped = _provider_field(choice.message, "stopped")
+    note = _provider_field(choice.message, "note")
+    # A reply that carries tool calls finishes with "tool_calls", whatever the provider said;
+    # one cut short finishes with "length", whatever the provider said.
+    if message.get("tool_calls"):
+        finish_reason = "tool_calls"
+    elif stopped:
+        finish_reason = "length"
+    else:
+        finish_reason = choice.finish_reason or "stop"
     usage = getattr(response, "usage", None)
-    record.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    record.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    record.cost_usd = _cost(litellm, response, record.model)
-    record.status = "ok"
-    record.response = {
-        **({"fallbacks": record.fallbacks} if record.fallbacks else {}),
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    kept = {
+        **({"fallbacks": fallbacks} if fallbacks else {}),
         "id": getattr(response, "id", None),
         "model": getattr(response, "model", None),
-        "message": record.message,
-        "finish_reason": record.finish_reason,
-        **({"stopped": record.stopped} if record.stopped else {}),
-        **({"note": record.note} if record.note else {}),
-        "usage": {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens},
+        "message": message,
+        "finish_reason": finish_reason,
+        **({"stopped": stopped} if stopped else {}),
+        **({"note": note} if note else {}),
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
     }
+    return replace(
+        running,
+        model=model,
+        request={"messages": running.request["messages"], "params": params},
+        status="ok",
+        latency_ms=latency_ms,
+        response=_with_attempts(kept, attempts),
+        message=message,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=_cost(litellm, response, model),
+        fallbacks=fallbacks,
+        stopped=stopped,
+        note=note,
+        attempts=len(attempts) or 1,
+        retries=retries + _http_retries(attempts),
+    )

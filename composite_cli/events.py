@@ -2,18 +2,16 @@
 receive them in order, on the engine's event loop; they must be quick and must not block.
 
 Events are frozen and keyword-only: what a subscriber got cannot change after it was emitted, and
-a construction site names every field. A finished model call travels as a `CallSummary`, a frozen
-copy of the call's record taken when it finished (the engine may still edit its own record, e.g.
-drop tool calls a step may not make; no subscriber sees that)."""
+a construction site names every field. A finished model call travels as its `CallRecord` (defined
+here, built by calls.complete()), copied into the CallFinished event when it finished: the engine
+may go on from its own record (e.g. a copy without tool calls a step may not make, or a
+conversation that grows from the call's messages); no subscriber sees that."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
-
-if TYPE_CHECKING:
-    from composite_cli.calls import CallRecord
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final, Literal, get_args
 
 # How a step ended: the one vocabulary of StepFinished.status (engine/lifecycle.py maps every
 # way out of a step to one of these). "skipped": the step did not run (e.g. a tool call the step
@@ -81,9 +79,9 @@ class CallStarted:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class CallSummary:
-    """One finished model call as subscribers see it: the fields of calls.CallRecord (without the
-    exception object: `error` holds its one-line description), copied when the call finished."""
+class CallRecord:
+    """Everything the trace keeps about one model call (calls.complete() builds it once per way
+    out: ok, cached, error or cancelled; a call in flight is one with status "running")."""
 
     id: str
     run_id: str
@@ -93,7 +91,7 @@ class CallSummary:
     model: str
     started_at: float
     request: dict[str, Any]
-    status: str  # ok | error | cancelled
+    status: str = "running"  # running | ok | error | cancelled
     latency_ms: float | None = None
     response: dict[str, Any] | None = None
     message: dict[str, Any] = field(default_factory=dict)
@@ -102,23 +100,23 @@ class CallSummary:
     completion_tokens: int = 0
     cost_usd: float | None = None
     retries: int = 0
+    # HTTP requests made for this call: retries of the step and of the HTTP layer, and fallbacks.
     attempts: int = 1
-    error: str | None = None
+    error: str | None = None  # the one-line description of what failed
     cached: bool = False
+    # Models of the alias that failed before the one that answered: [{"model", "error"}].
     fallbacks: list[dict[str, str]] = field(default_factory=list)
+    # Why the answer was cut short by composite or the provider rather than ended by the model:
+    # "repetition" (it looped; finish_reason "length"). Kept in the trace as `response.stopped`.
     stopped: str | None = None
+    # What the provider did on the model's behalf, if it says (`provider_specific_fields.note`),
+    # e.g. the embedded model answering instead of repeating a tool call. Kept as `response.note`.
     note: str | None = None
 
     @property
     def text(self) -> str:
         content = self.message.get("content")
         return content if isinstance(content, str) else ""
-
-    @classmethod
-    def of(cls, record: CallRecord) -> CallSummary:
-        """A frozen copy of `record`: its containers are copied, so later edits of the record
-        (or of its request and message) never show here."""
-        return cls(**{f.name: _copied(getattr(record, f.name)) for f in fields(cls)})
 
 
 def _copied(value: Any) -> Any:
@@ -133,7 +131,17 @@ def _copied(value: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CallFinished:
-    record: CallSummary
+    """A model call ended. `record` is the event's own copy: its containers (request, message,
+    response, fallbacks) are copied when the event is made, so later edits of the lists the call
+    was given, or of the record's dicts, never show to a subscriber."""
+
+    record: CallRecord
+
+    def __post_init__(self) -> None:
+        copy = replace(
+            self.record, **{f.name: _copied(getattr(self.record, f.name)) for f in fields(CallRecord)}
+        )
+        object.__setattr__(self, "record", copy)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

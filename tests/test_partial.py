@@ -250,8 +250,7 @@ class Clock:
 
 
 def _events() -> dict[str, Any]:
-    from composite_cli.calls import CallRecord
-    from composite_cli.events import CallFinished, CallSummary, RunStarted, StepFinished, StepStarted
+    from composite_cli.events import CallFinished, CallRecord, RunStarted, StepFinished, StepStarted
 
     record = CallRecord(
         id="c1",
@@ -271,7 +270,7 @@ def _events() -> dict[str, Any]:
         "nested": StepStarted(
             run_id="r", step_id="s2", parent_id="s1", kind="rlm", name="child", started_at=0.0, depth=1
         ),
-        "call": CallFinished(record=CallSummary.of(record)),
+        "call": CallFinished(record=record),
         "end": StepFinished(run_id="r", step_id="s1", status="partial", latency_ms=95_200.0),
     }
 

@@ -1,6 +1,6 @@
 """The step lifecycle (engine/lifecycle.py): every way out of a step maps to one status, each
 StepStarted gets exactly one StepFinished, totals link to the parent; events are frozen and
-keyword-only, and a finished call's summary never changes after it was emitted."""
+keyword-only, and a finished call's record never changes after it was emitted."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import json
 import pytest
 from conftest import Reply
 
-from composite_cli.calls import CallRecord, CallRequest
+from composite_cli.calls import CallRequest
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.executor import StepRuntime, run_mode
 from composite_cli.engine.library import ModeLibrary
-from composite_cli.engine.lifecycle import StepEndedEarly, open_step
+from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly
 from composite_cli.engine.runtime import RunContext, RunRequest, Scope
 from composite_cli.engine.spec import parse_mode
 from composite_cli.engine.tool_loop import call_with_tools
@@ -25,8 +25,8 @@ from composite_cli.events import (
     STEP_STATUSES,
     CallDelta,
     CallFinished,
+    CallRecord,
     CallStarted,
-    CallSummary,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -130,7 +130,7 @@ async def test_each_way_out_has_its_status(body, status, output, error, raises):
     ctx = context(events)
 
     async def run() -> None:
-        async with open_step(
+        async with OpenStep(
             ctx, kind="call", name="work", parent_id=None, depth=0, parent_totals=ctx.totals, timeout=0.05
         ) as step:
             await body(step)
@@ -151,9 +151,7 @@ async def test_a_cancelled_step_is_cancelled_and_the_cancel_goes_on():
     entered = asyncio.Event()
 
     async def run() -> None:
-        async with open_step(
-            ctx, kind="call", name="work", parent_id=None, depth=0, parent_totals=ctx.totals
-        ):
+        async with OpenStep(ctx, kind="call", name="work", parent_id=None, depth=0, parent_totals=ctx.totals):
             entered.set()
             await asyncio.sleep(600)
 
@@ -169,10 +167,10 @@ async def test_a_cancelled_step_is_cancelled_and_the_cancel_goes_on():
 async def test_child_totals_link_to_the_parent_and_are_reported():
     events: list = []
     ctx = context(events)
-    async with open_step(
+    async with OpenStep(
         ctx, kind="loop", name="outer", parent_id=None, depth=0, parent_totals=ctx.totals
     ) as outer:
-        async with open_step(
+        async with OpenStep(
             ctx, kind="call", name="inner", parent_id=outer.step_id, depth=1, parent_totals=outer.totals
         ) as inner:
             ctx.record_call(call_record(inner.step_id))
@@ -188,7 +186,7 @@ async def test_child_totals_link_to_the_parent_and_are_reported():
 async def test_a_step_without_calls_has_no_cost():
     events: list = []
     ctx = context(events)
-    async with open_step(ctx, kind="tool", name="t", parent_id=None, depth=0, parent_totals=ctx.totals):
+    async with OpenStep(ctx, kind="tool", name="t", parent_id=None, depth=0, parent_totals=ctx.totals):
         pass
     (end,) = finished_pairs(events).values()
     assert (end.prompt_tokens, end.completion_tokens, end.cost_usd) == (0, 0, None)
@@ -234,13 +232,29 @@ async def test_an_emitted_call_summary_never_changes(fake_model):
     assert analyst.message["tool_calls"][0]["id"] == "call_x" and analyst.finish_reason == "tool_calls"
 
 
-def test_a_call_summary_is_a_copy():
+def test_a_call_record_has_one_frozen_definition():
+    """Was: calls.CallRecord (mutable, with a dead `exception`) and events.CallSummary repeated
+    one field list."""
+    from composite_cli import calls, events
+
+    assert calls.CallRecord is events.CallRecord and not hasattr(events, "CallSummary")
+    assert "exception" not in {f.name for f in dataclasses.fields(CallRecord)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call_record("s1").status = "error"  # type: ignore[misc]
+
+
+def test_an_emitted_call_record_is_the_events_own_copy():
+    events: list = []
+    ctx = context(events)
     record = call_record("s1")
-    summary = CallSummary.of(record)
+    ctx.record_call(record)
     record.message["content"] = "changed"
     record.request["messages"].append({"role": "user", "content": "more"})
-    record.status = "error"
-    assert summary.text == "hello" and len(summary.request["messages"]) == 1 and summary.status == "ok"
+    emitted = next(e.record for e in events if isinstance(e, CallFinished))
+    assert emitted.text == "hello" and len(emitted.request["messages"]) == 1
+    assert emitted == dataclasses.replace(
+        record, message={"role": "assistant", "content": "hello"}, request=call_record("s1").request
+    )
 
 
 async def test_tool_steps_time_out_fail_or_are_skipped_and_the_step_goes_on(fake_model):
@@ -261,7 +275,7 @@ async def test_tool_steps_time_out_fail_or_are_skipped_and_the_step_goes_on(fake
     fake_model.on("ask", None, tool_calls=calls).on("ask", "done")
     events: list = []
     ctx = context(events)
-    async with open_step(
+    async with OpenStep(
         ctx, kind="call", name="s", parent_id=None, depth=0, parent_totals=ctx.totals
     ) as opened:
         rt = StepRuntime(ctx, None, Scope(), opened, False)
@@ -333,7 +347,7 @@ async def test_a_cancelled_rlm_query_child_is_cancelled_in_the_trace(fake_model,
 
 
 def examples() -> list:
-    summary = CallSummary.of(call_record("s1"))
+    summary = call_record("s1")
     return [
         RunStarted(run_id="r", mode="m", source="cli", profile="p", input="hi", started_at=1.0),
         StepStarted(run_id="r", step_id="s", parent_id=None, kind="call", name="n", started_at=1.0, depth=0),

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from composite_cli.calls import CallRecord, CallRequest, describe_error, new_id
+from composite_cli.calls import CallRequest, describe_error, new_id
 from composite_cli.config import Profile
 from composite_cli.engine.conversation import (
     build_messages,
@@ -16,7 +16,7 @@ from composite_cli.engine.conversation import (
     system_text,
     validate_messages,
 )
-from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly, open_step
+from composite_cli.engine.lifecycle import OpenStep, StepEndedEarly
 from composite_cli.engine.runtime import RunContext, RunRequest, RunResult, Scope, StepTotals
 from composite_cli.engine.spec import ModeSpec, resolve
 from composite_cli.engine.steps.base import CallSettings, Step
@@ -24,7 +24,7 @@ from composite_cli.engine.templates import Template
 from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import Candidates, TextValue, as_text
 from composite_cli.errors import RunLimitExceeded, RunTimeout
-from composite_cli.events import RunFinished, RunStarted, RunStatus, Subscriber, TokenDelta
+from composite_cli.events import CallRecord, RunFinished, RunStarted, RunStatus, Subscriber, TokenDelta
 from composite_cli.litellm_loader import get_litellm
 
 
@@ -141,7 +141,7 @@ class StepRuntime:
     ) -> OpenStep:
         """A step inside this one (a tool call, a REPL block, ...), for `async with`: see
         engine/lifecycle.py. By default its parent is this step, one level deeper."""
-        return open_step(
+        return OpenStep(
             self.ctx,
             kind=kind,
             name=name,
@@ -192,7 +192,7 @@ async def execute_step(
     model = None
     if alias is not None:
         model = str(ctx.profile.resolve(alias).get("model"))
-    opened = open_step(
+    opened = OpenStep(
         ctx,
         kind=step.kind,
         name=step.id,

@@ -1,8 +1,8 @@
 """The step lifecycle, written once: open a step, link its totals, emit StepStarted, time it, and
 emit exactly one StepFinished on every way out, with a status from events.StepStatus.
 
-    async with open_step(ctx, kind="tool", name="calculator", parent_id=..., depth=...,
-                         parent_totals=...) as step:
+    async with OpenStep(ctx, kind="tool", name="calculator", parent_id=..., depth=...,
+                        parent_totals=...) as step:
         ...
         step.done(value)          # ok, or partial when the value says so
 
@@ -44,7 +44,8 @@ class StepEndedEarly(Exception):
 
 
 class OpenStep:
-    """One step between its StepStarted and its StepFinished (use with `async with`)."""
+    """One step of `ctx`'s run between its StepStarted and its StepFinished: made, then entered
+    with `async with` (see the module's docstring)."""
 
     def __init__(
         self,
@@ -162,31 +163,3 @@ class OpenStep:
                 cost_usd=totals.cost_usd if totals.calls else None,
             )
         )
-
-
-def open_step(
-    ctx: RunContext,
-    *,
-    kind: str,
-    name: str,
-    parent_id: str | None,
-    depth: int,
-    parent_totals: StepTotals,
-    alias: str | None = None,
-    model: str | None = None,
-    detail: dict[str, Any] | None = None,
-    timeout: float | None = None,
-) -> OpenStep:
-    """A step of `ctx`'s run, to be entered with `async with` (see the module's docstring)."""
-    return OpenStep(
-        ctx,
-        kind=kind,
-        name=name,
-        parent_id=parent_id,
-        depth=depth,
-        parent_totals=parent_totals,
-        alias=alias,
-        model=model,
-        detail=detail,
-        timeout=timeout,
-    )

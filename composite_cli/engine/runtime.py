@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from composite_cli.calls import CallRecord
 from composite_cli.config import Profile
 from composite_cli.errors import RunLimitExceeded
-from composite_cli.events import CallDelta, CallFinished, CallStarted, CallSummary, Event, Subscriber
+from composite_cli.events import CallDelta, CallFinished, CallRecord, CallStarted, Event, Subscriber
 
 
 @dataclass
@@ -208,4 +207,4 @@ class RunContext:
             self.cached_calls += 1
         parent = self.step_totals.get(record.parent_id or "", self.totals)
         parent.add(record)
-        self.emit(CallFinished(record=CallSummary.of(record)))
+        self.emit(CallFinished(record=record))

@@ -18,8 +18,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.calls import CallRecord, CallRequest, complete, describe_error
+from composite_cli.calls import CallRequest, complete, describe_error
 from composite_cli.errors import StepFailed
+from composite_cli.events import CallRecord
 from composite_cli.tools.base import InternalTool, ToolError
 
 if TYPE_CHECKING:

@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composite_cli.calls import CallRecord
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.runtime import RunRequest, RunResult
 from composite_cli.engine.spec import ModeSpec
 from composite_cli.events import (
     CallDelta,
     CallFinished,
+    CallRecord,
     CallStarted,
-    CallSummary,
     Event,
     RunFinished,
     RunStarted,
@@ -267,7 +266,7 @@ def fanout_script(
             0.000012 + 0.000001 * i,
             "ok" if ok else "error",
         )
-        timed.append((start + seconds, CallFinished(record=CallSummary.of(record))))
+        timed.append((start + seconds, CallFinished(record=record)))
         ends.append(start + seconds)
     fan_end = max(ends)
     timed.append(
@@ -321,7 +320,7 @@ def fanout_script(
     record = _record(
         run_id, call, step, "answer", final_model, T0 + start, seconds, final, 180 + 30 * experts, 0.00021
     )
-    timed.append((start + seconds, CallFinished(record=CallSummary.of(record))))
+    timed.append((start + seconds, CallFinished(record=record)))
     end = start + seconds + 0.002
     timed.append(
         (

@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from composite_cli.calls import CallRecord
 from composite_cli.events import (
     CallFinished,
+    CallRecord,
     CallStarted,
-    CallSummary,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -145,19 +144,17 @@ def simple_run(spec: RunSpec) -> list[Any]:
         )
     events.append(
         CallFinished(
-            record=CallSummary.of(
-                _call(
-                    rid,
-                    call,
-                    step,
-                    "answer",
-                    spec.model,
-                    t + 0.002,
-                    spec.seconds - 0.004,
-                    spec.tokens,
-                    spec.cost,
-                    spec.status,
-                )
+            record=_call(
+                rid,
+                call,
+                step,
+                "answer",
+                spec.model,
+                t + 0.002,
+                spec.seconds - 0.004,
+                spec.tokens,
+                spec.cost,
+                spec.status,
             )
         )
     )
@@ -232,19 +229,17 @@ def rlm_run(run_id: str = "demo-rlm-0001", ago: float = 600.0) -> list[Any]:
     )
     events.append(
         CallFinished(
-            record=CallSummary.of(
-                _call(
-                    run_id,
-                    root1,
-                    rlm,
-                    "root (iteration 1)",
-                    model,
-                    t + 0.002,
-                    0.9,
-                    (900, 120),
-                    0.0021,
-                    text="```repl\nparts = split(context)\nprint(llm_query_batched(parts))\n```",
-                )
+            record=_call(
+                run_id,
+                root1,
+                rlm,
+                "root (iteration 1)",
+                model,
+                t + 0.002,
+                0.9,
+                (900, 120),
+                0.0021,
+                text="```repl\nparts = split(context)\nprint(llm_query_batched(parts))\n```",
             )
         )
     )
@@ -276,19 +271,17 @@ def rlm_run(run_id: str = "demo-rlm-0001", ago: float = 600.0) -> list[Any]:
         )
         events.append(
             CallFinished(
-                record=CallSummary.of(
-                    _call(
-                        run_id,
-                        cid,
-                        repl,
-                        f"llm_query {i + 1}",
-                        sub,
-                        start,
-                        0.5 + 0.2 * i,
-                        (700, 8),
-                        0.0003,
-                        text=str(4 + i),
-                    )
+                record=_call(
+                    run_id,
+                    cid,
+                    repl,
+                    f"llm_query {i + 1}",
+                    sub,
+                    start,
+                    0.5 + 0.2 * i,
+                    (700, 8),
+                    0.0003,
+                    text=str(4 + i),
                 )
             )
         )
@@ -309,19 +302,17 @@ def rlm_run(run_id: str = "demo-rlm-0001", ago: float = 600.0) -> list[Any]:
     )
     events.append(
         CallFinished(
-            record=CallSummary.of(
-                _call(
-                    run_id,
-                    root2,
-                    rlm,
-                    "root (iteration 2)",
-                    model,
-                    t + 1.72,
-                    0.6,
-                    (1100, 20),
-                    0.0024,
-                    text="FINAL(15)",
-                )
+            record=_call(
+                run_id,
+                root2,
+                rlm,
+                "root (iteration 2)",
+                model,
+                t + 1.72,
+                0.6,
+                (1100, 20),
+                0.0024,
+                text="FINAL(15)",
             )
         )
     )

@@ -18,8 +18,8 @@ from composite_cli.errors import CompositeError, ModeError, ModeValidationError,
 from composite_cli.events import (
     CallDelta,
     CallFinished,
+    CallRecord,
     CallStarted,
-    CallSummary,
     Event,
     RunFinished,
     RunStarted,
@@ -74,8 +74,8 @@ def _fields(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def event_message(event: Event) -> dict[str, Any]:
-    """An engine event as a message (a finished call as its CallSummary, which has no exception
-    object: its `error` field holds the one-line description)."""
+    """An engine event as a message (a finished call as its CallRecord's fields; its `error`
+    field holds the one-line description of what failed)."""
     if isinstance(event, CallFinished):
         data: dict[str, Any] = {"record": _fields(event.record)}
     else:
@@ -96,7 +96,7 @@ def event_from(message: dict[str, Any]) -> Event:
             record = data.get("record")
             if not isinstance(record, dict):
                 raise TypeError("record: not an object")
-            return CallFinished(record=CallSummary(**record))
+            return CallFinished(record=CallRecord(**record))
         event: Event = cls(**data)
     except TypeError as exc:
         raise ProtocolError(f"malformed {name} event from the worker: {exc}") from None

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from composite_cli.calls import CallRecord, CallRequest, complete
+from composite_cli.calls import CallRequest, complete
 from composite_cli.engine.rlm import fallback, prompts, repl, turns
 from composite_cli.engine.rlm.protocol import code_blocks, truncate
 from composite_cli.engine.rlm.settings import (
@@ -43,6 +43,7 @@ from composite_cli.engine.rlm.window import (
 from composite_cli.engine.runtime import StepTotals
 from composite_cli.engine.values import TextValue
 from composite_cli.errors import RunLimitExceeded
+from composite_cli.events import CallRecord
 from composite_cli.model_limits import estimate_tokens, window_or_fallback
 from composite_cli.sandbox import Sandbox, SandboxDead
 
