@@ -339,20 +339,10 @@ def test_serve_answers_each_judged_mode(tmp_path: Path):
     import openai
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_serve_e2e import MASTER, Server, _env, free_port, trace
+    from test_serve_e2e import MASTER, serve_on_mock, trace
 
     mock = {"model": "openai/gpt-4o-mini", "mock_response": "served answer", "mock_delay": 0.01}
-    config = tmp_path / "composite.yaml"
-    config.write_text(json.dumps({"profile": "mock", "profiles": {"mock": {"*": mock}}}), encoding="utf-8")
-    home = tmp_path / "serve-home"
-    home.mkdir()
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "composite"), "serve", "--config", str(config),
-            "--port", str(port), "--master-key", MASTER, "--modes", ",".join(JUDGED),
-            "--db", str(tmp_path / "serve.db")]  # fmt: skip
-    server = Server("judged", argv, tmp_path, _env(home), port)
-    try:
-        server.wait_ready()
+    with serve_on_mock(tmp_path, JUDGED, mock, name="judged") as server:
         client = openai.OpenAI(api_key=MASTER, base_url=f"{server.url}/v1", timeout=60, max_retries=0)
         for mode in JUDGED:
             raw = client.chat.completions.with_raw_response.create(model=mode, messages=USER)
@@ -365,8 +355,6 @@ def test_serve_answers_each_judged_mode(tmp_path: Path):
             assert completion.usage.prompt_tokens == run["prompt_tokens"] > 0
             assert completion.usage.completion_tokens == run["completion_tokens"] > 0
             assert [s["kind"] for s in body["steps"]] == KINDS[mode]
-    finally:
-        server.close()
 
 
 def test_modes_list_counts_the_judges_retry():

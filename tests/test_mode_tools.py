@@ -7,7 +7,6 @@ such a mode does not support function calling; `modes list`/`show` say which mod
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import httpx
@@ -228,19 +227,10 @@ def test_modes_list_and_show_say_whether_a_mode_takes_tools() -> None:
 
 
 def test_serve_answers_400_naming_tools(tmp_path: Path) -> None:
-    from test_serve_e2e import MASTER, Server, _env, free_port
+    from test_serve_e2e import MASTER, serve_on_mock
 
     mock = {"model": "openai/gpt-4o-mini", "mock_response": "Answer: 42"}
-    (tmp_path / "composite.yaml").write_text(yaml.safe_dump({"profile": "m", "profiles": {"m": {"*": mock}}}))
-    home = tmp_path / "serve-home"
-    home.mkdir()
-    port = free_port()
-    composite = str(Path(sys.executable).with_name("composite"))
-    argv = [composite, "serve", "--config", str(tmp_path / "composite.yaml"), "--port", str(port),
-            "--db", str(tmp_path / "s.db"), "--modes", "vote,direct"]  # fmt: skip
-    server = Server("vote", argv, tmp_path, {**_env(home), "LITELLM_MASTER_KEY": MASTER}, port)
-    try:
-        server.wait_ready()
+    with serve_on_mock(tmp_path, ["vote", "direct"], mock, name="vote") as server:
         headers = {"Authorization": f"Bearer {MASTER}"}
         body = {"model": "vote", "messages": ASK, "tools": [WEATHER]}
         refused = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
@@ -251,5 +241,3 @@ def test_serve_answers_400_naming_tools(tmp_path: Path) -> None:
         body = {"model": "direct", "messages": ASK, "tools": [WEATHER]}
         done = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
         assert done.status_code == 200, done.text
-    finally:
-        server.close()

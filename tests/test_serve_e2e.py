@@ -275,6 +275,27 @@ def serve_and_proxy(
             server.close()
 
 
+@contextlib.contextmanager
+def serve_on_mock(
+    root: Path, modes: list[str], mock: dict[str, Any], name: str = "serve"
+) -> Iterator[Server]:
+    """`composite serve` of `modes` (ready, master key MASTER) on one profile whose every alias is the
+    LiteLLM mock `mock` (e.g. {"model": "openai/gpt-4o-mini", "mock_response": "..."}), with its own
+    home and trace database under `root`. Closed whatever happened."""
+    config = root / f"{name}-composite.yaml"
+    config.write_text(json.dumps({"profile": "mock", "profiles": {"mock": {"*": mock}}}), encoding="utf-8")
+    home = root / f"{name}-home"
+    home.mkdir()
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "composite"), "serve", "--config", str(config),
+            "--port", str(port), "--modes", ",".join(modes), "--db", str(root / f"{name}.db")]  # fmt: skip
+    server = Server(name, argv, root, {**_env(home), "LITELLM_MASTER_KEY": MASTER}, port)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.close()
+
+
 def _env(home: Path) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_") and k != "LITELLM_MASTER_KEY"

@@ -219,19 +219,10 @@ def test_provider(mode: str, fake_model, tmp_path: Path):
 
 def test_serve(tmp_path: Path):
     """One `composite serve` of both modes on LiteLLM mock responses: an answer, a stream, usage."""
-    from test_serve_e2e import MASTER, Server, _env, free_port
+    from test_serve_e2e import MASTER, serve_on_mock
 
     mock = {"model": "openai/gpt-4o-mini", "mock_response": "Answer: 42"}
-    (tmp_path / "composite.yaml").write_text(yaml.safe_dump({"profile": "m", "profiles": {"m": {"*": mock}}}))
-    home = tmp_path / "serve-home"
-    home.mkdir()
-    port = free_port()
-    composite = str(Path(sys.executable).with_name("composite"))
-    argv = [composite, "serve", "--config", str(tmp_path / "composite.yaml"), "--port", str(port),
-            "--db", str(tmp_path / "s.db"), "--modes", "vote,self-moa"]  # fmt: skip
-    server = Server("vote", argv, tmp_path, {**_env(home), "LITELLM_MASTER_KEY": MASTER}, port)
-    try:
-        server.wait_ready()
+    with serve_on_mock(tmp_path, ["vote", "self-moa"], mock, name="vote") as server:
         headers = {"Authorization": f"Bearer {MASTER}"}
         for model in ("vote", "self-moa-v1"):
             body = {"model": model, "messages": ASK}
@@ -252,8 +243,6 @@ def test_serve(tmp_path: Path):
                 if line.startswith("data: {")
             )
             assert text == "Answer: 42"
-    finally:
-        server.close()
 
 
 # -- the control: a scripted model right 60% of the time per sample -----------------------------
