@@ -1,5 +1,13 @@
 """The session's side of the REPL protocol: the code that prepares a REPL, reading a FINAL answer
-(set in the REPL, or written in the reply), what a block's outcome means, a reply's prose."""
+(set in the REPL with FINAL()/FINAL_VAR() or the `answer` dict, or written in the reply), what a
+block's outcome means, a reply's prose.
+
+The `answer` dict follows alexzhang13/rlm: code that sets `answer = {"content": ..., "ready": True}`
+(or `answer["ready"] = True` on the prepared dict) answers with `content`. `ready` False or absent,
+or an `answer` that is not a dict, does nothing (`answer` may be an ordinary variable). A `ready`
+answer that cannot be taken (content not a string or number, more than the answer limit, `ready`
+neither True nor False) is told to the root in that block's output, and `ready` is set back to False.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,49 @@ from composite_cli.engine.rlm import fallback
 from composite_cli.engine.rlm.protocol import code_blocks, find_final
 from composite_cli.sandbox import ExecResult, Sandbox, SandboxVariableError
 
+ANSWER_TAKEN = "answer recorded."
+ANSWER_REFUSED = "answer not accepted: "
 # Run once in each new REPL: FINAL / FINAL_VAR record the answer; the tools are kept aside so the
-# fallback program can use them even if the model's code rebound their names.
+# fallback program can use them even if the model's code rebound their names. The answer check
+# reads `answer` with dict's own methods (a dict subclass's overrides are not called) and builtins
+# bound here (model code may rebind the names).
 SETUP = f"""
 import collections, json, math, re
 _final_set = False
 _final_answer = ""
+answer = {{"content": "", "ready": False}}
+def _answer_check(
+    limit, _type=type, _len=len, _str=str, _print=print, _get=dict.get, _set=dict.__setitem__,
+    _globals=globals, _isinstance=isinstance,
+):
+    global _final_set, _final_answer
+    value = _globals().get("answer")
+    if not _isinstance(value, dict):
+        return
+    ready = _get(value, "ready", False)
+    if ready is False or ready is None:
+        return
+    content = _get(value, "content", None)
+    problem = None
+    if ready is not True:
+        problem = "answer['ready'] must be True or False, not " + _type(ready).__name__
+    elif _type(content) in (int, float):
+        try:
+            content = _str(content)
+        except ValueError as exc:
+            problem = "answer['content'] could not be read: " + _str(exc)
+    elif _type(content) is not str:
+        problem = "answer['content'] must be a string, not " + _type(content).__name__
+    if problem is None and _len(content) > limit:
+        problem = "answer['content'] has " + _str(_len(content)) + " characters, more than " + _str(limit)
+    if problem is None and not content.strip(" \\n\\t"):
+        problem = "answer['content'] is empty"
+    if problem is not None:
+        _set(value, "ready", False)
+        _print("{ANSWER_REFUSED}" + problem + ". answer['ready'] is False again: fix it and set it to True.")
+        return
+    _final_set, _final_answer = True, content
+    _print("{ANSWER_TAKEN}")
 def FINAL(answer):
     global _final_set, _final_answer
     _final_set, _final_answer = True, str(answer)
@@ -27,10 +72,34 @@ def FINAL_VAR(name):
 {fallback.SAVED_TOOLS} = {{
     "llm_query": llm_query, "llm_query_batched": llm_query_batched, "FINAL": FINAL, "FINAL_VAR": FINAL_VAR
 }}
+{fallback.SAVED_TOOLS}["answer_check"] = _answer_check
+del _answer_check
+"""
+# A refused answer is forgotten: FINAL()'s flag and the dict's `ready`.
+FORGET_FINAL = """\
+_final_set = False
+if isinstance(globals().get("answer"), dict):
+    dict.__setitem__(answer, "ready", False)
 """
 
 _EXCEPTION = re.compile(r"^(\w+)(?::|$)", re.M)
 _NOT_A_PROGRAM = {"SyntaxError", "IndentationError", "TabError", "NameError"}
+
+
+async def check_answer(sandbox: Sandbox, limit: int) -> tuple[bool, str | None]:
+    """Whether the code set a ready `answer` dict that was taken (then final_in_repl reads it), and
+    what to tell the root when it set one that cannot be taken."""
+    result = await sandbox.execute(f"{fallback.SAVED_TOOLS}['answer_check']({int(limit)})")
+    if result.killed:
+        return False, None
+    output = result.output.strip()
+    if result.error:
+        await sandbox.execute(FORGET_FINAL)
+        return False, f"{ANSWER_REFUSED}the answer check failed: {result.error.strip().splitlines()[-1]}"
+    if output.endswith(ANSWER_TAKEN):
+        return True, None
+    refused = output.rfind(ANSWER_REFUSED)
+    return False, (output[refused:] if refused >= 0 else None)
 
 
 async def final_in_repl(sandbox: Sandbox) -> str | None:

@@ -250,7 +250,7 @@ class RlmSession:
                 return self._value(final)
             if refused:
                 self.notes.append(f"iteration {iteration}: FINAL({str(final)[:80]}) not accepted")
-                await sandbox.execute("_final_set = False")  # a refused FINAL() call is forgotten
+                await sandbox.execute(repl.FORGET_FINAL)  # a refused answer is forgotten
                 ran = False
             self.last_prose = repl.strip_code(reply) or self.last_prose
             if warned:
@@ -345,7 +345,17 @@ class RlmSession:
             self.seen_code.add(" ".join(code.split()))
             ran = ran or (status in ("ok", "error") and not again)
             self.code_ran = self.code_ran or status in ("ok", "error", "invalid")
-            if "FINAL" in code and status not in ("killed", "dead"):
+            if status in ("ok", "error"):
+                # a ready `answer` dict is the answer; a malformed one is told to the root
+                taken, problem = await repl.check_answer(sandbox, self.s.sandbox.max_variable_chars)
+                if problem:
+                    outputs[-1] = f"{result_text.rstrip()}\n{problem}"
+                    self.notes.append(f"{name}: {problem[:200]}")
+                if taken or "FINAL" in code:
+                    answer = await repl.final_in_repl(sandbox)
+                    if answer is not None:
+                        return outputs, answer, True
+            elif "FINAL" in code and status == "invalid":
                 answer = await repl.final_in_repl(sandbox)
                 if answer is not None:
                     return outputs, answer, True
