@@ -307,12 +307,11 @@ def test_rlm_step_validation():
         parse_mode("name: t\nsteps:\n  - {id: r, kind: rlm, model: m, context: everything}\n")
 
 
-async def test_a_failed_sub_call_cancels_the_rest_of_its_batch(fake_model, tmp_path):
+async def test_a_failed_sub_call_is_its_slots_error_not_the_batchs(fake_model, tmp_path):
     import litellm
 
     Reply = type(fake_model.default)
     fake_model.on("llm_query[0]", error=litellm.BadRequestError("too long", "openai", "x"))
-    fake_model.default.delay = 0.5  # the other sub-calls are slow
 
     def root(name, messages):
         if not name.startswith("root"):
@@ -327,8 +326,9 @@ async def test_a_failed_sub_call_cancels_the_rest_of_its_batch(fake_model, tmp_p
     finished = [
         e.record for e in events if isinstance(e, CallFinished) and e.record.name.startswith("llm_query")
     ]
-    assert {r.status for r in finished} == {"error", "cancelled"}
-    assert "LLMQueryError" in fake_model.requests[-1]["messages"][-1]["content"]
+    assert sorted(r.status for r in finished) == ["error", "ok", "ok", "ok"]
+    told = fake_model.requests[-1]["messages"][-1]["content"]
+    assert "['Error: BadRequestError: " in told and "LLMQueryError" not in told
     runner.close()
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from composite_cli.config import Profile, Settings
 from composite_cli.engine.runtime import RunRequest
+from composite_cli.engine.spec import parse_mode
 from composite_cli.runner import Runner
 
 PROFILE = Profile("scripted", {"*": {"model": "openai/fake"}})
@@ -136,4 +137,85 @@ async def test_a_refused_answer_dict_is_forgotten(fake_model, tmp_path):
     runner, result = await run_rlm(fake_model, tmp_path)
     assert "FINAL not accepted" in told[1] and "False" in told[2]
     assert result.text == "gave up"
+    runner.close()
+
+
+# -- failure isolation in llm_query_batched ---------------------------------------------------------
+
+BATCH = repl(
+    'answers = llm_query_batched(["one", "two", "three"])\n'
+    'print([a[:40] for a in answers])\nanswer = {"content": " | ".join(answers), "ready": True}'
+)
+
+
+async def test_a_failed_item_is_an_error_string_in_its_slot(fake_model, tmp_path):
+    root, _told = scripted_root(BATCH)
+    fake_model.script(root)
+    fake_model.on("llm_query[0]", "first")
+    fake_model.on("llm_query[1]", error=RuntimeError("upstream said no\nsecond line"))
+    fake_model.on("llm_query[2]", "third")
+    runner, result = await run_rlm(fake_model, tmp_path, params={"fallback_after": -1})
+    assert result.status == "ok"
+    assert result.text == "first | Error: RuntimeError: upstream said no | third"
+    # the failed item is an error row in the trace, under the REPL block; the others are ok
+    steps = runner.store.run_steps(result.run_id)
+    block = next(s for s in steps if s["kind"] == "repl")
+    subs = {s["name"]: s["status"] for s in steps if s["parent_id"] == block["id"]}
+    assert subs == {"llm_query[0]": "ok", "llm_query[1]": "error", "llm_query[2]": "ok"}
+    assert block["status"] == "ok"
+    rlm_step = next(s for s in steps if s["kind"] == "rlm")
+    assert "llm_query[1] failed: RuntimeError: upstream said no" in (rlm_step["scratchpad"] or "")
+    runner.close()
+
+
+async def test_a_single_llm_query_that_fails_raises_in_the_code(fake_model, tmp_path):
+    code = repl(
+        'try:\n    llm_query("one")\nexcept LLMQueryError as e:\n    print("caught", e)\n'
+        'answer = {"content": "done", "ready": True}'
+    )
+    root, _told = scripted_root(code)
+    fake_model.script(root)
+    fake_model.on("llm_query", error=RuntimeError("upstream said no"))
+    runner, result = await run_rlm(fake_model, tmp_path)
+    assert result.text == "done"
+    steps = runner.store.run_steps(result.run_id)
+    assert (
+        "caught Error: RuntimeError: upstream said no"
+        in next(s for s in steps if s["kind"] == "repl")["output"]
+    )
+    runner.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "stopped_by"),
+    [({"max_calls": 3}, "max_calls (3)"), ({"budget_usd": 0.0}, "budget_usd")],
+)
+async def test_a_run_level_cap_in_a_batch_stops_the_run_not_an_item(fake_model, tmp_path, params, stopped_by):
+    root, _told = scripted_root(BATCH, BATCH)
+    fake_model.script(root)
+    priced = Profile("priced", {"*": {"model": "openai/gpt-4o"}})
+    runner = Runner(Settings(profile=priced, db_path=tmp_path / "t.db"))
+    result = await runner.run(
+        "rlm-v1", RunRequest(messages=[{"role": "user", "content": CONTEXT}], params=params)
+    )
+    runner.flush()
+    # not an answer made of error strings: the cap fails the batch and ends the run, partial
+    assert result.status == "partial" and result.stopped_by.startswith(stopped_by)
+    assert " | " not in result.text
+    runner.close()
+
+
+async def test_the_runs_own_call_limit_in_a_batch_stops_the_run(fake_model, tmp_path):
+    # the mode's `limits.max_calls` (the run's cap), lower than the step's own max_calls
+    spec = parse_mode(
+        "name: capped\nlimits: {max_calls: 3}\n"
+        "steps:\n  - {id: answer, kind: rlm, model: root, sub_model: sub, max_calls: 100}\n"
+    )
+    root, _told = scripted_root(BATCH, BATCH)
+    fake_model.script(root)
+    runner = Runner(Settings(profile=PROFILE, db_path=tmp_path / "t.db"))
+    result = await runner.run(spec, RunRequest(messages=[{"role": "user", "content": CONTEXT}]))
+    runner.flush()
+    assert result.status == "partial" and "max_calls (3)" in (result.stopped_by or "")
+    assert " | " not in result.text
     runner.close()

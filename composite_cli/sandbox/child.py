@@ -109,10 +109,15 @@ class Repl:
         def llm_query(prompt: str) -> str:
             """Ask a sub-model; returns its answer."""
             _require_str(prompt, "prompt")
-            return str(self._query({"kind": "llm", "prompts": [prompt]})[0])
+            reply = self._query({"kind": "llm", "prompts": [prompt]}, whole=True)
+            text = str(reply.get("value")[0])
+            if reply.get("failed"):
+                raise LLMQueryError(text)  # one prompt: its failure is the call's
+            return text
 
         def llm_query_batched(prompts: list[str]) -> list[str]:
-            """Ask a sub-model several prompts at once (answered in parallel); returns the answers."""
+            """Ask a sub-model several prompts at once (answered in parallel); returns the answers.
+            A prompt whose call failed has "Error: <why>" in its slot; the others keep their answers."""
             if not isinstance(prompts, list | tuple):
                 raise TypeError("llm_query_batched() takes a list of prompt strings")
             prompts = list(prompts)
@@ -133,7 +138,8 @@ class Repl:
             self.namespace[name] = available[name]
         self.namespace["LLMQueryError"] = LLMQueryError
 
-    def _query(self, request: dict[str, Any]) -> Any:
+    def _query(self, request: dict[str, Any], whole: bool = False) -> Any:
+        """The answer's value (or, with `whole`, the answer message) for one query."""
         state = self.state
         was = state.interruptible
         state.interruptible = False  # from here the SIGINT handler only records the interrupt
@@ -153,7 +159,7 @@ class Repl:
         assert reply is not None
         if not reply.get("ok"):
             raise LLMQueryError(str(reply.get("error", "the query failed")))
-        return reply.get("value")
+        return reply if whole else reply.get("value")
 
     # -- parent requests -------------------------------------------------------------------------
 

@@ -31,6 +31,15 @@ _FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "LLMQueryError")
 _KERNEL_LAYERS = ("network", "files", "syscalls", "disk")
 
 
+class FailedItem(str):
+    """One slot of an llm_query callback's answers whose call failed; the text says why ("Error: ...").
+
+    In `llm_query_batched` the code gets the text in that slot, the other slots keep their answers;
+    a single `llm_query` raises LLMQueryError with it."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class ExecResult:
     """What one execution produced, as the model should see it.
@@ -353,7 +362,13 @@ class Sandbox:
                 return _answer_error(query, "the llm_query handler returned an invalid result"), False
         elif not isinstance(value, str):
             return _answer_error(query, "the rlm_query handler returned an invalid result"), False
-        return {"type": "answer", "id": query.get("id"), "ok": True, "value": value}, False
+        answer: dict[str, Any] = {"type": "answer", "id": query.get("id"), "ok": True, "value": value}
+        if kind == "llm":
+            failed = [i for i, v in enumerate(value) if isinstance(v, FailedItem)]
+            if failed:
+                answer["failed"] = failed
+                answer["value"] = [redact_text(v) if isinstance(v, FailedItem) else v for v in value]
+        return answer, False
 
     # -- results and deaths ----------------------------------------------------------------------
 

@@ -42,10 +42,11 @@ from composite_cli.engine.rlm.window import (
 )
 from composite_cli.engine.runtime import StepTotals
 from composite_cli.engine.values import TextValue
-from composite_cli.errors import RunLimitExceeded
+from composite_cli.errors import RunLimitExceeded, describe_error
 from composite_cli.events import CallRecord
 from composite_cli.model_limits import estimate_tokens, window_or_fallback
 from composite_cli.sandbox import Sandbox, SandboxDead
+from composite_cli.sandbox.sandbox import FailedItem
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
@@ -137,10 +138,28 @@ class RlmSession:
                     params=self._sub_params(prompt),
                     timeout=max(0.001, self.caps.remaining()),
                 )
-                record = await complete(self.ctx, request)
+                try:
+                    record = await complete(self.ctx, request)
+                except RunLimitExceeded as exc:
+                    # the run's own caps (max_calls, budget, deadline) stop the whole run
+                    limit = f"max_calls ({self.ctx.max_calls})" if exc.limit == "max_calls" else exc.limit
+                    self.wrap_up = f"run {limit}"
+                    raise RlmLimit(f"run {limit}", str(exc)) from None
+                except Exception as exc:  # noqa: BLE001 - the item's failure is its slot's text
+                    if type(exc).__name__ == "Timeout" and self.caps.remaining() <= 0.05:
+                        cap = f"deadline ({self.s.deadline_s:g}s)"
+                        self.wrap_up = cap
+                        raise RlmLimit(cap, f"llm_query refused: the RLM reached its {cap}") from None
+                    # One item failed (its `llm` row in the trace has status "error"): the others
+                    # keep their answers, and the code sees this slot's error as text.
+                    line = describe_error(exc)
+                    self.notes.append(f"{request.name} failed: {line}")
+                    return FailedItem(f"Error: {line}")
                 return record.text
 
-        # One failure cancels the rest of the batch: nothing keeps running (or billing) after it.
+        # Each item's own failure is its slot's text (FailedItem); a cap (RlmLimit: the step's or the
+        # run's max_calls, budget or deadline) cancels the rest of the batch and fails the query:
+        # nothing keeps running (or billing) after it.
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(i, p)) for i, p in enumerate(prompts_in)]
