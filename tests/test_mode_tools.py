@@ -44,6 +44,14 @@ def test_shipped_modes_say_whether_they_take_the_clients_tools(name: str) -> Non
     assert ModeLibrary().load(name).takes_client_tools() is (name not in NO_TOOLS)
 
 
+def test_rlm_says_why_it_refuses_the_clients_tools() -> None:
+    assert ModeLibrary().load("rlm-v1").client_tools_refusal() == (
+        "mode rlm-v1 answers with what its root model's code computes in a sandboxed REPL; the "
+        "client's tools are not functions in that REPL, and no model of the RLM is offered them; "
+        "use a mode whose final step takes tools, e.g. moa-v1 or self-moa-v1"
+    )
+
+
 def test_debate_takes_tools_with_a_judge_and_not_with_a_vote() -> None:
     spec = ModeLibrary().load("debate-v1")
     assert spec.takes_client_tools({"decide": "judge"})

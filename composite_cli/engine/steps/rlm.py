@@ -4,7 +4,7 @@ model explores it with code and sub-model calls (see composite_cli/engine/rlm/).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composite_cli.engine.conversation import content_text, last_user_text
 from composite_cli.engine.registry import step_kind
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 class RlmStep(Step):
     """The input becomes `context` in a sandboxed Python REPL; the root model writes code there and
     calls sub-models on slices (see Recursive Language Models)."""
+
+    # Its answer is what the root's code sets in the REPL: the client's tools are no functions there.
+    answers_with_client_tools: ClassVar[bool] = False
+    client_tools_refusal: ClassVar[str] = (
+        "answers with what its root model's code computes in a sandboxed REPL; the client's tools "
+        "are not functions in that REPL, and no model of the RLM is offered them"
+    )
 
     # The maxima bound what a shared mode file or a request's composite.params may ask of this
     # machine: memory, nested sandboxes, parallel calls.
