@@ -168,3 +168,85 @@ async def test_a_run_limit_in_one_revision_stops_the_others(fake_model, fake_pro
     assert isinstance(events[-1], RunFinished) and events[-1].status == "error"
     slow = [e.record for e in events if isinstance(e, CallFinished) and e.record.name == "x"]
     assert [r.status for r in slow] == ["ok", "cancelled"]  # the slow revision ended with the run
+
+
+SLOW = 60.0  # never waited for: the round ends as soon as its quorum and grace allow
+PANEL = (
+    "name: t\nsteps:\n  - id: d\n    kind: debate\n    rounds: {rounds}\n    quorum: 2\n    grace: {grace}\n"
+    "    experts: [{{name: analyst, model: m}}, {{name: solver, model: m}}, {{name: skeptic, model: m}}]\n"
+)
+
+
+def round_pad(events: list[Any], name: str) -> str:
+    started = next(e for e in events if isinstance(e, StepStarted) and e.name == name)
+    return next(
+        e.scratchpad or "" for e in events if isinstance(e, StepFinished) and e.step_id == started.step_id
+    )
+
+
+async def test_a_slow_revision_is_cancelled_after_the_rounds_quorum_and_grace(fake_model, fake_profile):
+    """Round 1 waits as round 0 does: two revisions in, then the grace; the skeptic's late revision
+    is cancelled, and it keeps its round-0 answer, which round 2 reads."""
+    from conftest import Reply
+
+    def script(name: str, messages: list[dict[str, Any]]) -> Any:
+        if name == "skeptic" and "Round 1 of a discussion" in str(messages[-1]["content"]):
+            return Reply("skeptic says 50 (round 1)", delay=SLOW)
+        return rounds_script(name, messages)
+
+    fake_model.script(script)
+    result, events = await run(parse_mode(PANEL.format(rounds=2, grace=0.01)), fake_profile)
+    assert result.status == "ok"
+    calls = [(e.record.name, e.record.status) for e in events if isinstance(e, CallFinished)]
+    assert [status for name, status in calls if name == "skeptic"] == ["ok", "cancelled", "ok"]
+    assert [status for name, status in calls if name != "skeptic"] == ["ok"] * 6
+    pad = round_pad(events, "round1")
+    assert "quorum 2 answered; cancelled after a grace of 0.01s: skeptic" in pad
+    assert "expert skeptic was cancelled (late); keeps its last answer" in pad
+    assert "cancelled" not in round_pad(events, "round2")
+    # round 2: the others read the skeptic's round-0 answer; the skeptic revises it
+    solver = [r for r in fake_model.requests if r["metadata"]["composite_call"] == "solver"][2]
+    assert "skeptic says 51 (round 0)" in solver["messages"][-1]["content"]
+    skeptic = [r for r in fake_model.requests if r["metadata"]["composite_call"] == "skeptic"][2]
+    assert skeptic["messages"][-2] == {"role": "assistant", "content": "skeptic says 51 (round 0)"}
+    assert "skeptic says 51 (round 2)" in result.text
+
+
+async def test_a_revision_in_time_for_the_grace_counts(fake_model, fake_profile):
+    from conftest import Reply
+
+    def script(name: str, messages: list[dict[str, Any]]) -> Any:
+        if name == "skeptic" and "Round 1 of a discussion" in str(messages[-1]["content"]):
+            return Reply("skeptic says 51 (round 1)", delay=0.01)
+        return rounds_script(name, messages)
+
+    fake_model.script(script)
+    _, events = await run(parse_mode(PANEL.format(rounds=1, grace=SLOW)), fake_profile)
+    assert {e.record.status for e in events if isinstance(e, CallFinished)} == {"ok"}
+    assert "cancelled" not in round_pad(events, "round1")
+
+
+async def test_a_run_limit_during_a_rounds_grace_stops_the_late_revisions(fake_model, fake_profile):
+    """The quorum is in, the round waits out its grace; a run limit raised by one revision then
+    ends the run at once and cancels the slow one (a TaskGroup's property, kept by the wait)."""
+    from conftest import Reply
+
+    from composite_cli.errors import RunLimitExceeded
+
+    def script(name: str, messages: list[dict[str, Any]]) -> Any:
+        if "Round 1 of a discussion" in str(messages[-1]["content"]):
+            if name == "solver":
+                return Reply(error=RunLimitExceeded("deadline", "run passed its deadline"), delay=0.01)
+            if name == "skeptic":  # within the grace: only a wait that stops at the limit cancels it
+                return Reply("late", delay=SLOW / 2)
+        return rounds_script(name, messages)
+
+    fake_model.script(script)
+    text = PANEL.format(rounds=1, grace=SLOW).replace("quorum: 2", "quorum: 1")
+    events: list[Any] = []
+    with pytest.raises(RunLimitExceeded):
+        await run_mode(
+            parse_mode(text), RunRequest(messages=USER), profile=fake_profile, subscribers=[events.append]
+        )
+    statuses = {e.record.name: e.record.status for e in events if isinstance(e, CallFinished)}
+    assert statuses == {"analyst": "ok", "solver": "error", "skeptic": "cancelled"}

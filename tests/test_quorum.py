@@ -181,3 +181,19 @@ async def test_a_judge_vote_maps_its_pick_back_through_the_shuffle(fake_model, f
     second = pad.split("candidates shown as: ")[1].split(", ")[1].split("=")[1].splitlines()[0]
     assert result.text == f"answer of {second}"
     assert f"judge picked candidate 2 ({second})" in pad
+
+
+async def test_a_run_limit_during_the_grace_cancels_the_rest_at_once(fake_model, fake_profile):
+    """After the quorum, the wait for the rest still stops at a run limit one member raises: the
+    member that would have answered within the grace is cancelled, not waited for."""
+    from composite_cli.errors import RunLimitExceeded
+
+    fake_model.on("a", "Paris").on(
+        "b", error=RunLimitExceeded("deadline", "run passed its deadline"), delay=0.01
+    )
+    fake_model.on("slow", "Lyon", delay=SLOW / 2)
+    events: list = []
+    with pytest.raises(RunLimitExceeded):
+        spec = parse_mode(PANEL.format(quorum=1, grace=SLOW), "panel.yaml")
+        await run_mode(spec, RunRequest(messages=ASK), profile=fake_profile, subscribers=[events.append])
+    assert calls(events) == {"a": "ok", "b": "error", "slow": "cancelled"}

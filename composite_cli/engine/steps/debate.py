@@ -4,13 +4,15 @@
 is the last round's answers, for a judge (`synthesize`) or a `vote` to decide.
 
 Each round is a child step (`round0`, `round1`, ...) holding its calls, so the timeline reads as
-the debate went. An expert whose revision fails keeps its previous answer (noted); a round needs
-`min_success` revisions, like the first answers.
+the debate went. Every round waits as the first answers do (`FanoutStep.gather_answers`): once
+`quorum` revisions are in, up to `grace` seconds for the rest, then the late ones are cancelled
+(recorded `cancelled`, named in the round's scratchpad). An expert whose revision fails or is
+cancelled keeps its previous answer (noted); a round needs `min_success` revisions, like the
+first answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import random
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from composite_cli.calls import describe_error
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext, resolve
 from composite_cli.engine.steps.call_settings import CallSettings
-from composite_cli.engine.steps.fanout import FanoutStep
+from composite_cli.engine.steps.fanout import Answer, FanoutStep
 from composite_cli.engine.steps.fields import compile_default, declare, number
 from composite_cli.engine.steps.synthesize import ShownCandidates, candidate_seed, shuffle_field
 from composite_cli.engine.templates import Template
@@ -101,7 +103,7 @@ class DebateStep(FanoutStep):
         by_name = dict(self._jobs_by_name(rt))
         latest = dict(zip(previous.names, previous, strict=True))
 
-        async def one(name: str) -> TextValue | BaseException:
+        async def one(name: str) -> Answer:
             settings, index = by_name[name]
             others = Candidates([v for n, v in latest.items() if n != name], [n for n in latest if n != name])
             shown = self._shown(rt, name, others)
@@ -121,22 +123,19 @@ class DebateStep(FanoutStep):
                 return exc
             return TextValue.from_call(record)
 
-        names = list(latest)
-        try:
-            async with asyncio.TaskGroup() as group:  # a run limit in one revision stops them all
-                tasks = [group.create_task(one(name)) for name in names]
-        except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None
-        results = [task.result() for task in tasks]
+        # The round's quorum and grace, as in the first answers: a slow expert holds no round hostage.
+        finished, cut = await self.gather_answers(rt, [(name, one(name)) for name in latest])
         revised = 0
         errors: list[str] = []
-        for name, result in zip(names, results, strict=True):
+        for name, result in finished:
             if isinstance(result, BaseException):
                 errors.append(f"{name}: {describe_error(result)}")
                 rt.note(f"expert {name} failed to revise ({describe_error(result)}); keeps its last answer")
             else:
                 latest[name] = result
                 revised += 1
+        for name in cut:
+            rt.note(f"expert {name} was cancelled (late); keeps its last answer")
         needed = int(rt.resolve(self.min_success))
         if revised < needed:
             raise FanoutFailed(f"{self.id} round {round_no}", revised, needed, errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 _EXPERT_FIELDS = set(CALL_FIELDS | {"name"}) - {"retries", "backoff"}
 _REFERENCE_TEMPLATE = Template.compile(AGGREGATE, {"candidates"})
+# What one expert's call gives: its answer, or the exception of its failed call (counted, not raised).
+Answer = TextValue | BaseException
 
 
 @step_kind("fanout")
@@ -146,7 +149,7 @@ class FanoutStep(Step):
         if refs is not None and not isinstance(refs, Candidates):
             refs = Candidates([TextValue(str(refs))], [self.references or ""])
 
-        async def one(name: str, settings: CallSettings, index: int) -> TextValue | BaseException:
+        async def one(name: str, settings: CallSettings, index: int) -> Answer:
             variables = {"expert": name, "sample": index}
             system = None
             if refs is not None:
@@ -164,22 +167,13 @@ class FanoutStep(Step):
                 return exc
             return TextValue.from_call(record)
 
-        tasks = [asyncio.create_task(one(name, settings, index)) for name, settings, index in jobs]
-        # A quorum below min_success (possible through request params) would stop too early.
-        asked = len(jobs) if self.quorum is None else max(int(rt.resolve(self.quorum)), needed)
-        quorum = min(asked, len(jobs))
-        grace = float(rt.resolve(self.grace))
-        await _wait_for_quorum(tasks, quorum, grace)
-        cut = [name for (name, _, _), task in zip(jobs, tasks, strict=True) if task.cancelled()]
-        if cut:
-            rt.note(f"quorum {quorum} answered; cancelled after a grace of {grace:g}s: " + ", ".join(cut))
+        finished, _ = await self.gather_answers(
+            rt, [(name, one(name, settings, index)) for name, settings, index in jobs]
+        )
         values: list[TextValue] = []
         names: list[str] = []
         errors: list[str] = []
-        for (name, _, _), task in zip(jobs, tasks, strict=True):
-            if task.cancelled():
-                continue  # a late answer: its call is recorded `cancelled` in the trace
-            result = task.result()
+        for name, result in finished:  # a late answer is not here: its call is recorded `cancelled`
             if isinstance(result, BaseException):
                 errors.append(f"{name}: {describe_error(result)}")
                 rt.note(f"expert {name} failed: {describe_error(result)}")
@@ -190,25 +184,59 @@ class FanoutStep(Step):
             raise FanoutFailed(self.id, len(values), needed, errors)
         return Candidates(values, names)
 
+    async def gather_answers(
+        self, rt: StepRuntime, jobs: list[tuple[str, Coroutine[Any, Any, Answer]]]
+    ) -> tuple[list[tuple[str, Answer]], list[str]]:
+        """Run `jobs` (name, call) at once under this step's `quorum` and `grace`: once `quorum`
+        of them answered, wait up to `grace` seconds for the rest, then cancel the late ones (their
+        calls are recorded `cancelled`; the scratchpad names them). Returns the (name, answer or
+        failure) of those that finished, in job order, and the names of those cancelled. A
+        CompositeError one raises (a run limit, a template error) cancels the others and goes on.
+        Used by the fan-out and by each round of a debate."""
+        needed = int(rt.resolve(self.min_success))
+        # A quorum below min_success (possible through request params) would stop too early.
+        asked = len(jobs) if self.quorum is None else max(int(rt.resolve(self.quorum)), needed)
+        quorum = min(asked, len(jobs))
+        grace = float(rt.resolve(self.grace))
+        tasks = [asyncio.create_task(call) for _, call in jobs]
+        await wait_for_quorum(tasks, quorum, grace)
+        finished: list[tuple[str, Answer]] = []
+        cut: list[str] = []
+        for (name, _), task in zip(jobs, tasks, strict=True):
+            if task.cancelled():
+                cut.append(name)
+            else:
+                finished.append((name, task.result()))
+        if cut:
+            rt.note(f"quorum {quorum} answered; cancelled after a grace of {grace:g}s: " + ", ".join(cut))
+        return finished, cut
 
-async def _wait_for_quorum(
-    tasks: list[asyncio.Task[TextValue | BaseException]], quorum: int, grace: float
-) -> set[asyncio.Task[TextValue | BaseException]]:
-    """Wait until `quorum` tasks answered (or all ended), then up to `grace` seconds for the rest;
-    cancel what is still running and return it. An exception a task raises (a run limit, a
-    template error) cancels every other task and goes on."""
-    pending: set[asyncio.Task[TextValue | BaseException]] = set(tasks)
+
+async def wait_for_quorum(
+    tasks: list[asyncio.Task[Answer]], quorum: int, grace: float
+) -> set[asyncio.Task[Answer]]:
+    """Wait until `quorum` tasks answered (a task that returns an exception, a failed call, does not
+    count) or all ended, then up to `grace` seconds for the rest; cancel what is still running,
+    wait for it to record itself, and return it. An exception a task raises (a run limit, a
+    template error), in either wait, cancels every other task at once and goes on."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[Answer]] = set(tasks)
     answered = 0
+    until: float | None = None  # the end of the grace, once the quorum answered
     try:
-        while pending and answered < quorum:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not isinstance(task.result(), BaseException):
-                    answered += 1
-        if pending and grace > 0:
-            done, pending = await asyncio.wait(pending, timeout=grace)
-            for task in done:
-                task.result()
+        while pending:
+            timeout = None
+            if answered >= quorum:
+                until = loop.time() + grace if until is None else until
+                timeout = until - loop.time()
+                if timeout <= 0:
+                    break
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            ended = [task for task in done if not task.cancelled()]
+            raised = [error for error in (task.exception() for task in ended) if error is not None]
+            if raised:
+                raise raised[0]
+            answered += sum(1 for task in ended if not isinstance(task.result(), BaseException))
     finally:
         for task in pending:
             task.cancel()
