@@ -47,8 +47,9 @@ REVISE = (
 @dataclass(eq=False)
 class DebateStep(FanoutStep):
     """Experts answer (a fan-out), then for `rounds` rounds each reads the others' latest answers
-    (anonymous, shuffled) and revises; the value is the last round's answers, for a judge or a
-    vote."""
+    (anonymous, shuffled) and revises; `quorum` and `grace` hold in every round (a cancelled
+    revision leaves its expert's last answer). The value is the last round's answers, for a judge
+    or a vote."""
 
     rounds: int | ParamRef = number(
         "rounds of reading the others' answers and revising", 2, integer=True, minimum=0, maximum=MAX_ROUNDS
