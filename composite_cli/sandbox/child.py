@@ -4,7 +4,7 @@ Started by `confine.py` (already confined by the kernel where possible) as
 `python -I -S -B -c <bootstrap> <config JSON>`. Before any model code runs it installs the audit
 hook (`policy.py`), replaces stdout/stderr with a bounded buffer, and receives the initial
 variables over the channel (a unix socket on fd 3 created by the parent before the network was
-cut). Then it serves `exec` and `get` requests one at a time.
+cut). Then it serves `exec`, `get` and `set` requests one at a time.
 
 Model code reaches the parent only through `llm_query`, `llm_query_batched` and `rlm_query`:
 each sends one `query` frame and blocks until the `answer` frame with the same id arrives.
@@ -173,6 +173,9 @@ class Repl:
             elif kind == "get":
                 self.exec_id = int(request["id"])
                 self._send(self.get_value(str(request["name"]), self.exec_id))
+            elif kind == "set":
+                self.exec_id = int(request["id"])
+                self._send(self.set_values(request.get("variables"), self.exec_id))
             else:
                 _die(f"unexpected request {kind!r}")
 
@@ -250,6 +253,16 @@ class Repl:
         if len(text) > self.max_error:
             text = text[: self.max_error] + f"\n[... truncated {len(text) - self.max_error} chars]"
         return text
+
+    def set_values(self, variables: Any, exec_id: int) -> dict[str, Any]:
+        """Define the parent's variables (a kept REPL's next turn: its context)."""
+        if not isinstance(variables, dict):
+            _die("a set request without variables")
+        for name in variables:
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                _die(f"bad variable name {name!r}")
+        self.namespace.update(variables)
+        return {"type": "value", "id": exec_id, "ok": True, "interrupted": False}
 
     def get_value(self, name: str, exec_id: int) -> dict[str, Any]:
         reply: dict[str, Any] = {"type": "value", "id": exec_id, "ok": False}

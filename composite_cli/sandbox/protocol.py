@@ -4,7 +4,8 @@ A frame is a 4-byte big-endian length followed by that many bytes of ASCII JSON 
 "type" key). JSON is written with `ensure_ascii=True` so any Python string, lone surrogates
 included, survives the trip.
 
-Parent → child: `start` (variables), `exec` (code), `get` (a variable), `answer` (to a query).
+Parent → child: `start` (variables), `exec` (code), `get` (a variable), `set` (variables, in a
+running REPL), `answer` (to a query).
 Child → parent: `ready`, `result`, `value`, `query` (llm_query / llm_query_batched / rlm_query).
 
 This module is imported by the child too, so it uses nothing beyond the standard library and

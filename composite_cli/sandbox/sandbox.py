@@ -95,6 +95,7 @@ class Sandbox:
         self._lock = asyncio.Lock()
         self._child: ChildProcess | None = None
         self._start_frame: bytes | None = None
+        self._start_message: dict[str, Any] = {}
         self._variable_names: list[str] = []
         self._closed = False
         self._restarts = 0
@@ -132,12 +133,7 @@ class Sandbox:
             raise SandboxDead("the sandbox is closed")
         if self._start_frame is not None:
             raise SandboxError("the sandbox is already started")
-        variables = dict(variables or {})
-        for name in variables:
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ValueError(f"not a valid Python variable name: {name!r}")
-            if name in _FUNCTIONS:
-                raise ValueError(f"variable name {name!r} is reserved for the REPL's functions")
+        variables = _checked_variables(variables)
         functions = ["llm_query", "llm_query_batched"] if self._on_llm_query else []
         if self._on_rlm_query:
             functions.append("rlm_query")
@@ -147,12 +143,60 @@ class Sandbox:
             raise ValueError(f"REPL variables must be JSON values: {exc}") from None
         async with self._lock:
             self._start_frame = frame
+            self._start_message = {"type": "start", "variables": variables, "functions": functions}
             self._variable_names = list(variables)
             try:
                 await self._launch()
             except BaseException:
                 self._start_frame = None
                 raise
+
+    async def set_variables(self, variables: Mapping[str, Any]) -> None:
+        """Define (or replace) these variables in the running REPL, e.g. the next turn's context of a
+        kept REPL; a REPL restarted after a kill starts with them too. Raises SandboxDead when
+        the REPL is gone, SandboxError when the REPL did not take them."""
+        variables = _checked_variables(variables)
+        message = dict(self._start_message)
+        message["variables"] = {**message.get("variables", {}), **variables}
+        try:
+            start_frame = encode(message)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"REPL variables must be JSON values: {exc}") from None
+        async with self._lock:
+            child = await self._ensure_running()
+            self._request_id += 1
+            reply = await self._request(
+                child, {"type": "set", "id": self._request_id, "variables": variables}, "value"
+            )
+            if reply.message is None:
+                raise SandboxDead(f"the REPL did not take the variables: {self._killed_text(reply)}")
+            self._start_frame, self._start_message = start_frame, message
+            self._variable_names = list(message["variables"])
+
+    def set_handlers(
+        self, *, on_llm_query: LlmQueryCallback | None, on_rlm_query: RlmQueryCallback | None
+    ) -> None:
+        """Answer the REPL's queries with these callbacks from now on (a kept REPL's next turn);
+        the REPL's functions stay those it started with."""
+        self._on_llm_query = on_llm_query
+        self._on_rlm_query = on_rlm_query
+
+    @property
+    def usable(self) -> bool:
+        """Whether the next request can run: not closed, and running or allowed to restart."""
+        if self._closed or self._start_frame is None:
+            return False
+        if self._child is not None:
+            return True
+        return self.limits.restart_after_kill and self._restarts < self.limits.max_restarts
+
+    def abandon(self) -> None:
+        """Kill the process group now, without awaiting (when the event loop that ran the REPL is
+        gone); its directory goes when the process exits at the latest. Safe to call twice."""
+        self._closed = True
+        child, self._child = self._child, None
+        if child is not None:
+            child.kill()
 
     async def close(self) -> None:
         """Kill the process group and delete the working directory; safe to call twice."""
@@ -449,6 +493,16 @@ class Sandbox:
             self._child = None
         self._death = death
         await child.dispose()
+
+
+def _checked_variables(variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    variables = dict(variables or {})
+    for name in variables:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"not a valid Python variable name: {name!r}")
+        if name in _FUNCTIONS:
+            raise ValueError(f"variable name {name!r} is reserved for the REPL's functions")
+    return variables
 
 
 def _answer_error(query: dict[str, Any], error: str) -> dict[str, Any]:

@@ -204,10 +204,12 @@ def relevant(note):  # says something about the question: shares one of its tell
     return not telling or any(has(tokens(note), w) for w in telling)
 
 
-notes, dropped = [], []
+notes, dropped, failed = [], [], []
 for i, a in zip(picked, answers):
     a = a.strip()
-    if a and "NONE" not in a:
+    if a.startswith("Error: "):  # this chunk's read failed (the others keep their answers)
+        failed.append(i)
+    elif a and "NONE" not in a:
         (notes if grounded(a, chunks[i]) and relevant(a) else dropped).append(a)
 if not notes:  # nothing the sub-model said holds up: the best chunk's lines that share most words
     lines = [x.strip() for x in re.split(r"(?<=[.!?])\\s+|\\n", chunks[picked[0]]) if x.strip()]
@@ -216,6 +218,8 @@ if not notes:  # nothing the sub-model said holds up: the best chunk's lines tha
 print(f"{{len(chunks)}} chunks; read {{picked}} (scores {{[round(scores[i], 1) for i in picked]}})")
 print("notes:", notes)
 print("dropped (not copied from their chunk, or off the question):", dropped)
+if failed:
+    print("reads that failed (chunks):", failed)
 """
 
 

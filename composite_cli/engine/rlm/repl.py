@@ -144,3 +144,32 @@ def strip_code(reply: str) -> str:
     for block in code_blocks(reply):
         reply = reply.replace(block, "")
     return reply.replace("```repl", "").replace("```python", "").replace("```", "").strip()
+
+
+def new_turn(turn: int) -> str:
+    """A kept REPL's next turn: the answer of the last one is forgotten; `context_<turn>` keeps this
+    turn's context (context_0 the first's) while `context` is this turn's."""
+    return (
+        '_final_set = False\n_final_answer = ""\nanswer = {"content": "", "ready": False}\n'
+        f"context_{int(turn)} = context\n"
+    )
+
+
+# The names the root's code defined in earlier turns (not the REPL's own).
+_OWN = "context context_length question answer llm_query llm_query_batched rlm_query FINAL FINAL_VAR"
+LIST_VARIABLES = f"""\
+__builtins__.print(", ".join(__builtins__.sorted(
+    _n for _n in __builtins__.list(__builtins__.globals())
+    if not _n.startswith("_") and not _n.startswith("context_")
+    and _n not in {_OWN.split()!r} and _n not in ("collections", "json", "math", "re", "LLMQueryError")
+)))
+"""
+
+
+async def earlier_variables(sandbox: Sandbox, limit: int = 400) -> str:
+    """The names the root's code defined in earlier turns, comma-separated, cut to `limit`."""
+    result = await sandbox.execute(LIST_VARIABLES)
+    if result.error or result.killed:
+        return ""
+    names = result.output.strip()
+    return names if len(names) <= limit else names[:limit].rsplit(",", 1)[0] + ", ..."

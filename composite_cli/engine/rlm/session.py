@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import CallRequest, complete
 from composite_cli.engine.rlm import fallback, prompts, repl, turns
+from composite_cli.engine.rlm.kept import KEPT
 from composite_cli.engine.rlm.protocol import code_blocks, truncate
 from composite_cli.engine.rlm.settings import (
     Caps,
@@ -91,6 +92,8 @@ class RlmSession:
         self.seen_code: set[str] = set()
         self.code_ran = False  # some block was executed in this session (whatever its outcome)
         self._sub_window: int | None = None
+        self.continued: int | None = None  # a kept REPL's earlier turns, when this turn continues one
+        self.carried = ""  # what the root is told of them
 
     # -- windows ----------------------------------------------------------------------------------
     def _window_of(self, alias: str) -> tuple[int, bool]:
@@ -207,23 +210,61 @@ class RlmSession:
         limits = self.s.sandbox
         recursive = self.s.max_depth > self.depth
         plan = fallback.plan(context, self.sub_window(), self.s.sub_context_chars, self.s.fallback_chunks)
-        sandbox = Sandbox(
-            limits=limits, on_llm_query=self.llm_query, on_rlm_query=self.rlm_query if recursive else None
+        variables = {"context": context, "context_length": len(text), "question": plan.question}
+        on_rlm = self.rlm_query if recursive else None
+        key = self.s.session_key if self.depth == 1 else None  # rlm_query children never keep
+        sid = key[3] if key else ""
+        shape = (limits, recursive)
+        kept, why = KEPT.take(key, shape, self.s.session_param) if key else (None, "")
+        sandbox = (
+            kept.sandbox if kept else Sandbox(limits=limits, on_llm_query=self.llm_query, on_rlm_query=on_rlm)
         )
+        done = False
         try:
-            await sandbox.start({"context": context, "context_length": len(text), "question": plan.question})
+            if kept is not None:
+                sandbox.set_handlers(on_llm_query=self.llm_query, on_rlm_query=on_rlm)
+                await sandbox.set_variables(variables)
+                await sandbox.execute(repl.new_turn(kept.turns))
+                self.continued = kept.turns
+                self.carried = await self._carried(sandbox, kept.turns)
+                self.notes.append(f"session {sid!r}: turn {kept.turns + 1}, continues the kept REPL")
+            else:
+                await sandbox.start(variables)
+                setup = await sandbox.execute(repl.SETUP)
+                if setup.error:
+                    raise RlmLimit("repl setup", f"the REPL could not be prepared: {setup.error}")
+                if key:
+                    kept = KEPT.keep(key, sandbox, shape)
+                    await sandbox.execute(repl.new_turn(0))
+                    kept_or_not = (
+                        "kept for the next turn" if kept else f"not kept: {KEPT.max_kept} sessions are busy"
+                    )
+                    self.notes.append(f"session {sid!r}: turn 1 ({why}), the REPL is {kept_or_not}")
             # which isolation layers took effect on this machine, for the trace (notes and scratchpad)
             self.isolation = dict(sandbox.isolation)
             self.notes.append("sandbox: " + "; ".join(f"{k}: {v}" for k, v in self.isolation.items()))
-            setup = await sandbox.execute(repl.SETUP)
-            if setup.error:
-                raise RlmLimit("repl setup", f"the REPL could not be prepared: {setup.error}")
             outcome = await self._loop(sandbox, text, kind, recursive, plan)
-            if isinstance(outcome, TextValue):
-                return outcome
-            return await self._fallback(sandbox, plan, outcome)
+            if not isinstance(outcome, TextValue):
+                outcome = await self._fallback(sandbox, plan, outcome)
+            done = True
+            return outcome
         finally:
-            await sandbox.close()
+            if kept is not None and done:
+                KEPT.release(kept, self.s.session_idle_s)
+            else:
+                if kept is not None:
+                    KEPT.discard(kept)  # a turn that failed leaves no REPL behind
+                await sandbox.close()
+
+    async def _carried(self, sandbox: Sandbox, turns: int) -> str:
+        """What the root is told of a kept REPL: the earlier turns' contexts and variables."""
+        names = await repl.earlier_variables(sandbox)
+        contexts = "context_0" if turns == 1 else f"context_0 ... context_{turns - 1}"
+        text = (
+            f"This REPL continues this conversation: it ran {turns} earlier turn(s). `context` is this "
+            f"turn's; {contexts} hold the earlier turns' contexts"
+        )
+        return text + (f"; variables from earlier turns: {names}." if names else ".")
 
     def _fallback_due(self, fruitless: int) -> bool:
         return self.s.fallback_after >= 0 and fruitless >= self.s.fallback_after
@@ -241,6 +282,8 @@ class RlmSession:
             text, kind, window, self._prompt_values(kind, len(text), recursive, plan)
         )
         self.notes += notes
+        if self.carried:
+            head[-1] = {**head[-1], "content": f"{head[-1]['content']}\n\n{self.carried}"}
         room = window.prompt_tokens - sum(message_tokens(m) for m in head)
         history: list[dict[str, Any]] = []
         fruitless = 0  # root turns without code that ran
@@ -453,6 +496,10 @@ class RlmSession:
             meta["reason"] = self.reason
         if self.isolation:
             meta["sandbox"] = self.isolation
+        key = self.s.session_key if self.depth == 1 else None
+        if key:
+            turn = (self.continued or 0) + 1
+            meta["session"] = {"id": key[3], "turn": turn, "continued": self.continued is not None}
         return {"rlm": meta}
 
     def _value(self, answer: str) -> TextValue:

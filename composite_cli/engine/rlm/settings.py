@@ -59,6 +59,11 @@ class RlmSettings:
     root_generation: dict[str, Any] = field(default_factory=dict)
     sub_generation: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    # A kept REPL (composite_cli/engine/rlm/kept.py): whose it is (None: not kept), the request
+    # field that names the session (for errors), and how long it waits for the next turn.
+    session_key: tuple[str, str, str, str] | None = None
+    session_param: str = "session"
+    session_idle_s: float = 600.0
 
 
 class Caps:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from composite_cli.engine.conversation import content_text, last_user_text
 from composite_cli.engine.registry import step_kind
+from composite_cli.engine.rlm.kept import MAX_IDLE_S, SESSION_ID, Key, session_id
 from composite_cli.engine.rlm.session import RlmSession
 from composite_cli.engine.rlm.settings import RlmSettings
 from composite_cli.engine.spec import ParamRef, ParseContext
@@ -15,7 +16,7 @@ from composite_cli.engine.steps.base import MAX_CONCURRENCY, MAX_REPL_MEMORY_MB,
 from composite_cli.engine.steps.fields import declare, declared_fields, number
 from composite_cli.engine.values import TextValue
 from composite_cli.sandbox import SandboxLimits
-from composite_cli.yamlfile import LineDict
+from composite_cli.yamlfile import LineDict, field_path
 
 if TYPE_CHECKING:
     from composite_cli.engine.executor import StepRuntime
@@ -81,10 +82,40 @@ class RlmStep(Step):
         "failed root turns before chunked fallback: 0 at once, -1 off", 2, integer=True, minimum=-1, show=True
     )
     fallback_chunks: int | ParamRef = number("chunks of the fallback", 4, integer=True, minimum=1)
+    persist: bool = declare(
+        "boolean",
+        "keep the REPL for the next turn of the same `session`, which sees its variables",
+        False,
+        show=True,
+    )
+    session: str | ParamRef = declare(
+        "text",
+        "the conversation's id (with `persist`): `$name` of a mode parameter a request sets, "
+        "e.g. `composite.params.session`",
+        "",
+    )
+    session_idle: float | ParamRef = number(
+        "seconds a kept REPL waits for the next turn", 600.0, minimum=1.0, maximum=MAX_IDLE_S
+    )
 
     def finish(self, node: LineDict, pc: ParseContext, names: set[str], *, in_loop: bool) -> None:
         self.root = self.root or ""
         self.sub = self.sub or self.root
+        session = self.session
+        where = field_path(self.where, "session")
+        if isinstance(session, str) and session.startswith("$"):
+            name = session[1:]
+            if not isinstance(pc.params.get(name), str):
+                known = ", ".join(sorted(k for k, v in pc.params.items() if isinstance(v, str))) or "(none)"
+                pc.error(
+                    node, "session", where, f"{session!r} is not a text parameter (text parameters: {known})"
+                )
+            else:
+                self.session = ParamRef(name)
+        elif isinstance(session, str) and session and not SESSION_ID.match(session):
+            pc.error(node, "session", where, "must be 1 to 128 letters, digits or . _ : -, or a $parameter")
+        if self.session and not self.persist:
+            pc.error(node, "session", where, "needs `persist: true` (a session id keeps nothing without it)")
 
     def aliases(self) -> list[str]:
         return [self.root] if self.sub == self.root else [self.root, self.sub]
@@ -112,12 +143,30 @@ class RlmStep(Step):
             fallback_chunks=int(n["fallback_chunks"]),
             root_generation={k: v for k, v in root_gen.items() if v is not None},
             sub_generation={k: v for k, v in sub_gen.items() if v is not None},
+            session_key=self._session_key(rt) if self.persist else None,
+            session_param=(
+                f"composite.params.{self.session.name}" if isinstance(self.session, ParamRef) else "session"
+            ),
+            session_idle_s=float(n["session_idle"]),
             sandbox=SandboxLimits(
                 timeout_s=float(n["repl_timeout"]),
                 memory_mb=int(n["repl_memory_mb"]),
                 max_output_chars=int(n["max_output_chars"]),
             ),
         )
+
+    def _session_key(self, rt: StepRuntime) -> Key | None:
+        """Which kept REPL this turn continues: (mode, step, caller, session id); None without an id."""
+        if isinstance(self.session, ParamRef):
+            value = rt.resolve(self.session)
+            if value == "":
+                return None  # the request named no session: nothing is kept
+            ident = session_id(value, f"composite.params.{self.session.name}")
+        else:
+            ident = self.session
+        if not ident:
+            return None
+        return (str(rt.ctx.mode), self.id, str(rt.ctx.request.user or ""), ident)
 
     async def run(self, rt: StepRuntime) -> TextValue:
         messages = rt.ctx.request.messages
