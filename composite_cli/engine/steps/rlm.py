@@ -86,7 +86,6 @@ class RlmStep(Step):
         "boolean",
         "keep the REPL for the next turn of the same `session`, which sees its variables",
         False,
-        show=True,
     )
     session: str | ParamRef = declare(
         "text",
