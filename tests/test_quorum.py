@@ -197,3 +197,19 @@ async def test_a_run_limit_during_the_grace_cancels_the_rest_at_once(fake_model,
         spec = parse_mode(PANEL.format(quorum=1, grace=SLOW), "panel.yaml")
         await run_mode(spec, RunRequest(messages=ASK), profile=fake_profile, subscribers=[events.append])
     assert calls(events) == {"a": "ok", "b": "error", "slow": "cancelled"}
+
+
+async def test_a_member_handing_client_tool_calls_back_ends_the_fanout(fake_model, fake_profile):
+    """A fan-out marked `client_tools: true`: a member's tool calls are the client's answer (the
+    others are cancelled), not counted as that member's failure and lost."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    fake_model.on("a", None, tool_calls=[call]).on("b", "Paris").on("slow", "Lyon", delay=SLOW)
+    text = PANEL.format(quorum=3, grace=0).replace(
+        "    kind: fanout\n", "    kind: fanout\n    client_tools: true\n"
+    )
+    result, events = await run(text, fake_profile, tools=tools)
+    assert result.finish_reason == "tool_calls"
+    assert result.message["tool_calls"][0]["function"] == call["function"]
+    statuses = calls(events)
+    assert statuses["a"] == "ok" and statuses["slow"] == "cancelled" and "answer" not in statuses

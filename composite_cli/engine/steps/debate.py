@@ -23,12 +23,12 @@ from composite_cli.calls import describe_error
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext, resolve
 from composite_cli.engine.steps.call_settings import CallSettings
-from composite_cli.engine.steps.fanout import Answer, FanoutStep
+from composite_cli.engine.steps.fanout import FanoutStep
 from composite_cli.engine.steps.fields import compile_default, declare, number
 from composite_cli.engine.steps.synthesize import ShownCandidates, candidate_seed, shuffle_field
 from composite_cli.engine.templates import Template
 from composite_cli.engine.values import Candidates, TextValue
-from composite_cli.errors import CompositeError, FanoutFailed
+from composite_cli.errors import FanoutFailed
 from composite_cli.yamlfile import LineDict
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class DebateStep(FanoutStep):
         by_name = dict(self._jobs_by_name(rt))
         latest = dict(zip(previous.names, previous, strict=True))
 
-        async def one(name: str) -> Answer:
+        async def one(name: str) -> TextValue:
             settings, index = by_name[name]
             others = Candidates([v for n, v in latest.items() if n != name], [n for n in latest if n != name])
             shown = self._shown(rt, name, others)
@@ -114,14 +114,9 @@ class DebateStep(FanoutStep):
                 after.append({"role": "user", "content": rt.render(settings.prompt, **variables) or ""})
             after.append({"role": "assistant", "content": latest[name].text})
             revising = dataclasses.replace(settings, prompt=self.revise)
-            try:
-                record = await rt.call(
-                    revising, name=name, variables=variables, after=after, cache_salt=f"{name}:{round_no}"
-                )
-            except CompositeError:
-                raise  # limits and template errors end the run, not just this expert
-            except Exception as exc:  # noqa: BLE001 - a failed revision is recorded by calls and counted here
-                return exc
+            record = await rt.call(
+                revising, name=name, variables=variables, after=after, cache_salt=f"{name}:{round_no}"
+            )
             return TextValue.from_call(record)
 
         # The round's quorum and grace, as in the first answers: a slow expert holds no round hostage.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from composite_cli.calls import describe_error
+from composite_cli.engine.lifecycle import StepEndedEarly
 from composite_cli.engine.prompts import AGGREGATE
 from composite_cli.engine.registry import step_kind
 from composite_cli.engine.spec import ParamRef, ParseContext
@@ -149,7 +150,7 @@ class FanoutStep(Step):
         if refs is not None and not isinstance(refs, Candidates):
             refs = Candidates([TextValue(str(refs))], [self.references or ""])
 
-        async def one(name: str, settings: CallSettings, index: int) -> Answer:
+        async def one(name: str, settings: CallSettings, index: int) -> TextValue:
             variables = {"expert": name, "sample": index}
             system = None
             if refs is not None:
@@ -157,14 +158,7 @@ class FanoutStep(Step):
                 own = rt.render(settings.system, **variables)
                 block = _REFERENCE_TEMPLATE.render({"candidates": refs})
                 system = f"{own}\n\n{block}" if own else block
-            try:
-                record = await rt.call(
-                    settings, name=name, variables=variables, system=system, cache_salt=name
-                )
-            except CompositeError:
-                raise  # limits and template errors end the run, not just this expert
-            except Exception as exc:  # noqa: BLE001 - a failed expert is recorded by calls and counted here
-                return exc
+            record = await rt.call(settings, name=name, variables=variables, system=system, cache_salt=name)
             return TextValue.from_call(record)
 
         finished, _ = await self.gather_answers(
@@ -185,20 +179,21 @@ class FanoutStep(Step):
         return Candidates(values, names)
 
     async def gather_answers(
-        self, rt: StepRuntime, jobs: list[tuple[str, Coroutine[Any, Any, Answer]]]
+        self, rt: StepRuntime, jobs: list[tuple[str, Coroutine[Any, Any, TextValue]]]
     ) -> tuple[list[tuple[str, Answer]], list[str]]:
         """Run `jobs` (name, call) at once under this step's `quorum` and `grace`: once `quorum`
         of them answered, wait up to `grace` seconds for the rest, then cancel the late ones (their
         calls are recorded `cancelled`; the scratchpad names them). Returns the (name, answer or
-        failure) of those that finished, in job order, and the names of those cancelled. A
-        CompositeError one raises (a run limit, a template error) cancels the others and goes on.
-        Used by the fan-out and by each round of a debate."""
+        failure) of those that finished, in job order, and the names of those cancelled. A failed
+        call is an answer's failure (recorded by calls, counted by the caller); a CompositeError (a
+        run limit, a template error) or a StepEndedEarly (client tool calls handed back) ends the
+        step: it cancels the others and goes on. Used by the fan-out and by each round of a debate."""
         needed = int(rt.resolve(self.min_success))
         # A quorum below min_success (possible through request params) would stop too early.
         asked = len(jobs) if self.quorum is None else max(int(rt.resolve(self.quorum)), needed)
         quorum = min(asked, len(jobs))
         grace = float(rt.resolve(self.grace))
-        tasks = [asyncio.create_task(call) for _, call in jobs]
+        tasks = [asyncio.create_task(_settle(call)) for _, call in jobs]
         await wait_for_quorum(tasks, quorum, grace)
         finished: list[tuple[str, Answer]] = []
         cut: list[str] = []
@@ -210,6 +205,16 @@ class FanoutStep(Step):
         if cut:
             rt.note(f"quorum {quorum} answered; cancelled after a grace of {grace:g}s: " + ", ".join(cut))
         return finished, cut
+
+
+async def _settle(call: Coroutine[Any, Any, TextValue]) -> Answer:
+    """One expert's call: its answer, or the exception of a failed call (returned, to count)."""
+    try:
+        return await call
+    except (CompositeError, StepEndedEarly):
+        raise  # limits, template errors and client tool calls end the step, not just this expert
+    except Exception as exc:  # noqa: BLE001 - a failed expert is recorded by calls and counted by the caller
+        return exc
 
 
 async def wait_for_quorum(
