@@ -218,3 +218,22 @@ async def test_kept_repls_are_capped_the_least_recently_used_idle_one_goes():
     assert taken is None and "limits changed" in why
     await repls.close_all()
     assert b.closed and c.closed and len(repls) == 0
+
+
+async def test_set_variables_reaches_the_running_repl_and_a_restarted_one():
+    import signal
+
+    from composite_cli.sandbox import Sandbox
+
+    async with Sandbox() as sb:
+        await sb.start({"context": "first"})
+        await sb.execute("kept = 1")
+        await sb.set_variables({"context": "second", "context_length": 6})
+        result = await sb.execute("print(context, context_length, kept)")
+        assert result.output.strip() == "second 6 1"
+        with pytest.raises(ValueError, match="reserved"):
+            await sb.set_variables({"llm_query": "x"})
+        os.killpg(sb.pid, signal.SIGKILL)  # the REPL dies: the next one starts with the latest variables
+        result = await sb.execute("print(1)")
+        result = await sb.execute("print(context)")
+        assert result.output.strip() == "second"
