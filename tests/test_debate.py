@@ -250,3 +250,26 @@ async def test_a_run_limit_during_a_rounds_grace_stops_the_late_revisions(fake_m
         )
     statuses = {e.record.name: e.record.status for e in events if isinstance(e, CallFinished)}
     assert statuses == {"analyst": "ok", "solver": "error", "skeptic": "cancelled"}
+
+
+async def test_the_step_timeout_cancels_a_rounds_revisions(fake_model, fake_profile):
+    """The step's hard `timeout` still bounds every round: a revision still running when it
+    passes is cancelled and recorded so, not left calling after the step failed."""
+    from conftest import Reply
+
+    from composite_cli.errors import StepTimeout
+
+    def script(name: str, messages: list[dict[str, Any]]) -> Any:
+        if name == "skeptic" and "Round 1 of a discussion" in str(messages[-1]["content"]):
+            return Reply("late", delay=SLOW)
+        return rounds_script(name, messages)
+
+    fake_model.script(script)
+    text = PANEL.format(rounds=1, grace=0).replace("    quorum: 2\n", "    timeout: 3\n")  # round 0 fits
+    events: list[Any] = []
+    with pytest.raises(StepTimeout):
+        await run_mode(
+            parse_mode(text), RunRequest(messages=USER), profile=fake_profile, subscribers=[events.append]
+        )
+    skeptic = [e.record.status for e in events if isinstance(e, CallFinished) and e.record.name == "skeptic"]
+    assert skeptic == ["ok", "cancelled"]

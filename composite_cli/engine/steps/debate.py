@@ -7,8 +7,8 @@ Each round is a child step (`round0`, `round1`, ...) holding its calls, so the t
 the debate went. Every round waits as the first answers do (`FanoutStep.gather_answers`): once
 `quorum` revisions are in, up to `grace` seconds for the rest, then the late ones are cancelled
 (recorded `cancelled`, named in the round's scratchpad). An expert whose revision fails or is
-cancelled keeps its previous answer (noted); a round needs `min_success` revisions, like the
-first answers.
+cancelled keeps its previous answer (noted); one cut from the first answers takes no further
+part. A round needs `min_success` revisions, like the first answers.
 """
 
 from __future__ import annotations
