@@ -110,9 +110,26 @@ async def test_without_a_session_id_nothing_is_kept(fake_model, tmp_path):
     result = await turn(runner, "Remember seven.")
     assert "session" not in result.notes["rlm"] and len(KEPT) == 0
     assert (await turn(runner, "What did I say?")).text == "nothing"
-    # nor with the shipped rlm-v1 (persist is off by default)
+    # nor with the shipped rlm-v1 when the request names no session
     await runner.run("rlm-v1", RunRequest(messages=[{"role": "user", "content": "Remember seven."}]))
     assert len(KEPT) == 0
+    runner.close()
+
+
+async def test_the_shipped_rlm_v1_keeps_a_named_session(fake_model, tmp_path):
+    told: list[str] = []
+    fake_model.script(root_by_question(REPLIES, told))
+    runner = Runner(Settings(profile=PROFILE, db_path=tmp_path / "t.db"))
+    asked = {"session": "chat-9"}
+    first = await runner.run(
+        "rlm-v1", RunRequest(messages=[{"role": "user", "content": "Remember seven."}], params=asked)
+    )
+    assert first.notes["rlm"]["session"] == {"id": "chat-9", "turn": 1, "continued": False}
+    second = await runner.run(
+        "rlm-v1", RunRequest(messages=[{"role": "user", "content": "What did I say?"}], params=asked)
+    )
+    assert second.notes["rlm"]["session"]["continued"] is True
+    assert second.text.startswith("7")
     runner.close()
 
 
