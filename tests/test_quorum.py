@@ -213,3 +213,35 @@ async def test_a_member_handing_client_tool_calls_back_ends_the_fanout(fake_mode
     assert result.message["tool_calls"][0]["function"] == call["function"]
     statuses = calls(events)
     assert statuses["a"] == "ok" and statuses["slow"] == "cancelled" and "answer" not in statuses
+
+
+async def test_members_that_all_hit_a_run_limit_leave_no_unretrieved_task_error(fake_model, fake_profile):
+    """Members refused by the run's call limit at once (before any call): the first ends the step
+    and every other member's error is retrieved (CI once logged "Task exception was never
+    retrieved" for a moa-v1 fan-out over max_calls under `composite serve`)."""
+    import asyncio
+    import gc
+
+    from composite_cli.errors import RunLimitExceeded
+
+    fake_model.on("a", "Paris").on("b", "Paris").on("slow", "Lyon")
+    text = "limits: {max_calls: 1}\n" + PANEL.format(quorum=3, grace=0)
+    unretrieved: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(str(context.get("message"))))
+
+    async def fails() -> str:
+        try:
+            await run_mode(parse_mode(text, "panel.yaml"), RunRequest(messages=ASK), profile=fake_profile)
+        except RunLimitExceeded as exc:
+            return type(exc).__name__  # the exception (and the frames it holds) go with this frame
+        return "answered"
+
+    try:
+        assert await fails() == "RunLimitExceeded"
+        for _ in range(3):
+            await asyncio.sleep(0)
+            gc.collect()  # a task whose exception nobody retrieved reports it when it is collected
+    finally:
+        loop.set_exception_handler(None)
+    assert not [m for m in unretrieved if "never retrieved" in m], unretrieved
