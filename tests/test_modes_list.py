@@ -158,3 +158,18 @@ def test_a_kind_without_a_bound_is_capped_by_the_modes_max_calls() -> None:
     spec = parse_mode("name: a\nlimits: {max_calls: 12}\nsteps:\n  - {id: x, kind: call, model: s}\n")
     spec.steps = [Unbounded()]  # type: ignore[list-item]
     assert spec.expected_calls() == CallRange(2, 12)
+
+
+def test_reflect_v1_states_the_negative_result_where_modes_are_listed() -> None:
+    """Issue 15: intrinsic self-correction lowers accuracy on math (Huang et al. 2024); a user
+    choosing a mode sees it in `modes list`, not only in the README."""
+    from typer.testing import CliRunner
+
+    from composite_cli.cli.main import app
+
+    line = next(
+        line
+        for line in CliRunner().invoke(app, ["modes", "list"]).stdout.splitlines()
+        if line.strip().startswith("reflect-v1 (")
+    )
+    assert "lower accuracy on math" in line and "Huang et al. 2024" in line
