@@ -361,6 +361,9 @@ def test_ctrl_c_keeps_finished_results_and_resume_completes(isolated_home: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: a suite started in the background (`nohup ... &`)
+        # passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db_path = isolated_home / "traces.db"
     deadline = time.time() + 60
