@@ -85,14 +85,36 @@ def assert_weather_call(message: Any) -> dict[str, Any]:
     return arguments
 
 
-async def wait_until_idle(timeout: float = 20.0) -> None:
-    """Wait for every pool instance to be returned. 20 s is below the ~35 s an unstopped
-    2000-token generation takes on a quiet machine (more under load), and far above the one token
-    a stopped one needs."""
-    deadline = time.monotonic() + timeout
+UNSTOPPED_TOKENS = 2000  # what the stories below would generate if nothing stopped them
+STOPPED_TOKENS = 200  # far more than a stopped generation makes, far fewer than an unstopped one
+
+
+@pytest.fixture
+def generated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every token the embedded model generates in this test (in [0])."""
+    from composite_cli.local.meter import Meter
+
+    count = [0]
+    on_token = Meter.on_token
+
+    def counting(self: Meter, token: int, is_end: bool) -> bool:
+        count[0] += 1
+        return on_token(self, token, is_end)
+
+    monkeypatch.setattr(Meter, "on_token", counting)
+    return count
+
+
+async def wait_until_idle(generated: list[int]) -> None:
+    """Wait for every pool instance to be returned, then check the generation was stopped: fewer
+    than STOPPED_TOKENS tokens in all, where an unstopped one makes UNSTOPPED_TOKENS. (The 600 s
+    bound only ends a hang; it measures nothing.)"""
+    deadline = time.monotonic() + 600
     while local.pool_status()["in_use"]:
-        assert time.monotonic() < deadline, f"instance not released: {local.pool_status()}"
+        if time.monotonic() > deadline:
+            pytest.fail(f"instance not released: {local.pool_status()}, {generated[0]} tokens generated")
         await asyncio.sleep(0.01)
+    assert generated[0] < STOPPED_TOKENS, f"{generated[0]} tokens: the generation was not stopped"
 
 
 # --- plain chat --------------------------------------------------------------------------------
@@ -304,13 +326,13 @@ def test_prompt_over_context_window_raises() -> None:
 
 
 @pytest.mark.asyncio
-async def test_prompt_over_context_window_raises_when_streaming() -> None:
+async def test_prompt_over_context_window_raises_when_streaming(generated: list[int]) -> None:
     too_long = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(litellm.ContextWindowExceededError):
         stream = await litellm.acompletion(model=MODEL, messages=too_long, max_tokens=8, stream=True)
         async for _ in stream:
             pass
-    await wait_until_idle()
+    await wait_until_idle(generated)
 
 
 def test_missing_model_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -320,8 +342,8 @@ def test_missing_model_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> N
 
 
 @pytest.mark.asyncio
-async def test_early_close_of_async_stream_releases_the_instance() -> None:
-    stream = await litellm.acompletion(model=MODEL, messages=STORY, max_tokens=2000, stream=True)
+async def test_early_close_of_async_stream_releases_the_instance(generated: list[int]) -> None:
+    stream = await litellm.acompletion(model=MODEL, messages=STORY, max_tokens=UNSTOPPED_TOKENS, stream=True)
     received = 0
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -330,19 +352,19 @@ async def test_early_close_of_async_stream_releases_the_instance() -> None:
                 break
     assert local.pool_status()["in_use"] == 1  # still generating: nobody told it to stop yet
     await stream.aclose()
-    await wait_until_idle()
+    await wait_until_idle(generated)
     after = await litellm.acompletion(model=MODEL, messages=HELLO, max_tokens=8)
     assert after.choices[0].message.content
 
 
 @pytest.mark.asyncio
-async def test_cancelled_acompletion_releases_the_instance() -> None:
-    task = asyncio.create_task(litellm.acompletion(model=MODEL, messages=STORY, max_tokens=2000))
+async def test_cancelled_acompletion_releases_the_instance(generated: list[int]) -> None:
+    task = asyncio.create_task(litellm.acompletion(model=MODEL, messages=STORY, max_tokens=UNSTOPPED_TOKENS))
     await asyncio.sleep(0.3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_until_idle()
+    await wait_until_idle(generated)
 
 
 @pytest.mark.asyncio
