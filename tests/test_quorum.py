@@ -113,6 +113,7 @@ async def test_the_hard_timeout_still_bounds_the_step(fake_model, fake_profile):
     [
         ("quorum: 0", "panel.yaml:6: steps[0].quorum: must be at least 1"),
         ("quorum: 1\n    min_success: 2", "steps[0].quorum: is 1 but min_success is 2"),
+        ("quorum: 4", "panel.yaml:6: steps[0].quorum: is 4 but the step makes only 3 calls"),
         ("grace: -1", "steps[0].grace: must be at least 0"),
         ("grace: soon", "steps[0].grace: must be a number"),
     ],

@@ -107,6 +107,16 @@ class FanoutStep(Step):
                     f"is {self.min_success} but there are only {len(self.experts)} experts",
                 )
 
+        width = len(self.experts) if self.samples is None else self.samples
+        if isinstance(self.quorum, int) and isinstance(width, int) and self.experts and self.quorum > width:
+            pc.error(
+                node,
+                "quorum",
+                f"{where}.quorum",
+                f"is {self.quorum} but the step makes only {width} calls (a quorum of all of them is the "
+                "default: leave quorum out)",
+            )
+
     def _read_experts(self, experts: list[object], pc: ParseContext, shared: Decl, inner: set[str]) -> None:
         seen: set[str] = set()
         for i, expert in enumerate(experts):
