@@ -14,7 +14,7 @@ import itertools
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -41,6 +41,18 @@ _RETRYABLE = (
 _ATTEMPTS: ContextVar[list[dict[str, Any]] | None] = ContextVar("composite_http_attempts", default=None)
 
 
+# What sends one request: LiteLLM's `acompletion`, unless a front end installed another supported
+# LiteLLM entry point with `use_dispatch` (`composite serve` sends the model groups its proxy's
+# router knows through that router, so the user's limits, cooldowns and deployments govern them).
+_DISPATCH: Callable[..., Awaitable[Any]] | None = None
+
+
+def use_dispatch(dispatch: Callable[..., Awaitable[Any]] | None) -> None:
+    """Send every model call through `dispatch(**kwargs)` (None: back to `litellm.acompletion`)."""
+    global _DISPATCH
+    _DISPATCH = dispatch
+
+
 async def litellm_acompletion(**kwargs: Any) -> Any:
     """The single place that calls LiteLLM, one HTTP request per LiteLLM call.
 
@@ -57,7 +69,7 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
     for attempt in itertools.count():
         started = time.perf_counter()
         try:
-            response = await litellm.acompletion(**kwargs)
+            response = await (_DISPATCH or litellm.acompletion)(**kwargs)
         except Exception as exc:
             retry = attempt < budget and http_retry.retryable(exc)
             if attempts is not None:
