@@ -91,6 +91,25 @@ def run(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Processes that run the cases, all writing to the one trace database (for CPU-bound "
+            "evals: one per core).",
+        ),
+    ] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Run only slice i of N of the selected cases (e.g. 2/4), to split one eval over N "
+            "machines; combine them with `composite eval merge`.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, help="Only the first N cases (after --filter).", show_default=False),
@@ -156,13 +175,19 @@ def run(
 
       composite eval --resume 18eb3c...  # after Ctrl-C or a crash
 
+      composite eval evals/arithmetic.jsonl -m direct,moa --shard 2/4 --db shard2.db
+
     A line that names a custom scorer (package.module:function) runs only with --allow-code for
     its module (or allow_code in your config); --scorer is your own choice and needs none.
     """
     from composite_cli.evals.session import EvalSessions
+    from composite_cli.evals.shard import parse_shard
     from composite_cli.runner import Runner
 
     with cli_errors(), invalid_eval_file():
+        if shard is not None and resume:
+            raise fail("--shard cannot be used with --resume: an eval resumes the shard it started with", 2)
+        chosen_shard = parse_shard(shard) if shard is not None else None
         settings = settings_from(config, profile, model, db, no_content, allow_code)
         runner = Runner(settings)
         try:
@@ -174,6 +199,7 @@ def run(
                     cache=not no_cache,
                     retry_errors=retry_errors,
                     params=_mode_params(runner, param or []),
+                    workers=workers,
                 )
             else:
                 if file is None:
@@ -189,15 +215,20 @@ def run(
                     concurrency=concurrency,
                     cache=not no_cache,
                     params=_mode_params(runner, param or []),
+                    shard=chosen_shard,
+                    workers=workers,
                 )
                 for err in session.skipped:
                     typer.echo(f"skipped {err.one_line()}", err=True)
             display = None if quiet else progress_display(sys.stderr)
             if display is not None:
                 session.subscribe(display)
+            saved_shard = session.shard_text
             typer.echo(
                 f"eval {session.eval_run_id}: {len(session.cases)} cases × {len(session.settings.modes)} "
-                f"modes × {session.settings.repeats} repeats",
+                f"modes × {session.settings.repeats} repeats"
+                + (f" (shard {saved_shard})" if saved_shard else "")
+                + (f" in {workers} worker processes" if workers > 1 else ""),
                 err=True,
             )
             interrupted = _run(session, display)
@@ -219,6 +250,7 @@ def invalid_eval_file() -> Iterator[None]:
     no case left to run and a missing file to resume."""
     from composite_cli.evals.dataset import EvalFileError
     from composite_cli.evals.session import EvalFileMissing, NoCaseSelected
+    from composite_cli.evals.shard import BadShard
 
     try:
         yield
@@ -230,7 +262,7 @@ def invalid_eval_file() -> Iterator[None]:
         for skipped in exc.skipped:
             typer.echo(f"skipped {redact_text(skipped.one_line())}", err=True)
         raise fail(str(exc), EXIT_INVALID) from None
-    except EvalFileMissing as exc:  # as a missing file named on the command line
+    except (EvalFileMissing, BadShard) as exc:  # as a missing file named on the command line
         raise fail(str(exc), EXIT_INVALID) from None
 
 

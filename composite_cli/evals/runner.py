@@ -51,8 +51,19 @@ class EvalSettings:
     rate_limit_retries: int = 4
     backoff_s: float = 2.0
     retry_errors: bool = False
+    # Processes that run the cases (1: this one); see evals/workers.py.
+    workers: int = 1
     # Mode parameter overrides, per mode name: {"moa-v1": {"proposer_max_tokens": 96}}.
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """How one case × mode × repeat ended, as progress counts it (its row is already recorded)."""
+
+    error: bool
+    score: float | None
+    partial: bool
 
 
 @dataclass
@@ -284,21 +295,33 @@ class EvalRunner:
             total, {name: total[name] - left[name] for name in specs}, [w[1].name for w in work], slots
         )
         self._notify()
+        workers = min(self.settings.workers, len(work))
+        try:
+            if workers > 1:
+                from composite_cli.evals.workers import run_in_workers
+
+                await run_in_workers(self, eval_run_id, list(work), slots, workers)
+            else:
+                await self._run_here(eval_run_id, work, slots)
+        except asyncio.CancelledError:
+            self.finish(eval_run_id, "interrupted")
+            raise
+        self.finish(eval_run_id, "done")
+        return "done"
+
+    async def _run_here(
+        self, eval_run_id: str, work: deque[tuple[EvalCase, ModeSpec, int]], slots: int
+    ) -> None:
+        """Run `work` in this process, `slots` cases at once."""
 
         async def worker() -> None:
             while work:
                 case, spec, repeat = work.popleft()
                 await self._one(eval_run_id, case, spec, repeat)
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(slots):
-                    group.create_task(worker())
-        except asyncio.CancelledError:
-            self.finish(eval_run_id, "interrupted")
-            raise
-        self.finish(eval_run_id, "done")
-        return "done"
+        async with asyncio.TaskGroup() as group:
+            for _ in range(slots):
+                group.create_task(worker())
 
     def _notify(self) -> None:
         if self.on_progress is not None:
@@ -307,6 +330,14 @@ class EvalRunner:
     async def _one(self, eval_run_id: str, case: EvalCase, spec: ModeSpec, repeat: int) -> None:
         token = self.progress.started(spec.name)
         self._notify()
+        outcome = await self.run_case(eval_run_id, case, spec, repeat)
+        self.progress.finished(
+            spec.name, token, error=outcome.error, score=outcome.score, partial=outcome.partial
+        )
+        self._notify()
+
+    async def run_case(self, eval_run_id: str, case: EvalCase, spec: ModeSpec, repeat: int) -> CaseOutcome:
+        """Run one case × mode × repeat, score it and record its result row."""
         request = RunRequest(
             messages=[dict(m) for m in case.messages],
             tools=case.tools,
@@ -342,14 +373,11 @@ class EvalRunner:
                 error = f"scoring failed: {describe_error(exc)}"
         latency = run.latency_ms if run is not None else (time.perf_counter() - start) * 1000
         self._record(eval_run_id, case, spec.name, repeat, run, score, error, latency, judge_runs)
-        self.progress.finished(
-            spec.name,
-            token,
+        return CaseOutcome(
             error=error is not None,
             score=score.value if score is not None else None,
             partial=run is not None and run.status == "partial",
         )
-        self._notify()
 
     def _judge(self, runs: list[str]) -> Callable[[list[dict[str, Any]], str], Any]:
         """The judge scorer's model: a one-call mode, traced and costed as its own run."""

@@ -16,6 +16,7 @@ from typing import Any
 from composite_cli.dotted import is_dotted_path
 from composite_cli.evals.dataset import EvalCase, EvalFile, EvalFileError, EvalLineError, load_eval_file
 from composite_cli.evals.runner import EvalError, EvalRunner, EvalSettings, Progress
+from composite_cli.evals.shard import Shard
 from composite_cli.runner import Runner
 from composite_cli.traces import eval_records
 from composite_cli.traces.reader import TraceReader
@@ -56,9 +57,12 @@ class Selection:
     scorer: str | None
     skip_invalid: bool
     file_abs: str
+    # `--shard i/N`: which slice of how many cases selected by the filters and limit (case_ids
+    # holds the slice's ids); None when the eval runs the whole selection.
+    shard: dict[str, int] | None = None
 
     def saved(self) -> dict[str, Any]:
-        return {
+        saved: dict[str, Any] = {
             "case_ids": self.case_ids,
             "filter": self.tags,
             "limit": self.limit,
@@ -66,12 +70,18 @@ class Selection:
             "skip_invalid": self.skip_invalid,
             "file_abs": self.file_abs,
         }
+        if self.shard is not None:
+            saved["shard"] = self.shard
+        return saved
 
 
 class EvalSession:
     """One eval (new or resumed) ready to run: its id, its selected cases and its progress."""
 
     def __init__(self, evals: EvalRunner, eval_file: EvalFile, eval_run_id: str, *, resumed: bool):
+        """An eval ready to run; `shard_text` says which slice it runs (`2/4 of 10 cases`) when
+        it runs one (see evals/shard.py)."""
+        self.shard_text: str | None = None
         self.evals = evals
         self.eval_file = eval_file
         self.eval_run_id = eval_run_id
@@ -167,18 +177,29 @@ class EvalSessions:
         concurrency: int | None = None,
         cache: bool = True,
         params: dict[str, dict[str, Any]] | None = None,
+        shard: Shard | None = None,
+        workers: int = 1,
     ) -> EvalSession:
-        """A new eval of FILE's cases with any of `tags`, the first `limit` of them, through `modes`
-        (names or aliases), recorded with its selection. `scorer` is the user's own choice (the
-        command line), so a dotted one needs no allow-list entry; the file's lines do."""
+        """A new eval of FILE's cases with any of `tags`, the first `limit` of them (then `shard`'s
+        slice of those), through `modes` (names or aliases), recorded with its selection. `scorer`
+        is the user's own choice (the command line), so a dotted one needs no allow-list entry; the
+        file's lines do. `workers`: processes that run the cases (1: this one)."""
         mode_names = [self.runner.mode(m).name for m in modes]
         allow = self.runner.settings.allow_code + ((scorer,) if scorer and is_dotted_path(scorer) else ())
         eval_file = load_eval_file(file, default_scorer=scorer, skip_invalid=skip_invalid, allow_code=allow)
         eval_file.cases = select_cases(eval_file.cases, tags, limit)
         if not eval_file.cases:
             raise NoCaseSelected("no case left after --filter/--limit", eval_file.errors)
+        selected = len(eval_file.cases)
+        if shard is not None:
+            eval_file.cases = shard.take(eval_file.cases)
         settings = EvalSettings(
-            modes=mode_names, repeats=repeats, concurrency=concurrency, cache=cache, params=params or {}
+            modes=mode_names,
+            repeats=repeats,
+            concurrency=concurrency,
+            cache=cache,
+            params=params or {},
+            workers=workers,
         )
         evals = self._evals(settings)
         selection = Selection(
@@ -188,9 +209,12 @@ class EvalSessions:
             scorer=scorer,
             skip_invalid=skip_invalid,
             file_abs=str(Path(file).resolve()),
+            shard=shard.saved(selected) if shard is not None else None,
         )
         eval_run_id = evals.start(eval_file, mode_names, selection=selection.saved())
-        return EvalSession(evals, eval_file, eval_run_id, resumed=False)
+        session = EvalSession(evals, eval_file, eval_run_id, resumed=False)
+        session.shard_text = _shard_text(selection.shard)
+        return session
 
     def resume(
         self,
@@ -200,6 +224,7 @@ class EvalSessions:
         cache: bool = True,
         retry_errors: bool = False,
         params: dict[str, dict[str, Any]] | None = None,
+        workers: int = 1,
     ) -> EvalSession:
         """The eval named by `ref` (id, unique prefix or `latest`), to finish: exactly the cases,
         modes, repeats and parameters it started with. Refused when its file changed or is gone.
@@ -231,10 +256,13 @@ class EvalSessions:
             cache=cache,
             retry_errors=retry_errors,
             params=saved.get("params") or params or {},
+            workers=workers,
         )
         evals = self._evals(settings)
         eval_records.resume_eval(store, eval_run_id)
-        return EvalSession(evals, eval_file, eval_run_id, resumed=True)
+        session = EvalSession(evals, eval_file, eval_run_id, resumed=True)
+        session.shard_text = _shard_text(saved.get("shard"))
+        return session
 
     @staticmethod
     def _saved_path(record: eval_records.EvalRunRecord, allow_code: Sequence[str]) -> Path:
@@ -256,6 +284,13 @@ class EvalSessions:
         if digest != record.file_hash:
             raise EvalFileChanged(_what_changed(path, record, digest, allow_code))
         return path
+
+
+def _shard_text(saved: Any) -> str | None:
+    """`2/4 of 10 cases` from a saved shard (None when the eval runs its whole selection)."""
+    if not isinstance(saved, dict):
+        return None
+    return f"{saved.get('index')}/{saved.get('count')} of {saved.get('selected')} cases"
 
 
 def _checked_settings(record: eval_records.EvalRunRecord) -> dict[str, Any]:

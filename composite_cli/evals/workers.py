@@ -1,0 +1,256 @@
+"""`composite eval --workers N`: run an eval's cases in N processes, so a CPU-bound eval (LiteLLM's
+own request and response handling, scoring, trace rows) uses every core.
+
+The parent plans the eval as for one process and keeps its progress; each worker is a fresh
+process (spawned: no threads or event loop inherited half-way) with its own Runner and trace
+writer on the same database (WAL: one writer per process, each a queue of short transactions).
+Workers claim the next case from a shared counter, so a slow case never leaves a worker idle while
+another has a queue. They tell the parent when a case starts and ends; the parent's progress (bars,
+lines, ETA, the TUI) is the same as for one process.
+
+Stopping: Ctrl-C reaches every process of the terminal's group; `stop()` (or the parent being
+cancelled) sends each worker `stop`; a worker whose parent is gone (kill -9) sees its pipe close.
+Either way a worker cancels its cases (their runs are recorded interrupted), commits its finished
+rows and exits, so `--resume` runs exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from composite_cli.evals.runner import EvalError, EvalRunner, EvalSettings
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    from composite_cli.config import Settings
+    from composite_cli.engine.spec import ModeSpec
+    from composite_cli.evals.dataset import EvalCase
+
+_STOP_WAIT_S = 30.0  # how long a stopped worker may take to commit what finished before it is killed
+
+
+class EvalWorkerFailed(EvalError):
+    """A worker process failed (not a case: a case's failure is that case's error)."""
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one worker process is given (pickled once, when it starts)."""
+
+    number: int
+    settings: Settings
+    eval_settings: EvalSettings
+    content: bool
+    eval_run_id: str
+    # The work of the whole eval, in schedule order: (case, mode name, repeat); a worker runs the
+    # items whose index it claims from the shared counter.
+    items: list[tuple[EvalCase, str, int]]
+    slots: int
+
+
+async def run_in_workers(
+    evals: EvalRunner,
+    eval_run_id: str,
+    work: list[tuple[EvalCase, ModeSpec, int]],
+    slots: int,
+    workers: int,
+) -> None:
+    """Run `work` in `workers` processes, `slots` cases at once in all, keeping `evals.progress`.
+    Cancelled: every worker is stopped (finished rows committed) before the cancellation goes on.
+    Raises EvalWorkerFailed when a worker fails."""
+    ctx = multiprocessing.get_context("spawn")
+    counter: Synchronized[int] = ctx.Value("q", 0)
+    items = [(case, spec.name, repeat) for case, spec, repeat in work]
+    evals.runner.flush()  # the eval's row is committed before any worker reads or writes
+    per_worker = max(1, math.ceil(slots / workers))
+    evals.progress.slots = max(slots, workers)
+    loop = asyncio.get_running_loop()
+    pipes: list[Connection] = []
+    processes = []
+    for number in range(workers):
+        job = WorkerJob(
+            number=number,
+            settings=evals.runner.settings,
+            eval_settings=evals.settings,
+            content=evals.runner.content,
+            eval_run_id=eval_run_id,
+            items=items,
+            slots=per_worker,
+        )
+        mine, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(
+            target=worker_main, args=(job, theirs, counter), name=f"composite-eval-worker-{number}"
+        )
+        process.start()
+        theirs.close()
+        pipes.append(mine)
+        processes.append(process)
+    listener = _Listener(evals, items, pipes, loop)
+    try:
+        await listener.ended
+    except asyncio.CancelledError:
+        _stop(pipes, processes)
+        raise
+    finally:
+        listener.close()
+    for process in processes:
+        process.join(_STOP_WAIT_S)
+    failures = listener.failures + [
+        f"worker {n} exited with code {p.exitcode}"
+        for n, p in enumerate(processes)
+        if p.exitcode not in (0, None) and not any(f.startswith(f"worker {n}:") for f in listener.failures)
+    ]
+    if failures:
+        raise EvalWorkerFailed("eval worker failed: " + "; ".join(failures))
+
+
+class _Listener:
+    """Reads what the workers say (a case started, a case ended, a failure) into the progress."""
+
+    def __init__(
+        self,
+        evals: EvalRunner,
+        items: list[tuple[EvalCase, str, int]],
+        pipes: list[Connection],
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.evals = evals
+        self.items = items
+        self.pipes = pipes
+        self.loop = loop
+        self.open = set(range(len(pipes)))
+        self.tokens: dict[int, int] = {}  # item index → progress token
+        self.failures: list[str] = []
+        self.ended: asyncio.Future[None] = loop.create_future()
+        for number, pipe in enumerate(pipes):
+            loop.add_reader(pipe.fileno(), self._read, number)
+
+    def _read(self, number: int) -> None:
+        pipe = self.pipes[number]
+        try:
+            while pipe.poll():
+                self._handle(number, pipe.recv())
+        except (EOFError, OSError):
+            self._closed(number)
+
+    def _handle(self, number: int, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        progress = self.evals.progress
+        if kind == "start":
+            index = message[1]
+            self.tokens[index] = progress.started(self.items[index][1])
+        elif kind == "end":
+            _, index, error, score, partial = message
+            mode = self.items[index][1]
+            progress.finished(mode, self.tokens.pop(index, -1), error=error, score=score, partial=partial)
+        elif kind == "failed":
+            self.failures.append(f"worker {number}: {message[1]}")
+        self.evals._notify()
+
+    def _closed(self, number: int) -> None:
+        if number in self.open:
+            self.open.discard(number)
+            self.loop.remove_reader(self.pipes[number].fileno())
+        if not self.open and not self.ended.done():
+            self.ended.set_result(None)
+
+    def close(self) -> None:
+        for number in list(self.open):
+            self.loop.remove_reader(self.pipes[number].fileno())
+        self.open.clear()
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def _stop(pipes: list[Connection], processes: list[Any]) -> None:
+    """Ask every worker to stop, wait for it to commit what finished, then kill what is left."""
+    for pipe in pipes:
+        try:
+            pipe.send(("stop",))
+        except OSError:
+            pass  # that worker has already gone
+    for process in processes:
+        process.join(_STOP_WAIT_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+# -- the worker process -------------------------------------------------------------------------
+
+
+def worker_main(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) -> None:
+    """The entry point of a worker process: run the claimed cases until none is left or it is
+    told to stop; say `failed` (one line) when something other than a case goes wrong."""
+    from composite_cli.errors import one_line
+
+    try:
+        asyncio.run(_work(job, pipe, counter))
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which reports it as one line
+        try:
+            pipe.send(("failed", one_line(exc) or f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
+    finally:
+        pipe.close()
+
+
+async def _work(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) -> None:
+    from composite_cli.runner import Runner
+
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def stop() -> None:
+        main.cancel()
+
+    def parent_said() -> None:
+        try:
+            while pipe.poll():
+                pipe.recv()  # only `stop` is ever sent
+                stop()
+        except (EOFError, OSError):  # the parent is gone
+            loop.remove_reader(pipe.fileno())
+            stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    loop.add_reader(pipe.fileno(), parent_said)
+    runner = Runner(job.settings, content=job.content)
+    try:
+        evals = EvalRunner(runner, job.eval_settings)
+        specs = evals.check_params()
+
+        def claim() -> int | None:
+            with counter.get_lock():
+                index = int(counter.value)
+                if index >= len(job.items):
+                    return None
+                counter.value = index + 1
+            return index
+
+        async def slot() -> None:
+            while (index := claim()) is not None:
+                case, mode, repeat = job.items[index]
+                pipe.send(("start", index))
+                outcome = await evals.run_case(job.eval_run_id, case, specs[mode], repeat)
+                pipe.send(("end", index, outcome.error, outcome.score, outcome.partial))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(job.slots):
+                    group.create_task(slot())
+        except asyncio.CancelledError:
+            pass  # stopped: what finished is recorded, the runs in flight were marked interrupted
+    finally:
+        loop.remove_reader(pipe.fileno())
+        runner.close()  # commits every queued row
