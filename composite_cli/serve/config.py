@@ -69,12 +69,13 @@ def served_modes(library: ModeLibrary, only: Sequence[str] = ()) -> list[ServedM
 def model_list(
     modes: Sequence[ServedMode], taken: set[str] | frozenset[str] = frozenset()
 ) -> list[dict[str, Any]]:
-    """`model_list` entries: every name of every mode, except names the user's config already has."""
+    """`model_list` entries: every name of every mode, except names the user's config already has
+    (never a second entry of a name: that twin would answer past the limits set on the first)."""
     entries = []
     for mode in modes:
         for name in mode.names:
-            if name in taken and name != mode.model:
-                continue  # the user's own model of that name wins over our alias
+            if name in taken:
+                continue  # the user's own entry of that name wins
             entries.append(
                 {
                     "model_name": name,
@@ -83,6 +84,49 @@ def model_list(
                 }
             )
     return entries
+
+
+@dataclass(frozen=True)
+class UserModels:
+    """What a user's `model_list` says about the modes: the names it takes, and for each mode the
+    user's own entries that serve it (`litellm_params.model: composite/<mode>`)."""
+
+    taken: frozenset[str]
+    groups: Mapping[str, tuple[str, ...]]  # mode -> the user's model names serving it, in order
+
+    def serving(self, mode: ServedMode) -> tuple[str, ...]:
+        return self.groups.get(mode.name, ())
+
+
+def user_models(modes: Sequence[ServedMode], user: Mapping[str, Any] | None) -> UserModels:
+    """Read a user's `model_list` (hostile input: entries that are not mappings are the proxy's to
+    refuse; here they take no name and serve no mode)."""
+    by_model = {f"{PROVIDER}/{name}": mode.name for mode in modes for name in mode.names}
+    taken: set[str] = set()
+    groups: dict[str, list[str]] = {}
+    for entry in (user or {}).get("model_list") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str):
+            continue
+        name = entry["model_name"]
+        taken.add(name)
+        params = entry.get("litellm_params")
+        model = params.get("model") if isinstance(params, dict) else None
+        mode = by_model.get(model) if isinstance(model, str) else None
+        if mode is not None and name not in groups.get(mode, []):
+            groups.setdefault(mode, []).append(name)
+    return UserModels(frozenset(taken), {m: tuple(n) for m, n in groups.items()})
+
+
+def claim_names(modes: Sequence[ServedMode], user: Mapping[str, Any] | None) -> list[ServedMode]:
+    """The model names that reach each mode under a user's config: composite's names the user did
+    not take for a model of their own, plus the user's own entries that serve the mode."""
+    theirs = user_models(modes, user)
+    out = []
+    for mode in modes:
+        own = theirs.serving(mode)
+        names = [n for n in mode.names if n not in theirs.taken or n in own]
+        out.append(ServedMode(mode.name, tuple(dict.fromkeys([*names, *own]))))
+    return out
 
 
 def provider_map(handler: str, local_handler: str | None) -> list[dict[str, str]]:
@@ -154,16 +198,41 @@ def uses_database(user: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
 
 
 def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The full proxy config: the user's (if any) with composite's models and provider merged in."""
+    """The full proxy config: the user's (if any) with composite's models and provider merged in.
+
+    A user's entry is never shadowed. A mode the user's config already serves (an entry with
+    `litellm_params.model: composite/<mode>`, whatever its name and limits) gets no entry of ours:
+    its other names become the router's `model_group_alias` of the user's entry, so every name of
+    the mode shares that entry's deployments, `rpm`/`tpm` and cooldowns. A name the user gave to
+    a model of their own is theirs; the mode keeps its other names.
+    """
     merged: dict[str, Any] = copy.deepcopy(dict(user or {}))
-    theirs = [e for e in merged.get("model_list") or [] if isinstance(e, dict)]
-    taken = {str(e.get("model_name")) for e in theirs}
-    merged["model_list"] = theirs + model_list(modes, taken)
+    theirs_entries = [e for e in merged.get("model_list") or [] if isinstance(e, dict)]
+    theirs = user_models(modes, merged)
+    router = dict(merged.get("router_settings") or {})
+    aliases = router.get("model_group_alias")
+    if aliases is not None and not isinstance(aliases, dict):
+        raise ServeError("router_settings.model_group_alias: must be a mapping (alias: model group)")
+    aliases = dict(aliases or {})
+    ours = []
+    for mode in modes:
+        own = theirs.serving(mode)
+        if not own:
+            ours.append(mode)
+            continue
+        for name in mode.names:
+            if name not in theirs.taken:
+                aliases.setdefault(name, own[0])
+    merged["model_list"] = theirs_entries + model_list(ours, theirs.taken | set(aliases))
     settings = dict(merged.get("litellm_settings") or {})
-    ours = provider_map(SERVE_HANDLER, SERVE_LOCAL_HANDLER)
-    names = {e["provider"] for e in ours}
-    others = [e for e in settings.get("custom_provider_map") or [] if e.get("provider") not in names]
-    settings["custom_provider_map"] = ours + others
+    providers = provider_map(SERVE_HANDLER, SERVE_LOCAL_HANDLER)
+    names = {e["provider"] for e in providers}
+    others = [
+        e
+        for e in settings.get("custom_provider_map") or []
+        if not isinstance(e, dict) or e.get("provider") not in names
+    ]
+    settings["custom_provider_map"] = providers + others
     merged["litellm_settings"] = settings
     general = dict(merged.get("general_settings") or {})
     general["master_key"] = f"{_ENV_PREFIX}{ENV_VAR}"
@@ -174,8 +243,10 @@ def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = N
     merged["general_settings"] = general
     # The router would retry a failed request twice, running the whole mode three times; modes
     # retry their own calls (per step), so the router does not, unless the user's config says so.
-    router = dict(merged.get("router_settings") or {})
+    # The same holds for internal calls sent through the router (serve/router_dispatch.py).
     router.setdefault("num_retries", 0)
+    if aliases:
+        router["model_group_alias"] = aliases
     merged["router_settings"] = router
     return merged
 

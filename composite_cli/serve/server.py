@@ -78,7 +78,9 @@ def plan(
     user = proxy_config.read_litellm_config(litellm_config) if litellm_config else {}
     key = resolve_master_key(master_key, config_key=proxy_config.config_master_key(user, env), environ=env)
     check_bind(host, key)
-    served = proxy_config.served_modes(ModeLibrary.from_settings(settings), modes or [])
+    modes_served = proxy_config.served_modes(ModeLibrary.from_settings(settings), modes or [])
+    # the names that reach each mode once the user's config is merged (the edge checks their bodies)
+    served = proxy_config.claim_names(modes_served, user)
     options = AppOptions(
         served=[(m.name, m.names) for m in served],
         virtual_keys=proxy_config.uses_database(user, env),
@@ -102,7 +104,7 @@ def plan(
         log_level=log_level,
         key=key,
         served=served,
-        config=proxy_config.proxy_config(served, user),
+        config=proxy_config.proxy_config(modes_served, user),
         settings=settings,
         environ=worker_env,
         # custom handlers named in the user's config may live next to it (LiteLLM looks there)

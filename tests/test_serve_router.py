@@ -1,0 +1,88 @@
+"""`composite serve` and the user's LiteLLM router: the merged config never shadows a user's model
+entry, and internal calls go through the proxy's router when their model is one of its groups
+(serve/router_dispatch.py). In-process, no server: the router is a real `litellm.Router`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from composite_cli.engine.library import ModeLibrary
+from composite_cli.serve import config
+from composite_cli.serve.errors import ServeError
+
+
+def _merged(
+    model_list: list[dict[str, Any]], modes: tuple[str, ...] = ("direct", "moa"), **more: Any
+) -> dict[str, Any]:
+    served = config.served_modes(ModeLibrary(), list(modes))
+    return config.proxy_config(served, {"model_list": model_list, **more})
+
+
+def _names(merged: dict[str, Any]) -> list[str]:
+    return [e["model_name"] for e in merged["model_list"]]
+
+
+# -- never shadow a user's entry --------------------------------------------------------------
+
+
+def test_a_users_limited_mode_entry_gets_no_unlimited_twin():
+    """issue 16: with `direct` (composite/direct, rpm 10) in the user's config, composite added an
+    unlimited `composite/direct` beside it, which kept answering after `direct` was limited."""
+    theirs = {"model_name": "direct", "litellm_params": {"model": "composite/direct", "rpm": 10}}
+    merged = _merged([theirs])
+    names = _names(merged)
+    assert names.count("direct") == 1 and "composite/direct" not in names
+    assert [e for e in merged["model_list"] if e["litellm_params"]["model"] == "composite/direct"] == [theirs]
+    # the mode's other name reaches the user's entry, so it shares its deployments and limits
+    assert merged["router_settings"]["model_group_alias"] == {"composite/direct": "direct"}
+    assert {"composite/moa-v1", "moa-v1", "moa"} <= set(names)  # modes the user did not name: as before
+
+
+def test_a_users_own_composite_model_entry_is_not_duplicated():
+    """A limit on `composite/direct` itself was shadowed by a second, unlimited `composite/direct`."""
+    theirs = {"model_name": "composite/direct", "litellm_params": {"model": "composite/direct", "rpm": 3}}
+    merged = _merged([theirs])
+    names = _names(merged)
+    assert names.count("composite/direct") == 1 and "direct" not in names
+    assert merged["router_settings"]["model_group_alias"] == {"direct": "composite/direct"}
+
+
+def test_a_mode_under_a_name_of_the_users_choosing():
+    theirs = {"model_name": "cheap", "litellm_params": {"model": "composite/moa", "tpm": 1000}}
+    merged = _merged([theirs])
+    aliases = merged["router_settings"]["model_group_alias"]
+    assert aliases == {"composite/moa-v1": "cheap", "moa-v1": "cheap", "moa": "cheap"}
+    assert [n for n in _names(merged) if "moa" in n or n == "cheap"] == ["cheap"]
+    served = config.claim_names(config.served_modes(ModeLibrary(), ["moa"]), {"model_list": [theirs]})
+    assert served[0].names == ("composite/moa-v1", "moa-v1", "moa", "cheap")  # all of them reach the mode
+
+
+def test_a_users_other_model_keeps_its_name_and_the_mode_its_others():
+    theirs = {"model_name": "moa", "litellm_params": {"model": "openai/their-moa"}}
+    merged = _merged([theirs])
+    assert _names(merged).count("moa") == 1
+    assert "composite/moa-v1" in _names(merged) and "model_group_alias" not in merged["router_settings"]
+    served = config.claim_names(config.served_modes(ModeLibrary(), ["moa"]), {"model_list": [theirs]})
+    assert served[0].names == ("composite/moa-v1", "moa-v1")  # `moa` is their model, not the mode
+
+
+def test_a_users_own_alias_wins_and_a_bad_alias_map_is_named():
+    theirs = {"model_name": "direct", "litellm_params": {"model": "composite/direct"}}
+    merged = _merged([theirs], router_settings={"model_group_alias": {"composite/direct": "elsewhere"}})
+    assert merged["router_settings"]["model_group_alias"] == {"composite/direct": "elsewhere"}
+    assert "composite/direct" not in _names(merged)
+    with pytest.raises(ServeError, match=r"router_settings\.model_group_alias"):
+        _merged([theirs], router_settings={"model_group_alias": ["x"]})
+
+
+def test_hostile_model_list_entries_take_no_name(tmp_path: Path):
+    path = tmp_path / "litellm.yaml"
+    path.write_text(yaml.safe_dump({"model_list": ["junk", {"model_name": 3}, {"model_name": "x"}]}))
+    merged = config.proxy_config(
+        config.served_modes(ModeLibrary(), ["direct"]), config.read_litellm_config(path)
+    )
+    assert {"composite/direct", "direct", "x"} <= set(_names(merged))
