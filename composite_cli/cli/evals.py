@@ -485,6 +485,38 @@ def compare(
             runner.close()
 
 
+@app.command("merge")
+def merge(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="The shards' trace databases (one per `--shard i/N` run; read, never changed)."),
+    ],
+    into: Annotated[
+        Path, typer.Option("--into", help="The combined database (created and migrated if needed).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Combine the shards of one eval (`--shard i/N` on N machines) into one eval run, whose report
+    is the one a single machine would print.
+
+    Example:
+
+      composite eval merge shard1.db shard2.db shard3.db shard4.db --into all.db
+    """
+    from composite_cli.evals.merge import merge_shards
+
+    with cli_errors():
+        merged = merge_shards(sources, into)
+    if as_json:
+        typer.echo(json.dumps(vars(merged), indent=2))
+        return
+    typer.echo(
+        f"eval {merged.eval_run_id} ({merged.status}): {len(merged.shards)} shards, {merged.cases} cases, "
+        f"{merged.results} results, in {merged.target}. Report: composite eval report "
+        f"{merged.eval_run_id} --db {merged.target}"
+    )
+
+
 @app.command("list")
 def list_evals(
     as_json: JsonOption = False,

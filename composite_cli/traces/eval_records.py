@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from composite_cli.traces.reader import EvalRunNotFound
@@ -201,3 +203,45 @@ def done_result_ids(store: TraceStore, eval_run_id: str, *, without_errors: bool
     if without_errors:
         sql += " and error is null"
     return {str(row["id"]) for row in _read(store, sql, [eval_run_id])}
+
+
+@dataclass(frozen=True)
+class StoredEval:
+    """An eval run read from a trace file (a shard to merge): its row as stored, its settings and
+    modes parsed, and its result rows."""
+
+    path: str
+    row: dict[str, Any]
+    settings: dict[str, Any]
+    modes: list[Any]
+    results: list[dict[str, Any]]
+
+
+def sharded_evals(path: Path) -> list[StoredEval]:
+    """The eval runs of the trace file at `path` that ran one shard (`--shard i/N`), oldest first,
+    each with its results. The file is opened read-only. Raises TraceStoreError when it cannot be
+    read, or holds an eval run whose settings are not JSON."""
+    from composite_cli.traces.maintenance import read_source
+
+    out: list[StoredEval] = []
+    with read_source(path) as db:
+        if "eval_runs" not in db.table_names():
+            return out
+        try:
+            for row in db.query("select * from eval_runs order by created_at, id"):
+                try:
+                    settings = json.loads(row["settings"] or "{}")
+                    modes = json.loads(row["modes"] or "[]")
+                except (TypeError, ValueError) as exc:
+                    raise TraceStoreError(
+                        f"{path}: eval run {row['id']}: unreadable settings or modes ({exc})"
+                    ) from None
+                if not isinstance(settings, dict) or "shard" not in settings:
+                    continue
+                results = list(
+                    db.query("select * from eval_results where eval_run_id = ? order by id", [row["id"]])
+                )
+                out.append(StoredEval(str(path), dict(row), settings, modes, results))
+        except sqlite3.Error as exc:
+            raise TraceStoreError(f"cannot read the eval runs of {path}: {exc}") from None
+    return out

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -57,16 +60,33 @@ def _open_source(path: Path) -> sqlite_utils.Database:
     return db
 
 
-def merge_trace_files(sources: list[Path], target: Path) -> MergeReport:
+@contextmanager
+def read_source(path: Path) -> Iterator[sqlite_utils.Database]:
+    """A trace database opened read-only (a source of a merge: never changed). Raises
+    TraceStoreError when it is missing, unreadable or not a trace database."""
+    db = _open_source(path)
+    try:
+        yield db
+    finally:
+        db.conn.close()
+
+
+def merge_trace_files(
+    sources: list[Path], target: Path, *, skip_eval_runs: Collection[str] = ()
+) -> MergeReport:
     """Copy runs, steps, eval runs, eval results and cached calls from `sources` into `target`.
 
     Rows are keyed by id: merging the same file twice adds nothing, and when a row is in several
-    files the last file given wins (a run still `running` in an older copy is updated)."""
+    files the last file given wins (a run still `running` in an older copy is updated).
+    `skip_eval_runs`: eval runs not copied, nor their results (`composite eval merge` writes one
+    eval in place of its shards)."""
     from composite_cli.traces.store import TraceStoreError, open_database
 
     for source in sources:
         if source.resolve() == target.resolve():
             raise TraceStoreError(f"{source} is the target of the merge; give another --into file")
+    skip = set(skip_eval_runs)
+    skip_key = {"eval_runs": "id", "eval_results": "eval_run_id"}
     opened = [_open_source(s) for s in sources]
     report = MergeReport(str(target), [str(s) for s in sources])
     out = open_database(target)
@@ -81,7 +101,12 @@ def merge_trace_files(sources: list[Path], target: Path) -> MergeReport:
             for src in opened:
                 if name not in src.table_names():
                     continue
-                rows = ({k: v for k, v in row.items() if k in columns} for row in src.table(name).rows)
+                key = skip_key.get(name)
+                rows = (
+                    {k: v for k, v in row.items() if k in columns}
+                    for row in src.table(name).rows
+                    if key is None or row.get(key) not in skip
+                )
                 with out.conn:
                     table.upsert_all(rows, pk=pk, batch_size=500)
                 stats.read += src.table(name).count
@@ -94,6 +119,28 @@ def merge_trace_files(sources: list[Path], target: Path) -> MergeReport:
         for src in opened:
             src.conn.close()
     return report
+
+
+def insert_eval_run(target: Path, run: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """Write one eval run and its results into `target` in one transaction, replacing rows with the
+    same ids (so writing it again changes nothing). Columns the table lacks are left out."""
+    from composite_cli.traces.store import TraceStoreError, open_database
+
+    out = open_database(target)
+    try:
+        run_columns = set(out.table("eval_runs").columns_dict)
+        result_columns = set(out.table("eval_results").columns_dict)
+        with out.conn:
+            out.table("eval_runs").upsert({k: v for k, v in run.items() if k in run_columns}, pk="id")
+            out.table("eval_results").upsert_all(
+                ({k: v for k, v in row.items() if k in result_columns} for row in results),
+                pk="id",
+                batch_size=500,
+            )
+    except sqlite3.Error as exc:
+        raise TraceStoreError(f"writing the merged eval into {target} failed: {exc}") from None
+    finally:
+        out.conn.close()
 
 
 def parse_duration(text: str, option: str = "--older-than") -> float:
