@@ -156,9 +156,10 @@ def _mismatch(first: StoredEval, other: StoredEval, what: str, mine: Any, theirs
 
 def merged_eval_id(shard_ids: list[str]) -> str:
     """The merged eval's id: from its shards' ids (merging the same shards again rewrites the same
-    eval), and sorting with ids made when the first shard started."""
+    eval), shaped like any id (`m` and a digest where the process part goes), and sorting with ids
+    made when the first shard started."""
     digest = hashlib.sha256("\n".join(sorted(shard_ids)).encode()).hexdigest()
-    return f"{min(shard_ids).split('-')[0]}-merged{digest[:16]}"
+    return f"{min(shard_ids).split('-')[0]}-m{digest[:13]}"
 
 
 def _merged(shards: list[StoredEval]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
