@@ -86,3 +86,100 @@ def test_hostile_model_list_entries_take_no_name(tmp_path: Path):
         config.served_modes(ModeLibrary(), ["direct"]), config.read_litellm_config(path)
     )
     assert {"composite/direct", "direct", "x"} <= set(_names(merged))
+
+
+# -- internal calls through the proxy's router --------------------------------------------------
+
+
+def _router(model_list: list[dict[str, Any]], **settings: Any) -> Any:
+    from composite_cli.litellm_loader import get_litellm
+
+    litellm = get_litellm()
+    from composite_cli import faults
+
+    faults.register(litellm)
+    return litellm.Router(model_list=model_list, num_retries=0, **settings)
+
+
+def _limited(rpm: int = 2) -> dict[str, Any]:
+    return {
+        "model_name": "limited",
+        "litellm_params": {"model": "dry/mock", "answer": "from the router", "rpm": rpm},
+    }
+
+
+@pytest.fixture
+def routed() -> Any:
+    """Install a RouterDispatch over a router the test sets (`routed.router = ...`); uninstall after."""
+    from composite_cli import calls
+    from composite_cli.serve.router_dispatch import RouterDispatch
+
+    class Box:
+        router: Any = None
+
+    box = Box()
+    dispatch = RouterDispatch(lambda: box.router)
+    calls.use_dispatch(dispatch)
+    try:
+        yield box
+    finally:
+        calls.use_dispatch(None)
+
+
+def _run_direct(tmp_path: Path, alias: dict[str, Any], times: int) -> list[Any]:
+    """Run the mode `direct` `times` times in a row on one event loop (as a server does)."""
+    import asyncio
+
+    from composite_cli.config import Profile, Settings
+    from composite_cli.engine.runtime import RunRequest
+    from composite_cli.runner import Runner
+
+    runner = Runner(Settings(profile=Profile("p", {"*": alias}), db_path=tmp_path / "t.db"))
+    request = RunRequest(messages=[{"role": "user", "content": "hi"}])
+
+    async def runs() -> list[Any]:
+        out: list[Any] = []
+        for _ in range(times):
+            try:
+                out.append(await runner.run("direct", request))
+            except Exception as exc:  # the test looks at what ended the run
+                out.append(exc)
+        return out
+
+    try:
+        return asyncio.run(runs())
+    finally:
+        runner.close()
+
+
+def test_an_internal_call_to_a_router_group_obeys_its_rpm(routed: Any, tmp_path: Path):
+    """issue 16: `rpm: 2` on a group let 8 internal calls through in a minute (calls skipped the router)."""
+    routed.router = _router([_limited(2)], routing_strategy="usage-based-routing")
+    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 4)
+    texts = [getattr(r, "text", None) for r in results]
+    assert texts[:2] == ["from the router", "from the router"]  # the deployment's parameters: it went there
+    # LiteLLM's "no deployments available" (the proxy answers it with 429)
+    assert [type(r).__name__ for r in results[2:]] == ["RouterRateLimitError"] * 2
+
+
+def test_models_the_router_does_not_have_go_to_litellm(routed: Any, tmp_path: Path):
+    routed.router = _router([_limited(1)], routing_strategy="usage-based-routing")
+    results = _run_direct(tmp_path, {"model": "dry/mock", "answer": "plain", "max_retries": 0}, 3)
+    assert [r.text for r in results] == ["plain"] * 3  # no limit: not a router group
+    routed.router = None  # no proxy router at all (the CLI, an eval): litellm.acompletion
+    assert [r.text for r in _run_direct(tmp_path, {"model": "dry/mock", "answer": "plain"}, 1)] == ["plain"]
+
+
+def test_a_group_alias_reaches_the_router_and_a_failing_deployment_cools_down(routed: Any, tmp_path: Path):
+    failing = {
+        "model_name": "pool",
+        "litellm_params": {"model": "faulty/a", "fault_rate": 1.0, "fault": "server_error"},
+    }
+    healthy = {"model_name": "pool", "litellm_params": {"model": "dry/mock", "answer": "healthy"}}
+    routed.router = _router(
+        [failing, healthy], model_group_alias={"fast": "pool"}, allowed_fails=0, cooldown_time=600
+    )
+    results = _run_direct(tmp_path, {"model": "fast", "max_retries": 0}, 12)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) <= 1  # the failing deployment fails once, then sits out its cooldown
+    assert [r.text for r in results if not isinstance(r, Exception)] == ["healthy"] * (12 - len(errors))

@@ -67,12 +67,14 @@ def create_app() -> CompositeEdge:
     from composite_cli.serve.handler import handler
     from composite_cli.serve.introspection import introspection_app
     from composite_cli.serve.logs import quiet_client_errors
+    from composite_cli.serve.router_dispatch import install as route_internal_calls
 
     if options.allow_code:
         from composite_cli.config import load_settings
 
         handler.use_settings(load_settings().allowing_code(options.allow_code))
     add_custom_provider(get_litellm(), PROVIDER, handler)
+    route_internal_calls()  # a mode's calls to one of the proxy's model groups go through its router
     quiet_client_errors()  # a client's mistake is one line from the edge, not LiteLLM's traceback
     runner = handler.runner
     return CompositeEdge(
