@@ -176,6 +176,181 @@ def measure(base: str, model: str, requests: int, concurrency: int, warmup: int)
     return asyncio.run(load(base, model, requests, concurrency))
 
 
+# -- profile (--profile): where each server's CPU goes, by component -----------------------------------
+
+# A sample is charged to the first frame, from the leaf up, whose file matches a rule: library code
+# that anyone may call (json, pydantic, asyncio, logging, copy...) is charged to whoever called it.
+# The composite rules come first so that LiteLLM called BY composite (the inner pass) is told apart:
+# a frame under composite_cli.calls is the inner call, one above CompositeLLM is the outer pass.
+COMPONENTS: list[tuple[str, str]] = [
+    # LiteLLM's auth re-runs a failing import (its OpenTelemetry plumbing) on every request
+    ("imports at request time (failing imports)", "<frozen importlib"),
+    ("composite: trace writes", "composite_cli/traces/"),
+    ("composite: engine", "composite_cli/engine/"),
+    ("composite: runner/events", "composite_cli/runner.py"),
+    ("composite: runner/events", "composite_cli/events.py"),
+    ("composite: calls.py", "composite_cli/calls.py"),
+    ("composite: calls.py", "composite_cli/http_retry.py"),
+    ("composite: calls.py", "composite_cli/redact.py"),
+    ("composite: provider", "composite_cli/provider.py"),
+    ("composite: edge (ASGI middleware)", "composite_cli/serve/"),
+    ("LiteLLM pricing", "site-packages/litellm/cost_calculator.py"),
+    ("LiteLLM pricing", "site-packages/litellm/litellm_core_utils/llm_cost_calc/"),
+    ("LiteLLM pricing", "get_model_info"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/litellm_core_utils/litellm_logging.py"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/integrations/"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/proxy/hooks/"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/proxy/utils.py"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/proxy/spend_tracking/"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/litellm_core_utils/logging_worker.py"),
+    ("LiteLLM logging/callbacks", "site-packages/litellm/proxy/db/"),
+    ("LiteLLM proxy: auth", "site-packages/litellm/proxy/auth/"),
+    ("LiteLLM proxy: request", "site-packages/litellm/proxy/"),
+    ("LiteLLM router", "site-packages/litellm/router"),
+    ("LiteLLM dispatch (acompletion, response)", "site-packages/litellm/"),
+    ("HTTP client (openai, httpx, aiohttp)", "site-packages/openai/"),
+    ("HTTP client (openai, httpx, aiohttp)", "site-packages/httpx/"),
+    ("HTTP client (openai, httpx, aiohttp)", "site-packages/httpcore/"),
+    ("HTTP client (openai, httpx, aiohttp)", "site-packages/aiohttp/"),
+    ("HTTP server (uvicorn, starlette, fastapi)", "site-packages/uvicorn/"),
+    ("HTTP server (uvicorn, starlette, fastapi)", "site-packages/starlette/"),
+    ("HTTP server (uvicorn, starlette, fastapi)", "site-packages/fastapi/"),
+    ("HTTP server (uvicorn, starlette, fastapi)", "site-packages/h11/"),
+    ("HTTP server (uvicorn, starlette, fastapi)", "site-packages/httptools/"),
+]
+# Below CompositeLLM, LiteLLM frames belong to the inner call; above it, to the outer pass.
+INNER_MARK = "composite_cli/calls.py"
+
+
+def attribute(stack: list[str]) -> str:
+    """The component a sample's stack (root first) is charged to."""
+    inner = any(INNER_MARK in frame for frame in stack)
+    for frame in reversed(stack):
+        for name, needle in COMPONENTS:
+            if needle in frame:
+                if name.startswith("LiteLLM") and inner:
+                    return f"{name} [inner call]"
+                return name
+    return "other (interpreter, stdlib)"
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each thread of a process, by thread id (/proc; Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_names(raw: Path) -> dict[int, str]:
+    """Thread id -> Python thread name, from py-spy's `thread (tid): name` frames."""
+    names: dict[int, str] = {}
+    for row in raw.read_text().splitlines():
+        head = row.split(";", 1)[0]
+        if head.startswith("thread (") and "):" in head:
+            tid, _, name = head[len("thread (") :].partition("):")
+            if tid.strip().isdigit():
+                names[int(tid)] = name.strip()
+    return names
+
+
+def thread_group(name: str) -> str:
+    if name == "MainThread":
+        return "event loop (main thread)"
+    if name.startswith(("uvloop_", "ThreadPoolExecutor", "asyncio_")):
+        return "executor threads (LiteLLM's sync completion() setup)"
+    if "trace-writer" in name:
+        return "composite trace writer thread"
+    return "other threads"
+
+
+# Leaves where the main thread waits or does the event loop's own C work.
+LOOP_LEAVES = (
+    "Runner.run (asyncio/runners.py",
+    "Server.run (uvicorn/server.py",
+    "asyncio_run (uvicorn/_compat.py",
+    "run_forever",
+    "_run_once",
+    "select (selectors.py",
+)
+
+
+def profile_server(
+    proc: subprocess.Popen[bytes],
+    base: str,
+    model: str,
+    requests: int,
+    concurrency: int,
+    out: Path,
+    rate: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Load the server while py-spy samples it. Each thread's CPU comes from /proc (exact); the
+    main thread's (the event loop's) is split by component in proportion to py-spy's samples."""
+    spy_bin = Path(sys.executable).parent / "py-spy"
+    if not spy_bin.exists():
+        raise SystemExit("--profile needs py-spy in this environment: pip install py-spy==0.4.3")
+    asyncio.run(load(base, model, 200, concurrency))  # warm
+    spy = subprocess.Popen(
+        [str(spy_bin), "record", "--pid", str(proc.pid), "--rate", str(rate), "--format", "raw",
+         "--nonblocking", "--threads", "--full-filenames", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.5)  # attached
+    before = thread_cpu(proc.pid)
+    figures = asyncio.run(load(base, model, requests, concurrency))
+    after = thread_cpu(proc.pid)
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+    spy.wait(timeout=60)
+    answered = max(1, figures["requests"] - figures["errors"])
+    names = thread_names(out)
+    names[proc.pid] = "MainThread"
+    cpu: dict[str, float] = {}
+    for tid, seconds in after.items():
+        group = thread_group(names.get(tid, ""))
+        cpu[group] = cpu.get(group, 0.0) + (seconds - before.get(tid, 0.0)) * 1000 / answered
+    main_ms = cpu.pop("event loop (main thread)", 0.0)
+    shares = main_thread_shares(out)
+    by = {f"{name}": main_ms * share for name, share in shares.items()}
+    for name, ms in cpu.items():
+        by[f"~ {name}"] = ms
+    by["= total CPU ms per request"] = main_ms + sum(cpu.values())
+    return by, figures
+
+
+def main_thread_shares(raw: Path) -> dict[str, float]:
+    """The fraction of the main thread's samples charged to each component."""
+    counts: dict[str, int] = {}
+    for row in raw.read_text().splitlines():
+        stack_text, _, count = row.rpartition(" ")
+        if not count.isdigit() or "MainThread" not in stack_text.split(";", 1)[0]:
+            continue
+        frames = stack_text.split(";")[1:]
+        if frames and LOOP_LEAVES and any(leaf in frames[-1] for leaf in LOOP_LEAVES):
+            name = "event loop itself (uvloop: sockets, scheduling)"
+        else:
+            name = attribute(frames)
+        counts[name] = counts.get(name, 0) + int(count)
+    total = sum(counts.values()) or 1
+    return {name: n / total for name, n in counts.items()}
+
+
+def print_profiles(profiles: dict[str, dict[str, float]]) -> None:
+    names = list(profiles)
+    keys = sorted(
+        {k for p in profiles.values() for k in p}, key=lambda k: (k.startswith("="), k.startswith(" "), k)
+    )
+    print("CPU per request, ms: threads from /proc (~), the event loop's split by py-spy's samples")
+    print(f"{'component':<52}" + "".join(f"{n:>14}" for n in names))
+    for key in keys:
+        print(f"{key:<52}" + "".join(f"{profiles[n].get(key, 0.0):14.2f}" for n in names))
+
+
 # -- main -----------------------------------------------------------------------------------------------
 
 
@@ -189,6 +364,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds (default 3)")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the rounds: sample both servers with py-spy under the same load and print "
+        "their CPU per request by component (raw stacks kept in --profile-dir)",
+    )
+    parser.add_argument("--profile-dir", type=Path, default=None, help="where py-spy's output goes")
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second (250)")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -267,6 +450,30 @@ def main() -> None:
         wait_http(f"{plain_url}/health/liveliness", plain, work / "plain.log")
         wait_http(f"{serve_url}/health/liveliness", serve, work / "serve.log")
 
+        if args.profile:
+            out_dir = args.profile_dir or work
+            out_dir.mkdir(parents=True, exist_ok=True)
+            measured = {
+                name: profile_server(
+                    proc,
+                    base,
+                    target,
+                    args.requests,
+                    args.concurrency,
+                    out_dir / f"{name}.txt",
+                    args.profile_rate,
+                )
+                for name, proc, base, target in (
+                    ("plain", plain, plain_url, "fake"),
+                    ("direct", serve, serve_url, "direct"),
+                )
+            }
+            profiles = {name: by for name, (by, _) in measured.items()}
+            for name, (_, figures) in measured.items():
+                print(f"{name:>6} under py-spy: {line(figures)}  errors {figures['errors']}")
+            print_profiles(profiles)
+            print(f"raw py-spy stacks: {out_dir}")
+            return
         runs: dict[str, list[dict[str, Any]]] = {"plain": [], "direct": []}
         for i in range(args.rounds):
             for name, base, target in (("plain", plain_url, "fake"), ("direct", serve_url, "direct")):
