@@ -2,6 +2,7 @@
 
     python benchmarks/overhead.py            # everything (about a minute)
     python benchmarks/overhead.py --runs 100 --skip-local --json
+    python benchmarks/overhead.py --vs-bare-only   # moa-v1 vs the same 4 bare LiteLLM calls
 
 Mock models (LiteLLM's mock_response with a fixed mock_delay) stand in for providers, so the
 figures measure composite itself. They are figures, not pass/fail tests: this machine is shared.
@@ -109,6 +110,44 @@ async def bench_engine(runs: int, db: Path) -> dict[str, Any]:
     }
 
 
+async def bench_vs_bare(runs: int, db: Path) -> dict[str, Any]:
+    """moa-v1 (traced) vs the same four calls made straight with `litellm.acompletion` (a gather of
+    three, then one) in the same process, zero delay: wall time per request, rounds interleaved."""
+    from composite_cli.litellm_loader import get_litellm
+
+    litellm = get_litellm()
+    model = {"model": "openai/gpt-4o-mini", "mock_response": "Paris.", "mock_delay": 0}
+    runner = Runner(Settings(profile=Profile("bench", {"*": model}), db_path=db))
+    moa = runner.mode("moa-v1")
+
+    async def bare() -> None:
+        await asyncio.gather(*(litellm.acompletion(messages=USER, **model) for _ in range(3)))
+        await litellm.acompletion(messages=USER, **model)
+
+    async def composite() -> None:
+        await runner.run(moa, RunRequest(messages=USER, source="bench"))
+
+    for _ in range(20):  # warm up
+        await bare()
+        await composite()
+    walls: dict[str, list[float]] = {"bare": [], "moa": []}
+    for _ in range(runs):
+        for name, fn in (("bare", bare), ("moa", composite)):
+            start = time.perf_counter()
+            await fn()
+            walls[name].append(time.perf_counter() - start)
+    runner.flush()
+    runner.close()
+    bare_ms = statistics.median(walls["bare"]) * 1000
+    moa_ms = statistics.median(walls["moa"]) * 1000
+    return {
+        "bare_4_calls_wall_ms_p50": bare_ms,
+        "moa_zero_delay_wall_ms_p50": moa_ms,
+        "moa_vs_bare_ratio": moa_ms / bare_ms,
+        "load_1min": os.getloadavg()[0],
+    }
+
+
 def bench_start(repeats: int = 10) -> dict[str, Any]:
     """Start-up time of `composite --help` and `composite modes list` (neither imports LiteLLM)."""
     exe = str(Path(sys.executable).with_name("composite"))
@@ -187,6 +226,7 @@ TARGETS = {
     "moa_overhead_ms_p50": ("<=", 5.0),
     "fanout8_parallel_efficiency_p50": (">=", 0.95),
     "trace_overhead_ratio": ("<=", 1.03),
+    "moa_vs_bare_ratio": ("<=", 1.1),
     "help_start_s_p50": ("<=", 0.5),
     "modes_list_start_s_p50": ("<=", 0.5),
     "local_vs_raw_ratio": (">=", 0.95),
@@ -198,12 +238,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=60, help="moa-v1 runs per setting (default 60)")
     parser.add_argument("--skip-local", action="store_true", help="skip the embedded-model figures")
+    parser.add_argument("--vs-bare-only", action="store_true", help="only moa-v1 vs bare LiteLLM calls")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        figures = asyncio.run(bench_engine(args.runs, Path(tmp) / "bench.db"))
-    figures.update(bench_start())
-    if not args.skip_local:
+        figures: dict[str, Any] = (
+            {} if args.vs_bare_only else asyncio.run(bench_engine(args.runs, Path(tmp) / "bench.db"))
+        )
+        figures.update(asyncio.run(bench_vs_bare(max(args.runs, 100), Path(tmp) / "bare.db")))
+    if not args.vs_bare_only:
+        figures.update(bench_start())
+    if not args.skip_local and not args.vs_bare_only:
         figures.update(bench_local())
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -25,7 +25,9 @@ anywhere on its stack (so LiteLLM's pricing called from its logging counts as pr
     composite engine           every other frame of composite_cli/ (calls, engine, redact, runner)
     other        asyncio's loop, the benchmark's own frames
 Each look charges the CPU the thread used since the previous look (its own CPU clock,
-`pthread_getcpuclockid`), so a thread waiting in C (epoll, sqlite's fsync) is not counted busy.
+`pthread_getcpuclockid`), so a thread waiting in C (epoll, sqlite's fsync) is not counted busy;
+CPU found at a look where the thread already waits again is spread over that thread's components
+in proportion.
 Each component's ms per unit = its share of the charged CPU x the measured CPU per unit.
 """
 
@@ -135,6 +137,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._clocks: dict[int, tuple[int, float]] = {}
+        self._per_thread: dict[int, Counter[str | None]] = {}
 
     def _cpu(self, ident: int) -> float | None:
         try:
@@ -154,10 +157,17 @@ class Sampler:
                     continue
                 clock, before = self._clocks.get(ident, (time.pthread_getcpuclockid(ident), now))
                 self._clocks[ident] = (clock, now)
-                label = classify(frame)
                 if now > before:
-                    self.counts[label or "other"] += now - before
+                    self._per_thread.setdefault(ident, Counter())[classify(frame)] += now - before
             time.sleep(self.interval)
+        for counts in self._per_thread.values():
+            # CPU charged at a look that found the thread waiting again: spread over its busy looks
+            idle = counts.pop(None, 0.0)
+            busy = sum(counts.values())
+            for label, value in counts.items():
+                self.counts[label] += value + idle * value / busy
+            if not busy:
+                self.counts["other"] += idle
 
     def __enter__(self) -> Sampler:
         self._switch = sys.getswitchinterval()

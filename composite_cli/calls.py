@@ -10,6 +10,7 @@ Tests replace `litellm_acompletion` with a fake.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -69,7 +70,13 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
     for attempt in itertools.count():
         started = time.perf_counter()
         try:
-            response = await (_DISPATCH or litellm.acompletion)(**kwargs)
+            if _DISPATCH is not None:
+                response = await _DISPATCH(**kwargs)
+            elif _unlogged(litellm, kwargs):
+                with _quiet():
+                    response = await litellm.acompletion(**kwargs)
+            else:
+                response = await litellm.acompletion(**kwargs)
         except Exception as exc:
             retry = attempt < budget and http_retry.retryable(exc)
             if attempts is not None:
@@ -82,6 +89,37 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
             attempts.append(http_retry.attempt_entry(kwargs, started, None, False))
         return response
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# LiteLLM's callback registries: with all of them empty (and no budget to count spend against),
+# nobody reads the per-call logging LiteLLM does after each answer (its standard logging payload,
+# a second pricing pass, the success-handler task and thread-pool job).
+_CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "_async_success_callback",
+    "failure_callback",
+    "_async_failure_callback",
+    "input_callback",
+    "service_callback",
+)
+
+
+def _unlogged(litellm: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether no LiteLLM callback, global or passed with this call, and no budget would see it."""
+    if getattr(litellm, "max_budget", None) or any(getattr(litellm, n, None) for n in _CALLBACK_LISTS):
+        return False
+    return not any("callback" in key for key in kwargs)
+
+
+def _quiet() -> contextlib.AbstractContextManager[None]:
+    """LiteLLM's own switch for a call whose logging and billing someone else does (here: composite's
+    trace): it skips the success and failure handlers, nothing else. Not found: a no-op."""
+    try:
+        from litellm._internal_context import internal_sub_call
+    except ImportError:  # pragma: no cover - an older or newer LiteLLM without it
+        return contextlib.nullcontext()
+    return internal_sub_call()
 
 
 _ID_PREFIX = uuid.uuid4().hex[:8]  # random per process, so ids from several machines never collide
@@ -337,6 +375,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
     candidates = host.profile.candidates(request.alias)
     kwargs = build_kwargs(host, request, candidates[0])
     model = str(kwargs.get("model"))
+    logged = _logged(kwargs)  # masked once per model tried, for every record of this call
     call_id = new_id()
     running = CallRecord(
         id=call_id,
@@ -346,7 +385,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         alias=request.alias,
         model=model,
         started_at=time.time(),
-        request={"messages": request.messages, "params": _logged(kwargs)},
+        request={"messages": request.messages, "params": logged},
     )
     host.call_started(running)
     t0 = time.perf_counter()
@@ -392,6 +431,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
             if index:
                 kwargs = build_kwargs(host, request, base)
                 model = str(kwargs.get("model"))
+                logged = _logged(kwargs)
             try:
                 response = await _with_retries(
                     litellm, host, request, model, kwargs, on_delta, streamed, count_retry
@@ -406,7 +446,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
                 fallbacks.append({"model": model, "error": describe_error(exc)})
     except BaseException as exc:
         cancelled = isinstance(exc, asyncio.CancelledError)
-        sent: dict[str, Any] = {"messages": request.messages, "params": _logged(kwargs)}
+        sent: dict[str, Any] = {"messages": request.messages, "params": logged}
         if fallbacks and not cancelled:
             sent["fallbacks"] = fallbacks
         record = replace(
@@ -429,7 +469,7 @@ async def complete(host: CallHost, request: CallRequest) -> CallRecord:
         running,
         response,
         model=model,
-        params=_logged(kwargs),
+        params=logged,
         fallbacks=fallbacks,
         latency_ms=(time.perf_counter() - t0) * 1000,
         attempts=attempts,
@@ -541,6 +581,8 @@ def _answered(
     else:
         finish_reason = choice.finish_reason or "stop"
     usage = getattr(response, "usage", None)
+    # An answer LiteLLM's own cache (litellm.cache) replayed is marked cached, as composite's are.
+    cached = bool((getattr(response, "_hidden_params", None) or {}).get("cache_hit"))
     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
     kept = {
@@ -565,6 +607,7 @@ def _answered(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         cost_usd=_cost(litellm, response, model),
+        cached=cached,
         fallbacks=fallbacks,
         stopped=stopped,
         note=note,

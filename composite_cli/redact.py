@@ -159,19 +159,41 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _env_secrets(environ: Mapping[str, str]) -> list[str]:
+    return [value for value in _secret_named_values(environ) if not _looks_like_path(value)]
+
+
+def _secret_named_values(environ: Mapping[str, str]) -> list[str]:
     return [
         value.strip()
         for name, value in environ.items()
-        if is_secret_key(name)
-        and len(value.strip()) >= _MIN_SECRET_CHARS
-        and not _looks_like_path(value.strip())
+        if is_secret_key(name) and len(value.strip()) >= _MIN_SECRET_CHARS
     ]
+
+
+# The secret-named values of os.environ, kept with the environment they were read from: reading
+# every variable through os.environ (decoding each) was most of the cost of a trace row. The
+# environment is compared whole on every use (its raw bytes, a C-speed tuple compare), so a
+# variable set or removed since is seen at once; the path check stays live (files come and go).
+_env_cache: tuple[tuple[Any, ...], list[str]] | None = None
+
+
+def _environ_secrets() -> list[str]:
+    global _env_cache
+    raw = getattr(os.environ, "_data", None)
+    if not isinstance(raw, dict):  # not CPython's os.environ: read it the slow way
+        return _env_secrets(os.environ)
+    snapshot = tuple(raw.items())
+    cached = _env_cache
+    if cached is None or cached[0] != snapshot:
+        cached = (snapshot, _secret_named_values(os.environ))
+        _env_cache = cached
+    return [value for value in cached[1] if not _looks_like_path(value)]
 
 
 def known_secrets(extra: list[str] | None = None) -> list[str]:
     """Secret values to mask in text, longest first: `extra`, the environment's, the remembered."""
     values = {v for v in (extra or []) if v and len(v) >= _MIN_SECRET_CHARS}
-    values.update(_env_secrets(os.environ))
+    values.update(_environ_secrets())
     values.update(_remembered)
     return sorted(values, key=len, reverse=True)
 
