@@ -1,0 +1,165 @@
+"""`composite eval --workers N`: the cases run in N processes writing to the one trace database,
+with the same results, progress, stop, kill -9 and `--resume` as in one process (issue 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_eval_shard import CASES, cli, fixed_latencies, report, setup_home
+
+from composite_cli.config import Profile, Settings
+from composite_cli.evals.session import EvalSessions
+from composite_cli.runner import Runner
+
+SLOW = Profile("slow", {"*": {"model": "openai/gpt-4o-mini", "mock_response": "Paris", "mock_delay": 0.3}})
+
+
+def rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def results(db: Path) -> list[tuple]:
+    """Every result, without what differs between two runs by design (ids, times)."""
+    return sorted(
+        rows(
+            db,
+            "select case_id, mode, repeat, score, passed, explanation, prompt_tokens, completion_tokens, "
+            "cost_usd, calls, cached_calls, error, input, output from eval_results",
+        )
+    )
+
+
+def test_workers_give_the_same_results_and_report_as_one_process(isolated_home: Path):
+    setup_home(isolated_home)
+    for name, workers in (("one.db", "1"), ("two.db", "2")):
+        cli(
+            "eval", "e.jsonl", "-m", "direct,moa", "--repeats", "2", "--limit", "9", "-q",
+            "--db", name, "--workers", workers,
+        )  # fmt: skip
+    one, two = isolated_home / "one.db", isolated_home / "two.db"
+    assert len(results(two)) == 9 * 2 * 2
+    assert results(one) == results(two)
+    # the cases ran in two processes other than this one, each writing its own runs
+    pids = {r[0] for r in rows(two, "select distinct pid from runs where source = 'eval'")}
+    assert len(pids) == 2 and os.getpid() not in pids
+    for db in (one, two):
+        fixed_latencies(db)
+    for fmt in (["--json"], []):
+        assert report(two, *fmt) == report(one, *fmt)
+
+
+def test_progress_counts_every_case_of_every_worker(isolated_home: Path):
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES), encoding="utf-8")
+    runner = Runner(Settings(profile=SLOW, db_path=isolated_home / "traces.db"))
+    seen: list[tuple[int, int]] = []
+    try:
+        session = EvalSessions(runner).start("e.jsonl", ["direct", "moa"], limit=6, concurrency=4, workers=2)
+        session.subscribe(
+            lambda p: seen.append((sum(p.done.values()), sum(len(r) for r in p.running.values())))
+        )
+        assert asyncio.run(session.run()) == "done"
+    finally:
+        runner.close()
+    progress = session.progress
+    assert list(progress.done.values()) == [6, 6]
+    assert seen[-1] == (12, 0)
+    assert max(running for _, running in seen) > 1  # cases ran at the same time
+    assert progress.timed == {mode: 6 for mode in progress.done}  # each timed from its start
+
+
+def test_stop_keeps_what_finished_and_resume_runs_only_the_rest(isolated_home: Path):
+    """`stop()` (the TUI's `x`; Ctrl-C cancels the same way): workers end their cases, commit what
+    finished and exit; the eval is `interrupted`; a resume (in workers too) runs only the rest."""
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES), encoding="utf-8")
+    db = isolated_home / "traces.db"
+    runner = Runner(Settings(profile=SLOW, db_path=db))
+
+    async def run_then_stop() -> str:
+        session = EvalSessions(runner).start("e.jsonl", ["direct"], concurrency=2, workers=2)
+
+        def stop_after_two(progress) -> None:
+            if sum(progress.done.values()) >= 2:
+                session.stop()
+
+        session.subscribe(stop_after_two)
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            return session.eval_run_id
+        raise AssertionError("the eval was not stopped")
+
+    try:
+        eval_id = asyncio.run(run_then_stop())
+    finally:
+        runner.close()
+    assert rows(db, "select status from eval_runs") == [("interrupted",)]
+    finished = rows(db, "select count(*) from eval_results")[0][0]
+    assert 2 <= finished < len(CASES)
+    assert not rows(db, "select id from runs where status = 'running'")  # in-flight runs were ended
+    cli("eval", "--resume", eval_id, "--workers", "2", "-q")
+    assert rows(db, "select status from eval_runs") == [("done",)]
+    assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(12, 12)]
+    # no case ran twice: one finished eval run per result
+    assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(12,)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_kill_9_of_the_parent_ends_its_workers_and_resume_finishes(isolated_home: Path):
+    (isolated_home / "composite.yaml").write_text(
+        'profile: slow\nprofiles:\n  slow:\n    "*": {model: openai/gpt-4o-mini, mock_response: Paris, '
+        "mock_delay: 0.5}\n",
+        encoding="utf-8",
+    )
+    many = [{"id": f"k{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(40)]
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in many), encoding="utf-8")
+    db = isolated_home / "traces.db"
+    exe = str(Path(sys.executable).with_name("composite"))
+    parent = subprocess.Popen(
+        [exe, "eval", "e.jsonl", "-m", "direct", "-c", "2", "-w", "2", "-q"],
+        cwd=isolated_home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
+        while time.monotonic() < deadline:
+            if (
+                db.exists()
+                and rows(db, "select count(*) from sqlite_master where name = 'eval_results'")[0][0]
+            ):
+                if rows(db, "select count(*) from eval_results")[0][0] >= 2:
+                    break
+            assert parent.poll() is None, "the eval ended before it could be killed"
+            time.sleep(0.2)
+        workers = {r[0] for r in rows(db, "select distinct pid from runs")} - {parent.pid}
+        assert workers
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their parent"
+            time.sleep(0.2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    done_at_kill = rows(db, "select count(*) from eval_results")[0][0]
+    assert done_at_kill < 40
+    cli("eval", "--resume", "latest", "--workers", "2", "-q")
+    assert rows(db, "select status from eval_runs") == [("done",)]
+    assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
+    assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(40,)]
