@@ -173,3 +173,22 @@ def test_environment_secrets_are_read_once_while_the_environment_is_unchanged(mo
     assert (
         "late-secret-value-123" not in redact.known_secrets() or "late-secret-value-123" in redact._remembered
     )
+
+
+def test_trace_writes_arriving_together_share_one_transaction(tmp_path):
+    """The writer thread lets writes gather before it commits them, rather than waking (and taking
+    the GIL back from the event loop) for every row: 100 writes a millisecond apart make a few
+    transactions, not 100. A flush commits at once."""
+    import time
+
+    from composite_cli.traces.store import TraceStore
+
+    store = TraceStore(tmp_path / "t.db").open()
+    for i in range(100):
+        store.cache_response(f"k{i}", "m", "{}", "2026-01-01T00:00:00Z")
+        time.sleep(0.001)  # writes spread out as a run makes them (not a measurement)
+    store.flush()
+    assert store.batches <= 10
+    with store.reader() as db:
+        assert db.execute("select count(*) from call_cache").fetchone()[0] == 100
+    store.close()

@@ -23,6 +23,8 @@ from composite_cli.errors import CompositeError
 from composite_cli.traces.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
+# How long the writer thread lets writes gather before committing them (flush and close don't wait).
+LINGER_S = 0.05
 _STOP = object()
 
 
@@ -138,6 +140,8 @@ class TraceStore:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._error: BaseException | None = None
+        self._hurry = threading.Event()  # set by flush and close: commit now
+        self.batches = 0  # transactions the writer thread committed (one per batch of writes)
 
     # -- writing --------------------------------------------------------------------------
     def open(self) -> TraceStore:
@@ -156,6 +160,13 @@ class TraceStore:
     def _writer(self, db: sqlite_utils.Database) -> None:
         while True:
             item = self._queue.get()
+            if isinstance(item, tuple):
+                # Let the writes of the next moments pile up (a flush or close cuts this short): one
+                # wake-up and one transaction for all of them. Waking per write made this thread
+                # take the GIL back from the event loop at every row (each sqlite call releases it),
+                # which cost the loop far more wall time than the writes cost CPU.
+                self._hurry.wait(LINGER_S)
+            self._hurry.clear()
             batch = [item]
             while True:  # drain whatever else is waiting: one transaction for all of it
                 try:
@@ -166,6 +177,8 @@ class TraceStore:
             waiters = [op for op in batch if isinstance(op, threading.Event)]
             writes = [op for op in batch if isinstance(op, tuple)]
             try:
+                if writes:
+                    self.batches += 1
                 with db.conn:
                     for sql, params in writes:
                         db.conn.execute(sql, params)
@@ -231,6 +244,7 @@ class TraceStore:
             return
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()
         done.wait(timeout)
         if self._error is not None:
             error, self._error = self._error, None
@@ -243,6 +257,7 @@ class TraceStore:
         if thread is None:
             return
         self._queue.put(_STOP)
+        self._hurry.set()
         thread.join(timeout=30)
         try:
             atexit.unregister(self.close)
