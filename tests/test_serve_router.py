@@ -183,3 +183,19 @@ def test_a_group_alias_reaches_the_router_and_a_failing_deployment_cools_down(ro
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) <= 1  # the failing deployment fails once, then sits out its cooldown
     assert [r.text for r in results if not isinstance(r, Exception)] == ["healthy"] * (12 - len(errors))
+
+
+def test_the_cache_hit_hook_is_listed_only_when_the_cache_is_on():
+    """A proxy cache hit on a mode is recorded as a run by a proxy hook (serve/cache_runs.py); a
+    registered callback makes LiteLLM log every call, so it is there only with the cache on."""
+    assert "callbacks" not in _merged([])["litellm_settings"]
+    on = _merged([], litellm_settings={"cache": True, "callbacks": ["their.handler"]})
+    assert on["litellm_settings"]["callbacks"] == ["their.handler", config.CACHE_HOOK]
+    again = config.proxy_config(config.served_modes(ModeLibrary(), ["direct"]), on)
+    assert again["litellm_settings"]["callbacks"].count(config.CACHE_HOOK) == 1
+    with pytest.raises(ServeError, match=r"litellm_settings\.callbacks"):
+        _merged([], litellm_settings={"cache": True, "callbacks": {"x": 1}})
+    import importlib
+
+    module, _, name = config.CACHE_HOOK.rpartition(".")
+    assert type(getattr(importlib.import_module(module), name)).__name__ == "CacheHitRuns"

@@ -217,6 +217,32 @@ def _trace_rows(server: Server, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return db.execute(sql, args).fetchall()
 
 
+def test_a_failing_deployment_cools_down_for_both_instances(servers: list[Server], redis_port: int):
+    """First in this file: LiteLLM keeps what an instance read from Redis in its memory for a while,
+    so an instance that already routed a request (and read every deployment as not cooling) may
+    try the failing deployment once more before it sees the cooldown another instance set."""
+    a, b = servers
+    first = [a.chat("think", _unique("pool"), profile="pool") for _ in range(2)]
+    assert [r.status_code for r in first].count(200) >= 1  # the healthy deployment answers
+    assert any(r.status_code != 200 for r in first), [r.text[:200] for r in first]  # the failing one, once
+    # instance a's router puts the failing deployment in cooldown, in Redis (written in the background)
+    cooling = _wait_for_keys(redis_port, "deployment:*:cooldown")
+    assert len(cooling) == 1, cooling
+    later = [b.chat("think", _unique("pool"), profile="pool") for _ in range(6)]
+    assert [r.status_code for r in later] == [200] * 6, [r.text[:300] for r in later]  # b skips it too
+    assert {r.json()["choices"][0]["message"]["content"] for r in later} == {"healthy"}
+
+
+def _wait_for_keys(port: int, pattern: str) -> list[bytes]:
+    import redis
+
+    with contextlib.closing(redis.Redis(host="127.0.0.1", port=port)) as client:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
+        while not (keys := list(client.keys(pattern))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return keys
+
+
 def test_a_modes_rpm_holds_across_instances_and_names(servers: list[Server]):
     """issue 16 (1): `composite/direct` kept answering 200 after `direct` (rpm 10) returned 429."""
 
@@ -262,34 +288,31 @@ def test_internal_calls_obey_a_groups_rpm_across_instances(servers: list[Server]
         assert errors and all("RateLimitError" in str(e) for (e,) in errors), errors
 
 
-def test_a_failing_deployment_cools_down_for_both_instances(servers: list[Server], redis_port: int):
-    a, b = servers
-    first = [a.chat("think", _unique("pool"), profile="pool") for _ in range(2)]
-    assert [r.status_code for r in first].count(200) >= 1  # the healthy deployment answers
-    assert any(r.status_code != 200 for r in first), [r.text[:200] for r in first]  # the failing one, once
-    # instance a's router puts the failing deployment in cooldown, in Redis (written in the background)
-    cooling = _wait_for_keys(redis_port, "deployment:*:cooldown")
-    assert len(cooling) == 1, cooling
-    later = [b.chat("think", _unique("pool"), profile="pool") for _ in range(6)]
-    assert [r.status_code for r in later] == [200] * 6, [r.text[:300] for r in later]  # b skips it too
-    assert {r.json()["choices"][0]["message"]["content"] for r in later} == {"healthy"}
-
-
-def _wait_for_keys(port: int, pattern: str) -> list[bytes]:
-    import redis
-
-    with contextlib.closing(redis.Redis(host="127.0.0.1", port=port)) as client:
-        deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
-        while not (keys := list(client.keys(pattern))) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return keys
-
-
-def test_the_response_cache_is_shared(servers: list[Server]):
+def test_the_response_cache_is_shared_and_a_hit_is_a_cached_run(servers: list[Server]):
+    """issue 16 (3): a proxy cache hit created no composite run and no `x-composite-run-id`."""
     a, b = servers
     question = _unique("cached")
     first = a.chat("think", question)
-    again = b.chat("think", question)
-    assert first.status_code == again.status_code == 200
-    assert again.json()["id"] == first.json()["id"]  # b answered from a's cached response
+    again = b.chat("think", question)  # b answers from a's cached response, in the shared Redis
+    assert first.status_code == again.status_code == 200, again.text[:300]
     assert again.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+    original = first.headers["x-composite-run-id"]
+    hit = again.headers["x-composite-run-id"]  # the cache hit is a run of its own, in b's trace
+    block = again.json()["composite"]
+    assert hit != original and again.json()["id"] == f"chatcmpl-{hit}"
+    assert (block["run_id"], block["cached"], block["cached_from"], block["calls"]) == (
+        hit,
+        True,
+        original,
+        0,
+    )
+    deadline = time.monotonic() + 60  # a guard against a hang: trace rows are written in the background
+    while not (
+        rows := _trace_rows(b, "select status, calls, cost_usd, params_json from runs where id = ?", hit)
+    ):
+        assert time.monotonic() < deadline, "the cache hit's run was never recorded"
+        time.sleep(0.1)
+    status, calls, cost, params = rows[0]
+    assert (status, calls, cost, json.loads(params)) == ("ok", 0, 0.0, {"cached_from": original})
+    steps = _trace_rows(b, "select kind, name, cached, output from steps where run_id = ?", hit)
+    assert steps == [("llm", "proxy cache", 1, first.json()["choices"][0]["message"]["content"])]

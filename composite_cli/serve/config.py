@@ -25,6 +25,7 @@ SERVE_LOCAL_HANDLER = "composite_cli.provider.local_handler"
 PLAIN_HANDLER = "composite_cli.provider.handler"
 FAULTY_HANDLER = "composite_cli.faults.handler"
 DRY_HANDLER = "composite_cli.faults.dry_handler"  # the built-in `dry` profile's models
+CACHE_HOOK = "composite_cli.serve.cache_runs.cache_hit_runs"  # a proxy cache hit on a mode is a run
 _ENV_PREFIX = "os.environ/"
 
 
@@ -233,6 +234,8 @@ def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = N
         if not isinstance(e, dict) or e.get("provider") not in names
     ]
     settings["custom_provider_map"] = providers + others
+    if settings.get("cache"):
+        settings["callbacks"] = _with_cache_hook(settings.get("callbacks"))
     merged["litellm_settings"] = settings
     general = dict(merged.get("general_settings") or {})
     general["master_key"] = f"{_ENV_PREFIX}{ENV_VAR}"
@@ -249,6 +252,18 @@ def proxy_config(modes: Sequence[ServedMode], user: Mapping[str, Any] | None = N
         router["model_group_alias"] = aliases
     merged["router_settings"] = router
     return merged
+
+
+def _with_cache_hook(callbacks: Any) -> list[Any]:
+    """The user's `litellm_settings.callbacks` plus the hook that records a proxy cache hit on a
+    mode as a run (serve/cache_runs.py), listed only when the cache is on."""
+    if callbacks is None:
+        callbacks = []
+    elif isinstance(callbacks, str):
+        callbacks = [callbacks]
+    elif not isinstance(callbacks, list):
+        raise ServeError("litellm_settings.callbacks: must be a list of callback names")
+    return callbacks if CACHE_HOOK in callbacks else [*callbacks, CACHE_HOOK]
 
 
 def write_config(config: Mapping[str, Any], path: Path) -> Path:
