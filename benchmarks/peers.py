@@ -27,14 +27,16 @@ shared machine hits all of them; the table shows the medians over the rounds:
     batch of requests at concurrency 8, less the server's idle CPU over the same time;
   - throughput at concurrency 16.
 
-optillm is not a dependency of composite. Install it in its own venv (its wheel's declared
-dependencies include torch and transformers, which its proxy and MoA do not import); the
-benchmark finds it at /tmp/optillm-venv/bin/optillm, on PATH, or at --optillm:
+optillm is not a dependency of composite. Install it in its own venv, without its declared
+dependencies (they include torch and transformers, which its proxy and MoA do not import); the
+second line is what its server imports at start, found by trying (plugins that need more are
+skipped with a log line). The benchmark finds it at /tmp/optillm-venv/bin/optillm, on PATH, or at
+--optillm:
 
     python3 -m venv /tmp/optillm-venv
     /tmp/optillm-venv/bin/pip install --no-deps optillm==0.4.0
     /tmp/optillm-venv/bin/pip install flask openai cerebras_cloud_sdk 'z3-solver<=4.15.4.0' sympy \\
-        numpy networkx math-verify pyyaml httpx aiohttp
+        numpy networkx math-verify pyyaml aiohttp
 
 Without it the benchmark still runs the other columns and prints these lines. `--before CHECKOUT`
 adds a column for `composite serve` from an older checkout (its composite_cli first on PYTHONPATH),
@@ -71,7 +73,7 @@ composite's):
     python3 -m venv /tmp/optillm-venv
     /tmp/optillm-venv/bin/pip install --no-deps optillm=={OPTILLM_VERSION}
     /tmp/optillm-venv/bin/pip install flask openai cerebras_cloud_sdk 'z3-solver<=4.15.4.0' sympy \\
-        numpy networkx math-verify pyyaml httpx aiohttp
+        numpy networkx math-verify pyyaml aiohttp
 then run this again (or pass --optillm /path/to/bin/optillm)."""
 ANSWER = "Paris is the capital of France."
 STREAM_CHUNKS = 5
