@@ -525,6 +525,7 @@ def main() -> None:
     )
     parser.add_argument("--no-litellm", action="store_true", help="leave out the plain LiteLLM proxy")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--save", metavar="FILE", help="also write the figures as JSON to FILE")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -661,6 +662,8 @@ def main() -> None:
         "medians": med,
         "per_round": figures,
     }
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
         return
