@@ -126,7 +126,7 @@ def routed() -> Any:
         calls.use_dispatch(None)
 
 
-def _run_direct(tmp_path: Path, alias: dict[str, Any], times: int) -> list[Any]:
+def _run_direct(tmp_path: Path, alias: dict[str, Any], times: int, stream: bool = False) -> list[Any]:
     """Run the mode `direct` `times` times in a row on one event loop (as a server does)."""
     import asyncio
 
@@ -135,7 +135,7 @@ def _run_direct(tmp_path: Path, alias: dict[str, Any], times: int) -> list[Any]:
     from composite_cli.runner import Runner
 
     runner = Runner(Settings(profile=Profile("p", {"*": alias}), db_path=tmp_path / "t.db"))
-    request = RunRequest(messages=[{"role": "user", "content": "hi"}])
+    request = RunRequest(messages=[{"role": "user", "content": "hi"}], stream=stream)
 
     async def runs() -> list[Any]:
         out: list[Any] = []
@@ -160,6 +160,14 @@ def test_an_internal_call_to_a_router_group_obeys_its_rpm(routed: Any, tmp_path:
     assert texts[:2] == ["from the router", "from the router"]  # the deployment's parameters: it went there
     # LiteLLM's "no deployments available" (the proxy answers it with 429)
     assert [type(r).__name__ for r in results[2:]] == ["RouterRateLimitError"] * 2
+
+
+def test_a_streamed_internal_call_goes_through_the_router(routed: Any, tmp_path: Path):
+    routed.router = _router([_limited(1)], routing_strategy="usage-based-routing-v2")
+    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 2, stream=True)
+    assert results[0].text == "from the router"
+    # v2 counts a call when it starts, a stream included (the older strategy counts a stream at its end)
+    assert type(results[1]).__name__ == "RateLimitError"
 
 
 def test_models_the_router_does_not_have_go_to_litellm(routed: Any, tmp_path: Path):
