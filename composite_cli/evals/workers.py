@@ -2,7 +2,8 @@
 own request and response handling, scoring, trace rows) uses every core.
 
 The parent plans the eval as for one process and keeps its progress; each worker is a fresh
-process (spawned: no threads or event loop inherited half-way) with its own Runner and trace
+process (forked from a fork server that imported LiteLLM once, or spawned: never a fork of the
+parent, whose threads and event loop it would inherit half-way) with its own Runner and trace
 writer on the same database (WAL: one writer per process, each a queue of short transactions).
 Workers claim the next case from a shared counter, so a slow case never leaves a worker idle while
 another has a queue. They tell the parent when a case starts and ends; the parent's progress (bars,
@@ -65,7 +66,7 @@ async def run_in_workers(
     """Run `work` in `workers` processes, `slots` cases at once in all, keeping `evals.progress`.
     Cancelled: every worker is stopped (finished rows committed) before the cancellation goes on.
     Raises EvalWorkerFailed when a worker fails."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _context()
     counter: Synchronized[int] = ctx.Value("q", 0)
     items = [(case, spec.name, repeat) for case, spec, repeat in work]
     evals.runner.flush()  # the eval's row is committed before any worker reads or writes
@@ -109,6 +110,16 @@ async def run_in_workers(
     ]
     if failures:
         raise EvalWorkerFailed("eval worker failed: " + "; ".join(failures))
+
+
+def _context() -> Any:
+    """A fork server that has imported LiteLLM once (workers forked from it start warm, and a second
+    eval in the same process reuses it), where the platform has one; else spawned processes."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["composite_cli.evals.worker_preload"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 class _Listener:
