@@ -2,8 +2,10 @@
 
     python benchmarks/eval_throughput.py [--cases 1000] [--delay 0.2] [--concurrency 64] [--json]
 
-Reports wall time against the ideal (the sum of every run's critical path ÷ concurrency), then
-runs the same eval again to measure the call cache: hit rate and speed-up.
+Reports wall time against the ideal (the sum of every run's critical path ÷ concurrency) and the
+process's CPU time (every thread) per model call, which is the floor: one core can serve at most
+1 / (CPU per call) calls a second. Then runs the same eval again to measure the call cache: hit
+rate and speed-up.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ def write_cases(path: Path, n: int) -> None:
             )
 
 
-async def one_eval(runner: Runner, eval_file, modes: list[str], concurrency: int) -> tuple[str, float]:
+async def one_eval(runner: Runner, eval_file, modes: list[str], concurrency: int) -> tuple[str, float, float]:
+    """(eval id, wall seconds, CPU seconds of the whole process, every thread)."""
     evals = EvalRunner(runner, EvalSettings(modes=modes, concurrency=concurrency))
     eval_id = evals.start(eval_file, modes)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await evals.run(eval_file, eval_id)
-    return eval_id, time.perf_counter() - start
+    return eval_id, time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -71,12 +74,12 @@ def main() -> None:
         runner = Runner(Settings(profile=profile, db_path=Path(tmp) / "traces.db"))
         eval_file = load_eval_file(cases)
         get_litellm()  # import it before the clock starts (a one-off of ~3 s per process)
-        first_id, first_wall = asyncio.run(one_eval(runner, eval_file, modes, args.concurrency))
+        first_id, first_wall, first_cpu = asyncio.run(one_eval(runner, eval_file, modes, args.concurrency))
         ideal = (
             sum(CRITICAL_CALLS[m] for m in ["direct", "moa-v1"]) * args.cases * args.delay / args.concurrency
         )
         hits_before = runner.cache.hits if runner.cache else 0
-        second_id, second_wall = asyncio.run(one_eval(runner, eval_file, modes, args.concurrency))
+        second_id, second_wall, _ = asyncio.run(one_eval(runner, eval_file, modes, args.concurrency))
         runner.flush()
         db = sqlite3.connect(Path(tmp) / "traces.db")
         calls, cached = db.execute(
@@ -84,6 +87,11 @@ def main() -> None:
             "(select run_id from eval_results where eval_run_id = ?)",
             [second_id],
         ).fetchone()
+        first_calls = db.execute(
+            "select count(*) from steps where kind = 'llm' and run_id in "
+            "(select run_id from eval_results where eval_run_id = ?)",
+            [first_id],
+        ).fetchone()[0]
         passed = db.execute(
             "select avg(passed) from eval_results where eval_run_id = ?", [first_id]
         ).fetchone()[0]
@@ -96,6 +104,10 @@ def main() -> None:
         "wall_s": round(first_wall, 2),
         "ideal_s": round(ideal, 2),
         "wall_over_ideal": round(first_wall / ideal, 3),
+        "cpu_s": round(first_cpu, 2),
+        "model_calls": first_calls,
+        "cpu_ms_per_model_call": round(first_cpu * 1000 / first_calls, 3) if first_calls else None,
+        "load_1min": round(os.getloadavg()[0], 2),
         "accuracy_check": passed,
         "rerun_wall_s": round(second_wall, 2),
         "rerun_cache_hit_rate": round(cached / calls, 4) if calls else None,

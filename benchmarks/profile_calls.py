@@ -19,8 +19,8 @@ anywhere on its stack (so LiteLLM's pricing called from its logging counts as pr
     JSON         the json module, hashlib (serialising requests, records and cache keys)
     events       composite_cli/events.py (building and copying events)
     trace writes composite_cli/traces/ (recorder, store, writer thread, cache), sqlite
-    LiteLLM logging/callbacks  litellm_logging.py, litellm/integrations/, function_setup (the
-                 per-call Logging object), the success-logging task and thread pool
+    LiteLLM logging/callbacks  litellm_logging.py (the per-call Logging object, its handlers),
+                 litellm/integrations/, function_setup, the success-logging task, `logging`
     LiteLLM dispatch           every other frame of litellm/ (and openai, httpx, pydantic under it)
     composite engine           every other frame of composite_cli/ (calls, engine, redact, runner)
     other        asyncio's loop, the benchmark's own frames
@@ -102,7 +102,7 @@ def _component(filename: str, function: str) -> str | None:
         return "JSON/serialization"
     if f"{_SEP}sqlite_utils{_SEP}" in f or f"{_SEP}sqlite3{_SEP}" in f:
         return "trace writes"
-    if f"{_SEP}concurrent{_SEP}futures{_SEP}" in f or f.endswith(f"logging{_SEP}__init__.py"):
+    if f.endswith(f"logging{_SEP}__init__.py"):  # LiteLLM's verbose_logger
         return "LiteLLM logging/callbacks"
     return None
 
