@@ -316,3 +316,14 @@ def test_the_response_cache_is_shared_and_a_hit_is_a_cached_run(servers: list[Se
     assert (status, calls, cost, json.loads(params)) == ("ok", 0, 0.0, {"cached_from": original})
     steps = _trace_rows(b, "select kind, name, cached, output from steps where run_id = ?", hit)
     assert steps == [("llm", "proxy cache", 1, first.json()["choices"][0]["message"]["content"])]
+    # a different request (the profile named) whose internal call is the same: a new run, whose
+    # model call LiteLLM answered from the shared cache, marked cached in the trace
+    other = a.chat("think", question, profile="dry")
+    assert other.status_code == 200
+    run = other.headers["x-composite-run-id"]
+    assert run not in (original, hit)
+    deadline = time.monotonic() + 60  # a guard against a hang: trace rows are written in the background
+    while not (calls := _trace_rows(a, "select cached from steps where run_id = ? and kind = 'llm'", run)):
+        assert time.monotonic() < deadline, "the run's call was never recorded"
+        time.sleep(0.1)
+    assert calls == [(1,)]
