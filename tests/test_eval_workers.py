@@ -163,3 +163,26 @@ def test_kill_9_of_the_parent_ends_its_workers_and_resume_finishes(isolated_home
     assert rows(db, "select status from eval_runs") == [("done",)]
     assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
     assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(40,)]
+
+
+def test_workers_score_with_custom_scorers_and_the_environment_of_their_eval(
+    isolated_home: Path, monkeypatch
+):
+    """A custom scorer the user allowed is loaded in the workers too (they do not ask the allow-list
+    again); and the workers' fork server outlives an eval (the next starts warm), yet each eval's
+    workers see that eval's environment (API keys...), not the one of the eval that started it."""
+    (isolated_home / "env_scorer.py").write_text(
+        "import os\n\ndef from_env(output, expected, case):\n    return float(os.environ['SCORE_FROM_ENV'])\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(isolated_home))
+    setup_home(isolated_home, [{k: v for k, v in c.items() if k != "scorer"} for c in CASES])
+    for value in ("1.0", "0.25"):
+        monkeypatch.setenv("SCORE_FROM_ENV", value)
+        db = f"env{value}.db"
+        cli(
+            "eval", "e.jsonl", "-m", "direct", "--limit", "4", "-q", "--db", db, "--workers", "2",
+            "--scorer", "env_scorer:from_env",
+        )  # fmt: skip
+        scored = rows(isolated_home / db, "select score, error from eval_results")
+        assert scored == [(float(value), None)] * 4, scored

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
 import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from composite_cli.dotted import is_dotted_path
 from composite_cli.evals.runner import EvalError, EvalRunner, EvalSettings
 
 if TYPE_CHECKING:
@@ -54,6 +56,12 @@ class WorkerJob:
     # items whose index it claims from the shared counter.
     items: list[tuple[EvalCase, str, int]]
     slots: int
+    # The parent's environment (API keys...): a fork server started by an earlier eval in this
+    # process has the environment of then (multiprocessing passes on the directory and sys.path).
+    environ: dict[str, str]
+    # The custom scorers (`module:function`) the cases name, checked against the user's allow-list
+    # when the parent loaded the eval file: a worker loads them without asking again.
+    custom_scorers: list[str]
 
 
 async def run_in_workers(
@@ -71,6 +79,7 @@ async def run_in_workers(
     items = [(case, spec.name, repeat) for case, spec, repeat in work]
     evals.runner.flush()  # the eval's row is committed before any worker reads or writes
     per_worker = max(1, math.ceil(slots / workers))
+    scorers = sorted({case.scorer for case, _, _ in items if is_dotted_path(case.scorer)})
     evals.progress.slots = max(slots, workers)
     loop = asyncio.get_running_loop()
     pipes: list[Connection] = []
@@ -84,6 +93,8 @@ async def run_in_workers(
             eval_run_id=eval_run_id,
             items=items,
             slots=per_worker,
+            environ=dict(os.environ),
+            custom_scorers=scorers,
         )
         mine, theirs = ctx.Pipe(duplex=True)
         process = ctx.Process(
@@ -215,8 +226,13 @@ def worker_main(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) ->
 
 
 async def _work(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) -> None:
+    from composite_cli.evals.scorers.custom import load_custom
     from composite_cli.runner import Runner
 
+    os.environ.clear()
+    os.environ.update(job.environ)
+    for path in job.custom_scorers:
+        load_custom(path, allow=[path])
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
