@@ -77,12 +77,25 @@ def readme_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return isolated_home
 
 
+def shard_steps_before(line: str) -> list[str]:
+    """The README's `--shard` lines, before the `eval merge` of their databases; and the merge too,
+    before a line that reads what it wrote (`--db all.db`)."""
+    shards = [earlier for earlier in console_lines() if " --shard " in earlier]
+    merge = [earlier for earlier in console_lines() if earlier.startswith("composite eval merge")]
+    if line.startswith("composite eval merge"):
+        return shards
+    return shards + merge if "--db all.db" in line and " --shard " not in line else []
+
+
 @pytest.mark.parametrize("line", console_lines())
 def test_console_examples_run(line: str, readme_home: Path):
     assert not (readme_home / "composite.yaml").exists()
     if line.startswith(("composite eval report", "composite eval list", "composite traces")):
         first = CliRunner().invoke(app, ["eval", "evals/arithmetic.jsonl", "--limit", "2"])
         assert first.exit_code == 0, first.output
+    for earlier in shard_steps_before(line):
+        done = CliRunner().invoke(app, shlex.split(earlier)[1:])
+        assert done.exit_code == 0, done.output
     stdin = "What is the capital of France?"
     if "|" in line:
         echo, line = (part.strip() for part in line.split("|", 1))
