@@ -502,7 +502,9 @@ def table(med: dict[str, dict[str, float]], columns: Sequence[str], delay: float
 
 def find_optillm(given: str | None) -> str | None:
     if given:
-        return given if Path(given).is_file() else None
+        if not Path(given).is_file():
+            raise SystemExit(f"--optillm {given}: no such file (the optillm command of its venv)")
+        return given
     if Path(OPTILLM_DEFAULT).is_file():
         return OPTILLM_DEFAULT
     return shutil.which("optillm")
