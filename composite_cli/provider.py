@@ -11,6 +11,7 @@ tokens as they arrive. Errors reach the caller as LiteLLM exceptions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import queue
 import threading
@@ -141,6 +142,11 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
         before the run starts; a server uses it to learn each request's run id)."""
         return []
 
+    def run_scope(self, logging_obj: Any) -> contextlib.AbstractContextManager[Any]:
+        """What a request's runs execute inside (their model calls included): nothing here; a
+        server makes them LiteLLM sub-calls of the request (see serve.handler)."""
+        return contextlib.nullcontext()
+
     # -- request handling ---------------------------------------------------------------------
     @staticmethod
     def _choices(optional: dict[str, Any], stream: bool) -> int:
@@ -215,7 +221,8 @@ class CompositeLLM(litellm.CustomLLM):  # type: ignore[name-defined]
                 )
                 for _ in range(n)
             ]
-            results = await _all_or_none(runs)
+            with self.run_scope(kwargs.get("logging_obj")):
+                results = await _all_or_none(runs)
         except Exception as exc:
             caller_params = request is not None and bool(request.params)
             mapped = to_litellm_error(exc, f"{PROVIDER}/{model}", caller_params=caller_params)

@@ -3,17 +3,42 @@
 `handler` runs every request as a traced run with `source="serve"` and tells the HTTP edge the
 run's id as soon as the run starts, so even a streamed response can carry `x-composite-run-id`
 in its headers. The edge puts a `RunSlot` in a context variable for each request; the run fills it.
+
+A run's model calls are LiteLLM sub-calls of the client's request (LiteLLM's `internal_sub_call`,
+"a nested call the parent call logs and bills") unless a callback the user configured is
+registered: the request's own `composite/<mode>` event is logged and billed once, with the run's
+summed cost, and LiteLLM skips the per-call success logging (standard logging payload, the proxy's
+hooks, spend rows) that nobody would read, and that billed every call a second time in a
+database's spend logs. With a callback of the user's (Langfuse, OpenTelemetry, their own class, in
+the LiteLLM config or added later), every internal call is logged as before, so it sees them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from composite_cli.config import Settings
 from composite_cli.events import Event, RunStarted
+from composite_cli.litellm_loader import get_litellm
 from composite_cli.provider import CompositeLLM
+
+# LiteLLM's callback registries (a callback the config names lands in one or more of them).
+CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "_async_success_callback",
+    "failure_callback",
+    "_async_failure_callback",
+    "input_callback",
+    "_async_input_callback",
+    "service_callback",
+)
+# The proxy registers its own hooks (rate and budget limiters, its service logger, spend tracking)
+# as callbacks; they read a request's key, which an internal call has none of.
+PROXY_OWN_MODULES = ("litellm.proxy.", "litellm._service_logger")
 
 
 @dataclass
@@ -43,6 +68,27 @@ class ServeCompositeLLM(CompositeLLM):
         # another thread's loop, where the request's context variables are not set).
         slot = current_slot.get()
         return [slot] if slot is not None else []
+
+    def run_scope(self, logging_obj: Any) -> contextlib.AbstractContextManager[Any]:
+        """The run's calls as LiteLLM sub-calls of the request, unless a user's callback is
+        registered (see the module docstring)."""
+        if users_callbacks(get_litellm()):
+            return contextlib.nullcontext()
+        try:
+            from litellm._internal_context import internal_sub_call
+        except ImportError:  # a LiteLLM without it: every call is logged, as before
+            return contextlib.nullcontext()
+        return internal_sub_call(getattr(logging_obj, "litellm_call_id", None))
+
+
+def users_callbacks(litellm: Any) -> bool:
+    """Whether a callback other than the proxy's own hooks is registered with LiteLLM (a name such
+    as "langfuse", an integration, a class of the user's)."""
+    for name in CALLBACK_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if isinstance(callback, str) or not type(callback).__module__.startswith(PROXY_OWN_MODULES):
+                return True
+    return False
 
 
 handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
