@@ -168,12 +168,24 @@ async def load(base: str, model: str, requests: int, concurrency: int) -> dict[s
 
 
 def line(f: dict[str, Any]) -> str:
-    return f"{f['throughput_rps']:7.0f} req/s  p50 {f['p50_ms']:7.1f} ms  p95 {f['p95_ms']:7.1f} ms"
+    cpu = f" CPU {f['cpu_ms_per_request']:5.1f} ms/req" if "cpu_ms_per_request" in f else ""
+    return f"{f['throughput_rps']:7.0f} req/s  p50 {f['p50_ms']:7.1f} ms  p95 {f['p95_ms']:7.1f} ms{cpu}"
 
 
-def measure(base: str, model: str, requests: int, concurrency: int, warmup: int) -> dict[str, Any]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds so far of a process, every thread (/proc; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(base: str, model: str, requests: int, concurrency: int, warmup: int, pid: int) -> dict[str, Any]:
+    """The load's figures, and the server's CPU per answered request (all its threads)."""
     asyncio.run(load(base, model, warmup, concurrency))
-    return asyncio.run(load(base, model, requests, concurrency))
+    before = process_cpu(pid)
+    figures = asyncio.run(load(base, model, requests, concurrency))
+    answered = max(1, figures["requests"] - figures["errors"])
+    figures["cpu_ms_per_request"] = (process_cpu(pid) - before) * 1000 / answered
+    return figures
 
 
 # -- profile (--profile): where each server's CPU goes, by component -----------------------------------
@@ -372,6 +384,13 @@ def main() -> None:
     )
     parser.add_argument("--profile-dir", type=Path, default=None, help="where py-spy's output goes")
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second (250)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="also serve composite from this checkout (same venv, PYTHONPATH) in the same rounds",
+    )
+    parser.add_argument("--single", type=int, default=100, help="requests one at a time (default 100)")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -413,123 +432,115 @@ def main() -> None:
         )
         wait_http(f"http://127.0.0.1:{up_port}/", procs[-1], work / "up.log")
         plain = start(
-            [
-                str(bin_dir / "litellm"),
-                "--config",
-                str(work / "plain.yaml"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(plain_port),
-            ],
-            env,
-            work / "plain.log",
-            work,
-        )
+            [str(bin_dir / "litellm"), "--config", str(work / "plain.yaml"), "--host", "127.0.0.1",
+             "--port", str(plain_port)],
+            env, work / "plain.log", work,
+        )  # fmt: skip
         procs.append(plain)
-        serve = start(
-            [
-                sys.executable,
-                str(work / "cli.py"),
-                "serve",
-                "--config",
-                str(work / "composite.yaml"),
-                "--port",
-                str(serve_port),
-                "--modes",
-                "direct,moa",
-                "--db",
-                str(work / "traces.db"),
-            ],
-            env,
-            work / "serve.log",
-            work,
-        )
-        procs.append(serve)
-        plain_url, serve_url = f"http://127.0.0.1:{plain_port}", f"http://127.0.0.1:{serve_port}"
-        wait_http(f"{plain_url}/health/liveliness", plain, work / "plain.log")
-        wait_http(f"{serve_url}/health/liveliness", serve, work / "serve.log")
+        servers = {"plain": (plain, f"http://127.0.0.1:{plain_port}", "fake")}
+        checkouts = {"direct": None, **({"before": args.before.resolve()} if args.before else {})}
+        for name, checkout in checkouts.items():
+            port = serve_port if name == "direct" else free_port()
+            server_env = dict(env)
+            if checkout is not None:  # the same venv, composite_cli from the other checkout
+                server_env["PYTHONPATH"] = str(checkout)
+            proc = start(
+                [sys.executable, str(work / "cli.py"), "serve", "--config", str(work / "composite.yaml"),
+                 "--port", str(port), "--modes", "direct,moa", "--db", str(work / f"traces-{name}.db")],
+                server_env, work / f"{name}.log", work,
+            )  # fmt: skip
+            procs.append(proc)
+            servers[name] = (proc, f"http://127.0.0.1:{port}", "direct")
+        for name, (proc, base, _) in servers.items():
+            wait_http(f"{base}/health/liveliness", proc, work / f"{name}.log")
+        serve_url = servers["direct"][1]
+        serve = servers["direct"][0]
 
         if args.profile:
             out_dir = args.profile_dir or work
             out_dir.mkdir(parents=True, exist_ok=True)
             measured = {
                 name: profile_server(
-                    proc,
-                    base,
-                    target,
-                    args.requests,
-                    args.concurrency,
-                    out_dir / f"{name}.txt",
+                    proc, base, target, args.requests, args.concurrency, out_dir / f"{name}.txt",
                     args.profile_rate,
                 )
-                for name, proc, base, target in (
-                    ("plain", plain, plain_url, "fake"),
-                    ("direct", serve, serve_url, "direct"),
-                )
-            }
+                for name, (proc, base, target) in servers.items()
+            }  # fmt: skip
             profiles = {name: by for name, (by, _) in measured.items()}
             for name, (_, figures) in measured.items():
                 print(f"{name:>6} under py-spy: {line(figures)}  errors {figures['errors']}")
             print_profiles(profiles)
             print(f"raw py-spy stacks: {out_dir}")
             return
-        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "direct": []}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
         for i in range(args.rounds):
-            for name, base, target in (("plain", plain_url, "fake"), ("direct", serve_url, "direct")):
-                figures = measure(base, target, args.requests, args.concurrency, args.warmup)
+            for name, (proc, base, target) in servers.items():
+                figures = measure(base, target, args.requests, args.concurrency, args.warmup, proc.pid)
                 runs[name].append(figures)
-                print(
-                    f"round {i + 1} {name:>6}: {line(figures)}  errors {figures['errors']}", file=sys.stderr
-                )
-        moa = measure(serve_url, "moa", args.requests // 2, args.concurrency, args.warmup // 2)
+                print(f"round {i + 1} {name:>6}: {line(figures)}  errors {figures['errors']}  load "
+                      f"{os.getloadavg()[0]:.1f}", file=sys.stderr)  # fmt: skip
+        moa = measure(serve_url, "moa", args.requests // 2, args.concurrency, args.warmup // 2, serve.pid)
         # one request at a time: the latency each server adds, without queueing behind the CPU
         single = {
-            name: measure(base, target, 100, 1, 10)
-            for name, base, target in (("plain", plain_url, "fake"), ("direct", serve_url, "direct"))
+            name: measure(base, target, args.single, 1, 10, proc.pid)
+            for name, (proc, base, target) in servers.items()
         }
     finally:
         for proc in reversed(procs):
             stop(proc)
 
+    keys = ("throughput_rps", "p50_ms", "p95_ms", "cpu_ms_per_request")
+
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])
 
-    result = {
+    result: dict[str, Any] = {
         "concurrency": args.concurrency,
         "upstream_delay_ms": args.delay * 1000,
         "requests_per_measurement": args.requests,
         "rounds": args.rounds,
-        "plain_litellm": {k: med("plain", k) for k in ("throughput_rps", "p50_ms", "p95_ms")},
-        "composite_direct": {k: med("direct", k) for k in ("throughput_rps", "p50_ms", "p95_ms")},
-        "composite_moa": {k: moa[k] for k in ("throughput_rps", "p50_ms", "p95_ms")},
+        "load_average_1min": os.getloadavg()[0],
+        "plain_litellm": {k: med("plain", k) for k in keys},
+        "composite_direct": {k: med("direct", k) for k in keys},
+        "composite_moa": {k: moa[k] for k in keys},
         "errors": sum(r["errors"] for rs in runs.values() for r in rs) + moa["errors"],
     }
-    result["throughput_ratio"] = (
-        result["composite_direct"]["throughput_rps"] / result["plain_litellm"]["throughput_rps"]
-    )
-    result["added_p50_ms"] = result["composite_direct"]["p50_ms"] - result["plain_litellm"]["p50_ms"]
-    result["concurrency_1"] = {
-        "plain_litellm_p50_ms": single["plain"]["p50_ms"],
-        "composite_direct_p50_ms": single["direct"]["p50_ms"],
-        "added_p50_ms": single["direct"]["p50_ms"] - single["plain"]["p50_ms"],
+    if "before" in runs:
+        result["composite_direct_before"] = {k: med("before", k) for k in keys}
+    for name, label in (("direct", ""), ("before", "_before")):
+        if name not in runs:
+            continue
+        # the ratio of each round's pair (measured side by side), then the median
+        result[f"throughput_ratio{label}"] = statistics.median(
+            d["throughput_rps"] / p["throughput_rps"] for d, p in zip(runs[name], runs["plain"], strict=True)
+        )
+        result[f"added_p50_ms{label}"] = statistics.median(
+            d["p50_ms"] - p["p50_ms"] for d, p in zip(runs[name], runs["plain"], strict=True)
+        )
+    result["concurrency_1"] = {f"{name}_p50_ms": single[name]["p50_ms"] for name in single} | {
+        f"{name}_cpu_ms_per_request": single[name]["cpu_ms_per_request"] for name in single
     }
+    result["concurrency_1"]["added_p50_ms"] = single["direct"]["p50_ms"] - single["plain"]["p50_ms"]
     if args.json:
         print(json.dumps(result, indent=2))
         return
     p, d, m = result["plain_litellm"], result["composite_direct"], result["composite_moa"]
-    print(f"concurrency {args.concurrency}, upstream delay {args.delay * 1000:.0f} ms, "
-          f"{args.requests} requests x {args.rounds} rounds (medians)")  # fmt: skip
+    print(f"concurrency {args.concurrency}, upstream delay {args.delay * 1000:.0f} ms, {args.requests} "
+          f"requests x {args.rounds} rounds (medians), load {result['load_average_1min']:.1f}")  # fmt: skip
     print(f"(a) plain LiteLLM proxy     {line(p)}")
     print(f"(b) composite serve direct  {line(d)}")
+    if "composite_direct_before" in result:
+        print(f"    same, before            {line(result['composite_direct_before'])}")
     print(f"    composite serve moa-v1  {line(m)}")
     ratio, added = result["throughput_ratio"], result["added_p50_ms"]
-    print(f"(b)/(a) throughput {ratio:.3f} (target >= 0.9)   added p50 {added:+.1f} ms (target <= 5 ms)")
+    print(f"(b)/(a) throughput {ratio:.3f} (target >= 1.0)   added p50 {added:+.1f} ms (target <= 5 ms)")
+    if "throughput_ratio_before" in result:
+        print(f"before: (b)/(a) throughput {result['throughput_ratio_before']:.3f}   added p50 "
+              f"{result['added_p50_ms_before']:+.1f} ms")  # fmt: skip
     one = result["concurrency_1"]
-    print(
-        f"one request at a time: plain p50 {one['plain_litellm_p50_ms']:.1f} ms, composite direct p50 "
-        f"{one['composite_direct_p50_ms']:.1f} ms, added {one['added_p50_ms']:+.1f} ms"
-    )
+    each = [f"{n} {one[f'{n}_p50_ms']:.1f} ms ({one[f'{n}_cpu_ms_per_request']:.1f})" for n in single]
+    print(f"one request at a time, p50 (server CPU ms per request): {', '.join(each)}; "
+          f"composite adds {one['added_p50_ms']:+.1f} ms")  # fmt: skip
     print(f"errors {result['errors']}")
 
 
