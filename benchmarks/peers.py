@@ -510,6 +510,22 @@ def find_optillm(given: str | None) -> str | None:
     return shutil.which("optillm")
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -518,9 +534,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--delay", type=float, default=0.3, help="the upstream's delay in seconds (0.3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all servers (default 3)")
-    parser.add_argument("--singles", type=int, default=5, help="one-at-a-time requests per figure (5)")
+    parser.add_argument("--delay", type=non_negative, default=0.3, help="upstream delay, seconds (0.3)")
+    parser.add_argument("--rounds", type=positive, default=3, help="rounds over all servers (default 3)")
+    parser.add_argument("--singles", type=positive, default=5, help="one-at-a-time requests per figure (5)")
     parser.add_argument("--optillm", help=f"the optillm command (default {OPTILLM_DEFAULT}, else PATH)")
     parser.add_argument(
         "--before", metavar="CHECKOUT", help="add a column: composite serve from this older checkout"
