@@ -14,6 +14,12 @@ from composite_cli.engine.library import ModeLibrary
 from composite_cli.serve import config
 from composite_cli.serve.errors import ServeError
 
+# LiteLLM's usage-based-routing-v2 makes its Redis sync coroutine when a Router is built outside
+# a running loop (as these tests build theirs) and never awaits it; with no Redis there is nothing to sync.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:coroutine 'BaseRoutingStrategy.periodic_sync_in_memory_spend_with_redis' was never awaited"
+)
+
 
 def _merged(
     model_list: list[dict[str, Any]], modes: tuple[str, ...] = ("direct", "moa"), **more: Any
@@ -154,12 +160,16 @@ def _run_direct(tmp_path: Path, alias: dict[str, Any], times: int, stream: bool 
 
 def test_an_internal_call_to_a_router_group_obeys_its_rpm(routed: Any, tmp_path: Path):
     """issue 16: `rpm: 2` on a group let 8 internal calls through in a minute (calls skipped the router)."""
-    routed.router = _router([_limited(2)], routing_strategy="usage-based-routing")
-    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 4)
-    texts = [getattr(r, "text", None) for r in results]
-    assert texts[:2] == ["from the router", "from the router"]  # the deployment's parameters: it went there
-    # LiteLLM's "no deployments available" (the proxy answers it with 429)
-    assert [type(r).__name__ for r in results[2:]] == ["RouterRateLimitError"] * 2
+    # usage-based-routing-v2 counts a call as it starts; the older strategy counts it in a task
+    # after the answer, which a caller that goes on at once can outrun
+    routed.router = _router([_limited(2)], routing_strategy="usage-based-routing-v2")
+    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 6)
+    answered = [r.text for r in results if not isinstance(r, Exception)]
+    # the deployment's parameters answered: the calls went through the router; at most `rpm` of them
+    # (in memory, without Redis, LiteLLM's v2 counter lets one fewer through)
+    assert answered[0] == "from the router" and 1 <= len(answered) <= 2, results
+    # the rest: LiteLLM's "no deployments available" (the proxy answers it with 429)
+    assert [type(r).__name__ for r in results[len(answered) :]] == ["RateLimitError"] * (6 - len(answered))
 
 
 def test_a_streamed_internal_call_goes_through_the_router(routed: Any, tmp_path: Path):
@@ -207,3 +217,18 @@ def test_the_cache_hit_hook_is_listed_only_when_the_cache_is_on():
 
     module, _, name = config.CACHE_HOOK.rpartition(".")
     assert type(getattr(importlib.import_module(module), name)).__name__ == "CacheHitRuns"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("router_settings: {model_group_alias: [a, b]}\n", "router_settings.model_group_alias"),
+        ("litellm_settings: {cache: true, callbacks: {a: 1}}\n", "litellm_settings.callbacks"),
+    ],
+)
+def test_a_bad_field_the_merge_reads_is_one_line_naming_file_and_field(tmp_path: Path, text: str, field: str):
+    path = tmp_path / "litellm.yaml"
+    path.write_text(text)
+    with pytest.raises(ServeError) as caught:
+        config.read_litellm_config(path)
+    assert str(caught.value).startswith(f"{path}: {field}: must be")

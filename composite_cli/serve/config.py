@@ -177,6 +177,12 @@ def read_litellm_config(path: Path) -> dict[str, Any]:
     for key in ("litellm_settings", "general_settings", "router_settings"):
         if key in data and data[key] is not None and not isinstance(data[key], dict):
             raise ServeError(f"{path}: {key}: must be a mapping")
+    router = data.get("router_settings") or {}
+    if not isinstance(router.get("model_group_alias") or {}, dict):
+        raise ServeError(f"{path}: router_settings.model_group_alias: must be a mapping (alias: model group)")
+    callbacks = (data.get("litellm_settings") or {}).get("callbacks")
+    if callbacks is not None and not isinstance(callbacks, (list, str)):
+        raise ServeError(f"{path}: litellm_settings.callbacks: must be a list of callback names")
     if data.get("include"):
         # the merged file lives elsewhere: make the included files' paths absolute
         data["include"] = [str((path.parent / str(p)).resolve()) for p in data["include"]]
