@@ -363,6 +363,95 @@ def print_profiles(profiles: dict[str, dict[str, float]]) -> None:
         print(f"{key:<52}" + "".join(f"{profiles[n].get(key, 0.0):14.2f}" for n in names))
 
 
+# -- layers (--layers): one LiteLLM pass against composite's run, in-process -----------------------------
+
+
+def run_layers(rounds: int, requests: int) -> dict[str, float]:
+    """CPU ms per request (median of `rounds`) of: one LiteLLM pass (its mock, no HTTP); the mode
+    `direct` through LiteLLM's `composite` provider, as the proxy calls it (the outer pass, the run,
+    the inner pass), with the serve handler (internal calls are sub-calls) and with the plain
+    provider (every call logged); composite's run alone (the model call answered at once)."""
+    work = Path(tempfile.mkdtemp(prefix="serve-layers-"))
+    from composite_cli import calls
+    from composite_cli.config import Profile, Settings
+    from composite_cli.engine.runtime import RunRequest
+    from composite_cli.litellm_loader import add_custom_provider, get_litellm
+    from composite_cli.provider import CompositeLLM, fill_response
+    from composite_cli.serve.handler import ServeCompositeLLM
+
+    litellm = get_litellm()
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class ProxyHook(CustomLogger):  # stands for the proxy's own hooks: LiteLLM logs every call
+        pass
+
+    ProxyHook.__module__ = "litellm.proxy.hooks.bench"
+    litellm.callbacks = [ProxyHook()]
+    alias = {"model": "openai/fake", "mock_response": "Paris.", "api_key": UPSTREAM_KEY,
+             "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}  # fmt: skip
+    settings = Settings(profile=Profile("bench", {"*": alias}), db_path=work / "traces.db")
+    handlers = {"serve": ServeCompositeLLM(source="serve"), "plain": CompositeLLM(source="proxy")}
+    for handler in handlers.values():
+        handler._settings = settings
+    answer = litellm.ModelResponse(
+        model="fake",
+        choices=[
+            {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}
+        ],
+        usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
+    )
+    answer._hidden_params["response_cost"] = 3e-06
+
+    async def instant(**kwargs: Any) -> Any:
+        return answer
+
+    async def one_pass() -> Any:
+        return await litellm.acompletion(messages=MESSAGES, **alias)
+
+    def through(handler: CompositeLLM) -> Any:
+        async def request() -> Any:
+            add_custom_provider(litellm, "composite", handler)
+            return await litellm.acompletion(model="composite/direct", messages=MESSAGES)
+
+        return request
+
+    async def run_only() -> Any:
+        calls.use_dispatch(instant)
+        try:
+            runner = handlers["serve"].runner
+            result = await runner.run("direct", RunRequest(messages=list(MESSAGES), source="serve"))
+        finally:
+            calls.use_dispatch(None)
+        return fill_response(litellm.ModelResponse(), "direct", [result])
+
+    steps = {
+        "one LiteLLM pass (litellm.acompletion, mock answer)": one_pass,
+        "composite/direct, serve handler (calls are sub-calls)": through(handlers["serve"]),
+        "composite/direct, every call logged (before)": through(handlers["plain"]),
+        "composite's run alone (the call answered at once)": run_only,
+    }
+
+    async def main() -> dict[str, float]:
+        for step in steps.values():
+            for _ in range(30):
+                await step()
+        spent: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(rounds):
+            for name, step in steps.items():
+                t0 = time.process_time()
+                for _ in range(requests):
+                    await step()
+                spent[name].append((time.process_time() - t0) * 1000 / requests)
+            await asyncio.sleep(0.2)  # let the logging tasks of the round finish inside it
+        return {name: statistics.median(values) for name, values in spent.items()}
+
+    try:
+        return asyncio.run(main())
+    finally:
+        for handler in handlers.values():
+            handler.runner.close()
+
+
 # -- main -----------------------------------------------------------------------------------------------
 
 
@@ -390,11 +479,24 @@ def main() -> None:
         default=None,
         help="also serve composite from this checkout (same venv, PYTHONPATH) in the same rounds",
     )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="no servers: CPU per request of one LiteLLM pass, of composite/direct through LiteLLM's "
+        "provider (the proxy's path without HTTP) and of composite's run alone, in this process",
+    )
     parser.add_argument("--single", type=int, default=100, help="requests one at a time (default 100)")
     parser.add_argument("--upstream", nargs=2, metavar=("PORT", "DELAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
         run_upstream(int(args.upstream[0]), float(args.upstream[1]))
+        return
+    if args.layers:
+        figures = run_layers(args.rounds * 2 + 1, 200)
+        print(f"CPU ms per request, in-process, median of {args.rounds * 2 + 1} rounds of 200 "
+              f"(load {os.getloadavg()[0]:.1f}):")  # fmt: skip
+        for name, ms in figures.items():
+            print(f"  {name:<56} {ms:6.2f}")
         return
 
     import yaml
