@@ -186,3 +186,63 @@ def test_workers_score_with_custom_scorers_and_the_environment_of_their_eval(
         )  # fmt: skip
         scored = rows(isolated_home / db, "select score, error from eval_results")
         assert scored == [(float(value), None)] * 4, scored
+
+
+def test_ctrl_c_to_the_process_group_stops_cleanly_and_resume_finishes(isolated_home: Path):
+    """Ctrl-C as a terminal sends it: to `composite` and its workers at once. No traceback from any
+    process, exit 130, the eval `interrupted` with what finished; the resume runs the rest once."""
+    (isolated_home / "composite.yaml").write_text(
+        'profile: slow\nprofiles:\n  slow:\n    "*": {model: openai/gpt-4o-mini, mock_response: Paris, '
+        "mock_delay: 0.5}\n",
+        encoding="utf-8",
+    )
+    many = [{"id": f"k{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(40)]
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in many), encoding="utf-8")
+    db = isolated_home / "traces.db"
+    parent = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("composite")),
+            "eval",
+            "e.jsonl",
+            "-m",
+            "direct",
+            "-c",
+            "2",
+            "-w",
+            "2",
+        ],
+        cwd=isolated_home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        # a suite started in the background passes SIGINT on ignored; a terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
+        while time.monotonic() < deadline:
+            if (
+                db.exists()
+                and rows(db, "select count(*) from sqlite_master where name = 'eval_results'")[0][0]
+            ):
+                if rows(db, "select count(*) from eval_results")[0][0] >= 2:
+                    break
+            assert parent.poll() is None, "the eval ended before Ctrl-C"
+            time.sleep(0.2)
+        workers = {r[0] for r in rows(db, "select distinct pid from runs")} - {parent.pid}
+        os.killpg(parent.pid, signal.SIGINT)
+        _out, err = parent.communicate(timeout=300)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "Resume with: composite eval --resume" in err
+    assert not any(_alive(pid) for pid in workers)
+    assert rows(db, "select status from eval_runs") == [("interrupted",)]
+    assert rows(db, "select count(*) from eval_results")[0][0] < 40
+    assert not rows(db, "select id from runs where status = 'running'")
+    cli("eval", "--resume", "latest", "--workers", "2", "-q")
+    assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
+    assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(40,)]

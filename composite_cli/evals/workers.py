@@ -9,10 +9,11 @@ Workers claim the next case from a shared counter, so a slow case never leaves a
 another has a queue. They tell the parent when a case starts and ends; the parent's progress (bars,
 lines, ETA, the TUI) is the same as for one process.
 
-Stopping: Ctrl-C reaches every process of the terminal's group; `stop()` (or the parent being
-cancelled) sends each worker `stop`; a worker whose parent is gone (kill -9) sees its pipe close.
-Either way a worker cancels its cases (their runs are recorded interrupted), commits its finished
-rows and exits, so `--resume` runs exactly what is missing.
+Stopping: a worker ignores Ctrl-C (the terminal sends it to the whole process group) and stops
+when its parent says so: the parent, cancelled by Ctrl-C or `stop()`, sends each worker `stop`; a
+worker whose parent is gone (kill -9) sees its pipe close; SIGTERM stops it too. Either way a
+worker cancels its cases (their runs are recorded interrupted), commits its finished rows and
+exits, so `--resume` runs exactly what is missing.
 """
 
 from __future__ import annotations
@@ -213,6 +214,9 @@ def worker_main(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) ->
     told to stop; say `failed` (one line) when something other than a case goes wrong."""
     from composite_cli.errors import one_line
 
+    # Ctrl-C is the parent's to handle (it stops every worker, and only once each): never a
+    # KeyboardInterrupt traceback from a worker, whatever it is doing when the key is pressed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         asyncio.run(_work(job, pipe, counter))
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which reports it as one line
@@ -249,8 +253,7 @@ async def _work(job: WorkerJob, pipe: Connection, counter: Synchronized[int]) ->
             loop.remove_reader(pipe.fileno())
             stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop)
+    loop.add_signal_handler(signal.SIGTERM, stop)
     loop.add_reader(pipe.fileno(), parent_said)
     runner = Runner(job.settings, content=job.content)
     try:
