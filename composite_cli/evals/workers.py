@@ -83,10 +83,8 @@ async def run_in_workers(
     scorers = sorted({case.scorer for case, _, _ in items if is_dotted_path(case.scorer)})
     evals.progress.slots = max(slots, workers)
     loop = asyncio.get_running_loop()
-    pipes: list[Connection] = []
-    processes = []
-    for number in range(workers):
-        job = WorkerJob(
+    jobs = [
+        WorkerJob(
             number=number,
             settings=evals.runner.settings,
             eval_settings=evals.settings,
@@ -97,14 +95,17 @@ async def run_in_workers(
             environ=dict(os.environ),
             custom_scorers=scorers,
         )
-        mine, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(
-            target=worker_main, args=(job, theirs, counter), name=f"composite-eval-worker-{number}"
-        )
-        process.start()
-        theirs.close()
-        pipes.append(mine)
-        processes.append(process)
+        for number in range(workers)
+    ]
+    # Started in a thread: the first start waits for the fork server to import LiteLLM (seconds),
+    # and meanwhile the progress display keeps ticking and Ctrl-C is heard.
+    starting = asyncio.ensure_future(asyncio.to_thread(_start_all, ctx, jobs, counter))
+    try:
+        pipes, processes = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        pipes, processes = await starting  # let the starts finish, then stop every worker
+        _stop(pipes, processes)
+        raise
     listener = _Listener(evals, items, pipes, loop)
     try:
         await listener.ended
@@ -122,6 +123,22 @@ async def run_in_workers(
     ]
     if failures:
         raise EvalWorkerFailed("eval worker failed: " + "; ".join(failures))
+
+
+def _start_all(ctx: Any, jobs: list[WorkerJob], counter: Any) -> tuple[list[Connection], list[Any]]:
+    """Start a worker process per job; the parent's ends of their pipes, and the processes."""
+    pipes: list[Connection] = []
+    processes = []
+    for job in jobs:
+        mine, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(
+            target=worker_main, args=(job, theirs, counter), name=f"composite-eval-worker-{job.number}"
+        )
+        process.start()
+        theirs.close()
+        pipes.append(mine)
+        processes.append(process)
+    return pipes, processes
 
 
 def _context() -> Any:
