@@ -125,10 +125,15 @@ async def test_a_budget_keeps_litellms_logging(litellm, monkeypatch):
 
 async def test_litellm_cache_hit_is_marked_cached_in_the_record(litellm, monkeypatch):
     """An internal call LiteLLM's own cache answered is marked cached, as composite's cache hits are."""
-    monkeypatch.setattr(litellm, "cache", litellm.Cache(type="local"))
+    cache = litellm.Cache(type="local")
+    monkeypatch.setattr(litellm, "cache", cache)
     events: list[Event] = []
     host = _host(events)
     first = await complete(host, _request())
+    for _ in range(500):  # LiteLLM stores the answer in a task of its own: wait for that (bounded)
+        if cache.cache.cache_dict:
+            break
+        await asyncio.sleep(0.01)
     second = await complete(host, _request())
     assert first.cached is False
     assert second.cached is True and second.text == "Paris."
