@@ -232,3 +232,18 @@ def test_a_bad_field_the_merge_reads_is_one_line_naming_file_and_field(tmp_path:
     with pytest.raises(ServeError) as caught:
         config.read_litellm_config(path)
     assert str(caught.value).startswith(f"{path}: {field}: must be")
+
+
+async def test_the_cache_hook_leaves_answers_it_does_not_own():
+    """Only a cache hit on a mode becomes a run (the two-instance test covers that one)."""
+    from composite_cli.litellm_loader import get_litellm
+    from composite_cli.serve.cache_runs import CacheHitRuns
+
+    litellm = get_litellm()
+    fresh = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": "x"}, "index": 0}])
+    fresh.composite = {"run_id": "r1", "mode": "direct"}
+    theirs = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": "x"}, "index": 0}])
+    theirs._hidden_params["cache_hit"] = True  # a user's own model answered from the cache
+    hook = CacheHitRuns()
+    assert await hook.async_post_call_success_hook({"model": "direct"}, None, fresh) is None
+    assert await hook.async_post_call_success_hook({"model": "gpt-4o"}, None, theirs) is None

@@ -44,13 +44,15 @@ def is_cache_hit(response: Any) -> bool:
     return isinstance(hidden, dict) and hidden.get("cache_hit") is True
 
 
-def _message(response: Any) -> dict[str, Any]:
-    try:
-        message = response.choices[0].message
-    except (AttributeError, IndexError, TypeError):
-        return {}
+def _first_choice(response: Any) -> Any:
+    choices = getattr(response, "choices", None)
+    return choices[0] if isinstance(choices, list) and choices else None
+
+
+def _message(choice: Any) -> dict[str, Any]:
+    message = getattr(choice, "message", None)
     dump = getattr(message, "model_dump", None)
-    return dump() if callable(dump) else dict(message) if isinstance(message, dict) else {}
+    return dump() if callable(dump) else {}
 
 
 def _tokens(response: Any) -> tuple[int, int]:
@@ -65,13 +67,10 @@ def cache_hit_events(block: dict[str, Any], data: dict[str, Any], response: Any,
     mode = str(block.get("mode") or data.get("model") or "")
     raw = data.get("messages")
     messages: list[dict[str, Any]] = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
-    message = _message(response)
+    choice = _first_choice(response)
+    message = _message(choice)
     prompt, completion = _tokens(response)
-    finish = None
-    try:
-        finish = response.choices[0].finish_reason
-    except (AttributeError, IndexError, TypeError):
-        pass
+    finish = getattr(choice, "finish_reason", None)
     text = message.get("content") if isinstance(message.get("content"), str) else None
     record = CallRecord(
         id=new_id(),
