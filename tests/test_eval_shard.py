@@ -175,6 +175,21 @@ def test_shards_that_do_not_belong_together_are_refused_in_one_line(isolated_hom
     assert "shard 2/3 given twice" in refused("s1", "s2", "s2", "s3")
     assert "no sharded eval in it" in refused("s1", "s2", "s3", "plain")
     assert "no trace database at" in refused("s1", "s2", "nope")
+    # a database is input like any other: tampered rows are refused by field, never a traceback
+    tampered = isolated_home / "tampered.db"
+    for sql, expected in (
+        ("update eval_runs set settings = json_set(settings, '$.shard.index', '2')", "shard: expected index"),
+        ("update eval_results set mode = 'nope' where rowid = 1", "mode: 'nope' is not one of"),
+        ("update eval_results set repeat = 7 where rowid = 1", "repeat: expected a whole number from 0 to 0"),
+        ("update eval_results set case_id = 'c00' where rowid = 1", "case_id: 'c00' is not in this shard"),
+        ("update eval_runs set settings = '{not json'", "unreadable settings or modes"),
+    ):
+        tampered.unlink(missing_ok=True)
+        with sqlite3.connect(db["s2"]) as source, sqlite3.connect(tampered) as conn:
+            source.backup(conn)
+            conn.execute(sql)
+        db["tampered"] = tampered
+        assert expected in refused("s1", "tampered", "s3"), sql
     # a shard left `running` (its process killed, the file copied before anything reopened it)
     with sqlite3.connect(db["s3"]) as conn:
         conn.execute("update eval_runs set status = 'running'")

@@ -130,7 +130,7 @@ def _complete_set(found: list[StoredEval]) -> list[StoredEval]:
     for index, stored in enumerate(shards, 1):
         ids = stored.settings.get("case_ids")
         expected = len(range(index - 1, selected, count))
-        if not isinstance(ids, list) or len(ids) != expected:
+        if not isinstance(ids, list) or len(ids) != expected or not all(isinstance(i, str) for i in ids):
             raise ShardsMismatch(
                 f"{_describe(stored)}: its saved selection is not shard {index}/{count} of "
                 f"{selected} cases ({expected} cases expected)"
@@ -152,6 +152,25 @@ def _mismatch(first: StoredEval, other: StoredEval, what: str, mine: Any, theirs
         f"{_describe(other)} is not a shard of the same eval as {_describe(first)}: "
         f"{what} differs ({show(mine)} vs {show(theirs)})"
     )
+
+
+def _modes(stored: StoredEval) -> list[str]:
+    if not all(isinstance(m, str) for m in stored.modes):
+        raise ShardsMismatch(f"{_describe(stored)}: saved modes: expected a list of mode names")
+    return list(stored.modes)
+
+
+def _bad_result(row: dict[str, Any], cases: set[str], modes: list[str], repeats: Any) -> str | None:
+    """What is wrong with a shard's result row (a database can come from anywhere), or None."""
+    if row.get("case_id") not in cases:
+        return f"case_id: {row.get('case_id')!r} is not in this shard's selection"
+    if row.get("mode") not in modes:
+        return f"mode: {row.get('mode')!r} is not one of the eval's modes ({', '.join(modes)})"
+    repeat = row.get("repeat")
+    limit = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) else 1
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 0 <= repeat < limit:
+        return f"repeat: expected a whole number from 0 to {limit - 1}, got {repeat!r}"
+    return None
 
 
 def merged_eval_id(shard_ids: list[str]) -> str:
@@ -184,14 +203,14 @@ def _merged(shards: list[StoredEval]) -> tuple[dict[str, Any], list[dict[str, An
         "pid": None,
     }
     results = []
+    modes = _modes(first)
+    repeats = first.settings.get("repeats", 1)
     for stored in shards:
         own = set(stored.settings["case_ids"])
         for row in stored.results:
-            if row.get("case_id") not in own:
-                raise ShardsMismatch(
-                    f"{_describe(stored)}: result {row.get('id')} is for case {row.get('case_id')!r}, "
-                    "which is not in this shard's selection"
-                )
+            problem = _bad_result(row, own, modes, repeats)
+            if problem:
+                raise ShardsMismatch(f"{_describe(stored)}: result {row.get('id')!r}: {problem}")
             merged = dict(row)
             merged["id"] = result_id(eval_run_id, str(row["case_id"]), str(row["mode"]), int(row["repeat"]))
             merged["eval_run_id"] = eval_run_id
