@@ -147,3 +147,39 @@ async def test_the_sub_call_names_the_request_as_its_parent(serve_provider: Any)
         calls.use_dispatch(None)
     assert seen == [(True, response._hidden_params["litellm_call_id"])]
     assert is_internal_call.get() is False  # the request's own context is left as it was
+
+
+async def test_a_router_groups_rpm_still_holds_for_sub_calls(tmp_path: Path):
+    """Internal calls through the proxy's router (serve/router_dispatch) are sub-calls too: the
+    router still counts them against its deployment's rpm."""
+    from composite_cli import calls, faults
+    from composite_cli.serve.handler import ServeCompositeLLM
+    from composite_cli.serve.router_dispatch import RouterDispatch
+
+    faults.register(litellm)
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "limited", "litellm_params": {"model": "dry/mock", "answer": "routed", "rpm": 2}}
+        ],
+        num_retries=0,
+        routing_strategy="usage-based-routing-v2",
+    )
+    handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
+    profile = Profile("p", {"*": {"model": "limited", "max_retries": 0}})
+    handler.use_settings(Settings(profile=profile, db_path=tmp_path / "t.db"))
+    before = list(litellm.custom_provider_map or [])
+    add_custom_provider(litellm, "composite", handler)
+    calls.use_dispatch(RouterDispatch(lambda: router))
+    answered, refused = [], []
+    try:
+        for _ in range(5):
+            try:
+                answered.append((await _ask()).choices[0].message.content)
+            except Exception as exc:  # the test looks at what refused it
+                refused.append(type(exc).__name__)
+    finally:
+        calls.use_dispatch(None)
+        litellm.custom_provider_map = before
+        handler.runner.close()
+    assert answered and set(answered) == {"routed"} and len(answered) <= 2, (answered, refused)
+    assert refused and len(answered) + len(refused) == 5
