@@ -307,6 +307,7 @@ def test_the_response_cache_is_shared_and_a_hit_is_a_cached_run(servers: list[Se
     assert again.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
     original = first.headers["x-composite-run-id"]
     hit = again.headers["x-composite-run-id"]  # the cache hit is a run of its own, in b's trace
+    assert again.headers["x-composite-status"] == "ok"
     block = again.json()["composite"]
     assert hit != original and again.json()["id"] == f"chatcmpl-{hit}"
     assert (block["run_id"], block["cached"], block["cached_from"], block["calls"]) == (

@@ -146,6 +146,11 @@ class CacheHitRuns(CustomLogger):
         info.pop("run_ids", None)
         response.composite = info
         response.id = response_id(run_id)
+        # the headers a mode's answer carries (the proxy prefixes them; the edge sends them plain)
+        hidden = response._hidden_params
+        headers = dict(hidden.get("additional_headers") or {})
+        headers.update({"x-composite-run-id": run_id, "x-composite-status": "ok"})
+        hidden["additional_headers"] = headers
         return response
 
 
