@@ -25,7 +25,8 @@ shared machine hits all of them; the table shows the medians over the rounds:
   - streaming: time to the first chunk with content, and how many chunks carried content;
   - server CPU per request: utime + stime of the server's process tree (/proc/<pid>/stat) over a
     batch of requests at concurrency 8, less the server's idle CPU over the same time;
-  - throughput at concurrency 16.
+  - throughput at concurrency 16, with the CPU share the server's process tree got meanwhile
+    (on a machine busy with other jobs, a server bound by its CPU runs at that share).
 
 optillm is not a dependency of composite. Install it in its own venv, without its declared
 dependencies (they include torch and transformers, which its proxy and MoA do not import); the
@@ -412,11 +413,15 @@ def measure_round(servers: Sequence[Server], upstream: str, singles: int, figure
             ok = sum(a.ok for a in answers)
             _note(figures, server.name, f"{kind}_cpu_ms", [1000 * used / ok if ok else None])
         for server, model in serving:
+            assert server.proc is not None
+            before = tree_cpu(server.proc.pid)
             answers, wall = asyncio.run(
                 batch(server, model, THROUGHPUT_CONCURRENCY * 6, THROUGHPUT_CONCURRENCY)
             )
+            cores = (tree_cpu(server.proc.pid) - before) / wall  # the CPU share it got meanwhile
             errors += count_failed(answers, f"{kind} throughput", server)
             _note(figures, server.name, f"{kind}_throughput_rps", [sum(a.ok for a in answers) / wall])
+            _note(figures, server.name, f"{kind}_throughput_cores", [cores])
     return errors
 
 
@@ -457,8 +462,8 @@ ROWS: list[tuple[str, Sequence[str], Callable[[dict[str, float]], str]]] = [
     ),
     (
         f"throughput, MoA at concurrency {THROUGHPUT_CONCURRENCY}",
-        ("moa_throughput_rps",),
-        lambda m: f"{m['moa_throughput_rps']:.1f} req/s",
+        ("moa_throughput_rps", "moa_throughput_cores"),
+        lambda m: f"{m['moa_throughput_rps']:.1f} req/s ({m['moa_throughput_cores']:.2f} cores busy)",
     ),
     (
         "one direct request, wall",
@@ -478,8 +483,8 @@ ROWS: list[tuple[str, Sequence[str], Callable[[dict[str, float]], str]]] = [
     ),
     (
         f"throughput, direct at concurrency {THROUGHPUT_CONCURRENCY}",
-        ("direct_throughput_rps",),
-        lambda m: f"{m['direct_throughput_rps']:.1f} req/s",
+        ("direct_throughput_rps", "direct_throughput_cores"),
+        lambda m: f"{m['direct_throughput_rps']:.1f} req/s ({m['direct_throughput_cores']:.2f} cores busy)",
     ),
 ]
 

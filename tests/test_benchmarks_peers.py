@@ -97,9 +97,9 @@ def test_table_rows_cells_and_missing_servers(peers: ModuleType) -> None:
         "optillm": {
             "moa_wall_ms": 938.4, "moa_calls": 3, "moa_rounds": 3, "moa_beyond_upstream_ms": 30.2,
             "moa_stream_first_content_ms": 940, "moa_stream_content_chunks": 1,
-            "direct_cpu_ms": 30.04, "moa_cpu_ms": 36.0, "moa_throughput_rps": 15.0,
+            "direct_cpu_ms": 30.04, "moa_cpu_ms": 36.0, "moa_throughput_rps": 15.0, "moa_throughput_cores": 0.5,
         },
-        "plain LiteLLM proxy": {"direct_cpu_ms": 10.0, "direct_throughput_rps": 50.0},
+        "plain LiteLLM proxy": {"direct_cpu_ms": 10.0, "direct_throughput_rps": 50.0, "direct_throughput_cores": 0.5},
     }  # fmt: skip
     lines = peers.table(med, ["optillm", "composite", "plain LiteLLM proxy"], 0.3)
     assert lines[0] == "| same upstream, 300 ms per call | optillm | composite | plain LiteLLM proxy |"
@@ -112,7 +112,12 @@ def test_table_rows_cells_and_missing_servers(peers: ModuleType) -> None:
     ]
     assert rows["streaming MoA, time to first content"][0] == "940 ms (1 content chunk)"
     assert rows["server CPU per request, direct / MoA"] == ["30.0 / 36.0 ms", "not installed", "10.0 / n/a"]
-    assert rows["throughput, direct at concurrency 16"] == ["n/a", "not installed", "50.0 req/s"]
+    assert rows["throughput, direct at concurrency 16"] == [
+        "n/a",
+        "not installed",
+        "50.0 req/s (0.50 cores busy)",
+    ]
+    assert rows["throughput, MoA at concurrency 16"][0] == "15.0 req/s (0.50 cores busy)"
     assert len(rows) == len(peers.ROWS)
 
 
