@@ -502,3 +502,21 @@ def test_config_and_mode_files_share_one_set_of_field_checks() -> None:
     assert str(err) == "composite.yaml:1: profile: must be a profile name"
     err = config_error("no_content: 3\n")
     assert str(err) == "composite.yaml:1: no_content: must be true or false"
+
+
+def test_resolved_parameters_are_fresh_copies_down_to_nested_values():
+    """A caller (or LiteLLM) changing what `resolve`/`candidates` returned never changes the profile."""
+    from composite_cli.config import Profile
+
+    profile = Profile(
+        "p", {"a": [{"model": "openai/x", "extra_headers": {"h": "1"}, "stop": ["s"]}, {"model": "b"}]}
+    )
+    first = profile.resolve("a")
+    first["extra_headers"]["h"] = "changed"
+    first["stop"].append("t")
+    first["model"] = "other"
+    profile.candidates("a")[1]["model"] = "c"
+    assert profile.candidates("a") == [
+        {"model": "openai/x", "extra_headers": {"h": "1"}, "stop": ["s"]},
+        {"model": "b"},
+    ]

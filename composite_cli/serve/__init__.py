@@ -10,6 +10,8 @@ Modules, one job each:
                    the /composite/ introspection API
     introspection  the /composite/ API: modes, traces, metrics
     metrics        the SELECTs behind /composite/metrics/summary
+    router_dispatch  internal calls whose model is a group of the proxy's router go through it
+    cache_runs     a proxy cache hit on a mode is recorded as a run (and named in the response)
     app            the app factory each uvicorn worker calls
     server         options → environment, uvicorn (workers, grace period), shutdown
 
