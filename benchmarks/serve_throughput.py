@@ -619,6 +619,12 @@ def main() -> None:
         result[f"added_p50_ms{label}"] = statistics.median(
             d["p50_ms"] - p["p50_ms"] for d, p in zip(runs[name], runs["plain"], strict=True)
         )
+        # (a)'s CPU per request over (b)'s: the throughput ratio of a CPU-bound server on a quiet
+        # machine (on a busy one, a process with more runnable threads gets more of the CPU)
+        result[f"cpu_ratio{label}"] = statistics.median(
+            p["cpu_ms_per_request"] / d["cpu_ms_per_request"]
+            for d, p in zip(runs[name], runs["plain"], strict=True)
+        )
     result["concurrency_1"] = {f"{name}_p50_ms": single[name]["p50_ms"] for name in single} | {
         f"{name}_cpu_ms_per_request": single[name]["cpu_ms_per_request"] for name in single
     }
@@ -636,9 +642,12 @@ def main() -> None:
     print(f"    composite serve moa-v1  {line(m)}")
     ratio, added = result["throughput_ratio"], result["added_p50_ms"]
     print(f"(b)/(a) throughput {ratio:.3f} (target >= 1.0)   added p50 {added:+.1f} ms (target <= 5 ms)")
+    print(f"(a)/(b) CPU per request {result['cpu_ratio']:.3f} (what (b)/(a) throughput is when both are "
+          "CPU-bound on a quiet machine)")  # fmt: skip
     if "throughput_ratio_before" in result:
         print(f"before: (b)/(a) throughput {result['throughput_ratio_before']:.3f}   added p50 "
-              f"{result['added_p50_ms_before']:+.1f} ms")  # fmt: skip
+              f"{result['added_p50_ms_before']:+.1f} ms   (a)/(b) CPU per request "
+              f"{result['cpu_ratio_before']:.3f}")  # fmt: skip
     one = result["concurrency_1"]
     each = [f"{n} {one[f'{n}_p50_ms']:.1f} ms ({one[f'{n}_cpu_ms_per_request']:.1f})" for n in single]
     print(f"one request at a time, p50 (server CPU ms per request): {', '.join(each)}; "
