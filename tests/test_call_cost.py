@@ -197,3 +197,35 @@ def test_trace_writes_arriving_together_share_one_transaction(tmp_path):
     with store.reader() as db:
         assert db.execute("select count(*) from call_cache").fetchone()[0] == 100
     store.close()
+
+
+def test_a_call_cache_miss_makes_no_query(tmp_path):
+    """The cache's keys are in memory: a request never stored is a miss without a SELECT on the
+    event loop's thread; a stored one is found, whether stored before or after the first lookup,
+    by this process or (before it started looking) by another."""
+    from composite_cli.traces.cache import CallCache
+    from composite_cli.traces.store import TraceStore
+
+    earlier = TraceStore(tmp_path / "t.db")
+    CallCache(earlier).put("from-before", "m", {"message": {"content": "old"}})
+    earlier.close()
+
+    store = TraceStore(tmp_path / "t.db")
+    cache = CallCache(store)
+    cache.put("early", "m", {"message": {"content": "early"}})  # before any lookup
+    assert cache.get("absent-0") is None
+    statements: list[str] = []
+    assert cache._conn is not None
+    cache._conn.set_trace_callback(statements.append)
+    for i in range(1, 50):
+        assert cache.get(f"absent-{i}") is None
+    assert statements == []
+    store.flush()
+    cache.put("late", "m", {"message": {"content": "late"}})
+    store.flush()
+    assert cache.get("from-before") == {"message": {"content": "old"}}
+    assert cache.get("early") == {"message": {"content": "early"}}
+    assert cache.get("late") == {"message": {"content": "late"}}
+    assert cache.misses == 50 and cache.hits == 3
+    cache.close()
+    store.close()
