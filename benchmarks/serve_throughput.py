@@ -9,7 +9,12 @@ A fake OpenAI-compatible upstream (its own process, loopback only) answers every
   (b) `composite serve`, mode `direct`, its profile mapping every alias to the same model;
   (c) `composite serve`, mode `moa-v1` (four upstream calls per request).
 Rounds alternate (a) and (b) so drift on a shared machine hits both; the medians are reported,
-with (b)/(a) throughput and the p50 latency (b) adds. Figures, not pass/fail: nothing asserts.
+with (b)/(a) throughput, the p50 latency (b) adds and each server's CPU per request (/proc).
+Figures, not pass/fail: nothing asserts.
+
+    python benchmarks/serve_throughput.py --before OLD_CHECKOUT   # (b) from an older checkout too
+    python benchmarks/serve_throughput.py --profile               # CPU per request by component (py-spy)
+    python benchmarks/serve_throughput.py --layers                # in-process: one LiteLLM pass vs composite
 """
 
 from __future__ import annotations
