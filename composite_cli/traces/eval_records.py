@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +159,9 @@ def finish_eval(store: TraceStore, eval_run_id: str, status: str, finished_at: s
 
 def record_eval_result(store: TraceStore, result: EvalResultRecord) -> None:
     """Record (or replace: the id is deterministic, so a rerun case replaces its error) one result."""
-    row = asdict(result)
-    store._submit(_INSERT_RESULT, [row[c] for c in RESULT_COLUMNS])
+    # getattr, not dataclasses.asdict, whose deep copy of every field cost 33 us per result against
+    # 1.3 us (timeit, load 7.4; issue 16)
+    store._submit(_INSERT_RESULT, [getattr(result, c) for c in RESULT_COLUMNS])
 
 
 def _read(store: TraceStore, sql: str, params: list[Any]) -> list[dict[str, Any]]:
