@@ -246,3 +246,34 @@ def test_ctrl_c_to_the_process_group_stops_cleanly_and_resume_finishes(isolated_
     cli("eval", "--resume", "latest", "--workers", "2", "-q")
     assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
     assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(40,)]
+
+
+def test_a_failing_worker_is_one_line_and_the_eval_an_error(isolated_home: Path, monkeypatch):
+    """A worker that cannot run (here: the custom scorer's module, loaded by the parent, is gone
+    when the worker loads it) is not a case's error: the eval ends `error`, with one line naming
+    the worker and why."""
+    import pytest
+
+    from composite_cli.evals.workers import EvalWorkerFailed
+
+    module = isolated_home / "gone_scorer.py"
+    module.write_text("def score(output, expected, case):\n    return 1.0\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(isolated_home))
+    plain = [{k: v for k, v in c.items() if k != "scorer"} for c in CASES]
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in plain), encoding="utf-8")
+    db = isolated_home / "traces.db"
+    runner = Runner(Settings(profile=SLOW, db_path=db))
+    try:
+        session = EvalSessions(runner).start(
+            "e.jsonl", ["direct"], limit=4, scorer="gone_scorer:score", workers=2
+        )
+        module.unlink()
+        with pytest.raises(EvalWorkerFailed) as failed:
+            asyncio.run(session.run())
+    finally:
+        runner.close()
+    message = str(failed.value)
+    assert message.startswith("eval worker failed: worker ") and "gone_scorer" in message, message
+    assert "\n" not in message
+    assert rows(db, "select status from eval_runs") == [("error",)]
+    assert rows(db, "select count(*) from eval_results") == [(0,)]
