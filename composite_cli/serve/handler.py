@@ -7,10 +7,10 @@ in its headers. The edge puts a `RunSlot` in a context variable for each request
 A run's model calls are LiteLLM sub-calls of the client's request (LiteLLM's `internal_sub_call`,
 "a nested call the parent call logs and bills") unless a callback the user configured is
 registered: the request's own `composite/<mode>` event is logged and billed once, with the run's
-summed cost, and LiteLLM skips the per-call success logging (standard logging payload, the proxy's
-hooks, spend rows) that nobody would read, and that billed every call a second time in a
-database's spend logs. With a callback of the user's (Langfuse, OpenTelemetry, their own class, in
-the LiteLLM config or added later), every internal call is logged as before, so it sees them all.
+summed cost, and LiteLLM skips the per-call success logging (its standard logging payload, the
+proxy's hooks: limiters, spend tracking) that only needs the request's. With a callback of the
+user's (Langfuse, OpenTelemetry, their own class, in the LiteLLM config or added later), every
+internal call is logged as before, so it sees them all.
 """
 
 from __future__ import annotations
