@@ -183,3 +183,44 @@ async def test_a_router_groups_rpm_still_holds_for_sub_calls(tmp_path: Path):
         handler.runner.close()
     assert answered and set(answered) == {"routed"} and len(answered) <= 2, (answered, refused)
     assert refused and len(answered) + len(refused) == 5
+
+
+async def test_a_failing_deployment_cools_down_for_sub_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Internal calls are sub-calls under the server (LiteLLM skips their per-call logging), and the
+    router still counts their failures: a deployment that fails is put in cooldown and the rest of
+    the requests go to the healthy one (without cooldowns, about half of them would fail)."""
+    from composite_cli import calls, faults
+    from composite_cli.serve.handler import CALLBACK_LISTS, ServeCompositeLLM
+    from composite_cli.serve.router_dispatch import RouterDispatch
+
+    faults.register(litellm)
+    for name in CALLBACK_LISTS:
+        monkeypatch.setattr(litellm, name, [])  # no user callback: every internal call is a sub-call
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "pool", "litellm_params": {"model": "faulty/a", "fault_rate": 1.0, "fault": "server_error"}},
+            {"model_name": "pool", "litellm_params": {"model": "dry/mock", "answer": "healthy"}},
+        ],
+        num_retries=0,
+        allowed_fails=0,
+        cooldown_time=600,
+    )  # fmt: skip
+    handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
+    handler.use_settings(
+        Settings(profile=Profile("p", {"*": {"model": "pool", "max_retries": 0}}), db_path=tmp_path / "t.db")
+    )
+    before = list(litellm.custom_provider_map or [])
+    add_custom_provider(litellm, "composite", handler)
+    calls.use_dispatch(RouterDispatch(lambda: router))
+    answered, failed = [], []
+    try:
+        for _ in range(12):
+            try:
+                answered.append((await _ask()).choices[0].message.content)
+            except Exception as exc:  # the test looks at what failed
+                failed.append(type(exc).__name__)
+    finally:
+        calls.use_dispatch(None)
+        litellm.custom_provider_map = before
+        handler.runner.close()
+    assert set(answered) == {"healthy"} and len(failed) <= 1, (answered, failed)

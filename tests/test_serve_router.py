@@ -4,8 +4,10 @@ entry, and internal calls go through the proxy's router when their model is one 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -13,6 +15,8 @@ import yaml
 from composite_cli.engine.library import ModeLibrary
 from composite_cli.serve import config
 from composite_cli.serve.errors import ServeError
+
+T = TypeVar("T")
 
 # LiteLLM's usage-based-routing-v2 makes its Redis sync coroutine when a Router is built outside
 # a running loop (as these tests build theirs) and never awaits it; with no Redis there is nothing to sync.
@@ -107,6 +111,19 @@ def _router(model_list: list[dict[str, Any]], **settings: Any) -> Any:
     return litellm.Router(model_list=model_list, num_retries=0, **settings)
 
 
+def _in_one_minute(routed: Any, make_router: Callable[[], Any], burst: Callable[[], T]) -> T:
+    """Run `burst` over a fresh router until one run starts and ends in the same calendar minute
+    (LiteLLM counts rpm per minute: a burst across the boundary starts counting again). A fresh
+    router has fresh counters, so nothing waits; the clock is only read, never measured."""
+    for _ in range(3):
+        routed.router = make_router()
+        minute = time.strftime("%H:%M")
+        result = burst()
+        if time.strftime("%H:%M") == minute:
+            return result
+    pytest.fail("three bursts in a row crossed a minute boundary")
+
+
 def _limited(rpm: int = 2) -> dict[str, Any]:
     return {
         "model_name": "limited",
@@ -162,8 +179,11 @@ def test_an_internal_call_to_a_router_group_obeys_its_rpm(routed: Any, tmp_path:
     """issue 16: `rpm: 2` on a group let 8 internal calls through in a minute (calls skipped the router)."""
     # usage-based-routing-v2 counts a call as it starts; the older strategy counts it in a task
     # after the answer, which a caller that goes on at once can outrun
-    routed.router = _router([_limited(2)], routing_strategy="usage-based-routing-v2")
-    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 6)
+    results = _in_one_minute(
+        routed,
+        lambda: _router([_limited(2)], routing_strategy="usage-based-routing-v2"),
+        lambda: _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 6),
+    )
     answered = [r.text for r in results if not isinstance(r, Exception)]
     # the deployment's parameters answered: the calls went through the router; at most `rpm` of them
     # (in memory, without Redis, LiteLLM's v2 counter lets one fewer through)
@@ -173,8 +193,11 @@ def test_an_internal_call_to_a_router_group_obeys_its_rpm(routed: Any, tmp_path:
 
 
 def test_a_streamed_internal_call_goes_through_the_router(routed: Any, tmp_path: Path):
-    routed.router = _router([_limited(1)], routing_strategy="usage-based-routing-v2")
-    results = _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 2, stream=True)
+    results = _in_one_minute(
+        routed,
+        lambda: _router([_limited(1)], routing_strategy="usage-based-routing-v2"),
+        lambda: _run_direct(tmp_path, {"model": "limited", "max_retries": 0}, 2, stream=True),
+    )
     assert results[0].text == "from the router"
     # v2 counts a call when it starts, a stream included (the older strategy counts a stream at its end)
     assert type(results[1]).__name__ == "RateLimitError"
