@@ -159,3 +159,8 @@ class TemplateRenderError(CompositeError):
 
 class LocalModelError(CompositeError):
     """The embedded model could not be found or loaded."""
+
+
+class PlotError(CompositeError):
+    """An eval chart cannot be written (an unknown file extension, a path that cannot be written,
+    or the plotting library not installed)."""
