@@ -54,7 +54,9 @@ MarkdownOption = Annotated[bool, typer.Option("--markdown", help="Print the repo
 TICK_S = 1.0  # how often the progress display looks at the clock (ETA, lines for slow modes)
 
 
-def _print_report(runner: Runner, eval_run_id: str, as_json: bool, markdown: bool) -> None:
+def _print_report(
+    runner: Runner, eval_run_id: str, as_json: bool, markdown: bool, plot: Path | None = None
+) -> None:
     from rich.console import Console
 
     from composite_cli.evals.report import build_report, render_markdown, render_text
@@ -68,6 +70,11 @@ def _print_report(runner: Runner, eval_run_id: str, as_json: bool, markdown: boo
         typer.echo(render_markdown(report))
     else:
         Console(width=max(100, Console().width)).print(render_text(report))
+    if plot is not None:
+        from composite_cli.evals.plot import write_plot
+
+        # on stderr: the report on stdout stays JSON or Markdown
+        typer.echo(f"Charts (quality vs cost, quality vs latency): {write_plot(report, plot)}", err=True)
 
 
 @app.command("run")
@@ -449,6 +456,15 @@ def report(
     ],
     as_json: JsonOption = False,
     markdown: MarkdownOption = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also write the quality-vs-cost and quality-vs-latency charts (95% CI whiskers, "
+            "Pareto front) to this .svg or .png file. Needs matplotlib (the `plot` extra).",
+            metavar="FILE",
+        ),
+    ] = None,
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
@@ -456,9 +472,13 @@ def report(
     from composite_cli.runner import Runner
 
     with cli_errors():
+        if plot is not None:
+            from composite_cli.evals.plot import check_path
+
+            check_path(plot)  # a bad path fails before the report is printed
         runner = Runner(settings_from(config, None, None, db))
         try:
-            _print_report(runner, _eval_id(runner, eval_run_id), as_json, markdown)
+            _print_report(runner, _eval_id(runner, eval_run_id), as_json, markdown, plot)
         finally:
             runner.close()
 
