@@ -70,6 +70,15 @@ def test_unknown_costs_are_said_on_the_cost_chart_not_drawn_as_zero():
     assert unknown_note(chart_points(some, "cost"), "cost") == "cost unknown (a model has no price): moa-v1"
 
 
+def test_hostile_mode_and_file_names_are_text_in_the_svg():
+    hostile = report()
+    hostile["modes"][0]["mode"] = "<script>alert(1)</script>&"
+    hostile["eval_run"]["file"] = "</svg><img src=x onerror=alert(1)>.jsonl"
+    svg = svg_text(hostile)
+    assert "<script" not in svg and "<img" not in svg
+    assert "<script>alert(1)</script>&" in texts(svg)
+
+
 def test_png_is_a_png(tmp_path: Path):
     out = write_plot(report(), tmp_path / "chart.PNG")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -115,3 +124,39 @@ def test_cli_eval_report_plot_writes_svg_and_png_and_refuses_bad_paths(isolated_
         assert refused.exit_code != 0
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and said in lines[0] and "Traceback" not in refused.output
+
+
+@pytest.fixture
+def dry_eval(isolated_home: Path) -> str:
+    """An eval of direct and moa on the dry profile in `isolated_home`; its id."""
+    (isolated_home / "composite.yaml").write_text(DRY, encoding="utf-8")
+    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in CASES), encoding="utf-8")
+    ran = CliRunner().invoke(app, ["eval", "e.jsonl", "--modes", "direct,moa", "--json"])
+    assert ran.exit_code == 0, ran.output
+    return str(json.loads(ran.stdout)["eval_run"]["id"])
+
+
+async def test_the_datasette_eval_run_page_shows_the_same_chart_inline(isolated_home: Path, dry_eval: str):
+    from datasette.app import Datasette
+
+    from composite_cli.datasette import plugin
+
+    eval_id = dry_eval
+    [db] = [p for p in isolated_home.rglob("*.db") if "traces" in p.name]
+    registered = plugin.register()
+    try:
+        ds = Datasette([str(db)])
+        await ds.invoke_startup()
+        name = db.stem
+        page = (await ds.client.get(f"/{name}/eval_runs/{eval_id}")).text
+        other = await ds.client.get(f"/{name}/eval_runs/nosuch")
+    finally:
+        if registered:
+            plugin.unregister()
+    chart = page[page.index('id="composite-eval-chart"') :]
+    svg = chart[chart.index("<svg") : chart.index("</svg>") + len("</svg>")]
+    words = texts(svg)
+    assert "quality vs cost" in words and "quality vs latency" in words
+    assert "direct" in words and "moa-v1" in words
+    assert f"composite eval report {eval_id} --plot chart.svg" in chart
+    assert other.status_code == 404  # Datasette's own answer for a missing row, not a chart error

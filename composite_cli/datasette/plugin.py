@@ -37,6 +37,7 @@ from composite_cli.datasette.timeline import (
     step_outputs,
 )
 from composite_cli.traces import page_queries
+from composite_cli.traces.reader import TraceReader
 
 PLUGIN_NAME = "composite"
 JSON_COLUMNS = frozenset({"request_json", "response_json", "params_json", "settings"})
@@ -303,6 +304,35 @@ async def _timeline_vars(datasette: Any, database: str, table: str, pk: str) -> 
     return found
 
 
+async def _eval_chart_vars(datasette: Any, database: str, eval_run_id: str) -> dict[str, Any]:
+    """An eval run's page: the quality-vs-cost and quality-vs-latency charts of
+    `composite eval report --plot`, inline SVG; or one line saying why there is none."""
+    import asyncio
+
+    from composite_cli.errors import CompositeError
+    from composite_cli.evals.plot import svg_text
+    from composite_cli.evals.report import build_report
+
+    path = datasette.databases[database].path
+    if not path:
+        return {}
+
+    def draw() -> str:
+        return svg_text(build_report(TraceReader(path).store, eval_run_id))
+
+    try:
+        svg = await asyncio.to_thread(draw)
+    except CompositeError as exc:  # no such eval run, matplotlib not installed, unreadable
+        return {
+            "composite_eval_chart_note": str(exc).replace(str(path), database),
+            "composite_eval_id": eval_run_id,
+        }
+    # matplotlib's SVG document, without its XML prolog and doctype, drawn in the page; matplotlib
+    # escapes every text it writes (mode and file names: tests/test_eval_plot.py, hostile names)
+    chart = Markup(svg[svg.index("<svg") :])  # noqa: S704
+    return {"composite_eval_chart": chart, "composite_eval_id": eval_run_id}
+
+
 @hookimpl
 def extra_template_vars(
     template: str,
@@ -318,9 +348,11 @@ def extra_template_vars(
 
     async def inner() -> dict[str, Any]:
         found: dict[str, Any] = {"composite_trace_db": True, "composite_legend": LEGEND}
-        if view_name == "row" and table in ("runs", "steps") and request is not None:
+        if view_name == "row" and table in ("runs", "steps", "eval_runs") and request is not None:
             pks = urlsafe_components(request.url_vars.get("pks", ""))
-            if len(pks) == 1 and pks[0]:
+            if len(pks) == 1 and pks[0] and table == "eval_runs":
+                found.update(await _eval_chart_vars(datasette, database, pks[0]))
+            elif len(pks) == 1 and pks[0]:
                 found.update(await _timeline_vars(datasette, database, table, pks[0]))
         return found
 
