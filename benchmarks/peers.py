@@ -1,6 +1,6 @@
 """optillm, composite and a plain LiteLLM proxy side by side, on one scripted upstream, in one run.
 
-    python benchmarks/peers.py                      # about four minutes with optillm installed
+    python benchmarks/peers.py --before OLD_CHECKOUT   # 4 servers, 3 rounds: 9 minutes here
     python benchmarks/peers.py --rounds 5 --json
 
 A scripted OpenAI-compatible upstream (its own process, loopback only, no network) answers every
