@@ -10,7 +10,6 @@ Tests replace `litellm_acompletion` with a fake.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import random
 import time
@@ -24,7 +23,7 @@ from composite_cli import http_retry
 from composite_cli.config import Profile
 from composite_cli.errors import describe_error
 from composite_cli.events import CallRecord
-from composite_cli.litellm_loader import get_litellm
+from composite_cli.litellm_loader import get_litellm, registered_callbacks, sub_call
 from composite_cli.redact import sanitize_params
 
 # Errors worth retrying: the provider was busy or the network blinked.
@@ -73,7 +72,7 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
             if _DISPATCH is not None:
                 response = await _DISPATCH(**kwargs)
             elif _unlogged(litellm, kwargs):
-                with _quiet():
+                with sub_call():  # composite's trace logs it
                     response = await litellm.acompletion(**kwargs)
             else:
                 response = await litellm.acompletion(**kwargs)
@@ -91,35 +90,13 @@ async def litellm_acompletion(**kwargs: Any) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# LiteLLM's callback registries: with all of them empty (and no budget to count spend against),
-# nobody reads the per-call logging LiteLLM does after each answer (its standard logging payload,
-# a second pricing pass, the success-handler task and thread-pool job).
-_CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "_async_success_callback",
-    "failure_callback",
-    "_async_failure_callback",
-    "input_callback",
-    "service_callback",
-)
-
-
 def _unlogged(litellm: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether no LiteLLM callback, global or passed with this call, and no budget would see it."""
-    if getattr(litellm, "max_budget", None) or any(getattr(litellm, n, None) for n in _CALLBACK_LISTS):
+    """Whether no LiteLLM callback, global or passed with this call, and no budget would read the
+    per-call logging LiteLLM does after each answer (its standard logging payload, a second pricing
+    pass, the success-handler task and thread-pool job)."""
+    if getattr(litellm, "max_budget", None) or registered_callbacks(litellm):
         return False
     return not any("callback" in key for key in kwargs)
-
-
-def _quiet() -> contextlib.AbstractContextManager[None]:
-    """LiteLLM's own switch for a call whose logging and billing someone else does (here: composite's
-    trace): it skips the success and failure handlers, nothing else. Not found: a no-op."""
-    try:
-        from litellm._internal_context import internal_sub_call
-    except ImportError:  # pragma: no cover - an older or newer LiteLLM without it
-        return contextlib.nullcontext()
-    return internal_sub_call()
 
 
 _ID_PREFIX = uuid.uuid4().hex[:8]  # random per process, so ids from several machines never collide

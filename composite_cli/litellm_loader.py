@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from types import ModuleType
@@ -36,6 +37,35 @@ def get_litellm() -> ModuleType:
 
         register_default_modes(_litellm)
     return _litellm
+
+
+# LiteLLM's callback registries (a callback a config or a user registers lands in one or more).
+CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "_async_success_callback",
+    "failure_callback",
+    "_async_failure_callback",
+    "input_callback",
+    "_async_input_callback",
+    "service_callback",
+)
+
+
+def registered_callbacks(litellm: Any) -> list[Any]:
+    """Every callback registered with LiteLLM, in all its registries."""
+    return [callback for name in CALLBACK_LISTS for callback in getattr(litellm, name, None) or ()]
+
+
+def sub_call(parent_request_id: str | None = None) -> contextlib.AbstractContextManager[Any]:
+    """LiteLLM's own switch for "a nested call the parent call logs and bills" (`internal_sub_call`):
+    calls made inside skip LiteLLM's success and failure logging, nothing else. A LiteLLM without
+    it: a no-op (every call is logged, as before)."""
+    try:
+        from litellm._internal_context import internal_sub_call
+    except ImportError:  # pragma: no cover - an older or newer LiteLLM without it
+        return contextlib.nullcontext()
+    return internal_sub_call(parent_request_id)
 
 
 def add_custom_provider(litellm: Any, provider: str, handler: Any) -> None:

@@ -16,19 +16,9 @@ from composite_cli.calls import CallRequest, complete
 from composite_cli.config import Profile
 from composite_cli.engine.runtime import RunContext, RunRequest
 from composite_cli.events import CallFinished, Event
-from composite_cli.litellm_loader import get_litellm
+from composite_cli.litellm_loader import CALLBACK_LISTS, get_litellm
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
-# LiteLLM's callback registries
-CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "_async_success_callback",
-    "failure_callback",
-    "_async_failure_callback",
-    "input_callback",
-    "service_callback",
-)
 
 
 @pytest.fixture

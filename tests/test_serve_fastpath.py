@@ -52,7 +52,8 @@ ProxyHook.__module__ = "litellm.proxy.hooks.test_stand_in"
 def serve_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The serve handler as LiteLLM's `composite` provider, over the priced `dry` mock model."""
     from composite_cli import faults
-    from composite_cli.serve.handler import CALLBACK_LISTS, ServeCompositeLLM
+    from composite_cli.litellm_loader import CALLBACK_LISTS
+    from composite_cli.serve.handler import ServeCompositeLLM
 
     faults.register(litellm)
     handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
@@ -190,7 +191,8 @@ async def test_a_failing_deployment_cools_down_for_sub_calls(tmp_path: Path, mon
     router still counts their failures: a deployment that fails is put in cooldown and the rest of
     the requests go to the healthy one (without cooldowns, about half of them would fail)."""
     from composite_cli import calls, faults
-    from composite_cli.serve.handler import CALLBACK_LISTS, ServeCompositeLLM
+    from composite_cli.litellm_loader import CALLBACK_LISTS
+    from composite_cli.serve.handler import ServeCompositeLLM
     from composite_cli.serve.router_dispatch import RouterDispatch
 
     faults.register(litellm)

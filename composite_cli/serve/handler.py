@@ -22,20 +22,9 @@ from typing import Any
 
 from composite_cli.config import Settings
 from composite_cli.events import Event, RunStarted
-from composite_cli.litellm_loader import get_litellm
+from composite_cli.litellm_loader import get_litellm, registered_callbacks, sub_call
 from composite_cli.provider import CompositeLLM
 
-# LiteLLM's callback registries (a callback the config names lands in one or more of them).
-CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "_async_success_callback",
-    "failure_callback",
-    "_async_failure_callback",
-    "input_callback",
-    "_async_input_callback",
-    "service_callback",
-)
 # The proxy registers its own hooks (rate and budget limiters, its service logger, spend tracking)
 # as callbacks; they read a request's key, which an internal call has none of.
 PROXY_OWN_MODULES = ("litellm.proxy.", "litellm._service_logger")
@@ -74,21 +63,16 @@ class ServeCompositeLLM(CompositeLLM):
         registered (see the module docstring)."""
         if users_callbacks(get_litellm()):
             return contextlib.nullcontext()
-        try:
-            from litellm._internal_context import internal_sub_call
-        except ImportError:  # a LiteLLM without it: every call is logged, as before
-            return contextlib.nullcontext()
-        return internal_sub_call(getattr(logging_obj, "litellm_call_id", None))
+        return sub_call(getattr(logging_obj, "litellm_call_id", None))
 
 
 def users_callbacks(litellm: Any) -> bool:
     """Whether a callback other than the proxy's own hooks is registered with LiteLLM (a name such
     as "langfuse", an integration, a class of the user's)."""
-    for name in CALLBACK_LISTS:
-        for callback in getattr(litellm, name, None) or ():
-            if isinstance(callback, str) or not type(callback).__module__.startswith(PROXY_OWN_MODULES):
-                return True
-    return False
+    return any(
+        isinstance(callback, str) or not type(callback).__module__.startswith(PROXY_OWN_MODULES)
+        for callback in registered_callbacks(litellm)
+    )
 
 
 handler = ServeCompositeLLM(source="serve", chunk_hidden_params=False)
