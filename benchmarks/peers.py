@@ -64,7 +64,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_throughput import CLI_SCRIPT, KEY, UPSTREAM_KEY, free_port, start, stop, wait_http
+from serve_throughput import KEY, UPSTREAM_KEY, free_port, start, stop, wait_http, write_server_files
 
 OPTILLM_DEFAULT = "/tmp/optillm-venv/bin/optillm"
 OPTILLM_VERSION = "0.4.0"
@@ -555,8 +555,6 @@ def main() -> None:
         run_upstream(int(args.upstream[0]), float(args.upstream[1]))
         return
 
-    import yaml
-
     optillm = find_optillm(args.optillm)
     before_name = "composite before"
     if args.before:
@@ -579,15 +577,7 @@ def main() -> None:
     )
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}"
-    model = {"model": "openai/fake", "api_base": f"{upstream}/v1", "api_key": UPSTREAM_KEY,
-             "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}  # fmt: skip
-    (work / "plain.yaml").write_text(
-        yaml.safe_dump({"model_list": [{"model_name": "fake", "litellm_params": model}]})
-    )
-    (work / "composite.yaml").write_text(
-        yaml.safe_dump({"profile": "bench", "profiles": {"bench": {"*": model}}})
-    )
-    (work / "cli.py").write_text(CLI_SCRIPT)
+    write_server_files(work, f"{upstream}/v1")
     bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[Server] = []

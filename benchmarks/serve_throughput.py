@@ -460,6 +460,23 @@ def run_layers(rounds: int, requests: int) -> dict[str, float]:
 # -- main -----------------------------------------------------------------------------------------------
 
 
+def write_server_files(work: Path, api_base: str) -> None:
+    """The files both servers start from, in `work`: the plain proxy's config (`plain.yaml`, model
+    `fake`), composite's (`composite.yaml`, profile `bench`) and `cli.py`, all on one upstream model,
+    priced like a real one so both servers do the same cost accounting."""
+    import yaml
+
+    model = {"model": "openai/fake", "api_base": api_base, "api_key": UPSTREAM_KEY,
+             "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}  # fmt: skip
+    (work / "plain.yaml").write_text(
+        yaml.safe_dump({"model_list": [{"model_name": "fake", "litellm_params": model}]})
+    )
+    (work / "composite.yaml").write_text(
+        yaml.safe_dump({"profile": "bench", "profiles": {"bench": {"*": model}}})
+    )
+    (work / "cli.py").write_text(CLI_SCRIPT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -504,8 +521,6 @@ def main() -> None:
             print(f"  {name:<56} {ms:6.2f}")
         return
 
-    import yaml
-
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSITE_")}
     env.update(
@@ -516,16 +531,7 @@ def main() -> None:
     )
     up_port, plain_port, serve_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
-    # priced like a real model, so both servers do the same cost accounting
-    model = {"model": "openai/fake", "api_base": upstream, "api_key": UPSTREAM_KEY,
-             "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}  # fmt: skip
-    (work / "plain.yaml").write_text(
-        yaml.safe_dump({"model_list": [{"model_name": "fake", "litellm_params": model}]})
-    )
-    (work / "composite.yaml").write_text(
-        yaml.safe_dump({"profile": "bench", "profiles": {"bench": {"*": model}}})
-    )
-    (work / "cli.py").write_text(CLI_SCRIPT)
+    write_server_files(work, upstream)
     bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = []
     try:
