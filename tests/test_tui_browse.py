@@ -64,7 +64,7 @@ async def test_opening_a_run_shows_its_timeline_tree_and_step_details(isolated_h
         await pilot.pause()
         detail = rendered(trace.query_one("#step-detail"))
         assert "[user] What is 6 * 7?" in detail and "[assistant] 42" in detail
-        assert "tokens 300+60" in detail and "cost $0.000040" in detail
+        assert "tokens 300+60" in detail and "cost $0.00004" in detail
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, TracesScreen)
 
@@ -201,13 +201,17 @@ async def test_dashboard_window_changes_with_w(isolated_home: Path):
         await settle(pilot)
         screen = pilot.app.screen
         assert isinstance(screen, DashboardScreen)
-        assert screen.data is not None and screen.data.window == "24h" and screen.data.requests == 8
-        await pilot.press("w")
-        await settle(pilot)
-        assert screen.data.window == "7d" and screen.data.requests == 9
+        # "fit" (the default) spans every recent run, whatever their age
+        assert screen.data is not None and screen.data.window == "fit" and screen.data.requests == 9
         await pilot.press("w")
         await settle(pilot)
         assert screen.data.window == "1h" and screen.data.requests == 7
+        await pilot.press("w")
+        await settle(pilot)
+        assert screen.data.window == "24h" and screen.data.requests == 8
+        await pilot.press("w")
+        await settle(pilot)
+        assert screen.data.window == "7d" and screen.data.requests == 9
 
 
 async def test_keys_palette_help_and_mouse_reach_every_screen(isolated_home: Path):
@@ -229,3 +233,74 @@ async def test_keys_palette_help_and_mouse_reach_every_screen(isolated_home: Pat
         assert isinstance(pilot.app.screen, HelpScreen)
         await pilot.press("escape")
         assert pilot.app.current_mode == "run" and not isinstance(pilot.app.screen, HelpScreen)
+
+
+def _many_runs(home: Path, n: int) -> Path:
+    """A trace database of `n` one-call eval runs, each with its own input (`case i`)."""
+    import dataclasses
+
+    from composite_cli.events import RunStarted
+    from composite_cli.traces.recorder import TraceRecorder
+    from composite_cli.traces.store import TraceStore
+    from composite_cli.tui.demo_data import RunSpec, simple_run
+
+    db = home / "traces.db"
+    store = TraceStore(db)
+    recorder = TraceRecorder(store)
+    for i in range(n):
+        for event in simple_run(RunSpec(f"r{i:04d}", "moa-v1", "eval", 5000 - i, 0.1)):
+            if isinstance(event, RunStarted):
+                event = dataclasses.replace(event, input=f"case {i}: what is {i} * 7?\nmore lines")
+            recorder(event)
+    store.close()
+    return db
+
+
+async def test_traces_show_the_input_search_by_text_and_page_past_200_rows(isolated_home: Path):
+    app = scripted_app(isolated_home, [fanout_script(2)], db=_many_runs(isolated_home, 450), screen="traces")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, TracesScreen)
+        count = lambda: str(screen.query_one("#traces-count").render())  # noqa: E731
+        assert len(screen.rows) == 200 and count() == "rows 1-200 of 450"
+        table = screen.query_one("#runs", DataTable)
+        assert str(table.get_row_at(0)[2]) == "case 449: what is 449 * 7?"  # the input's first line
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await settle(pilot)
+        assert count() == "rows 401-450 of 450" and screen.rows[-1]["id"] == "r0000"
+        await pilot.press("right_square_bracket")  # no page after the last
+        await settle(pilot)
+        assert count() == "rows 401-450 of 450"
+        await pilot.press("left_square_bracket")
+        await settle(pilot)
+        assert count() == "rows 201-400 of 450"
+        await pilot.press("slash")
+        await pilot.press(*"case 12:")
+        await settle(pilot)
+        assert [r["id"] for r in screen.rows] == ["r0012"] and count() == "1 run (filtered)"
+        await pilot.press("enter")  # back to the table, and open the run
+        await pilot.press("enter")
+        await settle(pilot)
+        trace = pilot.app.screen
+        assert isinstance(trace, TraceScreen) and trace.run_id == "r0012"
+        tree = trace.query_one("#step-tree", Tree)
+        assert "case 12: what is 12 * 7?" in str(tree.root.label)
+        tree.move_cursor_to_line(0)  # the root: the run's input and its final answer in full
+        await pilot.pause()
+        detail = rendered(trace.query_one("#step-detail"))
+        assert "input\ncase 12: what is 12 * 7?\nmore lines" in detail and "answer\n42" in detail
+
+
+async def test_a_corrupt_database_is_called_corrupt(isolated_home: Path):
+    db = isolated_home / "traces.db"
+    db.write_bytes(b"this is not an sqlite file at all" * 200)
+    app = scripted_app(isolated_home, [fanout_script(2)], db=db, screen="traces")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        text = rendered(pilot.app.screen.query_one("#traces-message"))
+        assert "traces.db is corrupt" in text and "cannot be read yet" not in text
+        await pilot.press("4")
+        await settle(pilot)
+        text = rendered(pilot.app.screen.query_one("#dash-message"))
+        assert "traces.db is corrupt" in text and "fills in once" not in text

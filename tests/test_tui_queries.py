@@ -103,3 +103,90 @@ def test_change_watcher_sees_writes_from_other_connections(isolated_home: Path):
     assert watcher.token() != first
     store.close()
     watcher.close()
+
+
+def _record(store: TraceStore, specs: list[tuple[RunSpec, str]]) -> None:
+    """Record simple runs, each with its own input text."""
+    import dataclasses
+
+    from composite_cli.events import RunStarted
+
+    recorder = TraceRecorder(store)
+    for spec, text in specs:
+        for event in simple_run(spec):
+            recorder(dataclasses.replace(event, input=text) if isinstance(event, RunStarted) else event)
+    store.flush()
+
+
+def test_runs_page_past_the_first_rows_and_count_them(isolated_home: Path):
+    store = TraceStore(isolated_home / "many.db").open()
+    _record(store, [(RunSpec(f"r{i:04d}", "direct", "eval", 1000 - i, 0.1), f"case {i}") for i in range(450)])
+    reader = TraceReader(store)
+    assert reader.count_runs() == 450 and reader.count_runs(mode="moa-v1") == 0
+    first = reader.runs(brief=True, limit=200)
+    third = reader.runs(brief=True, limit=200, offset=400)
+    assert [r["id"] for r in first[:2]] == ["r0449", "r0448"] and len(third) == 50
+    assert third[-1]["id"] == "r0000" and not {r["id"] for r in first} & {r["id"] for r in third}
+    store.close()
+
+
+def test_runs_carry_their_input_and_can_be_searched(isolated_home: Path):
+    store = TraceStore(isolated_home / "search.db").open()
+    _record(
+        store,
+        [
+            (RunSpec("a1", "direct", "cli", 30, 0.1), "Summarise the 100% report\nwith details"),
+            (RunSpec("a2", "direct", "cli", 20, 0.1), "What is the capital of France?"),
+            (RunSpec("a3", "direct", "cli", 10, 0.1, cost=None), "  \nsecond_line only"),
+        ],
+    )
+    reader = TraceReader(store)
+    rows = {r["id"]: r for r in reader.runs(brief=True)}
+    assert rows["a1"]["input_head"].startswith("Summarise the 100% report\n")
+    assert "input" not in rows["a1"] and "output" not in rows["a1"]  # brief: not the whole text
+    assert [r["id"] for r in reader.runs(search="capital")] == ["a2"]
+    assert [r["id"] for r in reader.runs(search="CAPITAL of")] == ["a2"]  # case-insensitive
+    assert [r["id"] for r in reader.runs(search="100%")] == ["a1"]  # % is a character
+    assert [r["id"] for r in reader.runs(search="s_c")] == []  # _ is a character, not a wildcard
+    assert [r["id"] for r in reader.runs(search="second_line")] == ["a3"]
+    assert reader.count_runs(search="42") == 3  # the answers are searched too
+    # a run whose answered call has no price counts it, so its cost is never a made-up 0
+    assert rows["a3"]["unpriced_calls"] == 1 and rows["a2"]["unpriced_calls"] == 0
+    store.close()
+
+
+def test_costs_are_written_one_way():
+    from composite_cli.tui.units import cost
+
+    assert cost(0.0076) == "$0.0076" and cost(0.000062) == "$0.000062" and cost(1.5) == "$1.50"
+    assert cost(0.0) == "$0.00" and cost(None) == "?"
+    assert cost(0.0076, 3) == "$0.0076 + 3 unpriced"
+    assert cost(None, 2) == "2 unpriced" and cost(0.0, 2) == "2 unpriced"  # never $0.000000
+    assert "0.000000" not in cost(0.0)
+
+
+def test_the_fit_window_spreads_a_burst_over_its_buckets(isolated_home: Path):
+    store = TraceStore(isolated_home / "burst.db").open()
+    _record(store, [(RunSpec(f"b{i}", "direct", "cli", 300 - i * 20, 0.1), "q") for i in range(15)])
+    data = queries.dashboard(store, "fit", now=T0)
+    assert data.requests == 15 and 1 < len(data.bucket_labels) <= queries.FIT_BUCKETS + 1
+    assert sum(1 for n in data.requests_by_mode["direct"] if n) > 5  # not one bar at the edge
+    assert queries.dashboard(store, "24h", now=T0).requests_by_mode["direct"].count(0) == 23  # what it was
+    store.close()
+
+
+def test_dashboard_totals_say_how_many_calls_had_no_price(isolated_home: Path):
+    store = TraceStore(isolated_home / "prices.db").open()
+    _record(
+        store,
+        [
+            (RunSpec("p1", "direct", "cli", 30, 0.1, cost=0.002), "q"),
+            (RunSpec("p2", "direct", "cli", 20, 0.1, cost=None), "q"),
+            (RunSpec("p3", "moa-v1", "cli", 10, 0.1, model="ollama/x", cost=None), "q"),
+        ],
+    )
+    data = queries.dashboard(store, "fit", now=T0)
+    assert data.cost_usd == pytest.approx(0.002) and data.unpriced_calls == 2
+    models = {m.model: m for m in data.models}
+    assert models["ollama/x"].cost_usd is None and models["ollama/x"].cost_per_request is None
+    store.close()

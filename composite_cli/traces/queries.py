@@ -25,6 +25,13 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "24h": (86400.0, 3600.0),
     "7d": (7 * 86400.0, 6 * 3600.0),
 }
+# "fit": from the oldest run of the last FIT_LOOKBACK seconds to now, in at most FIT_BUCKETS
+# buckets of the smallest of NICE_BUCKETS that fits (so a burst of runs is not one bar at the edge).
+FIT = "fit"
+FIT_LOOKBACK = WINDOWS["7d"][0]
+FIT_BUCKETS = 24
+NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
+WINDOW_NAMES = (FIT, *WINDOWS)
 DEPTH_BINS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, None))
 
 
@@ -53,7 +60,7 @@ class ModelStats:
     calls: int
     requests: int
     tokens: int
-    cost_usd: float  # known prices only
+    cost_usd: float | None  # known prices only; None: no call was priced
     unpriced_calls: int
     cost_share: float
 
@@ -62,7 +69,10 @@ class ModelStats:
         return self.tokens / self.requests if self.requests else 0.0
 
     @property
-    def cost_per_request(self) -> float:
+    def cost_per_request(self) -> float | None:
+        """The known cost over the requests (None: no call was priced)."""
+        if self.cost_usd is None:
+            return None
         return self.cost_usd / self.requests if self.requests else 0.0
 
 
@@ -77,7 +87,8 @@ class Dashboard:
     errors: int
     finished: int  # not running
     tool_requests: int
-    cost_usd: float
+    cost_usd: float  # the known costs
+    unpriced_calls: int  # answered model calls without a price
     bucket_labels: list[str]
     requests_by_mode: dict[str, list[int]]  # mode → requests per bucket
     modes: list[ModeStats]
@@ -104,7 +115,7 @@ def _epoch(created_at: str) -> float:
 
 
 def _bucket_label(ts: float, bucket: float) -> str:
-    fmt = "%H:%M" if bucket < 86400 else "%m-%d"
+    fmt = "%H:%M:%S" if bucket < 60 else "%H:%M" if bucket < 86400 else "%m-%d"
     if bucket >= 3600 * 6:
         fmt = "%m-%d %H"
     return time.strftime(fmt, time.gmtime(ts))
@@ -116,13 +127,23 @@ def _depth_label(low: int, high: int | None) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def dashboard(store: TraceStore, window: str = "24h", *, now: float | None = None) -> Dashboard:
-    """Requests, latency, tokens, cost, depth, tool use and errors over the last `window`."""
-    length, bucket = WINDOWS[window]
+def fit_window(reader: TraceReader, until_ts: float) -> tuple[float, float]:
+    """(length, bucket) of the "fit" window: it starts at a whole bucket before the oldest run of
+    the last FIT_LOOKBACK seconds, with at most FIT_BUCKETS buckets (an hour when no run)."""
+    oldest = reader.oldest_run_at(iso(until_ts - FIT_LOOKBACK), iso(until_ts))
+    span = max(1.0, until_ts - _epoch(oldest)) if oldest else 3600.0
+    bucket = next((float(b) for b in NICE_BUCKETS if span / b < FIT_BUCKETS), float(NICE_BUCKETS[-1]))
+    return (int(span // bucket) + 1) * bucket, bucket
+
+
+def dashboard(store: TraceStore, window: str = FIT, *, now: float | None = None) -> Dashboard:
+    """Requests, latency, tokens, cost, depth, tool use and errors over the last `window` (one of
+    WINDOW_NAMES; "fit": the span that holds the recent runs)."""
+    reader = TraceReader(store)
     until_ts = time.time() if now is None else now
+    length, bucket = fit_window(reader, until_ts) if window == FIT else WINDOWS[window]
     since_ts = until_ts - length
     since, until = iso(since_ts), iso(until_ts)
-    reader = TraceReader(store)
     runs = reader.runs_in_window(since, until)
     tooled = reader.runs_with_step_kinds(since, until, TOOL_KINDS)
     stats = reader.mode_stats(since=since, until=until)
@@ -148,7 +169,7 @@ def dashboard(store: TraceStore, window: str = "24h", *, now: float | None = Non
             calls=int(m["calls"]),
             requests=int(m["runs"]),
             tokens=int(m["tokens"] or 0),
-            cost_usd=float(m["cost_usd"] or 0),
+            cost_usd=None if m["cost_usd"] is None else float(m["cost_usd"]),
             unpriced_calls=int(m["unpriced_calls"] or 0),
             cost_share=float(m["cost_usd"] or 0) / total_cost if total_cost else 0.0,
         )
@@ -171,6 +192,7 @@ def dashboard(store: TraceStore, window: str = "24h", *, now: float | None = Non
         finished=finished,
         tool_requests=sum(1 for r in runs if r["id"] in tooled),
         cost_usd=total_cost,
+        unpriced_calls=sum(m.unpriced_calls for m in model_stats),
         bucket_labels=labels,
         requests_by_mode=dict(sorted(series.items())),
         modes=mode_stats,

@@ -26,10 +26,14 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 RUN_FILTERS = ("mode", "status", "source")
-# What a list of runs shows (no input/output text, which can be megabytes).
+# What a list of runs shows (not the whole input/output text, which can be megabytes: the input's
+# first 300 characters as `input_head`).
 _BRIEF_RUN_COLUMNS = (
     "id, created_at, mode, source, profile, status, calls, prompt_tokens, "
-    "completion_tokens, cost_usd, latency_ms, error"
+    "completion_tokens, cost_usd, latency_ms, error, substr(input, 1, 300) as input_head, "
+    # answered model calls without a price (a cost shown as "n unpriced", never a made-up 0)
+    "(select count(*) from steps s where s.run_id = runs.id and s.kind = 'llm' and s.status = 'ok' "
+    "and s.cost_usd is null) as unpriced_calls"
 )
 _STEPS_SQL = "select * from steps where run_id = ? order by offset_ms, seq"
 
@@ -94,13 +98,22 @@ def _matching_ids(db: sqlite_utils.Database, table: str, ref: str) -> list[str]:
     return [str(r[0]) for r in db.execute(sql, [len(ref), ref, _CANDIDATES + 1]).fetchall()]
 
 
-def _run_filter(mode: str | None, status: str | None, source: str | None) -> tuple[str, list[Any]]:
-    """` where ...` over runs for the given filters (fixed clauses; values as parameters)."""
+def _run_filter(
+    mode: str | None, status: str | None, source: str | None, search: str | None = None
+) -> tuple[str, list[Any]]:
+    """` where ...` over runs for the given filters (fixed clauses; values as parameters).
+    `search` keeps the runs whose input or output contains it (case-insensitive for ASCII; `%`
+    and `_` match themselves)."""
     where, args = [], []
     for column, value in (("mode", mode), ("status", status), ("source", source)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)
+    text = (search or "").strip()
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(input like ? escape '\\' or output like ? escape '\\')")
+        args.extend([pattern, pattern])
     return (" where " + " and ".join(where)) if where else "", args
 
 
@@ -166,14 +179,31 @@ class TraceReader:
         mode: str | None = None,
         status: str | None = None,
         source: str | None = None,
+        search: str | None = None,
         limit: int = 20,
+        offset: int = 0,
         brief: bool = False,
     ) -> list[dict[str, Any]]:
-        """The newest runs, optionally filtered; `brief` leaves out the input/output text."""
-        where, args = _run_filter(mode, status, source)
+        """The newest runs, optionally filtered (`search`: text in the input or output), `limit`
+        of them after skipping `offset`; `brief` leaves out the input/output text (keeps the
+        input's start as `input_head`)."""
+        where, args = _run_filter(mode, status, source, search)
         columns = _BRIEF_RUN_COLUMNS if brief else "*"
-        sql = f"select {columns} from runs{where} order by created_at desc, id desc limit ?"  # noqa: S608
-        return self._rows(sql, [*args, limit])
+        sql = f"select {columns} from runs{where} order by created_at desc, id desc limit ? offset ?"  # noqa: S608
+        return self._rows(sql, [*args, limit, max(0, offset)])
+
+    def count_runs(
+        self,
+        *,
+        mode: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        search: str | None = None,
+    ) -> int:
+        """How many runs match the filters of `runs`."""
+        where, args = _run_filter(mode, status, source, search)
+        with self.store.reader() as db:
+            return int(db.execute(f"select count(*) from runs{where}", args).fetchone()[0])  # noqa: S608
 
     def filter_values(self) -> dict[str, list[str]]:
         """Distinct values of each filterable run column (for filter pickers)."""
@@ -275,6 +305,14 @@ class TraceReader:
             "where created_at >= ? and created_at < ?",
             [since, until],
         )
+
+    def oldest_run_at(self, since: str, until: str) -> str | None:
+        """The creation time of the oldest run created in [since, until) (None: no run)."""
+        with self.store.reader() as db:
+            row = db.execute(
+                "select min(created_at) from runs where created_at >= ? and created_at < ?", [since, until]
+            ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     def runs_with_step_kinds(self, since: str, until: str, kinds: tuple[str, ...]) -> set[str]:
         """Ids of the runs created in [since, until) with a step of one of these kinds."""

@@ -21,9 +21,49 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else f"{max(0.0, value):.1f}s"
 
 
-def cost(value: float | None, *, digits: int = 6) -> str:
-    """`$0.000062`; `?` when the price is unknown (never a made-up 0)."""
-    return "?" if value is None else f"${value:.{digits}f}"
+def cost(value: float | None, unpriced: int = 0, *, digits: int | None = None) -> str:
+    """The one way the TUI writes a cost (run status line, dashboard, tables, Traces, Evals):
+    the known total (`$0.0076`, `$0.000062`, `$0.00`), plus `n unpriced` when `unpriced` calls
+    (or runs) had no price: `$0.0076 + 3 unpriced`, or `3 unpriced` when none was priced.
+    `?` when the cost is unknown and the count is too (never a made-up `$0.000000`).
+    `digits` is ignored (kept for callers that still pass it)."""
+    del digits
+    parts = []
+    if value is not None and not (value == 0 and unpriced):
+        parts.append(dollars(value))
+    if unpriced:
+        parts.append(f"{unpriced:,} unpriced")
+    return " + ".join(parts) if parts else "?"
+
+
+def dollars(value: float) -> str:
+    """`$0.0076`, `$0.000062`, `$1.50`, `$0.00`: up to 6 decimals, trailing zeros cut to 2."""
+    text = f"{value:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+# One colour per status, for every list that shows one (runs, steps, evals, timelines): a theme
+# variable name. A status outside this map (a newer or foreign one) is neutral, never `error`.
+STATUS_STYLE = {
+    "running": "accent",
+    "ok": "success",
+    "done": "success",
+    "finished": "success",
+    "partial": "warning",
+    "cancelled": "warning",
+    "interrupted": "warning",
+    "timeout": "error",
+    "error": "error",
+    "failed": "error",
+    "skipped": "",
+}
+
+
+def status_style(status: str | None, theme: dict[str, str]) -> str:
+    """The style of `status` in `theme` (`""`, the plain text colour, for an unknown status)."""
+    name = STATUS_STYLE.get(status or "", "")
+    return theme.get(name, "") if name else ""
 
 
 def tokens(prompt: int | None, completion: int | None) -> str:

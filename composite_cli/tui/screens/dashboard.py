@@ -1,6 +1,8 @@
 """The Dashboard: requests over time by mode, p50/p95 latency, tokens and cost per request by
 mode and by model, the distribution of depth (internal calls per request), the share of requests
-that used tools, and error rates, over the last 1h / 24h / 7d; refreshed as runs are recorded."""
+that used tools, and error rates, over the span that holds the recent runs ("fit", the default) or
+the last 1h / 24h / 7d; refreshed as runs are recorded. Costs are written the one way
+(units.cost): the known total plus how many calls or runs had no price."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from composite_cli.errors import CompositeError
 from composite_cli.traces import queries
 from composite_cli.tui import units
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
+from composite_cli.tui.screens.traces import store_problem
 from composite_cli.tui.widgets.bars import histogram
 from composite_cli.tui.widgets.navbar import NavBar
 from composite_cli.tui.widgets.plots import RequestsPlot
@@ -39,13 +42,17 @@ class DashboardScreen(AppScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.window = "24h"
+        self.window = queries.FIT
         self.data: queries.Dashboard | None = None
 
     def compose(self) -> Any:
         yield NavBar("dashboard")
         with Horizontal(id="dash-top"):
-            yield Tabs(*(Tab(name, id=f"w{name}") for name in queries.WINDOWS), active="w24h", id="window")
+            yield Tabs(
+                *(Tab(name, id=f"w{name}") for name in queries.WINDOW_NAMES),
+                active=f"w{self.window}",
+                id="window",
+            )
             yield Static("", id="dash-summary")
         with Horizontal(id="dash-charts"):
             yield RequestsPlot(id="dash-requests")
@@ -65,18 +72,19 @@ class DashboardScreen(AppScreen):
 
     def commands(self) -> list[Command]:
         out: list[Command] = [("Refresh the dashboard", "Read the trace database again", self.action_reload)]
-        for name in queries.WINDOWS:
+        for name in queries.WINDOW_NAMES:
+            fit = name == queries.FIT
             out.append(
                 (
-                    f"Dashboard window: last {name}",
-                    f"Aggregate the last {name}",
+                    "Dashboard window: fit to the data" if fit else f"Dashboard window: last {name}",
+                    "From the oldest recent run to now" if fit else f"Aggregate the last {name}",
                     partial(self.set_window, name),
                 )
             )
         return out
 
     def action_next_window(self) -> None:
-        names = list(queries.WINDOWS)
+        names = list(queries.WINDOW_NAMES)
         self.set_window(names[(names.index(self.window) + 1) % len(names)])
 
     def set_window(self, name: str) -> None:
@@ -84,7 +92,7 @@ class DashboardScreen(AppScreen):
 
     @on(Tabs.TabActivated, "#window")
     def window_changed(self, event: Tabs.TabActivated) -> None:
-        name = str(event.tab.id or "w24h")[1:]
+        name = str(event.tab.id or f"w{queries.FIT}")[1:]
         if name != self.window:
             self.window = name
             self.reload()
@@ -100,10 +108,10 @@ class DashboardScreen(AppScreen):
         try:
             data = queries.dashboard(self.services.store, window, now=self.services.clock())
         except CompositeError as exc:
-            text = units.without_paths(str(exc), self.services.store.path)
-            self.app.call_from_thread(
-                self.show_message, f"{text}. The dashboard fills in once runs are recorded."
+            text = store_problem(
+                exc, self.services.store.path, waiting="The dashboard fills in once runs are recorded."
             )
+            self.app.call_from_thread(self.show_message, text)
             return
         self.app.call_from_thread(self.show, data)
 
@@ -117,9 +125,8 @@ class DashboardScreen(AppScreen):
         summary.append(
             f"errors {units.percent(data.error_rate)}", style=theme.get("error", "") if data.errors else ""
         )
-        summary.append(
-            f" · used tools {units.percent(data.tool_fraction)} · cost {units.cost(data.cost_usd, digits=4)}"
-        )
+        cost = units.cost(data.cost_usd, data.unpriced_calls)
+        summary.append(f" · used tools {units.percent(data.tool_fraction)} · cost {cost}")
         self.query_one("#dash-summary", Static).update(summary)
         self.query_one(RequestsPlot).show(data.bucket_labels, data.requests_by_mode)
         depth = [(label, float(count)) for label, count in data.depth]
@@ -138,7 +145,7 @@ class DashboardScreen(AppScreen):
                 _right(units.duration(m.p50_ms)),
                 _right(units.duration(m.p95_ms)),
                 _right(f"{m.tokens_per_request:.0f}"),
-                _right(units.cost(m.cost_per_request) + ("+?" if m.unpriced_runs else "")),
+                _right(units.cost(m.cost_per_request, m.unpriced_runs)),
                 _right(units.percent(m.tool_fraction, 0)),
             ]
             for m in data.modes
@@ -150,8 +157,8 @@ class DashboardScreen(AppScreen):
                 _right(str(s.calls)),
                 _right(str(s.requests)),
                 _right(f"{s.tokens_per_request:.0f}"),
-                _right(units.cost(s.cost_per_request)),
-                _right(units.cost(s.cost_usd, digits=4) + ("+?" if s.unpriced_calls else "")),
+                _right(units.cost(s.cost_per_request, s.unpriced_calls)),
+                _right(units.cost(s.cost_usd, s.unpriced_calls)),
                 _right(units.percent(s.cost_share)),
             ]
             for s in data.models

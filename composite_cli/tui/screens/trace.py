@@ -19,7 +19,7 @@ from composite_cli.traces.steptree import StepNode, step_tree, walk
 from composite_cli.tui import units
 from composite_cli.tui.run_state import Span
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
-from composite_cli.tui.screens.traces import created
+from composite_cli.tui.screens.traces import created, input_line
 from composite_cli.tui.widgets.step_detail import run_summary, step_detail
 from composite_cli.tui.widgets.step_table import status_text
 from composite_cli.tui.widgets.timeline import Timeline
@@ -47,6 +47,13 @@ def spans_of(steps: list[dict[str, Any]]) -> list[Span]:
             )
         )
     return out
+
+
+def unpriced_calls(steps: list[dict[str, Any]]) -> int:
+    """Answered model calls without a price (shown as `n unpriced` next to the known cost)."""
+    return sum(
+        1 for s in steps if s.get("kind") == "llm" and s.get("status") == "ok" and s.get("cost_usd") is None
+    )
 
 
 class TraceScreen(AppScreen):
@@ -118,6 +125,7 @@ class TraceScreen(AppScreen):
 
     def show(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         first_load = self.run is None
+        run = {**run, "unpriced_calls": unpriced_calls(steps)}
         self.run, self.run_id = run, str(run["id"])
         self.steps = {str(s["id"]): s for s in steps}
         self.query_one("#trace-title", Static).update(f"trace {run['id']} · {created(run['created_at'])} UTC")
@@ -128,7 +136,10 @@ class TraceScreen(AppScreen):
         tree: Tree[str] = self.query_one("#step-tree", Tree)
         selected = tree.cursor_node.data if tree.cursor_node is not None else None
         tree.clear()
-        tree.root.set_label(Text(f"{run['mode']} ({units.duration(run.get('latency_ms'))})"))
+        root = Text(f"{run['mode']} ({units.duration(run.get('latency_ms'))})")
+        if run.get("input"):
+            root.append(f" {input_line(run.get('input'), 30)}", style="dim")
+        tree.root.set_label(root)
         tree.root.data = None
         self._add(tree.root, step_tree(steps))
         tree.root.expand_all()
@@ -147,6 +158,19 @@ class TraceScreen(AppScreen):
             sentence = stop_sentence(str(run.get("mode")), run.get("stopped_by"))
             summary.append(f"\npartial: {sentence}", style=theme.get("warning", ""))
         return summary
+
+    def _run_detail(self, run: dict[str, Any]) -> Text:
+        """The root node's detail: the run's summary, its input and its final answer in full."""
+        out = self._summary(run)
+        heading = self.app.theme_variables.get("accent", "")
+        for title, key, missing in (
+            ("input", "input", "(not recorded: content recording is off)"),
+            ("answer", "output", "(no answer)" if run.get("status") != "running" else "(still running)"),
+        ):
+            out.append(f"\n\n{title}\n", style=f"bold {heading}".strip())
+            value = run.get(key)
+            out.append(str(value) if value else missing, style="" if value else "dim")
+        return out
 
     def _add(self, parent: TreeNode[str], nodes: list[StepNode]) -> None:
         theme = self.app.theme_variables
@@ -173,7 +197,7 @@ class TraceScreen(AppScreen):
         detail = self.query_one("#step-detail", Static)
         self.query_one(Timeline).select(event.node.data)
         if step is None:
-            detail.update(self._summary(self.run) if self.run else "")
+            detail.update(self._run_detail(self.run) if self.run else "")
             return
         detail.update(step_detail(step, self.app.theme_variables))
         self.query_one("#step-detail-box", VerticalScroll).scroll_home(animate=False)
