@@ -1,17 +1,18 @@
 """The Modes screen: every mode, its step tree and its YAML (highlighted); v validates it against
-the active profile, with each error shown under its line."""
+the active profile, with each error shown under its line. Both panes wrap long lines to their width
+(an expert list, a long prompt), and wrap again when the terminal is resized."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.text import Text
+from rich.tree import Tree
 from textual import on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, OptionList, Static, Tree
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
-from textual.widgets.tree import TreeNode
 
 from composite_cli.engine.spec import ModeSpec, load_mode_file
 from composite_cli.engine.steps.base import Step
@@ -42,7 +43,8 @@ class ModesScreen(AppScreen):
             with Vertical(id="mode-main"):
                 yield Static("", id="mode-about")
                 with Horizontal(id="mode-panes"):
-                    yield Tree("steps", id="mode-tree")
+                    with VerticalScroll(id="mode-tree"):
+                        yield Static("", id="mode-steps")
                     with VerticalScroll(id="yaml-box"):
                         yield YamlView("", id="mode-yaml")
                 yield Static("", id="mode-problems")
@@ -64,6 +66,9 @@ class ModesScreen(AppScreen):
             ),
             ("Reload mode files", "Read the mode directories again", self.action_reload),
         ]
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.query_one(YamlView).rewrap)
 
     def fill_list(self) -> None:
         library = self.services.runner.library
@@ -146,18 +151,19 @@ class ModesScreen(AppScreen):
         problems.display = bool(errors) or validate
 
     def _fill_tree(self, spec: ModeSpec | None, errors: list[ModeError]) -> None:
-        tree: Tree[None] = self.query_one("#mode-tree", Tree)
-        tree.clear()
+        """The steps as a tree whose labels wrap (a Rich tree in a scrolling pane: a Textual Tree
+        cuts each label at the pane's edge)."""
+        steps = self.query_one("#mode-steps", Static)
         if spec is None:
-            tree.root.set_label(
+            steps.update(
                 Text(f"invalid: {len(errors)} problem(s)", style=self.app.theme_variables.get("error", ""))
             )
             return
-        tree.root.set_label(Text(spec.name))
-        self._add_steps(tree.root, spec.steps)
-        tree.root.expand_all()
+        tree = Tree(Text(spec.name, style="bold"), guide_style="dim")
+        self._add_steps(tree, spec.steps)
+        steps.update(tree)
 
-    def _add_steps(self, parent: TreeNode[None], steps: list[Step]) -> None:
+    def _add_steps(self, parent: Tree, steps: list[Step]) -> None:
         for step in steps:
             label = Text()
             label.append(f"{step.id} ", style="bold")
@@ -166,9 +172,8 @@ class ModesScreen(AppScreen):
             if summary:
                 label.append("  ")
                 label.append(summary, style="dim")
-            children = step.children()
-            node = parent.add(label, expand=True, allow_expand=bool(children))
-            for child in children:
+            node = parent.add(label)
+            for child in step.children():
                 self._add_steps(node, child)
 
     def action_validate(self) -> None:

@@ -1,0 +1,105 @@
+"""Snapshots of issue 17 items 7 and 9 (helper TD): the new-eval dialog (shipped sets, profile,
+invalid modes, resume) and long text (the YAML pane and the step tree wrap to their width, in both
+themes, at 80x24 and 160x48). Update with
+`pytest tests/test_tui_snapshots_td.py --snapshot-update` after looking at the new SVGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_tui_support import BROKEN, scripted_app, settle
+
+from composite_cli.tui.demo import fanout_script
+
+LONG = """name: aaa-long
+description: A mode whose lines are longer than any pane.
+steps:
+  - id: proposals
+    kind: fanout
+    experts:
+      - {name: analyst, model: fast, system: "You are a careful analyst who checks every number twice and writes down each assumption before using it in the answer."}
+      - {name: teacher, model: fast}
+      - {name: skeptic, model: fast}
+      - {name: historian, model: fast}
+      - {name: economist, model: fast}
+      - {name: physicist, model: fast}
+  - id: answer
+    kind: synthesize
+    from: proposals
+    model: strong
+    system: "Combine the proposals into one answer; keep what they agree on, and say where they disagree and why that matters: {{ candidates }}"
+"""
+
+THEMES = ["textual-dark", "textual-light"]
+SIZES = [(80, 24), (160, 48)]
+
+
+def _ids(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES, ids=_ids)
+def test_long_yaml_and_step_tree_wrap(snap_compare, isolated_home: Path, theme: str, size: tuple[int, int]):
+    (isolated_home / "my-modes").mkdir()
+    (isolated_home / "my-modes" / "aaa-long.yaml").write_text(LONG)
+    app = scripted_app(isolated_home, [fanout_script(4)], screen="modes")
+
+    async def run_before(pilot):
+        pilot.app.theme = theme
+        await pilot.pause()
+        await settle(pilot)
+        await pilot.press("home")  # aaa-long sorts first
+        await pilot.pause()
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_new_eval_dialog_80x24(snap_compare, isolated_home: Path, theme: str):
+    (isolated_home / "my-modes").mkdir()
+    (isolated_home / "my-modes" / "broken.yaml").write_text(BROKEN)
+    (isolated_home / "sums.jsonl").write_text('{"input": "2+2?", "expected": "4"}\n')
+    app = scripted_app(isolated_home, [fanout_script(4)], screen="evals")
+
+    async def run_before(pilot):
+        pilot.app.theme = theme
+        await pilot.pause()
+        await settle(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_the_yaml_wraps_to_its_pane_and_again_after_a_resize(isolated_home: Path):
+    """Item 9: no YAML line is cut at the pane's edge (the text wraps under its line number), the
+    step tree's expert list is whole, and a resize wraps to the new width."""
+    from test_tui_support import rendered
+
+    from composite_cli.tui.widgets.yaml_view import YamlView
+
+    (isolated_home / "my-modes").mkdir()
+    (isolated_home / "my-modes" / "aaa-long.yaml").write_text(LONG)
+    app = scripted_app(isolated_home, [fanout_script(4)], screen="modes")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("home")
+        await settle(pilot)
+        view = pilot.app.screen.query_one(YamlView)
+        pane = view.parent.scrollable_content_region.width
+        narrow = rendered(view, width=500).rstrip("\n").splitlines()
+        assert max(len(line.rstrip()) for line in narrow) <= pane
+        joined = " ".join(line[4:].strip() for line in narrow)
+        assert "before using it in the answer." in joined  # all of line 7, wrapped
+        assert [line[:3].strip() for line in narrow].count("7") == 1  # one number, continuations blank
+        tree = rendered(pilot.app.screen.query_one("#mode-steps"), width=40).replace("│", " ")
+        assert "physicist(fast); min_success=1" in " ".join(tree.split())
+        await pilot.resize_terminal(160, 48)
+        await settle(pilot)
+        assert view.parent.scrollable_content_region.width > pane
+        wide = rendered(view, width=500).rstrip("\n").splitlines()
+        assert len(wide) < len(narrow)
+        assert max(len(line.rstrip()) for line in wide) > pane
