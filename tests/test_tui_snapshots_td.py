@@ -103,3 +103,65 @@ async def test_the_yaml_wraps_to_its_pane_and_again_after_a_resize(isolated_home
         wide = rendered(view, width=500).rstrip("\n").splitlines()
         assert len(wide) < len(narrow)
         assert max(len(line.rstrip()) for line in wide) > pane
+
+
+async def test_enter_on_an_expert_row_opens_its_full_text_live(isolated_home: Path):
+    """Item 9: Enter on an expert's row during the run opens its whole text (the row shows only
+    its tail), and the text keeps growing there until the expert ends."""
+    from test_tui_support import type_prompt, wait_until
+
+    from composite_cli.tui.widgets.step_table import LiveTextScreen, StepTable
+
+    script = fanout_script(4, gate_at=0.5)
+    app = scripted_app(isolated_home, [script])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await type_prompt(pilot, "openings?")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "mid" in script.reached)
+        await pilot.pause(0.15)
+        table = screen.query_one(StepTable)
+        expert = next(i for i in screen.state.items.values() if i.is_call)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(expert.id))
+        await pilot.press("enter")
+        await pilot.pause()
+        opened = pilot.app.screen
+        assert isinstance(opened, LiveTextScreen) and opened.item is expert
+        assert expert.status == "running"
+        assert str(opened.query_one("#live-text").render()) == expert.text  # at once, not at the next sync
+        before = str(opened.query_one("#live-text").render())
+        assert before.strip() and before in expert.text
+        script.release("mid")
+        await wait_until(pilot, lambda: expert.status == "ok")
+        await wait_until(pilot, lambda: str(opened.query_one("#live-text").render()) == expert.text)
+        assert len(expert.text) > len(before)
+        assert " ok " in f" {opened.head(0).replace('·', ' ')} "
+        await pilot.press("escape")
+        assert pilot.app.screen is screen and table.opened is None
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_an_experts_full_text_80x24(snap_compare, isolated_home: Path, theme: str):
+    from test_tui_support import type_prompt, wait_until
+
+    from composite_cli.tui.widgets.step_table import StepTable
+
+    script = fanout_script(4)
+    app = scripted_app(isolated_home, [script])
+
+    async def run_before(pilot):
+        pilot.app.theme = theme
+        screen = pilot.app.screen
+        await type_prompt(pilot, "openings?")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not screen.running)
+        await settle(pilot)
+        table = screen.query_one(StepTable)
+        expert = next(i for i in screen.state.items.values() if i.is_call)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(expert.id))
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

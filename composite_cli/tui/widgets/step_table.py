@@ -1,10 +1,16 @@
 """The live rows of a run: each step as it starts, and under a fan-out one row per expert with
-its model, status, elapsed time, tokens so far and the tail of its streaming text."""
+its model, status, elapsed time, tokens so far and the tail of its streaming text. Enter on a row
+opens its full text, which keeps growing while the run goes on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
 
 from composite_cli.events import FAILED_STEP_STATUSES
 from composite_cli.tui import units
@@ -44,6 +50,9 @@ class StepTable(DataTable[Text | str]):
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._cells: dict[str, tuple[str, ...]] = {}
+        self._state: RunState | None = None
+        self._now = 0.0
+        self.opened: LiveTextScreen | None = None  # the full text open now (kept up to date)
 
     def on_mount(self) -> None:
         for label, width in COLUMNS:
@@ -65,8 +74,24 @@ class StepTable(DataTable[Text | str]):
         self.clear()
         self._cells.clear()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: its step or expert's full text, live."""
+        event.stop()
+        key = event.row_key.value
+        if self._state is None or key is None or key not in self._state.items:
+            return
+        self.opened = LiveTextScreen(self._state.items[key], self._now)
+        self.app.push_screen(self.opened, self._text_closed)
+
+    def _text_closed(self, _: None) -> None:
+        self.opened = None
+
     def sync(self, state: RunState, now: float) -> None:
-        """Bring the rows up to date with the run."""
+        """Bring the rows up to date with the run (and the full text open, if any)."""
+        self._state = state
+        self._now = now
+        if self.opened is not None:
+            self.opened.show(now)
         theme = self.app.theme_variables
         text_w = self._text_width()
         added = False
@@ -116,3 +141,62 @@ class StepTable(DataTable[Text | str]):
             Text(tokens, justify="right"),
             _styled(text, theme.get("error", "") if status in FAILED_STEP_STATUSES else ""),
         ]
+
+
+class LiveTextScreen(ModalScreen[None]):
+    """One step or expert in full: what it has written so far (or its error), with its model,
+    status, time and tokens; the table's `sync` calls `show` as the run goes on."""
+
+    DEFAULT_CSS = """
+    LiveTextScreen { align: center middle; }
+    #live-text-box {
+        width: 90%; height: 85%; border: round $accent; background: $surface; padding: 0 1;
+    }
+    #live-text-head { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("enter", "close", "Close")]
+
+    def __init__(self, item: LiveItem, now: float):
+        super().__init__()
+        self.item = item
+        self.now = now
+
+    def compose(self) -> Any:
+        with VerticalScroll(id="live-text-box"):
+            yield Static("", id="live-text-head")
+            yield Static("", id="live-text")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#live-text-box")
+        box.border_title = f"{self.item.name} · full text"
+        box.border_subtitle = "esc closes"
+        self.show(self.now)
+
+    def head(self, now: float) -> str:
+        item = self.item
+        parts = [item.name if item.is_call else f"{item.name} {item.kind}"]
+        if item.model:
+            parts.append(item.model)
+        parts += [item.status, units.seconds(item.elapsed(now)), f"tokens {item.tokens_so_far()}"]
+        return " · ".join(parts)
+
+    def body(self) -> Text:
+        item = self.item
+        if item.status in FAILED_SHOWS_ERROR and item.error:
+            return Text(item.error, style=self.app.theme_variables.get("error", ""))
+        return Text(item.text or "(no text yet)")
+
+    def show(self, now: float) -> None:
+        """Update to the item's text now; follows the end while the reader is at the end."""
+        boxes = self.query("#live-text-box")
+        if not boxes:  # not composed yet: on_mount shows it
+            return
+        box = boxes.first(VerticalScroll)
+        at_end = box.scroll_y >= box.max_scroll_y
+        self.query_one("#live-text-head", Static).update(self.head(now))
+        self.query_one("#live-text", Static).update(self.body())
+        if at_end:
+            box.call_after_refresh(box.scroll_end, animate=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
