@@ -16,13 +16,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from composite_cli.errors import CompositeError
+from composite_cli.evals.plot import chart_points, unknown_note
 from composite_cli.traces.reader import TraceReader
 from composite_cli.tui import units
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command, error_text
 from composite_cli.tui.screens.new_eval import EvalRequest, NewEvalScreen
 from composite_cli.tui.screens.traces import created
 from composite_cli.tui.widgets.navbar import NavBar
-from composite_cli.tui.widgets.plots import QualityPlot
+from composite_cli.tui.widgets.plots import QualityPlot, mode_marker
 from composite_cli.tui.widgets.step_table import status_text
 from composite_cli.tui.widgets.tables import fill
 from composite_cli.tui.worker_messages import EvalEnded, EvalProgressed
@@ -85,8 +86,8 @@ class EvalsScreen(AppScreen):
         with Horizontal(id="eval-bottom"):
             with VerticalScroll(id="eval-pairs-box"):
                 yield Static("", id="eval-pairs")
-            yield QualityPlot("score vs cost", "mean $ per case", id="plot-cost")
-            yield QualityPlot("score vs latency", "p50 latency (s)", id="plot-latency")
+            yield QualityPlot("score vs mean $ per case", "$", id="plot-cost")
+            yield QualityPlot("score vs p50 latency", "s", id="plot-latency")
         yield Vertical(id="eval-progress")
         yield Static("", id="eval-message")
         yield Footer()
@@ -178,8 +179,10 @@ class EvalsScreen(AppScreen):
         self.report = report
         self.shown = report["eval_run"]["id"]
         table = self.query_one("#eval-report", DataTable)
+        # each mode's marker in the plots, in its colour: the plots' legend when they lack room
         rows: list[list[str | Text]] = [
-            [row[0], *(Text(cell, justify="right") for cell in row[1:])] for row in mode_rows(report)
+            [mode_marker(i) + Text(f" {row[0]}"), *(Text(cell, justify="right") for cell in row[1:])]
+            for i, row in enumerate(mode_rows(report))
         ]
         fill(table, MODE_HEADERS, rows)
         ev = report["eval_run"]
@@ -191,15 +194,12 @@ class EvalsScreen(AppScreen):
         self.query_one("#eval-pairs", Static).update(
             Text("\n\n").join([*([pairs] if report["pairs"] else []), *notes, legend])
         )
-        modes = report["modes"]
-        self.query_one("#plot-cost", QualityPlot).show(
-            [(m["mode"], m["cost_usd_mean"], m["score"]) for m in modes]
-        )
-        latency = [
-            (m["mode"], None if m["latency_ms_p50"] is None else m["latency_ms_p50"] / 1000, m["score"])
-            for m in modes
-        ]
-        self.query_one("#plot-latency", QualityPlot).show(latency)
+        for axis in ("cost", "latency"):
+            points = chart_points(report, axis)
+            plot = self.query_one(f"#plot-{axis}", QualityPlot)
+            plot.show(points, unknown_note(points, axis))
+            # nothing to draw (every cost unknown): a narrow note, not an empty box
+            plot.styles.width = "1fr" if plot.drawable else 24
 
     # -- running an eval --------------------------------------------------------------------------
     def action_new_eval(self) -> None:
@@ -229,11 +229,9 @@ class EvalsScreen(AppScreen):
 
     @work(exclusive=True, group="eval", exit_on_error=False)
     async def run_eval(self, request: EvalRequest) -> None:
-        sessions = self.services.eval_sessions()
         try:
-            session = await asyncio.to_thread(
-                sessions.start, request.file, request.modes, limit=request.limit, repeats=request.repeats
-            )
+            # a new eval or an interrupted one resumed, on the profile picked in the dialog
+            session = await asyncio.to_thread(request.open, self.services)
         except Exception as exc:  # noqa: BLE001 - a bad file or mode is shown, never crashes the app
             self.post_message(EvalEnded(None, "error", error_text(exc)))
             return
