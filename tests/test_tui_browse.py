@@ -189,7 +189,8 @@ async def test_modes_validate_puts_each_error_at_its_line(isolated_home: Path):
         yaml = str(screen.query_one("#mode-yaml").render())
         lines = yaml.splitlines()
         at = next(i for i, line in enumerate(lines) if "from: propsals" in line)
-        assert "▲ steps[1].from: unknown step 'propsals'" in lines[at + 1]
+        under = " ".join(line.strip() for line in lines[at + 1 : at + 3])  # the pane wraps it
+        assert "▲ steps[1].from: unknown step 'propsals'" in under
         await pilot.press("down", "v")  # the next mode, a shipped one: valid
         await pilot.pause()
         assert screen.current not in ("broken", None) and screen.errors == []

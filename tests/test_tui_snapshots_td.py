@@ -165,3 +165,15 @@ def test_an_experts_full_text_80x24(snap_compare, isolated_home: Path, theme: st
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_step_and_run_summaries_write_unknown_cost_as_unpriced() -> None:
+    """Item 6 (TB's one cost format) in the trace detail's summaries: an ok call with no price is
+    `1 unpriced`, never `$0.000000`; a run adds its unpriced calls to its known total."""
+    from composite_cli.tui.widgets.step_detail import run_summary, summary_line
+
+    step = {"kind": "llm", "name": "analyst", "status": "ok", "cost_usd": None, "model": "m"}
+    assert "cost 1 unpriced" in summary_line(step)
+    assert "cost ?" in summary_line({**step, "status": "error"})
+    run = {"mode": "moa-v1", "status": "ok", "calls": 5, "cost_usd": 0.0076, "unpriced_calls": 3}
+    assert "cost $0.0076 + 3 unpriced" in run_summary(run)

@@ -48,7 +48,8 @@ def summary_line(step: dict[str, Any]) -> str:
         parts.append(f"{step['model']}{alias}")
     parts += [str(step.get("status")), units.duration(step.get("latency_ms"))]
     parts.append(f"tokens {units.tokens(step.get('prompt_tokens'), step.get('completion_tokens'))}")
-    parts.append(f"cost {units.cost(step.get('cost_usd'))}")
+    unpriced = step.get("kind") == "llm" and step.get("status") == "ok" and step.get("cost_usd") is None
+    parts.append(f"cost {units.cost(step.get('cost_usd'), 1 if unpriced else 0)}")
     if step.get("retries"):
         parts.append(f"{step['retries']} retries")
     if step.get("cached"):
@@ -97,6 +98,7 @@ def run_summary(run: dict[str, Any]) -> str:
     tokens = units.tokens(run.get("prompt_tokens"), run.get("completion_tokens"))
     return (
         f"{run.get('mode')} · {run.get('status')} · {run.get('source')} · profile {run.get('profile')} · "
-        f"{run.get('calls') or 0} calls · tokens {tokens} · cost {units.cost(run.get('cost_usd'))} · "
+        f"{run.get('calls') or 0} calls · tokens {tokens} · "
+        f"cost {units.cost(run.get('cost_usd'), int(run.get('unpriced_calls') or 0))} · "
         f"latency {units.duration(run.get('latency_ms'))}"
     )
