@@ -190,3 +190,12 @@ def test_dashboard_totals_say_how_many_calls_had_no_price(isolated_home: Path):
     models = {m.model: m for m in data.models}
     assert models["ollama/x"].cost_usd is None and models["ollama/x"].cost_per_request is None
     store.close()
+
+
+def test_the_fit_window_is_not_stretched_by_a_few_old_runs(isolated_home: Path):
+    store = TraceStore(isolated_home / "straggler.db").open()
+    burst = [(RunSpec(f"b{i:02d}", "direct", "eval", 600 - i * 20, 0.1), "q") for i in range(30)]
+    _record(store, [(RunSpec("old", "direct", "cli", 4 * 86400, 0.1), "q"), *burst])
+    data = queries.dashboard(store, "fit", now=T0)
+    assert data.requests == 30 and sum(1 for n in data.requests_by_mode["direct"] if n) > 10
+    store.close()

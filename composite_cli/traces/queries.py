@@ -25,9 +25,11 @@ WINDOWS: dict[str, tuple[float, float]] = {
     "24h": (86400.0, 3600.0),
     "7d": (7 * 86400.0, 6 * 3600.0),
 }
-# "fit": from the oldest run of the last FIT_LOOKBACK seconds to now, in at most FIT_BUCKETS
-# buckets of the smallest of NICE_BUCKETS that fits (so a burst of runs is not one bar at the edge).
+# "fit": from the oldest of the newest FIT_SHARE of the runs of the last FIT_LOOKBACK seconds to
+# now (a few old stragglers do not stretch it), in at most FIT_BUCKETS buckets of the smallest of
+# NICE_BUCKETS that fits (so a burst of runs is not one bar at the edge).
 FIT = "fit"
+FIT_SHARE = 0.95
 FIT_LOOKBACK = WINDOWS["7d"][0]
 FIT_BUCKETS = 24
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
@@ -128,9 +130,10 @@ def _depth_label(low: int, high: int | None) -> str:
 
 
 def fit_window(reader: TraceReader, until_ts: float) -> tuple[float, float]:
-    """(length, bucket) of the "fit" window: it starts at a whole bucket before the oldest run of
-    the last FIT_LOOKBACK seconds, with at most FIT_BUCKETS buckets (an hour when no run)."""
-    oldest = reader.oldest_run_at(iso(until_ts - FIT_LOOKBACK), iso(until_ts))
+    """(length, bucket) of the "fit" window: it starts up to a bucket before the oldest of the
+    newest FIT_SHARE of the runs of the last FIT_LOOKBACK seconds, with at most FIT_BUCKETS
+    buckets (an hour when there is no run)."""
+    oldest = reader.oldest_run_at(iso(until_ts - FIT_LOOKBACK), iso(until_ts), share=FIT_SHARE)
     span = max(1.0, until_ts - _epoch(oldest)) if oldest else 3600.0
     bucket = next((float(b) for b in NICE_BUCKETS if span / b < FIT_BUCKETS), float(NICE_BUCKETS[-1]))
     return (int(span // bucket) + 1) * bucket, bucket

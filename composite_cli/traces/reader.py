@@ -306,13 +306,20 @@ class TraceReader:
             [since, until],
         )
 
-    def oldest_run_at(self, since: str, until: str) -> str | None:
-        """The creation time of the oldest run created in [since, until) (None: no run)."""
+    def oldest_run_at(self, since: str, until: str, *, share: float = 1.0) -> str | None:
+        """The creation time of the oldest of the newest `share` of the runs created in
+        [since, until) (share 1.0: the oldest run; 0.95 leaves out the oldest 5%). None: no run."""
+        window = "from runs where created_at >= ? and created_at < ?"
         with self.store.reader() as db:
+            count = int(db.execute(f"select count(*) {window}", [since, until]).fetchone()[0])
+            if not count:
+                return None
+            keep = max(1, int(count * share + 0.5))
             row = db.execute(
-                "select min(created_at) from runs where created_at >= ? and created_at < ?", [since, until]
+                f"select created_at {window} order by created_at desc limit 1 offset ?",
+                [since, until, keep - 1],
             ).fetchone()
-        return None if row is None or row[0] is None else str(row[0])
+        return None if row is None else str(row[0])
 
     def runs_with_step_kinds(self, since: str, until: str, kinds: tuple[str, ...]) -> set[str]:
         """Ids of the runs created in [since, until) with a step of one of these kinds."""

@@ -172,17 +172,23 @@ class TraceScreen(AppScreen):
             out.append(str(value) if value else missing, style="" if value else "dim")
         return out
 
-    def _add(self, parent: TreeNode[str], nodes: list[StepNode]) -> None:
+    def _add(self, parent: TreeNode[str], nodes: list[StepNode], *, in_loop: bool = False) -> None:
+        """Tree nodes for `nodes`; the children of a loop step are labelled with their round."""
         theme = self.app.theme_variables
+        first, rounds = None, 0
         for node in nodes:
             row = node.row
             kind = str(row["kind"])
             label = Text(f"{row['name']} " if kind == "llm" else f"{row['name']} ({kind}) ")
+            if in_loop:
+                if first is None or row["name"] == first:
+                    first, rounds = row["name"], rounds + 1
+                label = Text(f"r{rounds} ").append_text(label)
             label.append_text(status_text(str(row["status"]), theme))
             label.append(" ")
             label.append(units.duration(row.get("latency_ms")), style="dim")
             child = parent.add(label, data=node.id, expand=True, allow_expand=bool(node.children))
-            self._add(child, node.children)
+            self._add(child, node.children, in_loop=kind == "loop")
 
     def _select(self, tree: Tree[str], step_id: str) -> None:
         for line in range(tree.last_line + 1):

@@ -80,7 +80,8 @@ class TracesScreen(AppScreen):
         Binding("left_square_bracket", "page(-1)", "Prev page"),
     ]
     DEFAULT_CSS = """
-    TracesScreen #search { width: 28; height: 1; border: none; padding: 0 1; }
+    TracesScreen #search-row { height: 1; margin: 0 0 1 0; }
+    TracesScreen #search { width: 1fr; max-width: 60; height: 1; border: none; padding: 0 1; }
     """
 
     def __init__(self) -> None:
@@ -96,7 +97,8 @@ class TracesScreen(AppScreen):
             for column in RUN_FILTERS:
                 yield Label(column, classes="field-label")
                 yield Select[str]([], prompt="any", compact=True, id=f"filter-{column}")
-            yield Input(placeholder="/ search input or answer", id="search")
+        with Horizontal(id="search-row"):
+            yield Input(placeholder="/ search the inputs and answers", id="search")
             yield Static("", id="traces-count")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="traces-message")

@@ -1,10 +1,13 @@
-"""A Gantt timeline of a run: one bar per step or model call, indented by depth. Parallel
-experts overlap in time, so their bars sit side by side; recursive sub-calls sit deeper."""
+"""A Gantt timeline of a run: one bar per step or model call, indented two cells per level of
+nesting. Parallel experts overlap in time, so their bars sit side by side; recursive sub-calls sit
+deeper; the steps of a loop are labelled with their round (`r2 critique (reflect)`). Bars are
+coloured by status through the one status map (units.STATUS_STYLE); an unknown status is neutral."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.style import Style
 from rich.text import Text
@@ -12,17 +15,43 @@ from textual import events
 from textual.message import Message
 from textual.widget import Widget
 
-from composite_cli.events import FAILED_STEP_STATUSES
 from composite_cli.tui import units
 from composite_cli.tui.run_state import Span
 
-_STATUS_CLASS = {
-    "running": "timeline--running",
-    "ok": "timeline--ok",
-    "partial": "timeline--partial",
-    "cancelled": "timeline--cancelled",
-    "skipped": "timeline--muted",
+# units.STATUS_STYLE's theme colour → the component class that carries it here
+_CLASS_OF_STYLE = {
+    "accent": "timeline--running",
+    "success": "timeline--ok",
+    "warning": "timeline--partial",
+    "error": "timeline--error",
 }
+INDENT = 2  # cells per level of nesting
+
+
+def status_class(status: str) -> str:
+    """The component class of a bar with this status (muted: unknown or skipped)."""
+    return _CLASS_OF_STYLE.get(units.STATUS_STYLE.get(status, ""), "timeline--muted")
+
+
+def round_labels(spans: Sequence[Span]) -> list[str]:
+    """Each span's label, with `rN ` before the direct children of a loop step (`... (loop)`) in
+    its Nth round. Spans come in start order (a parent before its children); a round starts
+    each time the loop's first child starts again."""
+    out: list[str] = []
+    loops: list[list[Any]] = []  # open loops: [depth, label of the first child, round]
+    for span in spans:
+        while loops and span.depth <= loops[-1][0]:
+            loops.pop()
+        label = span.label
+        if loops and span.depth == loops[-1][0] + 1:
+            loop = loops[-1]
+            if loop[1] is None or span.label == loop[1]:
+                loop[1], loop[2] = span.label, loop[2] + 1
+            label = f"r{loop[2]} {label}"
+        if span.label.endswith("(loop)"):
+            loops.append([span.depth, None, 0])
+        out.append(label)
+    return out
 
 
 class Timeline(Widget):
@@ -55,6 +84,7 @@ class Timeline(Widget):
         super().__init__(id=id, classes=classes)
         self.empty = empty
         self.spans: list[Span] = []
+        self.labels: list[str] = []  # what each bar is called (with its loop round)
         self.total = 0.0
         self.selected: str | None = None
 
@@ -62,6 +92,7 @@ class Timeline(Widget):
         """Draw these bars over [0, total] seconds."""
         grew = len(spans) != len(self.spans)
         self.spans = list(spans)
+        self.labels = round_labels(self.spans)
         self.total = max(total, max((s.end for s in spans), default=0.0))
         self.refresh(layout=grew)
 
@@ -85,10 +116,10 @@ class Timeline(Widget):
         total = self.total or 1e-9
         out = Text(no_wrap=True, overflow="crop")
         out.append(self._axis(label_w, bar_w, dur_w), style=self._style("timeline--axis"))
-        for span in self.spans:
+        for span, name in zip(self.spans, self.labels, strict=True):
             out.append("\n")
-            indent = " " * min(span.depth, label_w // 2)
-            label = (indent + units.first_line(span.label, label_w - 1 - len(indent))).ljust(label_w)
+            indent = " " * min(span.depth * INDENT, label_w // 2)
+            label = (indent + units.first_line(name, label_w - 1 - len(indent))).ljust(label_w)
             label_style = self._style(
                 "timeline--selected" if span.key == self.selected else "timeline--label"
             )
@@ -96,8 +127,7 @@ class Timeline(Widget):
             start = min(bar_w - 1, int(span.start / total * bar_w))
             end = max(start + 1, min(bar_w, round(span.end / total * bar_w)))
             char = "█" if span.is_call else "━"
-            status = "error" if span.status in FAILED_STEP_STATUSES else span.status
-            style = self._style(_STATUS_CLASS.get(status, "timeline--error"))
+            style = self._style(status_class(span.status))
             out.append(" " * start)
             out.append(char * (end - start), style=style)
             out.append(" " * (bar_w - end))
