@@ -192,6 +192,20 @@ def test_written_config_is_private_and_holds_no_key(tmp_path: Path):
         ("model_list: [\n", "invalid YAML"),
         ("- a\n- b\n", "must be a mapping"),
         ("model_list: {a: 1}\n", "must be a list"),
+        # each entry as LiteLLM's start-up reads it (it ended in a traceback): file:line: field
+        ("model_list:\n  - 5\n", r"bad.yaml:2: model_list\[0\]: must be a mapping"),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params: {model: x}\n  - model_name: b\n    litellm_params: 5\n",
+            r"bad.yaml:4: model_list\[1\].litellm_params: must be a mapping",
+        ),
+        (
+            "model_list:\n  - litellm_params: {model: x}\n",
+            r"model_list\[0\].model_name: must be a model name",
+        ),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params: {rpm: 2}\n",
+            r"litellm_params.model: must be a model",
+        ),
     ],
 )
 def test_bad_litellm_config(tmp_path: Path, text: str, message: str):

@@ -91,10 +91,13 @@ def test_a_users_own_alias_wins_and_a_bad_alias_map_is_named():
 
 def test_hostile_model_list_entries_take_no_name(tmp_path: Path):
     path = tmp_path / "litellm.yaml"
-    path.write_text(yaml.safe_dump({"model_list": ["junk", {"model_name": 3}, {"model_name": "x"}]}))
-    merged = config.proxy_config(
-        config.served_modes(ModeLibrary(), ["direct"]), config.read_litellm_config(path)
-    )
+    hostile = {"model_list": ["junk", {"model_name": 3}, {"model_name": "x"}]}
+    path.write_text(yaml.safe_dump(hostile))
+    # the file is refused at its first bad entry, in one line
+    with pytest.raises(ServeError, match=r"litellm.yaml:2: model_list\[0\]: must be a mapping"):
+        config.read_litellm_config(path)
+    # and the merge itself gives such entries no name of a mode
+    merged = config.proxy_config(config.served_modes(ModeLibrary(), ["direct"]), hostile)
     assert {"composite/direct", "direct", "x"} <= set(_names(merged))
 
 

@@ -177,6 +177,7 @@ def read_litellm_config(path: Path) -> dict[str, Any]:
     for key in ("litellm_settings", "general_settings", "router_settings"):
         if key in data and data[key] is not None and not isinstance(data[key], dict):
             raise ServeError(f"{path}: {key}: must be a mapping")
+    _check_model_list(path, data.get("model_list") or [])
     router = data.get("router_settings") or {}
     if not isinstance(router.get("model_group_alias") or {}, dict):
         raise ServeError(f"{path}: router_settings.model_group_alias: must be a mapping (alias: model group)")
@@ -187,6 +188,36 @@ def read_litellm_config(path: Path) -> dict[str, Any]:
         # the merged file lives elsewhere: make the included files' paths absolute
         data["include"] = [str((path.parent / str(p)).resolve()) for p in data["include"]]
     return data
+
+
+def _check_model_list(path: Path, entries: list[Any]) -> None:
+    """Each `model_list` entry is a mapping with a string `model_name` and a `litellm_params`
+    mapping whose `model` is a string (what the merge and LiteLLM's start-up read); the first bad
+    one is one line naming its line and field (LiteLLM's own start-up would end in a traceback)."""
+    for index, entry in enumerate(entries):
+        problem = None
+        if not isinstance(entry, dict):
+            field, problem = f"model_list[{index}]", "must be a mapping (model_name:, litellm_params:)"
+        elif not isinstance(entry.get("model_name"), str) or not entry["model_name"]:
+            field, problem = f"model_list[{index}].model_name", "must be a model name (text)"
+        elif not isinstance(entry.get("litellm_params"), dict):
+            field, problem = f"model_list[{index}].litellm_params", "must be a mapping (model:, ...)"
+        elif not isinstance(model := entry["litellm_params"].get("model"), str) or not model:
+            field, problem = f"model_list[{index}].litellm_params.model", "must be a model (text)"
+        if problem is not None:
+            raise ServeError(f"{_where(path, index)}: {field}: {problem}")
+
+
+def _where(path: Path, index: int) -> str:
+    """`path:line` of model_list entry `index` (the file parsed again with lines, only for the message)."""
+    from composite_cli.yamlfile import YamlSyntaxError, line_of, load_yaml_file
+
+    try:
+        entries = (load_yaml_file(path) or {}).get("model_list")
+    except (OSError, UnicodeDecodeError, YamlSyntaxError, AttributeError):
+        return str(path)
+    line = line_of(entries, index)
+    return f"{path}:{line}" if line else str(path)
 
 
 def config_master_key(user: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
