@@ -124,3 +124,13 @@ async def test_a_low_score_sits_on_a_row_labelled_with_it_and_modes_are_in_a_leg
         assert "cost unknown" in " ".join(cost) and not any("┤" in line for line in cost)  # a note, no axes
         table = app.screen.query_one("#eval-report")
         assert table.get_row_at(0)[0].plain.startswith("● direct")  # the table names each marker too
+        # the one cost format (units.cost): no "unknown", "?" or $0.000000 for unpriced results
+        assert table.get_row_at(0)[9].plain == "8 unpriced"
+
+
+async def test_priced_costs_are_written_the_one_way(isolated_home: Path):
+    app = scripted_app(isolated_home, [fanout_script(4)], db=seeded_db(isolated_home), screen="evals")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _shown(pilot)
+        table = app.screen.query_one("#eval-report")
+        assert [table.get_row_at(i)[9].plain for i in range(3)] == ["$0.00004", "$0.00021", "$0.00033"]

@@ -110,6 +110,9 @@ def mode_summary(mode: str, rows: list[dict[str, Any]], repeats: int) -> dict[st
         "cost_usd_mean": None
         if any(c is None for c in costs) or not costs
         else _mean([float(c) for c in costs]),
+        # the mean over the results with a price, and how many had none (the TUI shows both)
+        "cost_usd_mean_priced": _mean([float(c) for c in costs if c is not None]),
+        "unpriced": sum(1 for c in costs if c is None),
         "calls_mean": _mean([float(r["calls"] or 0) for r in ok]),
         "cached_calls": sum(int(r["cached_calls"] or 0) for r in ok),
     }

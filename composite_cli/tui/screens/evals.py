@@ -180,10 +180,13 @@ class EvalsScreen(AppScreen):
         self.shown = report["eval_run"]["id"]
         table = self.query_one("#eval-report", DataTable)
         # each mode's marker in the plots, in its colour: the plots' legend when they lack room
-        rows: list[list[str | Text]] = [
-            [mode_marker(i) + Text(f" {row[0]}"), *(Text(cell, justify="right") for cell in row[1:])]
-            for i, row in enumerate(mode_rows(report))
-        ]
+        rows: list[list[str | Text]] = []
+        for i, (row, mode) in enumerate(zip(mode_rows(report), report["modes"], strict=True)):
+            # the one cost format of the TUI: the known mean, and how many results had no price
+            row[MODE_HEADERS.index("cost/case")] = units.cost(
+                mode.get("cost_usd_mean_priced"), int(mode.get("unpriced") or 0)
+            )
+            rows.append([mode_marker(i) + Text(f" {row[0]}"), *(Text(c, justify="right") for c in row[1:])])
         fill(table, MODE_HEADERS, rows)
         ev = report["eval_run"]
         table.border_title = f"comparison · {ev['file']} · {ev['cases']} cases × {len(ev['modes'])} modes"
