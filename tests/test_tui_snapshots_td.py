@@ -177,3 +177,30 @@ def test_step_and_run_summaries_write_unknown_cost_as_unpriced() -> None:
     assert "cost ?" in summary_line({**step, "status": "error"})
     run = {"mode": "moa-v1", "status": "ok", "calls": 5, "cost_usd": 0.0076, "unpriced_calls": 3}
     assert "cost $0.0076 + 3 unpriced" in run_summary(run)
+
+
+async def test_a_finished_runs_rows_show_more_text_after_a_wider_resize(isolated_home: Path):
+    """Item 9: after a resize, a finished run's text column is cut again at the new width (it kept
+    the narrow text: the rows were only rewritten by the run's own updates)."""
+    from test_tui_support import type_prompt, wait_until
+
+    from composite_cli.tui.widgets.step_table import StepTable
+
+    app = scripted_app(isolated_home, [fanout_script(4)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await type_prompt(pilot, "openings?")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not screen.running)
+        await settle(pilot)
+        table = screen.query_one(StepTable)
+        expert = next(i for i in screen.state.items.values() if i.is_call)
+
+        def shown() -> str:
+            return str(table.get_cell(expert.id, "text"))
+
+        narrow = shown()
+        assert narrow and len(narrow) < len(expert.text)
+        await pilot.resize_terminal(160, 48)
+        await settle(pilot)
+        await wait_until(pilot, lambda: shown() == expert.text)

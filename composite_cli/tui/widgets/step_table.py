@@ -68,6 +68,8 @@ class StepTable(DataTable[Text | str]):
         if column is not None and column.width != self._text_width():
             column.width = self._text_width()
             self._cells = {key: (*cells[:-1], "") for key, cells in self._cells.items()}
+            if self._state is not None:  # a finished run gets no more syncs: cut its text again now
+                self.sync(self._state, self._now)
             self.refresh()
 
     def reset(self) -> None:
