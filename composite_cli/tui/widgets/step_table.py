@@ -25,7 +25,6 @@ STATUS_MARKS = {
     "skipped": "· skip",
     "timeout": "⧗ timeout",
 }
-_STATUS_COLOR = {"running": "accent", "ok": "success", "partial": "warning", "cancelled": "warning"}
 # A step that ended this way shows its error text instead of its output.
 FAILED_SHOWS_ERROR = ("error", "timeout", "skipped")
 COLUMNS = (("step", 22), ("model", 16), ("status", 9), ("time", 6), ("tok", 5))
@@ -33,8 +32,7 @@ COLUMNS = (("step", 22), ("model", 16), ("status", 9), ("time", 6), ("tok", 5))
 
 def status_text(status: str, theme: dict[str, str]) -> Text:
     """A status mark coloured from the app theme (works in light and dark themes)."""
-    color = theme.get(_STATUS_COLOR.get(status, "error"), "")
-    return _styled(STATUS_MARKS.get(status, status), color)
+    return _styled(STATUS_MARKS.get(status, status), units.status_style(status, theme))
 
 
 def _styled(text: str, style: str) -> Text:
