@@ -199,3 +199,15 @@ def test_the_fit_window_is_not_stretched_by_a_few_old_runs(isolated_home: Path):
     data = queries.dashboard(store, "fit", now=T0)
     assert data.requests == 30 and sum(1 for n in data.requests_by_mode["direct"] if n) > 10
     store.close()
+
+
+def test_a_mode_with_one_request_is_visible_in_the_stack():
+    from composite_cli.tui.widgets.bars import _segments, stacked_columns
+
+    assert _segments([500, 1, 0, 2], 503, 10) == [8, 1, 0, 1]  # at least a cell each, none for 0
+    assert sum(_segments([1] * 12, 12, 5)) == 12  # more modes than cells: one each, the column grows
+    chart = stacked_columns(["10:00", "10:05"], {"big": [0, 300], "tiny": [0, 1]}, 40, 12)
+    rows = chart.plain.splitlines()
+    assert "tiny 1" in rows[-1] and "big 300" in rows[-1]
+    tiny = [span for span in chart.spans if span.style == "#f28e2b"]  # the second series' colour
+    assert len(tiny) >= 2  # a cell in the column and the legend's mark

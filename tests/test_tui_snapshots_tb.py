@@ -137,11 +137,12 @@ def test_traces_list_with_inputs_and_count(snap_compare, isolated_home: Path, th
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_dashboard_fit_window_and_costs(snap_compare, isolated_home: Path, theme: str):
+@pytest.mark.parametrize("size", [SMALL, (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_dashboard_fit_window_and_costs(snap_compare, isolated_home: Path, theme: str, size: tuple[int, int]):
     app = scripted_app(isolated_home, [fanout_script(2)], db=_db(isolated_home, evals=12), screen="dashboard")
 
     async def run_before(pilot):
         pilot.app.theme = theme
         await settle(pilot)
 
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

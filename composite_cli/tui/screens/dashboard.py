@@ -20,9 +20,8 @@ from composite_cli.traces import queries
 from composite_cli.tui import units
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
 from composite_cli.tui.screens.traces import store_problem
-from composite_cli.tui.widgets.bars import histogram
+from composite_cli.tui.widgets.bars import StackedBars, histogram
 from composite_cli.tui.widgets.navbar import NavBar
-from composite_cli.tui.widgets.plots import RequestsPlot
 from composite_cli.tui.widgets.tables import fill
 
 MODE_COLUMNS = ("mode", "requests", "errors", "p50", "p95", "tokens/req", "cost/req", "tools")
@@ -55,7 +54,7 @@ class DashboardScreen(AppScreen):
             )
             yield Static("", id="dash-summary")
         with Horizontal(id="dash-charts"):
-            yield RequestsPlot(id="dash-requests")
+            yield StackedBars("requests over time by mode", id="dash-requests")
             yield Static("", id="dash-depth")
         with Vertical(id="dash-tables"):
             yield DataTable(id="dash-modes", cursor_type="row")
@@ -121,14 +120,15 @@ class DashboardScreen(AppScreen):
     def show(self, data: queries.Dashboard) -> None:
         self.data = data
         theme = self.app.theme_variables
-        summary = Text(f"{data.requests} requests · ")
+        # requests and cost first: they stay in view on an 80-column terminal
+        cost = units.cost(data.cost_usd, data.unpriced_calls)
+        summary = Text(f"{data.requests} requests · cost {cost} · ")
         summary.append(
             f"errors {units.percent(data.error_rate)}", style=theme.get("error", "") if data.errors else ""
         )
-        cost = units.cost(data.cost_usd, data.unpriced_calls)
-        summary.append(f" · used tools {units.percent(data.tool_fraction)} · cost {cost}")
+        summary.append(f" · used tools {units.percent(data.tool_fraction)}")
         self.query_one("#dash-summary", Static).update(summary)
-        self.query_one(RequestsPlot).show(data.bucket_labels, data.requests_by_mode)
+        self.query_one(StackedBars).show(data.bucket_labels, data.requests_by_mode)
         depth = [(label, float(count)) for label, count in data.depth]
         self.query_one("#dash-depth", Static).update(
             histogram(
