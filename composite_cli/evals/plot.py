@@ -7,6 +7,7 @@ when a chart is drawn."""
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,8 @@ def _score_scale(report: dict[str, Any]) -> tuple[float, str]:
 
 
 def _draw(ax: Axes, report: dict[str, Any], axis: str, label: str) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     points = chart_points(report, axis)
     scale, y_label = _score_scale(report)
     ax.set_xlabel(label)
@@ -129,11 +132,14 @@ def _draw(ax: Axes, report: dict[str, Any], axis: str, label: str) -> None:
             0.5, 0.5, note or "nothing to show", ha="center", va="center", transform=ax.transAxes, wrap=True
         )
         return
-    if note:
-        ax.text(0.01, -0.22, note, transform=ax.transAxes, fontsize=8, color="#a33", va="top")
+    if note:  # under the title, wrapped to the chart's width
+        ax.set_title(f"quality vs {axis}\n" + "\n".join(textwrap.wrap(f"({note})", 60)), fontsize=10)
     low = min(0.0, *(p.low * scale for p in shown if p.low is not None))
     ax.set_ylim(low, max(1.0 * scale, *(p.high * scale for p in shown if p.high is not None)) * 1.02)
-    ax.set_xlim(left=0)
+    # room right of the last point (its whisker and marker stay inside), at most 6 plain ticks
+    ax.set_xlim(0, max(p.x for p in shown if p.x is not None) * 1.08 or 1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.6g}"))
     ax.legend(fontsize=8, loc="best", title="filled: on the front", title_fontsize=7)
 
 
