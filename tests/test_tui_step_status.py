@@ -27,3 +27,30 @@ def test_a_timed_out_or_skipped_step_shows_its_error_text() -> None:
         assert cells[-1] == "step draft timed out after 2s", status
     cells = StepTable._cells_for(_item("ok", None), 2.0, 60)
     assert cells[-1] == "the output"
+
+
+THEME = {"accent": "#a", "success": "#s", "warning": "#w", "error": "#e"}
+
+
+def test_one_status_map_colours_every_known_status_and_leaves_unknown_ones_neutral() -> None:
+    from composite_cli.events import RUN_STATUSES
+    from composite_cli.tui.units import STATUS_STYLE, status_style
+    from composite_cli.tui.widgets.timeline import status_class
+
+    assert set(STEP_STATUSES) | set(RUN_STATUSES) | {"done", "interrupted"} <= set(STATUS_STYLE)
+    assert status_style("done", THEME) == "#s" and status_style("ok", THEME) == "#s"  # a finished eval
+    assert status_style("interrupted", THEME) == "#w" and status_style("timeout", THEME) == "#e"
+    assert status_style("something-new", THEME) == "" and status_style(None, THEME) == ""  # not red
+    assert status_class("done") == "timeline--ok" and status_class("timeout") == "timeline--error"
+    assert status_class("something-new") == "timeline--muted" and status_class("skipped") == "timeline--muted"
+
+
+def test_status_marks_in_every_list_use_the_one_map() -> None:
+    from composite_cli.tui.widgets.step_table import status_text
+
+    assert status_text("done", THEME).spans[0].style == "#s"  # a finished eval is not an error
+    assert not status_text("mystery", THEME).spans or status_text("mystery", THEME).spans[0].style in (
+        "",
+        None,
+    )
+    assert status_text("error", THEME).spans[0].style == "#e"
