@@ -6,11 +6,14 @@ themes, at 80x24 and 160x48). Update with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_tui_support import BROKEN, scripted_app, settle
+from textual.app import App
 
 from composite_cli.tui.demo import fanout_script
+from composite_cli.tui.screens.new_eval import NewEvalScreen
 
 LONG = """name: aaa-long
 description: A mode whose lines are longer than any pane.
@@ -57,21 +60,34 @@ def test_long_yaml_and_step_tree_wrap(snap_compare, isolated_home: Path, theme: 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
+class DialogApp(App[None]):
+    """The new-eval dialog alone, over a blank screen (the Evals screen behind it is not what
+    these snapshots are about), reading the same services as the app."""
+
+    def __init__(self, services: Any, theme: str):
+        super().__init__()
+        self.services = services
+        self.start_theme = theme
+
+    def on_mount(self) -> None:
+        self.theme = self.start_theme
+        names = self.services.runner.library.names()
+        self.push_screen(NewEvalScreen(self.services.eval_files(), names, ["direct"], blink=False))
+
+
 @pytest.mark.parametrize("theme", THEMES)
-def test_new_eval_dialog_80x24(snap_compare, isolated_home: Path, theme: str):
+@pytest.mark.parametrize("size", SIZES, ids=_ids)
+def test_new_eval_dialog(snap_compare, isolated_home: Path, theme: str, size: tuple[int, int]):
     (isolated_home / "my-modes").mkdir()
     (isolated_home / "my-modes" / "broken.yaml").write_text(BROKEN)
     (isolated_home / "sums.jsonl").write_text('{"input": "2+2?", "expected": "4"}\n')
-    app = scripted_app(isolated_home, [fanout_script(4)], screen="evals")
+    app = DialogApp(scripted_app(isolated_home, [fanout_script(4)]).services, theme)
 
     async def run_before(pilot):
-        pilot.app.theme = theme
         await pilot.pause()
-        await settle(pilot)
-        await pilot.press("n")
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 async def test_the_yaml_wraps_to_its_pane_and_again_after_a_resize(isolated_home: Path):
