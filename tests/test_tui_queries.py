@@ -149,6 +149,7 @@ def test_runs_carry_their_input_and_can_be_searched(isolated_home: Path):
     assert [r["id"] for r in reader.runs(search="100%")] == ["a1"]  # % is a character
     assert [r["id"] for r in reader.runs(search="s_c")] == []  # _ is a character, not a wildcard
     assert [r["id"] for r in reader.runs(search="second_line")] == ["a3"]
+    assert reader.runs(search="\\") == [] and reader.count_runs(search="'; drop table runs; --") == 0
     assert reader.count_runs(search="42") == 3  # the answers are searched too
     # a run whose answered call has no price counts it, so its cost is never a made-up 0
     assert rows["a3"]["unpriced_calls"] == 1 and rows["a2"]["unpriced_calls"] == 0

@@ -21,13 +21,11 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else f"{max(0.0, value):.1f}s"
 
 
-def cost(value: float | None, unpriced: int = 0, *, digits: int | None = None) -> str:
+def cost(value: float | None, unpriced: int = 0) -> str:
     """The one way the TUI writes a cost (run status line, dashboard, tables, Traces, Evals):
     the known total (`$0.0076`, `$0.000062`, `$0.00`), plus `n unpriced` when `unpriced` calls
     (or runs) had no price: `$0.0076 + 3 unpriced`, or `3 unpriced` when none was priced.
-    `?` when the cost is unknown and the count is too (never a made-up `$0.000000`).
-    `digits` is ignored (kept for callers that still pass it)."""
-    del digits
+    `?` when the cost is unknown and the count is too (never a made-up `$0.000000`)."""
     parts = []
     if value is not None and not (value == 0 and unpriced):
         parts.append(dollars(value))

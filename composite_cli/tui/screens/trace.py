@@ -164,7 +164,7 @@ class TraceScreen(AppScreen):
         out = self._summary(run)
         heading = self.app.theme_variables.get("accent", "")
         for title, key, missing in (
-            ("input", "input", "(not recorded: content recording is off)"),
+            ("input", "input", "(none recorded)"),
             ("answer", "output", "(no answer)" if run.get("status") != "running" else "(still running)"),
         ):
             out.append(f"\n\n{title}\n", style=f"bold {heading}".strip())
