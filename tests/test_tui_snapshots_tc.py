@@ -134,3 +134,13 @@ async def test_priced_costs_are_written_the_one_way(isolated_home: Path):
         await _shown(pilot)
         table = app.screen.query_one("#eval-report")
         assert [table.get_row_at(i)[9].plain for i in range(3)] == ["$0.00004", "$0.00021", "$0.00033"]
+
+
+async def test_points_of_different_scores_on_one_row_label_it_approximately(isolated_home: Path):
+    app = scripted_app(isolated_home, [fanout_script(4)], db=seeded_db(isolated_home), screen="evals")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _shown(pilot)
+        lines = _plot_lines(app, "latency")
+        # moa-v1 (83.3%) and reflect-v1 (75%) fall on one row at this height: not labelled 83%
+        [shared] = [line for line in lines if "■" in line and "▲" in line]
+        assert shared.lstrip().startswith("~") and shared.index("┤") == 4

@@ -107,6 +107,9 @@ class QualityPlot(Widget):
         def row_of(y: float) -> int:  # 0 is the top row
             return round((y_hi - y) / (y_hi - y_lo) * (rows - 1))
 
+        def row_value(row: int) -> float:
+            return y_hi - (y_hi - y_lo) * row / (rows - 1)
+
         xs = [p.x for _, p in drawable if p.x is not None]
         x_lo, x_hi = min(xs), max(xs)
         pad = (x_hi - x_lo) * 0.1 or (abs(x_hi) * 0.1 or 1.0)
@@ -118,7 +121,7 @@ class QualityPlot(Widget):
             return round((x - x_lo) / (x_hi - x_lo) * (cols - 1))
 
         cells: list[list[tuple[str, str]]] = [[(" ", "")] * cols for _ in range(rows)]
-        labels: dict[int, float] = {}
+        on_row: dict[int, set[int]] = {}  # row -> the whole percents of the points on it
         placed: set[tuple[int, int]] = set()
         spots = []
         for i, p in drawable:
@@ -128,7 +131,7 @@ class QualityPlot(Widget):
                 col += 1
             placed.add((row, col))
             spots.append((i, p, row, col))
-            labels.setdefault(row, p.score)
+            on_row.setdefault(row, set()).add(round(p.score * scale))
         for i, p, row, col in spots:  # whiskers first, markers over them
             colour = COLOURS[i % len(COLOURS)]
             top = row_of(p.high) if p.high is not None else row
@@ -137,12 +140,17 @@ class QualityPlot(Widget):
                 cells[r][col] = ("┬" if r == top else "┴" if r == bottom else "│", colour)
         for i, _, row, col in spots:
             cells[row][col] = (MARKERS[i % len(MARKERS)], f"bold {COLOURS[i % len(COLOURS)]}")
-        for row, value in ((0, y_hi), (rows - 1, y_lo)):  # the ends, where no point is labelled
+        labels = {
+            # a point's own score; "~" and the row's value when points of different scores share it
+            row: f"{min(found):>3}%" if len(found) == 1 else f"~{round(row_value(row) * scale):>2}%"[-4:]
+            for row, found in on_row.items()
+        }
+        for row in (0, rows - 1):  # the ends, where no point is labelled
             if all(abs(r - row) > 1 for r in labels):
-                labels[row] = value
+                labels[row] = f"{round(row_value(row) * scale):>3}%"
         lines = []
         for r in range(rows):
-            line = Text(f"{labels[r] * scale:>3.0f}%┤" if r in labels else "    │", style="dim")
+            line = Text(f"{labels[r]}┤" if r in labels else "    │", style="dim")
             for char, style in cells[r]:
                 line.append(char, style=style)
             lines.append(line)
