@@ -62,6 +62,13 @@ def test_the_svg_has_both_charts_a_legend_per_mode_and_the_pareto_front():
     assert "score, % (95% CI)" in words
 
 
+def test_tick_labels_are_plain_decimals():
+    cheap = report(costs=(0.000012, 0.00005, 0.00003))
+    words = texts(svg_text(cheap))
+    assert not any("e-0" in word for word in words)
+    assert any(word.startswith("0.0000") for word in words)
+
+
 def test_unknown_costs_are_said_on_the_cost_chart_not_drawn_as_zero():
     words = texts(svg_text(report(costs=(None, None, None))))
     assert "cost unknown (a model has no price) for every mode" in words

@@ -135,12 +135,20 @@ def _draw(ax: Axes, report: dict[str, Any], axis: str, label: str) -> None:
     if note:  # under the title, wrapped to the chart's width
         ax.set_title(f"quality vs {axis}\n" + "\n".join(textwrap.wrap(f"({note})", 60)), fontsize=10)
     low = min(0.0, *(p.low * scale for p in shown if p.low is not None))
-    ax.set_ylim(low, max(1.0 * scale, *(p.high * scale for p in shown if p.high is not None)) * 1.02)
+    high = max(1.0 * scale, *(p.high * scale for p in shown if p.high is not None))
+    margin = (high - low) * 0.03  # a marker at 0% or 100% is drawn whole, above the axis
+    ax.set_ylim(low - margin, high + margin)
     # room right of the last point (its whisker and marker stay inside), at most 6 plain ticks
     ax.set_xlim(0, max(p.x for p in shown if p.x is not None) * 1.08 or 1.0)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.6g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _plain(value)))
     ax.legend(fontsize=8, loc="best", title="filled: on the front", title_fontsize=7)
+
+
+def _plain(value: float) -> str:
+    """A tick label in plain decimals: 0.000015, not 1.5e-05."""
+    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def figure(report: dict[str, Any]) -> Figure:
