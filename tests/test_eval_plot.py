@@ -4,6 +4,7 @@ same chart data the TUI and the Datasette eval page use."""
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -167,3 +168,10 @@ async def test_the_datasette_eval_run_page_shows_the_same_chart_inline(isolated_
     assert "direct" in words and "moa-v1" in words
     assert f"composite eval report {eval_id} --plot chart.svg" in chart
     assert other.status_code == 404  # Datasette's own answer for a missing row, not a chart error
+
+
+def test_without_matplotlib_it_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if it were not installed
+    with pytest.raises(PlotError, match=r"pip install 'composite-cli\[plot\]'"):
+        write_plot(report(), tmp_path / "chart.svg")
+    assert not (tmp_path / "chart.svg").exists()
