@@ -146,3 +146,17 @@ def test_dashboard_fit_window_and_costs(snap_compare, isolated_home: Path, theme
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+async def test_the_timeline_axis_is_readable_in_both_themes(isolated_home: Path, theme: str):
+    app = scripted_app(isolated_home, [fanout_script(2)], db=_db(isolated_home), trace="reflect-0001")
+    async with app.run_test(size=SMALL) as pilot:
+        pilot.app.theme = theme
+        await settle(pilot)
+        timeline = pilot.app.screen.query_one(Timeline)
+        axis = timeline._style("timeline--axis").color
+        background = timeline.rich_style.bgcolor
+        assert axis is not None and background is not None
+        fg, bg = axis.get_truecolor(), background.get_truecolor()
+        assert sum(abs(a - b) for a, b in zip(fg, bg, strict=True)) > 150, (fg, bg)  # not white on light grey

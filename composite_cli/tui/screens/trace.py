@@ -162,12 +162,11 @@ class TraceScreen(AppScreen):
     def _run_detail(self, run: dict[str, Any]) -> Text:
         """The root node's detail: the run's summary, its input and its final answer in full."""
         out = self._summary(run)
-        heading = self.app.theme_variables.get("accent", "")
         for title, key, missing in (
             ("input", "input", "(none recorded)"),
             ("answer", "output", "(no answer)" if run.get("status") != "running" else "(still running)"),
         ):
-            out.append(f"\n\n{title}\n", style=f"bold {heading}".strip())
+            out.append(f"\n\n{title}\n", style="bold underline")  # readable in both themes
             value = run.get(key)
             out.append(str(value) if value else missing, style="" if value else "dim")
         return out

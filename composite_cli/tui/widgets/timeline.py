@@ -104,7 +104,11 @@ class Timeline(Widget):
         return len(self.spans) + 1 if self.spans else 1
 
     def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(name, partial=True)
+        """The component's style, its colour blended over the widget's background (a partial style
+        alone turns a translucent colour such as `$text-muted` into white: the light theme's axis
+        was invisible)."""
+        blended = self.get_component_rich_style(name, partial=False).color
+        return self.get_component_rich_style(name, partial=True) + Style(color=blended)
 
     def render(self) -> Text:
         if not self.spans:
