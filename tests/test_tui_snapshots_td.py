@@ -157,30 +157,32 @@ async def test_enter_on_an_expert_row_opens_its_full_text_live(isolated_home: Pa
         assert pilot.app.screen is screen and table.opened is None
 
 
+class TextApp(App[None]):
+    """An expert's full text alone, over a blank screen (the Run screen behind it is not what
+    these snapshots are about; the live test above opens it from the Run screen)."""
+
+    def __init__(self, theme: str):
+        super().__init__()
+        self.start_theme = theme
+
+    def on_mount(self) -> None:
+        from composite_cli.tui.run_state import LiveItem
+        from composite_cli.tui.widgets.step_table import LiveTextScreen
+
+        self.theme = self.start_theme
+        text = " ".join(["The Ruy Lopez, the Italian Game and the Queen's Gambit."] * 12)
+        item = LiveItem("e0", "fan", "llm", "analyst", 1, 100.0, model="demo/fast-model", text=text)
+        item.chunks = 120
+        self.push_screen(LiveTextScreen(item, 102.5))
+
+
 @pytest.mark.parametrize("theme", THEMES)
-def test_an_experts_full_text_80x24(snap_compare, isolated_home: Path, theme: str):
-    from test_tui_support import type_prompt, wait_until
-
-    from composite_cli.tui.widgets.step_table import StepTable
-
-    script = fanout_script(4)
-    app = scripted_app(isolated_home, [script])
-
+def test_an_experts_full_text_80x24(snap_compare, theme: str):
     async def run_before(pilot):
-        pilot.app.theme = theme
-        screen = pilot.app.screen
-        await type_prompt(pilot, "openings?")
-        await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: not screen.running)
-        await settle(pilot)
-        table = screen.query_one(StepTable)
-        expert = next(i for i in screen.state.items.values() if i.is_call)
-        table.focus()
-        table.move_cursor(row=table.get_row_index(expert.id))
-        await pilot.press("enter")
+        await pilot.pause()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(TextApp(theme), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_step_and_run_summaries_write_unknown_cost_as_unpriced() -> None:

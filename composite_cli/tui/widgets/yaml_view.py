@@ -95,11 +95,13 @@ class YamlView(Static):
     _width: int | None = None  # the width it was wrapped to
 
     def _pane_width(self) -> int | None:
+        """The pane's width less room for its vertical scrollbar, shown or not (the same width
+        before and after the scrollbar appears, so the text is not wrapped to a stale width)."""
         parent = self.parent
-        width = getattr(parent, "scrollable_content_region", None)
-        if width is None or width.width <= 0:
+        region = getattr(parent, "content_region", None)
+        if parent is None or region is None or region.width <= 0:
             return None
-        return int(width.width) - 1  # one cell spare: a vertical scrollbar may come and go
+        return int(region.width) - int(parent.styles.scrollbar_size_vertical)
 
     def show(self, source: str, errors: Sequence[ModeError] = ()) -> None:
         self._shown = (source, tuple(errors))
