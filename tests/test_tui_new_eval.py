@@ -125,3 +125,31 @@ async def test_with_no_interrupted_eval_the_resume_picker_says_so(isolated_home:
         dialog = await open_dialog(pilot)
         resume = dialog.query_one("#eval-resume", Select)
         assert resume.disabled and resume.prompt == "no interrupted eval"
+
+
+async def test_resume_picked_in_the_dialog_finishes_the_eval_from_the_evals_screen(
+    isolated_home: Path, fake_model
+):
+    """The whole path: n, pick the interrupted eval, ctrl+s; the Evals screen resumes it (its own
+    cases, on the profile it started with) and shows its report."""
+    from test_tui_support import wait_until
+
+    from composite_cli.tui.screens.evals import EvalsScreen
+
+    write_cases(isolated_home / "six.jsonl", CASES)
+    fake_model.script(lambda name, m: "Paris")
+    app = engine_app(isolated_home, screen="evals")
+    started = app.services.eval_sessions("dry").start("six.jsonl", ["direct"], limit=2)
+    started.interrupted()
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_dialog(pilot)
+        dialog.query_one("#eval-resume", Select).value = started.eval_run_id
+        await pilot.pause()
+        assert dialog.query_one("#eval-profile", Select).value == "dry"  # the eval's own profile
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert isinstance(screen, EvalsScreen)
+        await wait_until(pilot, lambda: screen.report is not None and screen.report["modes"][0]["n"] == 2)
+    assert rows(isolated_home, "select profile, status from eval_runs") == [("dry", "done")]
+    assert {r["model"] for r in fake_model.requests} == {"dry/mock"}
