@@ -222,3 +222,18 @@ async def test_a_finished_runs_rows_show_more_text_after_a_wider_resize(isolated
         await pilot.resize_terminal(160, 48)
         await settle(pilot)
         await wait_until(pilot, lambda: shown() == expert.text)
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_the_highlighted_yaml_has_no_background_of_its_own(dark: bool) -> None:
+    """Item 8/9: the highlighter's backgrounds showed as patches behind each line in the light
+    theme; the text now sits on the pane's background, its colours kept."""
+    from rich.style import Style
+
+    from composite_cli.tui.widgets.yaml_view import annotated_yaml
+
+    text = annotated_yaml(LONG, [], dark=dark, error_style="bold red", width=60)
+    styles = [Style.parse(s.style) if isinstance(s.style, str) else s.style for s in text.spans]
+    assert any(style.color is not None for style in styles)
+    assert all(style.bgcolor is None for style in styles)
+    assert max(len(line) for line in text.plain.splitlines()) <= 60
