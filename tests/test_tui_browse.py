@@ -305,3 +305,24 @@ async def test_a_corrupt_database_is_called_corrupt(isolated_home: Path):
         await settle(pilot)
         text = rendered(pilot.app.screen.query_one("#dash-message"))
         assert "traces.db is corrupt" in text and "fills in once" not in text
+
+
+async def test_traces_show_markup_like_values_as_text(isolated_home: Path):
+    import dataclasses
+
+    from composite_cli.events import RunStarted
+    from composite_cli.traces.recorder import TraceRecorder
+    from composite_cli.traces.store import TraceStore
+    from composite_cli.tui.demo_data import RunSpec, simple_run
+
+    db = isolated_home / "traces.db"
+    store = TraceStore(db)
+    recorder = TraceRecorder(store)
+    for event in simple_run(RunSpec("[/]x", "[bold]", "[/red]", 5, 0.1)):
+        recorder(dataclasses.replace(event, input="[/] what") if isinstance(event, RunStarted) else event)
+    store.close()
+    app = scripted_app(isolated_home, [fanout_script(2)], db=db, screen="traces")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        row = [str(c) for c in pilot.app.screen.query_one("#runs", DataTable).get_row_at(0)]
+        assert row[1:4] == ["[bold]", "[/] what", "[/red]"] and row[-1] == "[/]x"

@@ -220,13 +220,13 @@ class TracesScreen(AppScreen):
                 created(row["created_at"]),
                 Text(str(row["mode"])),
                 Text(input_line(row.get("input_head"))),
-                row["source"] or "",
+                Text(str(row["source"] or "")),  # Text: a value is never read as markup
                 status_text(row["status"] or "", theme),
                 Text(str(row["calls"] or 0), justify="right"),
                 Text(units.tokens(row["prompt_tokens"], row["completion_tokens"]), justify="right"),
                 Text(run_cost(row), justify="right"),
                 Text(units.duration(row["latency_ms"]), justify="right"),
-                str(row["id"]),
+                Text(str(row["id"])),
             ]
             for row in rows
         ]
