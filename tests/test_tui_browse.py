@@ -318,7 +318,7 @@ async def test_traces_show_markup_like_values_as_text(isolated_home: Path):
     db = isolated_home / "traces.db"
     store = TraceStore(db)
     recorder = TraceRecorder(store)
-    for event in simple_run(RunSpec("[/]x", "[bold]", "[/red]", 5, 0.1)):
+    for event in simple_run(RunSpec("[/]x", "[bold]", "[/red]", 5, 0.1, model="[/m]")):
         recorder(dataclasses.replace(event, input="[/] what") if isinstance(event, RunStarted) else event)
     store.close()
     app = scripted_app(isolated_home, [fanout_script(2)], db=db, screen="traces")
@@ -326,3 +326,7 @@ async def test_traces_show_markup_like_values_as_text(isolated_home: Path):
         await settle(pilot)
         row = [str(c) for c in pilot.app.screen.query_one("#runs", DataTable).get_row_at(0)]
         assert row[1:4] == ["[bold]", "[/] what", "[/red]"] and row[-1] == "[/]x"
+        await pilot.press("4")
+        await settle(pilot)
+        assert str(pilot.app.screen.query_one("#dash-models", DataTable).get_row_at(0)[0]) == "[/m]"
+        assert str(pilot.app.screen.query_one("#dash-modes", DataTable).get_row_at(0)[0]) == "[bold]"

@@ -139,7 +139,7 @@ class DashboardScreen(AppScreen):
         )
         mode_rows: list[list[str | Text]] = [
             [
-                m.mode,
+                Text(m.mode),
                 _right(str(m.requests)),
                 _right(units.percent(m.error_rate)),
                 _right(units.duration(m.p50_ms)),
@@ -153,7 +153,7 @@ class DashboardScreen(AppScreen):
         fill(self.query_one("#dash-modes", DataTable), MODE_COLUMNS, mode_rows)
         model_rows: list[list[str | Text]] = [
             [
-                s.model,
+                Text(s.model),  # a name is never read as markup
                 _right(str(s.calls)),
                 _right(str(s.requests)),
                 _right(f"{s.tokens_per_request:.0f}"),

@@ -217,7 +217,7 @@ class TracesScreen(AppScreen):
         theme = self.app.theme_variables
         cells = [
             [
-                created(row["created_at"]),
+                Text(created(row["created_at"])),
                 Text(str(row["mode"])),
                 Text(input_line(row.get("input_head"))),
                 Text(str(row["source"] or "")),  # Text: a value is never read as markup
