@@ -330,3 +330,19 @@ async def test_traces_show_markup_like_values_as_text(isolated_home: Path):
         await settle(pilot)
         assert str(pilot.app.screen.query_one("#dash-models", DataTable).get_row_at(0)[0]) == "[/m]"
         assert str(pilot.app.screen.query_one("#dash-modes", DataTable).get_row_at(0)[0]) == "[bold]"
+
+
+async def test_fill_shows_str_cells_as_plain_text_never_markup():
+    from textual.app import App
+
+    from composite_cli.tui.widgets.tables import fill
+
+    class One(App[None]):
+        def compose(self):
+            yield DataTable()
+
+    async with One().run_test() as pilot:
+        table = pilot.app.query_one(DataTable)
+        fill(table, ("file", "n"), [["evals/[/]odd [bold].jsonl", "3"]])  # an eval file's name
+        assert [str(c) for c in table.get_row_at(0)] == ["evals/[/]odd [bold].jsonl", "3"]
+        assert table.columns["file"].width == len("evals/[/]odd [bold].jsonl")
