@@ -278,3 +278,80 @@ async def test_keys_that_arrive_in_one_burst_run_the_whole_prompt(isolated_home:
         await pilot.pause()
         assert screen.state.status == "ok"
         assert screen.messages[0] == {"role": "user", "content": prompt}
+
+
+async def test_ctrl_r_during_the_warm_up_queues_the_run_with_the_prompt_typed(
+    isolated_home: Path, fake_model, monkeypatch
+):
+    """Issue 17 item 1: ctrl+r pressed while LiteLLM is still loading does not freeze the screen or
+    lose the prompt: it shows "loading models…", queues the run with the text in the box at ctrl+r,
+    and the run starts when the warm-up ends. The warm-up is held by a fake until the test lets it go."""
+    import threading
+
+    import composite_cli.litellm_loader as loader
+
+    real = loader.get_litellm
+    release = threading.Event()
+
+    def slow_get_litellm():
+        release.wait(60)
+        return real()
+
+    monkeypatch.setattr(loader, "get_litellm", slow_get_litellm)
+    fake_model.add("Paris.")
+    app = engine_app(isolated_home, mode="direct", warm_up=True)
+    try:
+        await _queue_during_warm_up(app, release, fake_model)
+    finally:
+        release.set()  # never leave the warm-up thread waiting
+
+
+async def _queue_during_warm_up(app, release, fake_model) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen) and not app.models_ready
+        for key in "Capital of France?":  # typed key by key, then ctrl+r straight after
+            await pilot.press("space" if key == " " else "question_mark" if key == "?" else key)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert screen.queued == ("direct", screen.query_one("#profile").value, "Capital of France?")
+        assert screen.worker is None and screen.state.status == "idle"  # nothing started yet
+        assert "loading models" in str(screen.query_one("#run-status").render())
+        await pilot.press("f1")  # the event loop is free: the help screen opens at once
+        assert isinstance(pilot.app.screen, HelpScreen)
+        await pilot.press("escape")
+        release.set()
+        await wait_until(pilot, lambda: screen.worker is not None and not screen.running)
+        await pilot.pause()
+        assert screen.queued is None and screen.state.status == "ok"
+        assert screen.messages[0] == {"role": "user", "content": "Capital of France?"}
+        assert fake_model.requests[-1]["messages"][-1]["content"] == "Capital of France?"
+
+
+async def test_esc_drops_a_run_queued_during_the_warm_up(isolated_home: Path, fake_model, monkeypatch):
+    import threading
+
+    import composite_cli.litellm_loader as loader
+
+    real = loader.get_litellm
+    release = threading.Event()
+    monkeypatch.setattr(loader, "get_litellm", lambda: (release.wait(60), real())[1])
+    app = engine_app(isolated_home, mode="direct", warm_up=True)
+    try:
+        await _drop_during_warm_up(app, release)
+    finally:
+        release.set()
+
+
+async def _drop_during_warm_up(app, release) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        await type_prompt(pilot, "A question")
+        await pilot.press("ctrl+r")
+        assert screen.queued is not None
+        await pilot.press("escape")
+        assert screen.queued is None
+        release.set()
+        await wait_until(pilot, lambda: app.models_ready)
+        await pilot.pause()
+        assert screen.worker is None  # the dropped run never starts

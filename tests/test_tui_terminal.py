@@ -77,7 +77,11 @@ def test_the_tui_answers_on_the_embedded_model_in_a_real_terminal(isolated_home:
 
     try:
         _wait(lambda: "Type a prompt" in screen(), 90, "the Run screen", screen)
-        _tmux(socket, "send-keys", "-t", "tui", "-l", "Say hello in one short sentence.")
+        prompt = "Say hello in one short sentence."
+        _tmux(socket, "send-keys", "-t", "tui", "-l", prompt)
+        # Wait on state, not time: ctrl+r goes once the prompt is in the box (a run asked for while
+        # LiteLLM still loads is queued, so the warm-up no longer matters).
+        _wait(lambda: prompt in screen(), 60, "the prompt in the box", screen)
         _tmux(socket, "send-keys", "-t", "tui", "C-r")
         _wait(lambda: _run_row(db) is not None, 300, "the run to be recorded", screen)
         mode, source, status, output = _run_row(db)

@@ -4,16 +4,17 @@ screens when any process (this one, `serve`, `eval`, ...) wrote to it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from composite_cli.traces.queries import ChangeWatcher
-from composite_cli.tui.screens.base import STYLES, AppScreen
+from composite_cli.tui.screens.base import STYLES, AppScreen, error_text
 from composite_cli.tui.screens.dashboard import DashboardScreen
 from composite_cli.tui.screens.evals import EvalsScreen
 from composite_cli.tui.screens.help import HelpScreen
@@ -57,6 +58,10 @@ class CompositeApp(App[None]):
         self.db_version = 0
         self._watcher = ChangeWatcher(services.settings.db_path)
         self._db_token: object = None
+        # False while LiteLLM is imported in a thread at start: a run asked for meanwhile waits
+        # (`when_models_ready`) instead of importing it on the event loop and freezing the screen.
+        self.models_ready = not services.warm_up
+        self._on_ready: list[Callable[[], object]] = []
         if not services.animations:
             self.animation_level = "none"
 
@@ -78,6 +83,23 @@ class CompositeApp(App[None]):
         from composite_cli.litellm_loader import get_litellm
 
         get_litellm()
+
+    def when_models_ready(self, callback: Callable[[], object]) -> None:
+        """Call `callback` on the event loop once the warm-up has ended (now, if it has)."""
+        if self.models_ready:
+            callback()
+        else:
+            self._on_ready.append(callback)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "warm-up" or not event.worker.is_finished:
+            return
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.notify(error_text(event.worker.error), title="Cannot load LiteLLM", severity="error")
+        self.models_ready = True
+        waiting, self._on_ready = self._on_ready, []
+        for callback in waiting:
+            callback()
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll_db(self) -> None:

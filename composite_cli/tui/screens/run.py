@@ -51,6 +51,7 @@ class RunScreen(AppScreen):
         self.bridge: EventBridge | None = None
         self._ticker: Timer | None = None
         self._pending_prompt = ""
+        self.queued: tuple[str, str, str] | None = None  # (mode, profile, prompt) waiting for warm-up
 
     def compose(self) -> Any:
         services = self.services
@@ -109,8 +110,11 @@ class RunScreen(AppScreen):
         if self.running:
             self.notify("A run is in progress; Esc cancels it.", severity="warning")
             return
-        prompt_area = self.query_one("#prompt", TextArea)
-        prompt = prompt_area.text.strip()
+        if self.queued is not None:
+            self.notify("A run is queued; it starts when the models are loaded.", severity="warning")
+            return
+        # Read now, from the widget: the run gets exactly the text in the box at ctrl+r.
+        prompt = self.query_one("#prompt", TextArea).text.strip()
         if not prompt:
             self.notify("Type a prompt first.", severity="warning")
             return
@@ -119,7 +123,17 @@ class RunScreen(AppScreen):
         if not isinstance(mode, str):
             self.notify("Pick a mode first.", severity="warning")
             return
+        if not self.composite.models_ready:
+            self.queued = (mode, str(profile), prompt)
+            self.query_one("#run-status", Static).update("loading models… (run queued, Esc drops it)")
+            self.composite.when_models_ready(self._start_queued)
+            return
         self.start(mode, str(profile), prompt)
+
+    def _start_queued(self) -> None:
+        queued, self.queued = self.queued, None
+        if queued is not None:
+            self.start(*queued)
 
     def start(self, mode: str, profile: str, prompt: str) -> None:
         """Run `prompt` as the next turn of the conversation."""
@@ -138,6 +152,11 @@ class RunScreen(AppScreen):
         self.refresh_live()
 
     def action_cancel(self) -> None:
+        if self.queued is not None:
+            self.queued = None
+            self.query_one("#run-status", Static).update("idle")
+            self.notify("Queued run dropped.", severity="warning")
+            return
         if self.running and self.worker is not None:
             self.worker.cancel()
 
