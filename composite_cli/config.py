@@ -355,3 +355,25 @@ def load_settings(
         no_content=no_content or bool(data.get("no_content")) or env.get("COMPOSITE_NO_CONTENT") == "1",
         allow_code=tuple(data.get("allow_code", ())),
     )
+
+
+def tui_theme_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where `composite tui` remembers the theme last chosen (a one-line file in the user config
+    dir, apart from config.yaml so that a hand-edited config is never rewritten)."""
+    return user_config_dir(environ) / "tui-theme"
+
+
+def read_tui_theme(environ: Mapping[str, str] | None = None) -> str | None:
+    """The remembered TUI theme name, or None (no file, unreadable, or not one line of text)."""
+    try:
+        text = tui_theme_file(environ).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if text and len(text) <= 64 and text.isprintable() and "\n" not in text else None
+
+
+def save_tui_theme(name: str, environ: Mapping[str, str] | None = None) -> None:
+    """Remember `name` as the TUI theme. Raises OSError when the config dir cannot be written."""
+    path = tui_theme_file(environ)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(name + "\n", encoding="utf-8")

@@ -69,3 +69,57 @@ async def test_trace_latest_resolves_to_the_newest_run(isolated_home: Path):
         screen = pilot.app.screen
         assert isinstance(screen, TraceScreen) and screen.run_id == newest
         assert f"trace {newest}" in str(screen.query_one("#trace-title").render())
+
+
+def test_an_unknown_mode_is_a_usage_error_listing_the_modes(isolated_home: Path):
+    """Issue 17 item 3: `--mode nosuchmode` no longer opens on another mode."""
+    result = CliRunner().invoke(_app(), ["tui", "--mode", "nosuchmode", "--profile", "dry"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown mode 'nosuchmode'" in lines[0] and "known modes:" in lines[0]
+    assert "direct" in lines[0]
+
+
+def test_an_invalid_mode_is_an_error_naming_its_problems(isolated_home: Path, monkeypatch):
+    from test_tui_support import BROKEN
+
+    modes = isolated_home / "bad-modes"
+    modes.mkdir()
+    (modes / "broken.yaml").write_text(BROKEN)
+    (isolated_home / "composite.yaml").write_text(f"modes_path: [{modes}]\n")
+    monkeypatch.chdir(isolated_home)
+    result = CliRunner().invoke(_app(), ["tui", "--mode", "broken", "--profile", "dry"])
+    assert result.exit_code == 2
+    assert "propsals" in result.output and "Traceback" not in result.output
+
+
+def test_an_unknown_theme_is_a_usage_error(isolated_home: Path):
+    result = CliRunner().invoke(_app(), ["tui", "--theme", "neon", "--profile", "dry"])
+    assert result.exit_code == 2
+    assert "--theme must be one of" in result.output and "textual-light" in result.output
+
+
+async def test_the_theme_is_taken_from_theme_and_remembered(isolated_home: Path):
+    """Issue 17 item 8: `--theme` applies, and the theme picked is there at the next launch."""
+    from composite_cli.config import read_tui_theme
+    from composite_cli.tui.app import CompositeApp
+
+    app = CompositeApp(scripted_app(isolated_home, []).services, theme="textual-light")
+    async with app.run_test(size=SIZE) as pilot:
+        assert pilot.app.theme == "textual-light"
+        pilot.app.theme = "nord"  # what the command palette's "Change theme" does
+        await pilot.pause()
+    assert read_tui_theme() == "nord"
+    again: Any = scripted_app(isolated_home, [])
+    async with again.run_test(size=SIZE) as pilot:
+        assert pilot.app.theme == "nord"
+
+
+async def test_a_garbled_theme_file_is_ignored(isolated_home: Path):
+    from composite_cli.config import tui_theme_file
+
+    tui_theme_file().parent.mkdir(parents=True, exist_ok=True)
+    tui_theme_file().write_bytes(b"\xff\xfe not a theme")
+    app: Any = scripted_app(isolated_home, [])
+    async with app.run_test(size=SIZE) as pilot:
+        assert pilot.app.theme == "textual-dark"

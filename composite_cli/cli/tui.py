@@ -33,6 +33,14 @@ def tui(
         str, typer.Option("--screen", help=f"Screen to open on: {', '.join(SCREEN_NAMES)}.")
     ] = "run",
     mode: Annotated[str, typer.Option("--mode", "-m", help="Mode picked on the Run screen.")] = "direct",
+    theme: Annotated[
+        str | None,
+        typer.Option(
+            "--theme",
+            help="Colour theme, e.g. textual-dark or textual-light (remembered for the next launch).",
+            show_default=False,
+        ),
+    ] = None,
     max_tokens: Annotated[
         int | None,
         typer.Option("--max-tokens", help="Token limit for the final step's answer.", show_default=False),
@@ -54,11 +62,19 @@ def tui(
       composite tui --trace 18eb3c   # open a run's timeline
 
       composite tui --trace latest   # the newest run's timeline
+
+      composite tui --theme textual-light
     """
     from composite_cli.cli.errors import fail
+    from composite_cli.errors import UnknownModeError
 
     if screen not in SCREEN_NAMES:
         raise fail(f"--screen must be one of {', '.join(SCREEN_NAMES)}, got {screen!r}", 2)
+    if theme is not None:
+        from textual.theme import BUILTIN_THEMES
+
+        if theme not in BUILTIN_THEMES:
+            raise fail(f"--theme must be one of {', '.join(sorted(BUILTIN_THEMES))}, got {theme!r}", 2)
     with cli_errors():
         from composite_cli.runner import Runner
         from composite_cli.tui.app import CompositeApp
@@ -66,15 +82,19 @@ def tui(
 
         settings = settings_from(config, profile, model, db, allow_code=allow_code)
         runner = Runner(settings)
-        mode = runner.library.resolve(mode)  # an unknown --mode is an error, not the first mode
-        services = TuiServices(
-            runner,
-            mode=mode,
-            profile=settings.profile.name,
-            generation={"max_tokens": max_tokens} if max_tokens is not None else {},
-        )
         try:
-            CompositeApp(services, screen="traces" if trace else screen, trace=trace).run()
+            try:  # an unknown --mode is an error listing the modes, not the first mode picked
+                mode = runner.library.resolve(mode)
+            except UnknownModeError as exc:
+                raise fail(f"--mode: {exc}", 2) from None
+            runner.library.load(mode)  # an invalid one: its problems, one per line (exit 2)
+            services = TuiServices(
+                runner,
+                mode=mode,
+                profile=settings.profile.name,
+                generation={"max_tokens": max_tokens} if max_tokens is not None else {},
+            )
+            CompositeApp(services, screen="traces" if trace else screen, trace=trace, theme=theme).run()
         finally:
             runner.close()
 

@@ -11,8 +11,10 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
+from composite_cli.config import read_tui_theme, save_tui_theme
 from composite_cli.traces.queries import ChangeWatcher
 from composite_cli.tui.screens.base import STYLES, AppScreen, error_text
 from composite_cli.tui.screens.dashboard import DashboardScreen
@@ -50,8 +52,19 @@ class CompositeApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, services: TuiServices, *, screen: str = "run", trace: str | None = None):
+    def __init__(
+        self,
+        services: TuiServices,
+        *,
+        screen: str = "run",
+        trace: str | None = None,
+        theme: str | None = None,
+    ):
         super().__init__()
+        # --theme, else the theme remembered from the last launch (ignored if unknown)
+        chosen = theme or read_tui_theme()
+        if chosen in self.available_themes:
+            self.theme = chosen
         self.services = services
         self.start_screen = screen
         self.start_trace = trace
@@ -67,6 +80,7 @@ class CompositeApp(App[None]):
 
     def on_mount(self) -> None:
         self._db_token = self._watcher.token()
+        self.theme_changed_signal.subscribe(self, self.remember_theme)
         self.switch_mode(self.start_screen)
         if self.start_trace:
             self.push_screen(TraceScreen(self.start_trace))
@@ -83,6 +97,13 @@ class CompositeApp(App[None]):
         from composite_cli.litellm_loader import get_litellm
 
         get_litellm()
+
+    def remember_theme(self, theme: Theme) -> None:
+        """Keep the theme picked (command palette, --theme) for the next launch."""
+        try:
+            save_tui_theme(theme.name)
+        except OSError as exc:
+            self.notify(f"Cannot remember the theme: {exc}", severity="warning")
 
     def when_models_ready(self, callback: Callable[[], object]) -> None:
         """Call `callback` on the event loop once the warm-up has ended (now, if it has)."""
