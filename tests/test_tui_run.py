@@ -355,3 +355,24 @@ async def _drop_during_warm_up(app, release) -> None:
         await wait_until(pilot, lambda: app.models_ready)
         await pilot.pause()
         assert screen.worker is None  # the dropped run never starts
+
+
+async def test_an_invalid_mode_is_shown_invalid_and_cannot_be_picked_to_run(isolated_home: Path, fake_model):
+    """Issue 17 item 3: the Run picker marks a mode that does not load, and picking it keeps the
+    previous mode (with a toast naming the problem); the default never lands on it."""
+    from textual.widgets import Select
+
+    app = engine_app(isolated_home, mode="broken", extra_modes={"broken": BROKEN})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, RunScreen)
+        assert "broken" in screen.invalid and "propsals" in screen.invalid["broken"]
+        select = screen.query_one("#mode", Select)
+        assert select.value != "broken" and select.value not in screen.invalid  # not the default
+        before = select.value
+        labels = {value: str(prompt) for prompt, value in select._options}
+        assert "invalid" in labels["broken"] and "invalid" not in labels[before]
+        select.value = "broken"
+        await pilot.pause()
+        assert select.value == before
+        assert any("broken is invalid" in n.message for n in pilot.app._notifications)

@@ -15,7 +15,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
 
+from composite_cli.engine.library import ModeLibrary
 from composite_cli.engine.runtime import RunRequest
+from composite_cli.errors import CompositeError, ModeValidationError
 from composite_cli.runner import stop_reason, stop_sentence
 from composite_cli.tui import units
 from composite_cli.tui.bridge import EventBridge
@@ -51,25 +53,31 @@ class RunScreen(AppScreen):
         self.bridge: EventBridge | None = None
         self._ticker: Timer | None = None
         self._pending_prompt = ""
+        self.invalid: dict[str, str] = {}  # mode name -> its first problem (cannot be picked)
+        self.picked_mode: str | None = None
         self.queued: tuple[str, str, str] | None = None  # (mode, profile, prompt) waiting for warm-up
 
     def compose(self) -> Any:
         services = self.services
         library = services.runner.library
         names = library.names()
+        self.invalid = invalid_modes(library, names)
+        valid = [n for n in names if n not in self.invalid]
         mode: str | None
         try:
             mode = library.resolve(services.mode)
-        except Exception:  # noqa: BLE001 - an unknown default mode just leaves the first one picked
-            mode = names[0] if names else None
+        except CompositeError:  # an unknown default mode just leaves the first valid one picked
+            mode = None
+        if mode not in valid:
+            mode = valid[0] if valid else None
+        self.picked_mode = mode
         profiles = services.profile_names()
         profile = services.profile or services.settings.profile.name
         yield NavBar("run")
         with Horizontal(id="run-controls"):
             yield Label("mode", classes="field-label")
-            yield Select(
-                [(n, n) for n in names], value=mode or Select.NULL, allow_blank=False, compact=True, id="mode"
-            )
+            options = [(Text(f"{n} ✗ invalid", style="strike") if n in self.invalid else n, n) for n in names]
+            yield Select(options, value=mode or Select.NULL, allow_blank=False, compact=True, id="mode")
             yield Label("profile", classes="field-label")
             yield Select(
                 [(p, p) for p in profiles], value=profile, allow_blank=False, compact=True, id="profile"
@@ -92,6 +100,22 @@ class RunScreen(AppScreen):
         self.query_one("#prompt", TextArea).focus()
         self.query_one("#timeline-box").border_title = "timeline"
         self.query_one("#conversation").border_title = "conversation"
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """An invalid mode cannot be picked: the previous one comes back, with the first problem."""
+        if event.select.id != "mode":
+            return
+        if event.value in self.invalid:
+            self.notify(
+                f"{event.value} is invalid ({self.invalid[str(event.value)]}); fix it on the Modes screen.",
+                title="Invalid mode",
+                severity="error",
+            )
+            select: Select[str] = self.query_one("#mode", Select)
+            with select.prevent(Select.Changed):
+                select.value = self.picked_mode if self.picked_mode is not None else Select.NULL
+        elif isinstance(event.value, str):
+            self.picked_mode = event.value
 
     def commands(self) -> list[Command]:
         return [
@@ -120,8 +144,8 @@ class RunScreen(AppScreen):
             return
         mode = self.query_one("#mode", Select).value
         profile = self.query_one("#profile", Select).value
-        if not isinstance(mode, str):
-            self.notify("Pick a mode first.", severity="warning")
+        if not isinstance(mode, str) or mode in self.invalid:
+            self.notify("Pick a valid mode first.", severity="warning")
             return
         if not self.composite.models_ready:
             self.queued = (mode, str(profile), prompt)
@@ -283,6 +307,19 @@ class RunScreen(AppScreen):
             f"cost {units.cost(s.cost_usd)} · latency {units.duration(s.elapsed(0) * 1000)}"
         )
         return line
+
+
+def invalid_modes(library: ModeLibrary, names: list[str]) -> dict[str, str]:
+    """Mode name → its first problem, for the modes that do not load."""
+    invalid: dict[str, str] = {}
+    for name in names:
+        try:
+            library.load(name)
+        except ModeValidationError as exc:
+            invalid[name] = exc.errors[0].one_line() if exc.errors else str(exc)
+        except CompositeError as exc:
+            invalid[name] = error_text(exc)
+    return invalid
 
 
 def _tool_calls_text(message: dict[str, Any]) -> str:
