@@ -5,13 +5,14 @@ screens when any process (this one, `serve`, `eval`, ...) wrote to it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.theme import Theme
+from textual.theme import BUILTIN_THEMES, Theme
 from textual.worker import Worker, WorkerState
 
 from composite_cli.config import read_tui_theme, save_tui_theme
@@ -27,6 +28,20 @@ from composite_cli.tui.screens.traces import TracesScreen
 from composite_cli.tui.services import TuiServices
 from composite_cli.tui.widgets.navbar import SCREENS
 from composite_cli.tui.worker_messages import DbChanged
+
+
+def readable_light_theme() -> Theme:
+    """Textual's light theme with darker accent, warning, success and footer keys: its own orange
+    (#ffa62b) and green on light grey are below a 2:1 contrast; these are at 3.5:1 or more on
+    every light background the theme uses (tests/test_tui_snapshots_ta.py checks each screen)."""
+    light = BUILTIN_THEMES["textual-light"]
+    return replace(
+        light,
+        accent="#8A4B00",
+        warning="#8A4B00",
+        success="#1A6B32",
+        variables={**light.variables, "footer-key-foreground": "#005A9E"},
+    )
 
 
 class CompositeApp(App[None]):
@@ -61,6 +76,7 @@ class CompositeApp(App[None]):
         theme: str | None = None,
     ):
         super().__init__()
+        self.register_theme(readable_light_theme())  # replaces textual-light, same name
         # --theme, else the theme remembered from the last launch (ignored if unknown)
         chosen = theme or read_tui_theme()
         if chosen in self.available_themes:
