@@ -15,7 +15,7 @@ from composite_cli.tui.demo import fanout_script
 
 SMALL = (80, 24)
 THEMES = ("textual-dark", "textual-light")
-SCREENS = ("run", "traces", "evals", "dashboard", "modes")
+SCREENS = ("run", "traces", "evals", "dashboard", "modes", "trace", "help", "new-eval")
 MIN_CONTRAST = 3.0  # WCAG's floor for large text; muted labels sit above it, body text well above
 
 
@@ -33,23 +33,27 @@ def contrast(fg: Color, bg: Color) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
-def unreadable(app: Any) -> list[str]:
-    """The text the screen shows with too little contrast: 'text' fg/bg ratio per segment."""
+def unreadable(app: Any, region: Any = None) -> list[str]:
+    """The text the screen shows with too little contrast: 'text' fg/bg ratio per segment (only
+    inside `region` when given: a modal's box, not the faded screen behind it)."""
     update = app.screen._compositor.render_full_update()
     found = []
-    for line in update.strips:
+    for y, line in enumerate(update.strips):
+        x = 0
         for strip in line:
             for segment in strip:
-                text, style = segment.text.strip(), segment.style
-                if (
-                    not any(ch.isalnum() for ch in text)
-                    or style is None
-                    or style.color is None
-                    or style.bgcolor is None
+                start, x = x, x + segment.cell_length
+                if region is not None and not (
+                    region.y <= y < region.bottom and region.x <= start < region.right
                 ):
                     continue
-                if style.reverse:
-                    continue  # a highlight: the colours swap
+                text, style = segment.text.strip(), segment.style
+                if text == "X":
+                    continue  # an unticked checkbox's X, faint on purpose (the "off" state)
+                if not any(ch.isalnum() for ch in text) or style is None or style.color is None:
+                    continue
+                if style.bgcolor is None or style.reverse:
+                    continue  # no colours of its own, or a highlight (the colours swap)
                 fg = Color.from_rich_color(style.color)
                 bg = Color.from_rich_color(style.bgcolor)
                 if style.dim:
@@ -73,23 +77,36 @@ PLOT_COLOURS = pytest.mark.xfail(
     "the light theme's grey (asked in /tmp/team/requests.md)",
     strict=False,
 )
+TREE_CURSOR = pytest.mark.xfail(
+    reason="TB owns screens/trace.py: a step's duration on the step tree's cursor row (#92C5EC on "
+    "#0178D4, 2.5:1) in the dark theme (asked in /tmp/team/requests.md)",
+    strict=False,
+)
+KNOWN = {("evals", "textual-light"): PLOT_COLOURS, ("trace", "textual-dark"): TREE_CURSOR}
 CASES = [
-    pytest.param(s, t, marks=PLOT_COLOURS) if (s, t) == ("evals", "textual-light") else (s, t)
-    for s in SCREENS
-    for t in THEMES
+    pytest.param(s, t, marks=KNOWN[(s, t)]) if (s, t) in KNOWN else (s, t) for s in SCREENS for t in THEMES
 ]
 
 
 @pytest.mark.parametrize(("screen_name", "theme"), CASES)
 async def test_every_text_is_readable_at_80x24(isolated_home: Path, theme: str, screen_name: str):
     db = seeded_db(isolated_home)
-    app: Any = scripted_app(isolated_home, [fanout_script(2)], db=db, screen=screen_name)
+    options: dict[str, Any] = {"trace": "latest"} if screen_name == "trace" else {}
+    start = screen_name if screen_name in SCREENS[:5] else "run"
+    app: Any = scripted_app(isolated_home, [fanout_script(2)], db=db, screen=start, **options)
     app.theme = theme
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
         if screen_name == "run":
             await _ran(pilot)
-        found = unreadable(pilot.app)
+        elif screen_name == "help":
+            await pilot.press("f1")
+            await settle(pilot)
+        elif screen_name == "new-eval":
+            await pilot.press("f4", "n")
+            await settle(pilot)
+        modal = screen_name in ("help", "new-eval")
+        found = unreadable(pilot.app, pilot.app.screen.children[0].region if modal else None)
         assert found == [], "\n".join(sorted(set(found)))
 
 
