@@ -67,8 +67,6 @@ def tui(
     """
     from composite_cli.cli.errors import fail
     from composite_cli.errors import UnknownModeError
-    from composite_cli.traces.reader import TraceReader
-    from composite_cli.traces.store import RunNotFound
 
     if screen not in SCREEN_NAMES:
         raise fail(f"--screen must be one of {', '.join(SCREEN_NAMES)}, got {screen!r}", 2)
@@ -96,11 +94,6 @@ def tui(
                 profile=settings.profile.name,
                 generation={"max_tokens": max_tokens} if max_tokens is not None else {},
             )
-            if trace is not None:  # the one run-id resolver: an id, a unique prefix, or `latest`
-                try:
-                    trace = TraceReader(services.store).run_id(trace)
-                except RunNotFound as exc:
-                    raise fail(f"--trace: {exc}", 2) from None
             CompositeApp(services, screen="traces" if trace else screen, trace=trace, theme=theme).run()
         finally:
             runner.close()
