@@ -86,7 +86,7 @@ def tui(
             try:  # an unknown --mode is an error listing the modes, not the first mode picked
                 mode = runner.library.resolve(mode)
             except UnknownModeError as exc:
-                raise fail(f"--mode: {exc}", 2) from None
+                raise fail(str(exc), 2) from None
             runner.library.load(mode)  # an invalid one: its problems, one per line (exit 2)
             services = TuiServices(
                 runner,
