@@ -71,10 +71,10 @@ async def test_trace_latest_resolves_to_the_newest_run(isolated_home: Path):
         assert f"trace {newest}" in str(screen.query_one("#trace-title").render())
 
 
-def test_an_unknown_mode_is_a_usage_error_listing_the_modes(isolated_home: Path):
-    """Issue 17 item 3: `--mode nosuchmode` no longer opens on another mode."""
+def test_an_unknown_mode_is_an_error_listing_the_modes(isolated_home: Path):
+    """Issue 17 item 3: `--mode nosuchmode` no longer opens on another mode (exit 1, as `chat`)."""
     result = CliRunner().invoke(_app(), ["tui", "--mode", "nosuchmode", "--profile", "dry"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "unknown mode 'nosuchmode'" in lines[0] and "known modes:" in lines[0]
     assert "direct" in lines[0]

@@ -66,7 +66,6 @@ def tui(
       composite tui --theme textual-light
     """
     from composite_cli.cli.errors import fail
-    from composite_cli.errors import UnknownModeError
 
     if screen not in SCREEN_NAMES:
         raise fail(f"--screen must be one of {', '.join(SCREEN_NAMES)}, got {screen!r}", 2)
@@ -83,10 +82,9 @@ def tui(
         settings = settings_from(config, profile, model, db, allow_code=allow_code)
         runner = Runner(settings)
         try:
-            try:  # an unknown --mode is an error listing the modes, not the first mode picked
-                mode = runner.library.resolve(mode)
-            except UnknownModeError as exc:
-                raise fail(str(exc), 2) from None
+            # an unknown --mode is an error listing the modes (exit 1, as in `chat`), not the first
+            # mode picked
+            mode = runner.library.resolve(mode)
             runner.library.load(mode)  # an invalid one: its problems, one per line (exit 2)
             services = TuiServices(
                 runner,
