@@ -72,17 +72,12 @@ async def _ran(pilot: Any) -> None:
     await settle(pilot)
 
 
-PLOT_COLOURS = pytest.mark.xfail(
-    reason="TC owns widgets/plots.py: its series colours (#f97316, #16a34a, #3b82f6) are under 3:1 on "
-    "the light theme's grey (asked in /tmp/team/requests.md)",
-    strict=False,
-)
 TREE_CURSOR = pytest.mark.xfail(
     reason="TB owns screens/trace.py: a step's duration on the step tree's cursor row (#92C5EC on "
     "#0178D4, 2.5:1) in the dark theme (asked in /tmp/team/requests.md)",
     strict=False,
 )
-KNOWN = {("evals", "textual-light"): PLOT_COLOURS, ("trace", "textual-dark"): TREE_CURSOR}
+KNOWN = {("trace", "textual-dark"): TREE_CURSOR}
 CASES = [
     pytest.param(s, t, marks=KNOWN[(s, t)]) if (s, t) in KNOWN else (s, t) for s in SCREENS for t in THEMES
 ]

@@ -17,9 +17,11 @@ PALETTE = ("blue+", "orange+", "green+", "magenta+", "cyan+", "red+", "yellow+",
 
 
 # A marker and a colour per mode (the same in both charts and in the comparison table), told apart
-# by shape without colour too; mid-tone colours readable on the dark and the light theme.
+# by shape without colour too. Eight hues at one relative luminance (0.155), which keeps a contrast
+# of at least 3:1 (WCAG) on the dark theme's background and on the light theme's grey
+# (tests/test_tui_snapshots_ta.py checks every text of the Evals screen in both).
 MARKERS = ("●", "■", "▲", "◆", "★", "✚", "▼", "✖")
-COLOURS = ("#3b82f6", "#f97316", "#16a34a", "#c026d3", "#0891b2", "#dc2626", "#a16207", "#6b7280")
+COLOURS = ("#1367e5", "#b54f05", "#127e30", "#bc22bf", "#077989", "#da1818", "#876b07", "#6d6d6d")
 
 
 def mode_marker(index: int) -> Text:
