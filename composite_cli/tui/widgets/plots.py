@@ -1,20 +1,14 @@
-"""Plots: quality against cost or latency per mode (text cells), requests over time (textual-plotext)."""
+"""Plots: quality against cost or latency per mode, drawn with text cells."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.text import Text
 from textual.widget import Widget
-from textual_plotext import PlotextPlot
 
 from composite_cli.evals.plot import Point
-
-# plotext colour names, one per series, readable on light and dark backgrounds
-PALETTE = ("blue+", "orange+", "green+", "magenta+", "cyan+", "red+", "yellow+", "gray+")
-
 
 # A marker and a colour per mode (the same in both charts and in the comparison table), told apart
 # by shape without colour too. Eight hues at one relative luminance (0.155), which keeps a contrast
@@ -176,54 +170,3 @@ def _x_text(value: float, unit: str) -> str:
 def _wrap(text: Text, width: int) -> list[Text]:
     lines = text.wrap(Console(width=max(10, width)), max(10, width))
     return list(lines)
-
-
-class RequestsPlot(PlotextPlot):
-    """Requests per time bucket, stacked by mode."""
-
-    def __init__(self, *, id: str | None = None):
-        super().__init__(id=id)
-        self.labels: list[str] = []
-        self.series: dict[str, list[int]] = {}
-
-    def show(self, labels: list[str], series: dict[str, list[int]]) -> None:
-        self.labels, self.series = labels, series
-        self.replot()
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.replot()
-
-    def replot(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("requests over time by mode")
-        if not self.series or not self.labels:
-            self.refresh()
-            return
-        modes = list(self.series)
-        # only buckets with requests get a bar (an empty one would still draw a sliver)
-        positions = [i for i in range(len(self.labels)) if any(self.series[m][i] for m in modes)]
-        # plotext takes a label and a colour per series (its type hints say otherwise)
-        options: dict[str, Any] = {
-            "labels": modes,
-            "color": [PALETTE[i % len(PALETTE)] for i in range(len(modes))],
-        }
-        plt.stacked_bar(
-            positions, [[self.series[m][i] for i in positions] for m in modes], width=0.8, **options
-        )
-        step = max(1, len(self.labels) // 4)
-        ticks = list(range(len(self.labels)))[::step]
-        plt.xticks([float(t) for t in ticks], [self.labels[i] for i in ticks])
-        plt.xlim(-1, len(self.labels))
-        top = max((sum(values) for values in zip(*self.series.values(), strict=True)), default=1)
-        ticks_y = _integer_ticks(top)
-        plt.yticks([float(t) for t in ticks_y], [str(t) for t in ticks_y])
-        self.refresh()
-
-
-def _integer_ticks(top: int) -> list[int]:
-    """At most five whole-number ticks from 0 to `top` (counts are never fractional)."""
-    step = max(1, -(-top // 4))
-    return list(range(0, top + step, step))
