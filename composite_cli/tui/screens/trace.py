@@ -138,7 +138,7 @@ class TraceScreen(AppScreen):
         tree.clear()
         root = Text(f"{run['mode']} ({units.duration(run.get('latency_ms'))})")
         if run.get("input"):
-            root.append(f" {input_line(run.get('input'), 30)}", style="dim")
+            root.append(f" {input_line(run.get('input'), 30)}")  # not dim: the cursor row must stay readable
         tree.root.set_label(root)
         tree.root.data = None
         self._add(tree.root, step_tree(steps))
@@ -185,7 +185,7 @@ class TraceScreen(AppScreen):
                 label = Text(f"r{rounds} ").append_text(label)
             label.append_text(status_text(str(row["status"]), theme))
             label.append(" ")
-            label.append(units.duration(row.get("latency_ms")), style="dim")
+            label.append(units.duration(row.get("latency_ms")))  # not dim: under 3:1 on the cursor row
             child = parent.add(label, data=node.id, expand=True, allow_expand=bool(node.children))
             self._add(child, node.children, in_loop=kind == "loop")
 
