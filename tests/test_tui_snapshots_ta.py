@@ -72,12 +72,7 @@ async def _ran(pilot: Any) -> None:
     await settle(pilot)
 
 
-TREE_CURSOR = pytest.mark.xfail(
-    reason="TB owns screens/trace.py: a step's duration on the step tree's cursor row (#92C5EC on "
-    "#0178D4, 2.5:1) in the dark theme (asked in /tmp/team/requests.md)",
-    strict=False,
-)
-KNOWN = {("trace", "textual-dark"): TREE_CURSOR}
+KNOWN: dict[tuple[str, str], Any] = {}  # (screen, theme) -> an expected failure, when one is open
 CASES = [
     pytest.param(s, t, marks=KNOWN[(s, t)]) if (s, t) in KNOWN else (s, t) for s in SCREENS for t in THEMES
 ]

@@ -54,3 +54,36 @@ def test_status_marks_in_every_list_use_the_one_map() -> None:
         None,
     )
     assert status_text("error", THEME).spans[0].style == "#e"
+
+
+def test_the_run_status_line_keeps_the_known_cost_and_counts_unpriced_calls():
+    """Issue 17 item 6: one unpriced call made the whole run `cost ?` (while the Traces list said
+    `$0.000000` for a failed run on the same model): now the known sum plus `n unpriced`."""
+    from composite_cli import events
+    from composite_cli.tui import units
+    from composite_cli.tui.run_state import RunState
+
+    def call(call_id: str, cost: float | None, status: str = "ok") -> events.CallFinished:
+        record = events.CallRecord(
+            id=call_id, run_id="r", parent_id=None, name=call_id, alias="a", model="m",
+            started_at=0.0, request={}, status=status, cost_usd=cost,
+        )  # fmt: skip
+        return events.CallFinished(record=record)
+
+    state = RunState()
+    state.apply(
+        events.RunStarted(run_id="r", mode="moa", source="tui", profile="p", input="hi", started_at=0.0), 0.0
+    )
+    for event in (call("a", 0.002), call("b", None), call("c", 0.001), call("d", None, status="error")):
+        state.apply(event, 1.0)
+    finished = events.RunFinished(
+        run_id="r", status="ok", latency_ms=5.0, calls=4, prompt_tokens=0, completion_tokens=0, cost_usd=None
+    )
+    state.apply(finished, 2.0)
+    assert units.cost(state.cost_usd, state.unpriced) == "$0.003 + 1 unpriced"
+    only_unpriced = RunState()
+    only_unpriced.apply(
+        events.RunStarted(run_id="s", mode="m", source="tui", profile="p", input="", started_at=0.0), 0.0
+    )
+    only_unpriced.apply(call("x", None), 1.0)
+    assert units.cost(only_unpriced.cost_usd, only_unpriced.unpriced) == "1 unpriced"

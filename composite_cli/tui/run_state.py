@@ -76,7 +76,8 @@ class RunState:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # the known part: the sum of the priced calls
+    unpriced: int = 0  # answered calls without a price (shown as "n unpriced", never as $0)
     error: str | None = None
     stopped_by: str | None = None  # a partial run: the cap that stopped it
     answer: str = ""
@@ -110,7 +111,9 @@ class RunState:
         elif isinstance(event, RunFinished):
             self.ended, self.status, self.error = at, event.status, event.error
             self.stopped_by = event.stopped_by
-            self.calls, self.cost_usd = event.calls, event.cost_usd
+            self.calls = event.calls
+            if event.cost_usd is not None:  # else (some call unpriced): the known sum stays
+                self.cost_usd = event.cost_usd
             self.prompt_tokens, self.completion_tokens = event.prompt_tokens, event.completion_tokens
             if event.output and not self.answer:
                 self.answer = event.output
@@ -135,9 +138,10 @@ class RunState:
         self.prompt_tokens += rec.prompt_tokens
         self.completion_tokens += rec.completion_tokens
         if rec.status == "ok":
-            self.cost_usd = (
-                None if self.cost_usd is None or rec.cost_usd is None else self.cost_usd + rec.cost_usd
-            )
+            if rec.cost_usd is None:
+                self.unpriced += 1
+            else:
+                self.cost_usd = (self.cost_usd or 0.0) + rec.cost_usd
 
     def apply_text(self, batch: TextBatch) -> None:
         """Append merged streamed text (experts' and the answer's)."""

@@ -304,7 +304,7 @@ class RunScreen(AppScreen):
             line.append(" · ")
         line.append(
             f"calls {s.calls} · tokens {units.tokens(s.prompt_tokens, s.completion_tokens)} · "
-            f"cost {units.cost(s.cost_usd)} · latency {units.duration(s.elapsed(0) * 1000)}"
+            f"cost {units.cost(s.cost_usd, s.unpriced)} · latency {units.duration(s.elapsed(0) * 1000)}"
         )
         return line
 
