@@ -160,3 +160,36 @@ async def test_the_timeline_axis_is_readable_in_both_themes(isolated_home: Path,
         assert axis is not None and background is not None
         fg, bg = axis.get_truecolor(), background.get_truecolor()
         assert sum(abs(a - b) for a, b in zip(fg, bg, strict=True)) > 150, (fg, bg)  # not white on light grey
+
+
+async def test_the_trace_is_drawn_again_in_a_new_theme(isolated_home: Path):
+    """The step tree's status colours come from the theme: after a theme change (ctrl+p, or a
+    snapshot test setting it after the trace loaded) they are the new theme's, not the old one's."""
+    app = scripted_app(isolated_home, [fanout_script(2)], db=_db(isolated_home), trace="reflect-0001")
+
+    def status_styles(pilot: Any) -> set[str]:
+        tree = pilot.app.screen.query_one("#step-tree", Tree)
+        nodes, todo = [], [tree.root]
+        while todo:
+            node = todo.pop()
+            nodes.append(node)
+            todo.extend(node.children)
+        labels = [node.label for node in nodes]
+        return {
+            str(span.style)
+            for label in labels
+            for span in label.spans
+            if "ok" in label.plain[span.start : span.end]
+        }
+
+    async with app.run_test(size=SMALL) as pilot:
+        pilot.app.theme = "textual-dark"
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, TraceScreen)
+        dark = status_styles(pilot)
+        pilot.app.theme = "textual-light"
+        await settle(pilot)
+        light = status_styles(pilot)
+        success = pilot.app.theme_variables["success"]
+        assert dark and light and dark != light
+        assert any(success.lower() in style.lower() for style in light), (light, success)

@@ -87,6 +87,12 @@ class TraceScreen(AppScreen):
         self.query_one("#step-tree").border_title = "steps"
         self.query_one("#step-detail-box").border_title = "step"
         self.query_one("#step-tree", Tree).focus()
+        # the tree's and summary's colours come from the theme: draw them again when it changes
+        self.app.theme_changed_signal.subscribe(self, self._on_theme_changed)
+
+    def _on_theme_changed(self, _theme: Any) -> None:
+        if self.run is not None:
+            self.show(self.run, list(self.steps.values()))
 
     def commands(self) -> list[Command]:
         return [("Refresh this trace", "Read the run again", self.action_reload)]
