@@ -815,6 +815,27 @@ def test_build_timeline_positions_bars_by_offset_and_latency():
     assert timeline.summary["llm_calls"] == 1 and timeline.summary["parallelism"] == 0.6
 
 
+def test_build_timeline_labels_a_loops_rounds_and_indents_nesting():
+    """Issue 17 item 10: reflect's loop rounds were unlabelled in every timeline."""
+    steps = [
+        _step("loop", None, 0, 300, kind="loop", name="refine"),
+        _step("c1", "loop", 10, 40, kind="llm", name="critique"),
+        _step("r1", "loop", 60, 40, kind="llm", name="revise"),
+        _step("c2", "loop", 110, 40, kind="llm", name="critique"),
+        _step("r2", "loop", 160, 40, kind="llm", name="revise"),
+        _step("deep", "r2", 170, 10, kind="llm", name="inner"),
+    ]
+    bars = {b.step_id: b for b in build_timeline(None, steps, step_url=str).bars}
+    assert [bars[i].name for i in ("loop", "c1", "r1", "c2", "r2")] == [
+        "refine",
+        "r1 critique",
+        "r1 revise",
+        "r2 critique",
+        "r2 revise",
+    ]
+    assert bars["deep"].name == "inner" and bars["deep"].level == 2 and bars["c1"].level == 1
+
+
 def test_build_timeline_caps_the_number_of_bars():
     steps = [_step(f"s{i}", None, i, 1) for i in range(30)]
     timeline = build_timeline(None, steps, step_url=str, max_bars=10)

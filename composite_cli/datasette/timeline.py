@@ -11,7 +11,7 @@ from typing import Any
 
 from composite_cli.datasette.display import format_cost, plain_error
 from composite_cli.events import FAILED_STEP_STATUSES
-from composite_cli.traces.steptree import step_tree, walk
+from composite_cli.traces.steptree import loop_rounds, step_tree, walk
 
 MAX_BARS = 1000
 OUTPUT_MAX_CHARS = 20_000  # of one step's output on a run's page (the step's page has all of it)
@@ -104,6 +104,11 @@ def tree_order(steps: list[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], 
     return [(node.row, level) for node, level in walk(step_tree(steps))]
 
 
+def round_prefixes(steps: list[Mapping[str, Any]]) -> dict[str, str]:
+    """`r2 ` for each step in the 2nd round of its loop (steptree.loop_rounds), by step id."""
+    return {step_id: f"r{n} " for step_id, n in loop_rounds(step_tree(steps)).items()}
+
+
 def nice_ticks(total_ms: float, target: int = 6) -> list[Tick]:
     """Axis ticks at round intervals (1, 2 or 5 times a power of ten) from 0 to the span."""
     if total_ms <= 0:
@@ -152,6 +157,7 @@ def build_timeline(
     run_id = str((run or {}).get("id") or (steps[0]["run_id"] if steps else ""))
     timeline = Timeline(run_id=run_id, run_url=run_url, total_ms=total, ticks=nice_ticks(total))
     ordered = tree_order(steps)
+    rounds = round_prefixes(steps)
     for step, level in ordered[:max_bars]:
         start = max(0.0, float(step.get("offset_ms") or 0.0))
         latency = step.get("latency_ms")
@@ -164,7 +170,7 @@ def build_timeline(
             Bar(
                 step_id=str(step["id"]),
                 kind=str(step.get("kind") or "step"),
-                name=str(step.get("name") or ""),
+                name=rounds.get(str(step["id"]), "") + str(step.get("name") or ""),
                 model=step.get("model"),
                 status=str(step.get("status") or ""),
                 level=level,

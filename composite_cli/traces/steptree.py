@@ -80,3 +80,19 @@ def walk(nodes: list[StepNode], level: int = 0) -> Iterator[tuple[StepNode, int]
         node, depth = stack.pop()
         yield node, depth
         stack.extend((child, depth + 1) for child in reversed(node.children))
+
+
+def loop_rounds(nodes: list[StepNode]) -> dict[str, int]:
+    """The round of each direct child of every `loop` step in the tree: {step id: 1, 2, ...}.
+    A round starts each time the loop's first child (by name) starts again."""
+    rounds: dict[str, int] = {}
+    for node, _ in walk(nodes):
+        if str(node.row.get("kind")) != "loop":
+            continue
+        first, number = None, 0
+        for child in node.children:
+            name = child.row.get("name")
+            if first is None or name == first:
+                first, number = name, number + 1
+            rounds[child.id] = number
+    return rounds

@@ -15,7 +15,7 @@ from textual.widgets.tree import TreeNode
 from composite_cli.errors import CompositeError
 from composite_cli.runner import stop_sentence
 from composite_cli.traces.reader import TraceReader
-from composite_cli.traces.steptree import StepNode, step_tree, walk
+from composite_cli.traces.steptree import StepNode, loop_rounds, step_tree, walk
 from composite_cli.tui import units
 from composite_cli.tui.run_state import Span
 from composite_cli.tui.screens.base import STYLES, AppScreen, Command
@@ -147,7 +147,8 @@ class TraceScreen(AppScreen):
             root.append(f" {input_line(run.get('input'), 30)}")  # not dim: the cursor row must stay readable
         tree.root.set_label(root)
         tree.root.data = None
-        self._add(tree.root, step_tree(steps))
+        nodes = step_tree(steps)
+        self._add(tree.root, nodes, loop_rounds(nodes))
         tree.root.expand_all()
         if first_load and spans:
             tree.move_cursor_to_line(1)
@@ -177,23 +178,20 @@ class TraceScreen(AppScreen):
             out.append(str(value) if value else missing, style="" if value else "dim")
         return out
 
-    def _add(self, parent: TreeNode[str], nodes: list[StepNode], *, in_loop: bool = False) -> None:
+    def _add(self, parent: TreeNode[str], nodes: list[StepNode], rounds: dict[str, int]) -> None:
         """Tree nodes for `nodes`; the children of a loop step are labelled with their round."""
         theme = self.app.theme_variables
-        first, rounds = None, 0
         for node in nodes:
             row = node.row
             kind = str(row["kind"])
             label = Text(f"{row['name']} " if kind == "llm" else f"{row['name']} ({kind}) ")
-            if in_loop:
-                if first is None or row["name"] == first:
-                    first, rounds = row["name"], rounds + 1
-                label = Text(f"r{rounds} ").append_text(label)
+            if node.id in rounds:
+                label = Text(f"r{rounds[node.id]} ").append_text(label)
             label.append_text(status_text(str(row["status"]), theme))
             label.append(" ")
             label.append(units.duration(row.get("latency_ms")))  # not dim: under 3:1 on the cursor row
             child = parent.add(label, data=node.id, expand=True, allow_expand=bool(node.children))
-            self._add(child, node.children, in_loop=kind == "loop")
+            self._add(child, node.children, rounds)
 
     def _select(self, tree: Tree[str], step_id: str) -> None:
         for line in range(tree.last_line + 1):
