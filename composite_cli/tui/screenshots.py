@@ -2,8 +2,10 @@
 
     python -m composite_cli.tui.screenshots [DOCS_DIR]     # default: ./docs
 
-writes `tui-run.svg` (the Run screen in the middle of a 16-expert fan-out) and `tui-trace.svg`
-(the timeline and step tree of a finished fan-out run, one expert selected)."""
+writes `tui-run.svg` (the Run screen in the middle of a 16-expert fan-out), `tui-trace.svg`
+(the timeline and step tree of a finished fan-out run, one expert selected), and, over the demo
+runs and eval, `tui-traces.svg` (the Traces list), `tui-evals.svg` (an eval's comparison and
+plots) and `tui-dashboard.svg`."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from composite_cli.traces.store import TraceStore
 from composite_cli.tui.app import CompositeApp
 from composite_cli.tui.demo import T0, ScriptedRunner, demo_services, demo_settings, fanout_script
-from composite_cli.tui.demo_data import seed_script
+from composite_cli.tui.demo_data import seed_eval, seed_runs, seed_script
 from composite_cli.tui.services import FakeClock
 
 SIZE = (100, 30)
@@ -55,13 +57,31 @@ async def trace_screenshot(db: Path, out: Path) -> None:
         app.save_screenshot(out.name, path=str(out.parent))
 
 
+async def screen_screenshot(db: Path, out: Path, screen: str) -> None:
+    """One screen over the demo runs and eval (the dry profile's scripted data)."""
+    store = TraceStore(db)
+    seed_runs(store)
+    seed_eval(store)
+    store.close()
+    clock = FakeClock(T0 + 60)
+    runner = ScriptedRunner(demo_settings(db), [], clock=clock)
+    app = CompositeApp(demo_services(runner, clock), screen=screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        app.save_screenshot(out.name, path=str(out.parent))
+
+
 def main(argv: list[str]) -> None:
     docs = Path(argv[0]) if argv else Path("docs")
     docs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run_screenshot(Path(tmp) / "run.db", docs / "tui-run.svg"))
         asyncio.run(trace_screenshot(Path(tmp) / "trace.db", docs / "tui-trace.svg"))
-    print(f"wrote {docs / 'tui-run.svg'} and {docs / 'tui-trace.svg'}")
+        for screen in ("traces", "evals", "dashboard"):
+            asyncio.run(screen_screenshot(Path(tmp) / f"{screen}.db", docs / f"tui-{screen}.svg", screen))
+    print(f"wrote tui-run.svg, tui-trace.svg, tui-traces.svg, tui-evals.svg and tui-dashboard.svg in {docs}")
 
 
 if __name__ == "__main__":
