@@ -107,6 +107,7 @@ async def test_the_theme_is_taken_from_theme_and_remembered(isolated_home: Path)
     app = CompositeApp(scripted_app(isolated_home, []).services, theme="textual-light")
     async with app.run_test(size=SIZE) as pilot:
         assert pilot.app.theme == "textual-light"
+        assert read_tui_theme() == "textual-light"  # --theme itself is remembered (it was not)
         pilot.app.theme = "nord"  # what the command palette's "Change theme" does
         await pilot.pause()
     assert read_tui_theme() == "nord"

@@ -81,6 +81,7 @@ class CompositeApp(App[None]):
         chosen = theme or read_tui_theme()
         if chosen in self.available_themes:
             self.theme = chosen
+        self._theme_flag = theme if theme in self.available_themes else None
         self.services = services
         self.start_screen = screen
         self.start_trace = trace
@@ -97,6 +98,8 @@ class CompositeApp(App[None]):
     def on_mount(self) -> None:
         self._db_token = self._watcher.token()
         self.theme_changed_signal.subscribe(self, self.remember_theme)
+        if self._theme_flag is not None:  # set before the signal was heard: remember it too
+            self.remember_theme(self.get_theme(self._theme_flag) or self.current_theme)
         self.switch_mode(self.start_screen)
         if self.start_trace:
             self.push_screen(TraceScreen(self.start_trace))
