@@ -92,7 +92,13 @@ async def test_a_registered_callback_still_sees_every_internal_call(litellm, mon
         async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
             seen.append(kwargs)
 
-    monkeypatch.setattr(litellm, "callbacks", [Spy()])
+    spy = Spy()
+    # registered where LiteLLM's success handler reads it too (an earlier test file in the same
+    # process may leave LiteLLM's derived registries as they were, so `callbacks` alone can go unread)
+    for name in CALLBACK_LISTS:
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "callbacks", [spy])
+    monkeypatch.setattr(litellm, "_async_success_callback", [spy])
     await complete(_host(), _request())
     # the callback runs in a task LiteLLM's logging worker runs (after a thread-pool hop): under a
     # loaded suite that took over 2 s once; this bound (30 s) only ends a hang
