@@ -126,6 +126,32 @@ def test_sync_completion() -> None:
     assert response.usage.completion_tokens <= 16
 
 
+# The model answers this in Japanese: characters of several tokens each, which llama's own max_tokens
+# check let run past the limit (15 of 54 such calls answered one token more than asked).
+KANJI = [{"role": "user", "content": "Write the Japanese word for cat: 猫"}]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_holds_when_a_character_spans_tokens(stream: bool) -> None:
+    for seed in range(6):
+        for max_tokens in (3, 5, 8):
+            response = await litellm.acompletion(
+                model=MODEL,
+                messages=KANJI,
+                max_tokens=max_tokens,
+                seed=seed,
+                stream=stream,
+                **({"stream_options": {"include_usage": True}} if stream else {}),
+            )
+            if stream:
+                chunks = [chunk async for chunk in response]
+                response = litellm.stream_chunk_builder(chunks, messages=KANJI)
+            assert 0 < response.usage.completion_tokens <= max_tokens, (seed, max_tokens, response)
+            assert "\ufffd" not in (response.choices[0].message.content or "")  # no half character
+            assert response.choices[0].finish_reason in FINISH_REASONS
+
+
 @pytest.mark.asyncio
 async def test_async_completion() -> None:
     response = await litellm.acompletion(

@@ -28,7 +28,7 @@ from composite_cli.events import CallFinished, TokenDelta
 from composite_cli.litellm_loader import add_custom_provider, get_litellm
 from composite_cli.local.chat_format import answered_calls, call_key
 from composite_cli.local.meter import Meter
-from composite_cli.local.model_info import TEXT_SAMPLING
+from composite_cli.local.model_info import N_CTX, TEXT_SAMPLING
 from composite_cli.local.repetition import MIN_SPAN, RepetitionDetector
 from composite_cli.local.request import Request
 
@@ -88,6 +88,24 @@ def test_the_meter_stops_only_a_watched_completion():
     stops = [meter.on_token(7, False) for _ in range(MIN_SPAN)]
     assert stops == [False] * (MIN_SPAN - 1) + [True]
     assert meter.stopped == "repetition"
+
+
+def test_the_meter_holds_each_completion_to_max_tokens():
+    """llama skips its own max_tokens check while a multi-byte character is unfinished; the meter
+    ends the completion before the token past the limit, and counts only what was passed on."""
+    meter = Meter(threading.Event(), None, max_tokens=3)
+    meter.begin(10)
+    assert [meter.on_token(5, False) for _ in range(4)] == [False, False, False, True]
+    assert meter.completion_tokens == meter.last_call_tokens == 3 and meter.stopped is None
+    assert not meter.on_token(2, True)  # the end-of-turn token is never cut (nor counted)
+    meter.begin(10)  # the next completion of the same request (tools on "auto") gets its own 3
+    assert [meter.on_token(5, False) for _ in range(4)] == [False, False, False, True]
+    assert meter.completion_tokens == 6
+    meter.begin(N_CTX - 2)  # llama leaves only what the context window has room for; so does the meter
+    assert [meter.on_token(5, False) for _ in range(3)] == [False, False, True]
+    unlimited = Meter(threading.Event(), None)
+    unlimited.begin(10)
+    assert not any(unlimited.on_token(5, False) for _ in range(100))
 
 
 def test_a_looping_answer_ends_with_length_and_says_why():

@@ -61,7 +61,7 @@ def generate(request: Request, cancel: threading.Event) -> Iterator[GenericStrea
     instance to the pool.
     """
     with get_pool().lease(cancel, request.deadline) as llm:
-        meter = Meter(cancel, request.deadline)
+        meter = Meter(cancel, request.deadline, request.sampling["max_tokens"])
         llm.meter = meter
         try:
             choice = request.tool_choice

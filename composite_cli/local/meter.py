@@ -8,7 +8,7 @@ import time
 import litellm
 from litellm.types.llms.openai import ChatCompletionUsageBlock
 
-from composite_cli.local.model_info import MODEL_NAME, PROVIDER
+from composite_cli.local.model_info import MODEL_NAME, N_CTX, PROVIDER
 from composite_cli.local.repetition import RepetitionDetector
 
 
@@ -26,11 +26,19 @@ class Meter:
 
     With `watch_repetition()` on, the meter also ends a completion whose tokens fall into a loop (see
     `repetition`): `on_token` returns True, the token loop stops there, and `stopped` says why.
+
+    It also holds each completion to `max_tokens`, as OpenAI does. llama's own check misses it when the
+    last tokens spell part of a multi-byte character (an emoji is several tokens): it skips the check
+    until the character is whole, so "max_tokens 8" could answer 10 tokens. A token past the limit is
+    not counted nor passed on; the completion ends there with finish_reason "length" (llama's default),
+    and the unfinished character is dropped from the text.
     """
 
-    def __init__(self, cancel: threading.Event, deadline: float | None):
+    def __init__(self, cancel: threading.Event, deadline: float | None, max_tokens: int | None = None):
         self.cancel = cancel
         self.deadline = deadline
+        self.max_tokens = max_tokens
+        self._limit: int | None = max_tokens  # of the current completion (the context may cut it)
         self.prompt_tokens: int | None = None  # the first prompt of the request
         self.completion_tokens = 0  # every token generated for the request (end-of-turn excluded)
         self.last_call_tokens = 0
@@ -46,13 +54,18 @@ class Meter:
         if self.prompt_tokens is None:
             self.prompt_tokens = n_prompt
         self.last_call_tokens = 0
+        # llama shortens max_tokens to what the context window leaves; so does the limit here
+        self._limit = None if self.max_tokens is None else min(self.max_tokens, max(N_CTX - n_prompt, 1))
 
     def on_token(self, token: int, is_end: bool) -> bool:
-        """Count one generated token; True if generation should end here (a loop was detected)."""
+        """Count one generated token; True if generation should end before it (a loop was detected, or
+        the completion already has `max_tokens` tokens)."""
         if self.cancel.is_set():
             raise Cancelled()
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise litellm.Timeout(message="local model timed out", model=MODEL_NAME, llm_provider=PROVIDER)
+        if not is_end and self._limit is not None and self.last_call_tokens >= self._limit:
+            return True
         if not is_end:  # llama's own usage does not count the end-of-turn token either
             self.completion_tokens += 1
             self.last_call_tokens += 1

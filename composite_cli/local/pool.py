@@ -42,7 +42,8 @@ class MeteredLlama(llama_cpp.Llama):
                 # The same end-of-generation test llama's completion loop applies to each token.
                 is_end = llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
                 if meter is not None and meter.on_token(token, is_end):
-                    # A loop: end here, as if out of tokens (llama then reports finish_reason "length").
+                    # A loop, or max_tokens reached: end here, as if out of tokens (llama then reports
+                    # finish_reason "length").
                     return
                 yield token
         finally:
