@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import pathlib
 import platform
 import pwd
 import resource
@@ -354,13 +355,17 @@ if ok:
            "os.listdir(S('/usr'))\nprint('ESCAPED')",
            "a str subclass with lying methods is refused as a path", True, ""),
     Escape("fspath-toctou", "python layer",
-           "import os\nclass P:\n    n = 0\n    def __fspath__(self):\n        P.n += 1\n"
-           "        return os.getcwd() if P.n == 1 else '/usr'\nos.listdir(P())\nprint('ESCAPED')",
+           "import shutil\nopen('mine.txt', 'w').write('x')\nclass P:\n    n = 0\n    def __fspath__(self):\n"
+           "        P.n += 1\n        return 'mine.txt' if P.n == 1 else '<<OUT>>/.config/composite/config.yaml'\n"
+           "shutil.copyfile(P(), 'copy.txt')\nif open('copy.txt').read() != 'x':\n    print('ESCAPED')",
            "a path object that answers differently on each call is refused", True, ""),
     Escape("pathlib-patch", "python layer",
-           "import os, pathlib\nsaved = pathlib.PurePath.__str__\npathlib.PurePath.__str__ = lambda self: os.getcwd()\n"
-           "try:\n    os.listdir(pathlib.Path('/usr'))\n    ok = True\nexcept PermissionError:\n    ok = False\n"
-           "finally:\n    pathlib.PurePath.__str__ = saved\nif ok:\n    print('ESCAPED')",
+           "import pathlib, shutil\nopen('mine.txt', 'w').write('x')\nseen = []\n"
+           "def flip(self):\n    seen.append(1)\n    return 'mine.txt' if len(seen) == 1 else '<<OUT>>/.config/composite/config.yaml'\n"
+           "saved = pathlib.PurePath.__str__\npathlib.PurePath.__str__ = flip\n"
+           "try:\n    shutil.copyfile(pathlib.Path('anything'), 'copy.txt')\n"
+           "finally:\n    pathlib.PurePath.__str__ = saved\n"
+           "if open('copy.txt').read() != 'x':\n    print('ESCAPED')",
            "patching pathlib (whose __str__ the hook calls) does not fool the path checks", True, ""),
     Escape("ctypes-import", "python layer", "import ctypes\nprint('ESCAPED')",
            "ctypes cannot be imported (what it could call is contained by the rows above)", True, ""),
@@ -1016,6 +1021,25 @@ def test_hook_reads_no_global_or_builtin_name() -> None:
     defaults = hook.__defaults__ or ()
     for value in defaults:
         assert not isinstance(value, dict | list | set), f"a mutable table in the hook: {value!r}"
+
+
+def test_the_hook_reads_a_pathlib_path_as_pathlib_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """shutil's audit events hand the hook the path object itself. The hook read its repr,
+    "PosixPath('/etc/passwd')": a relative name, inside the working directory, so allowed (the os
+    calls shutil makes next, which are checked with str paths, refused it)."""
+    from composite_cli.sandbox import policy
+
+    assert policy._path_text(pathlib.Path("/etc/passwd")) == "/etc/passwd"
+    assert policy._path_text(pathlib.PurePosixPath("a/b")) == "a/b"
+    with monkeypatch.context() as patched:
+        patched.setattr(pathlib.PurePath, "__str__", lambda self: "mine.txt")
+        with pytest.raises(PermissionError, match="pathlib was modified"):
+            policy._path_text(pathlib.Path("/etc/passwd"))
+    with monkeypatch.context() as patched:  # any change to the classes, not only known methods
+        patched.setattr(pathlib.PosixPath, "_anything", property(lambda self: "mine.txt"), raising=False)
+        with pytest.raises(PermissionError, match="pathlib was modified"):
+            policy._path_text(pathlib.Path("/etc/passwd"))
+    assert policy._path_text(pathlib.Path("/etc/passwd")) == "/etc/passwd"  # restored: accepted again
 
 
 def test_readme_table_is_generated_from_the_cases() -> None:

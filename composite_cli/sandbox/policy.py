@@ -35,7 +35,7 @@ are). Still, it is built so that model code cannot switch it off from Python:
   `__code__` or `__defaults__` is itself an audit event, which it refuses;
 - it calls no method of an object model code made: event names, paths and modes must be exact
   `str`/`bytes`/`int`/pathlib objects, or the action is refused; for a pathlib path it calls
-  pathlib's own `__str__`, after checking that pathlib's methods are still the original ones.
+  pathlib's own `__str__`, after checking that nothing in pathlib's path classes was changed.
 
 What Python cannot prevent: pathlib's internals below its methods (its flavour object) can be
 changed so that a pathlib path reads differently to the hook and to the call (str paths cannot);
@@ -160,21 +160,26 @@ _MAX_SYMLINKS = 40
 # look up no global or builtin name (see the module docstring).
 
 
-# pathlib's classes and the methods that turn a path into text: `_path_text` calls them, so it
-# first checks that model code has not replaced one (setting a class attribute raises no audit
-# event in CPython 3.11).
+# pathlib's path classes: `_path_text` runs pathlib's own `__str__`, so it first checks that model code
+# has changed nothing in them (setting a class attribute raises no audit event in CPython), not a
+# method, not a property, not a slot. Their whole class dicts are compared, so this holds whatever
+# names a Python version's pathlib uses.
 _PATHLIB_CLASSES = (pathlib.PurePath, pathlib.PurePosixPath, pathlib.Path, pathlib.PosixPath)
-_PATHLIB_METHODS = ("__str__", "__fspath__", "_format_parsed_parts", "_from_parts", "_parse_args", "__new__")
 _class_dict = type.__dict__["__dict__"].__get__
 
 
-def _pathlib_methods(
+def _pathlib_state(
     _classes: tuple[type, ...] = _PATHLIB_CLASSES,
-    _names: tuple[str, ...] = _PATHLIB_METHODS,
     _class_dict: Any = _class_dict,
+    _items: Any = types.MappingProxyType.items,
+    _extend: Any = list.extend,
     _tuple: Any = tuple,
 ) -> tuple[Any, ...]:
-    return _tuple(_class_dict(c).get(n) for c in _classes for n in _names)
+    """Every (name, value) of pathlib's path classes, in order."""
+    state: list[Any] = []
+    for c in _classes:
+        _extend(state, _items(_class_dict(c)))
+    return _tuple(state)
 
 
 def _path_text(
@@ -184,9 +189,9 @@ def _path_text(
     _bytes: Any = bytes,
     _decode: Any = bytes.decode,
     _safe: tuple[Any, ...] = (pathlib.PurePosixPath, pathlib.PosixPath),
-    _str_of: Any = object.__str__,
-    _pathlib_methods: Any = _pathlib_methods,
-    _original: tuple[Any, ...] = _pathlib_methods(),
+    _str_of: Any = pathlib.PurePath.__str__,
+    _pathlib_state: Any = _pathlib_state,
+    _original: tuple[Any, ...] = _pathlib_state(),
     _len: Any = len,
     _range: Any = range,
     _PermissionError: Any = PermissionError,
@@ -200,11 +205,13 @@ def _path_text(
     if kind is _bytes:
         return _decode(path, "utf-8", "surrogateescape")
     if kind is _safe[0] or kind is _safe[1]:
-        now = _pathlib_methods()
+        now = _pathlib_state()
+        if _len(now) != _len(_original):
+            raise _PermissionError("sandbox: pathlib was modified; pass paths as str")
         for i in _range(_len(now)):
-            if now[i] is not _original[i]:
+            if now[i][0] is not _original[i][0] or now[i][1] is not _original[i][1]:
                 raise _PermissionError("sandbox: pathlib was modified; pass paths as str")
-        text = _str_of(path)
+        text = _str_of(path)  # pathlib's own __str__, the one the call itself will use
         if _type(text) is _str:
             return text
     raise _PermissionError("sandbox: paths must be str, bytes or pathlib paths")
@@ -393,6 +400,7 @@ def _check_paths(
 
 
 _HELPERS = (
+    _pathlib_state,
     _path_text,
     _resolve,
     _inside,
