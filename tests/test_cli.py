@@ -475,6 +475,20 @@ def test_chat_empty_stdin_is_an_error(fake_config: Path, fake_model: Any) -> Non
     assert fake_model.requests == []
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--max-tokens", "0"), ("--max-tokens", "-1"), ("--temperature", "-0.5")]
+)
+def test_chat_refuses_a_generation_flag_out_of_range(
+    fake_config: Path, fake_model: Any, flag: str, value: str
+) -> None:
+    """A step's `max_tokens` is at least 1 and its `temperature` at least 0 (as in a mode file); the
+    embedded model read a limit of -1 as none at all, and one of 0 as its default."""
+    result = invoke("chat", flag, value, "hi")
+    assert result.exit_code == 2, result.output
+    assert flag in result.output
+    assert fake_model.requests == []
+
+
 def test_chat_options_reach_the_model(fake_config: Path, fake_model: Any) -> None:
     result = invoke(
         "chat",

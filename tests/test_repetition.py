@@ -119,6 +119,17 @@ def test_a_looping_answer_ends_with_length_and_says_why():
     assert final["provider_specific_fields"] == {"stopped": "repetition"}
 
 
+@pytest.mark.parametrize("params", [{"max_tokens": 0}, {"max_tokens": -1}, {"max_completion_tokens": -3}])
+def test_the_embedded_model_refuses_a_token_limit_below_one(params: dict[str, Any]) -> None:
+    """llama reads 0 or less as "no limit"; OpenAI answers 400. So does the embedded model's provider."""
+    import litellm
+
+    key = next(iter(params))
+    with pytest.raises(litellm.BadRequestError, match=f"{key} must be a whole number of at least 1"):
+        Request.build(ASK, params, None)
+    assert Request.build(ASK, {"max_completion_tokens": 7}, None).sampling["max_tokens"] == 7
+
+
 def test_free_text_gets_a_repeat_penalty_tool_calls_do_not() -> None:
     text = Request.build(ASK, {}, None)
     assert text.text_sampling()["repeat_penalty"] == TEXT_SAMPLING["repeat_penalty"] > 1.0

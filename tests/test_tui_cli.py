@@ -39,6 +39,13 @@ def test_an_unknown_screen_is_a_usage_error():
     assert "--screen must be one of" in result.output
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_token_limit_below_one_is_a_usage_error(value: str):
+    result = CliRunner().invoke(_app(), ["tui", "--max-tokens", value])
+    assert result.exit_code == 2
+    assert "--max-tokens" in result.output
+
+
 def test_importing_the_command_does_not_import_textual_or_litellm():
     code = "import sys, composite_cli.cli.tui; print('textual' in sys.modules, 'litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

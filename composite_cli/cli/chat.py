@@ -220,12 +220,18 @@ def chat(
     temperature: Annotated[
         float | None,
         typer.Option(
-            "--temperature", "-t", help="Sampling temperature for the final step.", show_default=False
+            "--temperature",
+            "-t",
+            min=0.0,
+            help="Sampling temperature for the final step.",
+            show_default=False,
         ),
     ] = None,
     max_tokens: Annotated[
         int | None,
-        typer.Option("--max-tokens", help="Token limit for the final step's answer.", show_default=False),
+        typer.Option(
+            "--max-tokens", min=1, help="Token limit for the final step's answer.", show_default=False
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,

@@ -43,7 +43,9 @@ def tui(
     ] = None,
     max_tokens: Annotated[
         int | None,
-        typer.Option("--max-tokens", help="Token limit for the final step's answer.", show_default=False),
+        typer.Option(
+            "--max-tokens", min=1, help="Token limit for the final step's answer.", show_default=False
+        ),
     ] = None,
     config: ConfigOption = None,
     profile: ProfileOption = None,

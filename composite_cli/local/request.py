@@ -6,7 +6,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from composite_cli.local.model_info import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, TEXT_SAMPLING
+import litellm
+
+from composite_cli.local.model_info import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    MODEL_NAME,
+    PROVIDER,
+    TEXT_SAMPLING,
+)
 
 
 @dataclass
@@ -26,7 +34,7 @@ class Request:
     def build(cls, messages: list[Any], optional_params: dict[str, Any] | None, timeout: Any) -> Request:
         p = optional_params or {}
         sampling: dict[str, Any] = {
-            "max_tokens": p.get("max_tokens") or p.get("max_completion_tokens") or DEFAULT_MAX_TOKENS,
+            "max_tokens": _max_tokens(p),
             "temperature": DEFAULT_TEMPERATURE if p.get("temperature") is None else p["temperature"],
         }
         # OpenAI names plus the llama extras LiteLLM passes through untouched; anything else is ignored.
@@ -51,6 +59,23 @@ class Request:
         if self.response_format is not None:
             return dict(self.sampling)
         return {**TEXT_SAMPLING, **self.sampling}
+
+
+def _max_tokens(p: dict[str, Any]) -> int:
+    """The caller's token limit (`max_tokens`, else `max_completion_tokens`), a whole number of at
+    least 1 as OpenAI requires; llama would read 0 or less as "no limit"."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = p.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise litellm.BadRequestError(
+                message=f"{key} must be a whole number of at least 1, got {value!r}",
+                model=MODEL_NAME,
+                llm_provider=PROVIDER,
+            )
+        return value
+    return DEFAULT_MAX_TOKENS
 
 
 def _deadline(timeout: Any) -> float | None:
