@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from test_tui_support import scripted_app, seeded_db, settle
 
-from composite_cli.traces.eval_records import EvalResultRecord, begin_eval, finish_eval, record_eval_result
+from composite_cli.traces.eval_records import begin_eval, finish_eval
 from composite_cli.traces.recorder import iso
 from composite_cli.traces.store import TraceStore
 from composite_cli.tui.demo import T0, fanout_script
+from composite_cli.tui.demo_data import record_results
 
 # mode: (pass pattern over 8 cases, latency s, cost per case or None when unpriced). Two modes
 # with close latencies (labels next to their points would overwrite each other) and a 12.5% one.
@@ -40,31 +41,7 @@ def seed_unpriced_eval(db: Path) -> Path:
         cases=8,
         created_at=iso(T0 - 60),  # the newest eval: the one shown first
     )
-    for mode, (pattern, latency, cost) in UNPRICED.items():
-        for i, passed in enumerate(pattern):
-            case = f"case{i + 1:02d}"
-            record_eval_result(
-                store,
-                EvalResultRecord(
-                    id=f"{eval_id}:{mode}:0:{case}",
-                    eval_run_id=eval_id,
-                    case_id=case,
-                    mode=mode,
-                    repeat=0,
-                    score=float(passed),
-                    passed=int(passed),
-                    latency_ms=(latency + 0.01 * i) * 1000,
-                    prompt_tokens=100,
-                    completion_tokens=20,
-                    tokens=120,
-                    cost_usd=cost,
-                    calls=1,
-                    cached_calls=0,
-                    created_at=iso(T0 - 50),
-                    input=f"question {i + 1}",
-                    output="42",
-                ),
-            )
+    record_results(store, eval_id, UNPRICED, latency_step=0.01, at=T0 - 50)
     finish_eval(store, eval_id, "done", finished_at=iso(T0 - 50))
     store.close()
     return db

@@ -5,6 +5,7 @@ stable."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,7 +401,21 @@ def seed_eval(store: TraceStore, eval_id: str = "demo-eval-0001") -> None:
         cases=12,
         created_at=iso(T0 - 5400),
     )
-    for mode, (pattern, latency, cost) in EVAL_MODES.items():
+    record_results(store, eval_id, EVAL_MODES, latency_step=0.05, at=T0 - 5000)
+    finish_eval(store, eval_id, "done", finished_at=iso(T0 - 5000))
+
+
+def record_results(
+    store: TraceStore,
+    eval_id: str,
+    modes: Mapping[str, tuple[str, float, float | None]],
+    *,
+    latency_step: float,
+    at: float,
+) -> None:
+    """One result per case of each mode: `modes` maps a mode to (pass pattern, latency s, cost per
+    case or None when unpriced); case i takes `latency_step * i` seconds longer than the first."""
+    for mode, (pattern, latency, cost) in modes.items():
         for i, passed in enumerate(pattern):
             case = f"case{i + 1:02d}"
             record_eval_result(
@@ -413,16 +428,15 @@ def seed_eval(store: TraceStore, eval_id: str = "demo-eval-0001") -> None:
                     repeat=0,
                     score=float(passed),
                     passed=int(passed),
-                    latency_ms=(latency + 0.05 * i) * 1000,
+                    latency_ms=(latency + latency_step * i) * 1000,
                     prompt_tokens=100,
                     completion_tokens=20,
                     tokens=120,
                     cost_usd=cost,
                     calls=1,
                     cached_calls=0,
-                    created_at=iso(T0 - 5000),
+                    created_at=iso(at),
                     input=f"question {i + 1}",
                     output="42",
                 ),
             )
-    finish_eval(store, eval_id, "done", finished_at=iso(T0 - 5000))
