@@ -139,6 +139,9 @@ class CallHost(Protocol):
     def remaining_time(self) -> float | None:
         """Seconds until the run's deadline (None: no deadline)."""
 
+    def deadline_error(self) -> Exception:
+        """The error a call cut short by the run's deadline raises (RunLimitExceeded)."""
+
     def call_metadata(self) -> dict[str, Any]:
         """Metadata for LiteLLM callbacks (run id, mode, ...)."""
 
@@ -472,12 +475,17 @@ async def _with_retries(
     `count_retry` hears each retry."""
     attempt = 0
     while True:
-        timeout = _effective_timeout(request.timeout, host.remaining_time())
+        remaining = host.remaining_time()
+        timeout = _effective_timeout(request.timeout, remaining)
         try:
             return await asyncio.wait_for(_attempt(litellm, kwargs, on_delta), timeout)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
+            if remaining is not None and (request.timeout is None or remaining < request.timeout):
+                # The run's deadline, not the call's own timeout, cut this attempt: the run's error,
+                # whichever of the two timers the event loop happened to fire first.
+                raise host.deadline_error() from None
             exc: Exception = litellm.Timeout(
                 message=f"call {request.name!r} to {model} timed out after {timeout or 0:.1f}s",
                 model=model,
@@ -490,8 +498,8 @@ async def _with_retries(
             if attempt >= request.retries or not _is_retryable(exc) or streamed[0]:
                 raise
             delay = request.backoff * (2**attempt) * (0.5 + random.random())
-            remaining = host.remaining_time()
-            if remaining is not None and delay >= remaining:
+            left = host.remaining_time()
+            if left is not None and delay >= left:
                 raise
             await asyncio.sleep(delay)
         attempt += 1

@@ -381,6 +381,40 @@ async def test_run_deadline(fake_model, fake_profile):
         await asyncio.wait_for(run(spec, fake_profile), 120)  # a guard, not a figure
 
 
+@pytest.mark.parametrize(("call_timeout", "raised"), [(None, "deadline"), (0.05, "Timeout")])
+async def test_a_call_cut_by_the_run_deadline_raises_the_run_deadline(
+    fake_model, fake_profile, call_timeout, raised
+):
+    """The call's own timer and the run's deadline timer end together; whichever the event loop fires
+    first, a call cut by the run's deadline is the run's error, and a call cut by its own (shorter)
+    timeout is a Timeout. Here no run timer exists, so only the call's timer can fire."""
+    import litellm
+
+    from composite_cli.calls import CallRequest, complete
+    from composite_cli.engine.runtime import RunContext
+
+    fake_model.default.delay = 600
+    host = RunContext(
+        run_id="r",
+        mode="t",
+        profile=fake_profile,
+        request=RunRequest(messages=USER),
+        params={},
+        max_calls=10,
+        deadline_s=0.2,
+        subscribers=[],
+    )
+    request = CallRequest(alias="f", messages=USER, name="a", parent_id=None, timeout=call_timeout)
+    expected = RunLimitExceeded if raised == "deadline" else litellm.Timeout
+    with pytest.raises(expected) as caught:
+        await asyncio.wait_for(complete(host, request), 120)  # a guard, not a figure
+    if raised == "deadline":
+        assert caught.value.limit == "deadline"
+        assert str(caught.value) == "run passed its deadline of 0.2s in mode 't'"
+    else:
+        assert "call 'a' to openai/fake-model timed out" in str(caught.value)
+
+
 async def test_failed_run_reports_error_in_run_finished(fake_model, fake_profile):
     import litellm
 

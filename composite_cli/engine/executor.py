@@ -23,7 +23,7 @@ from composite_cli.engine.steps.base import CallSettings, Step
 from composite_cli.engine.templates import Template
 from composite_cli.engine.tool_loop import call_with_tools
 from composite_cli.engine.values import Candidates, TextValue, as_text
-from composite_cli.errors import RunLimitExceeded, RunTimeout
+from composite_cli.errors import RunTimeout
 from composite_cli.events import CallRecord, RunFinished, RunStarted, RunStatus, Subscriber, TokenDelta
 from composite_cli.litellm_loader import get_litellm
 
@@ -319,7 +319,7 @@ async def run_mode(
                 notes={"timeout_s": timeout},
             )
             raise cut from None
-        err = RunLimitExceeded("deadline", f"run passed its deadline of {deadline:g}s in mode {mode.name!r}")
+        err = ctx.deadline_error()
         finished("error", error=describe_error(err))
         raise err from None
     except asyncio.CancelledError:

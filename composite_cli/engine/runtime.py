@@ -154,6 +154,7 @@ class RunContext:
         self.params = params
         self.max_calls = max_calls
         self.started = time.perf_counter()
+        self.deadline_s = deadline_s
         self.deadline = self.started + deadline_s
         self.subscribers = subscribers
         self.calls = 0
@@ -177,8 +178,14 @@ class RunContext:
                 "max_calls", f"run reached max_calls ({self.max_calls}) in mode {self.mode!r}"
             )
         if self.remaining_time() == 0:
-            raise RunLimitExceeded("deadline", f"run passed its deadline in mode {self.mode!r}")
+            raise self.deadline_error()
         self.calls += 1
+
+    def deadline_error(self) -> RunLimitExceeded:
+        """The error of a run past its deadline (one wording, whichever check saw it)."""
+        return RunLimitExceeded(
+            "deadline", f"run passed its deadline of {self.deadline_s:g}s in mode {self.mode!r}"
+        )
 
     def remaining_time(self) -> float | None:
         return max(0.0, self.deadline - time.perf_counter())
