@@ -476,13 +476,23 @@ def test_chat_empty_stdin_is_an_error(fake_config: Path, fake_model: Any) -> Non
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--max-tokens", "0"), ("--max-tokens", "-1"), ("--temperature", "-0.5")]
+    ("flag", "value"),
+    [
+        ("--max-tokens", "0"),
+        ("--max-tokens", "-1"),
+        ("--max-tokens", str(10**20)),
+        ("--temperature", "-0.5"),
+        ("--temperature", "2.5"),
+        ("--temperature", "inf"),
+        ("--temperature", "nan"),
+    ],
 )
 def test_chat_refuses_a_generation_flag_out_of_range(
     fake_config: Path, fake_model: Any, flag: str, value: str
 ) -> None:
-    """A step's `max_tokens` is at least 1 and its `temperature` at least 0 (as in a mode file); the
-    embedded model read a limit of -1 as none at all, and one of 0 as its default."""
+    """The flags take what the server's edge takes (composite_cli/generation_ranges.py): a token limit
+    from 1 to 2^20 and OpenAI's temperature range, 0 to 2. The embedded model read a limit of -1 as
+    none at all and one of 0 as its default; `inf` went to the model as it was."""
     result = invoke("chat", flag, value, "hi")
     assert result.exit_code == 2, result.output
     assert flag in result.output

@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "redact",
             "yamlfile",
             "jsonvalues",
+            "generation_ranges",
             "patterns",
             "dotted",
             "percentiles",

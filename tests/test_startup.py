@@ -109,4 +109,4 @@ def test_options_with_values_keep_their_placeholder() -> None:
     result = CliRunner().invoke(app, ["chat", "--help"], env={"COLUMNS": "120"})
     rows = option_lines(result.output)
     assert rows["--mode"].split()[:2] == ["-m", "<str>"]
-    assert rows["--max-tokens"].split()[:3] == ["<int", "range>", "[x>=1]"]  # as --repeats and --limit show
+    assert rows["--max-tokens"].split()[:3] == ["<int", "range>", "[1<=x<=1048576]"]  # the range shows

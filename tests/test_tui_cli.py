@@ -39,8 +39,8 @@ def test_an_unknown_screen_is_a_usage_error():
     assert "--screen must be one of" in result.output
 
 
-@pytest.mark.parametrize("value", ["0", "-1"])
-def test_a_token_limit_below_one_is_a_usage_error(value: str):
+@pytest.mark.parametrize("value", ["0", "-1", str(2**20 + 1)])
+def test_a_token_limit_out_of_range_is_a_usage_error(value: str):
     result = CliRunner().invoke(_app(), ["tui", "--max-tokens", value])
     assert result.exit_code == 2
     assert "--max-tokens" in result.output

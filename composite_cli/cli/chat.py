@@ -25,9 +25,11 @@ from composite_cli.cli.options import (
     ConfigOption,
     DbOption,
     JsonOption,
+    MaxTokensOption,
     ModelOption,
     NoContentOption,
     ProfileOption,
+    TemperatureOption,
     settings_from,
 )
 from composite_cli.errors import one_line
@@ -217,22 +219,8 @@ def chat(
             "--system", "-s", help="System prompt to send with the conversation.", show_default=False
         ),
     ] = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            "--temperature",
-            "-t",
-            min=0.0,
-            help="Sampling temperature for the final step.",
-            show_default=False,
-        ),
-    ] = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            "--max-tokens", min=1, help="Token limit for the final step's answer.", show_default=False
-        ),
-    ] = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
     param: Annotated[
         list[str] | None,
         typer.Option(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from composite_cli.generation_ranges import MAX_TOKENS, TEMPERATURE
+
 if TYPE_CHECKING:
     from composite_cli.config import Settings
 
@@ -90,3 +92,27 @@ def settings_from(
         config=config, profile=profile, models=models or [], db=db, no_content=no_content
     )
     return settings.allowing_code(allow_code or [])
+
+
+# The final step's generation flags, in the ranges the server's edge accepts (generation_ranges).
+MaxTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        max=MAX_TOKENS,
+        help="Token limit for the final step's answer.",
+        show_default=False,
+    ),
+]
+TemperatureOption = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        "-t",
+        min=TEMPERATURE[0],
+        max=TEMPERATURE[1],
+        help="Sampling temperature for the final step.",
+        show_default=False,
+    ),
+]

@@ -12,6 +12,7 @@ from composite_cli.cli.options import (
     AllowCodeOption,
     ConfigOption,
     DbOption,
+    MaxTokensOption,
     ModelOption,
     ProfileOption,
     settings_from,
@@ -41,12 +42,7 @@ def tui(
             show_default=False,
         ),
     ] = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            "--max-tokens", min=1, help="Token limit for the final step's answer.", show_default=False
-        ),
-    ] = None,
+    max_tokens: MaxTokensOption = None,
     config: ConfigOption = None,
     profile: ProfileOption = None,
     model: ModelOption = None,

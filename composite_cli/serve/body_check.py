@@ -28,13 +28,13 @@ from typing import Any
 
 from litellm.types.llms.openai import ValidUserMessageContentTypes
 
+from composite_cli.generation_ranges import MAX_TOKENS, TEMPERATURE
 from composite_cli.jsonvalues import MAX_DEPTH, json_type  # 100 levels, as for every JSON from outside
 
 # The part types LiteLLM accepts in a user message (anything else makes it answer 500).
 USER_PART_TYPES = tuple(ValidUserMessageContentTypes)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_TOKENS = 1 << 20  # beyond any model's output today
 MAX_N = 128
 INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -247,7 +247,7 @@ _TOKENS = integer(1, MAX_TOKENS)
 # Fields every generation endpoint shares.
 _COMMON: dict[str, Check] = {
     "model": string(nonempty=True),
-    "temperature": number(0, 2),
+    "temperature": number(*TEMPERATURE),
     "top_p": number(0, 1),
     "stream": boolean,
     "stream_options": _STREAM_OPTIONS,
