@@ -13,6 +13,7 @@ the working directory (a cloned repository could ship one).
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -219,9 +220,42 @@ def _validate_profiles(raw: Any, path: str) -> dict[str, dict[str, Any]]:
                     raise ConfigError(
                         f"{here}.model: a model name (string) is required", path=path, line=line
                     )
+                _check_generation(item, here, path)
             checked[str(alias)] = [dict(p) for p in chain] if isinstance(params, list) else dict(params)
         profiles[str(name)] = checked
     return profiles
+
+
+# The generation parameters a profile may set for an alias, checked as a mode file's call step
+# checks them: a finite number (at least 0) or a whole number of at least 1. Anything else would
+# reach the model as it is (llama samples at a temperature of NaN without a word).
+_PROFILE_GENERATION: dict[str, tuple[str, float]] = {
+    "temperature": ("number", 0),
+    "top_p": ("number", 0),
+    "max_tokens": ("integer", 1),
+    "max_completion_tokens": ("integer", 1),
+}
+
+
+def _check_generation(item: Mapping[str, Any], here: str, path: str) -> None:
+    for key, (kind, least) in _PROFILE_GENERATION.items():
+        value = item.get(key)
+        if value is None:
+            continue
+        whole = kind == "integer"
+        wrong = (
+            isinstance(value, bool)
+            or not isinstance(value, int if whole else (int, float))
+            or not math.isfinite(value)
+            or value < least
+        )
+        if wrong:
+            wanted = (
+                f"a whole number of at least {least:g}" if whole else f"a finite number of at least {least:g}"
+            )
+            raise ConfigError(
+                f"{here}.{key}: must be {wanted}, not {value!r}", path=path, line=line_of(item, key)
+            )
 
 
 def _make_profile(

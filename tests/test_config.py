@@ -365,6 +365,40 @@ def test_profile_alias_without_model_names_file_and_line() -> None:
     assert "required" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "wanted"),
+    [
+        ("temperature", ".inf", "a finite number of at least 0, not inf"),
+        ("temperature", ".nan", "a finite number of at least 0, not nan"),
+        ("temperature", "-1", "a finite number of at least 0, not -1"),
+        ("top_p", "hot", "a finite number of at least 0, not 'hot'"),
+        ("max_tokens", "0", "a whole number of at least 1, not 0"),
+        ("max_tokens", "1.5", "a whole number of at least 1, not 1.5"),
+        ("max_completion_tokens", "true", "a whole number of at least 1, not True"),
+    ],
+)
+def test_profile_generation_parameter_out_of_range_names_file_line_and_field(
+    field: str, value: str, wanted: str
+) -> None:
+    """What a mode file's call step refuses, a profile refuses too; before, a temperature of NaN
+    reached the embedded model, which sampled with it without a word."""
+    err = config_error(
+        f'profiles:\n  p:\n    "*": {{model: openai/x}}\n    fast:\n      model: openai/y\n'
+        f"      {field}: {value}\n"
+    )
+    assert err.line == 6
+    assert str(err) == f"composite.yaml:6: profiles.p.fast.{field}: must be {wanted}"
+
+
+def test_profile_generation_parameters_in_range_are_kept() -> None:
+    write(
+        Path("composite.yaml"),
+        'profiles:\n  p:\n    "*": {model: openai/x, temperature: 0, top_p: 1, max_tokens: 1}\n',
+    )
+    params = load_settings(environ={}, profile="p").profile.resolve("fast")
+    assert (params["temperature"], params["top_p"], params["max_tokens"]) == (0, 1, 1)
+
+
 def test_profile_alias_with_empty_model() -> None:
     err = config_error('profiles:\n  p:\n    fast:\n      model: ""\n')
     assert err.line == 3

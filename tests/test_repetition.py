@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -128,6 +129,29 @@ def test_the_embedded_model_refuses_a_token_limit_below_one(params: dict[str, An
     with pytest.raises(litellm.BadRequestError, match=f"{key} must be a whole number of at least 1"):
         Request.build(ASK, params, None)
     assert Request.build(ASK, {"max_completion_tokens": 7}, None).sampling["max_tokens"] == 7
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"temperature": float("nan")}, "temperature must be a finite number of at least 0, got nan"),
+        ({"temperature": float("inf")}, "temperature must be a finite number of at least 0, got inf"),
+        ({"temperature": -0.5}, "temperature must be a finite number of at least 0, got -0.5"),
+        ({"top_p": "all"}, "top_p must be a finite number of at least 0, got 'all'"),
+        ({"min_p": float("-inf")}, "min_p must be a finite number, got -inf"),
+    ],
+)
+def test_the_embedded_model_refuses_a_sampling_value_llama_would_use_silently(
+    params: dict[str, Any], message: str
+) -> None:
+    """llama samples at a temperature of NaN or infinity and answers; OpenAI answers 400, and so does
+    the embedded model's provider."""
+    import litellm
+
+    with pytest.raises(litellm.BadRequestError, match=re.escape(message)):
+        Request.build(ASK, params, None)
+    kept = Request.build(ASK, {"temperature": 0, "top_p": 0.9, "presence_penalty": -1.5}, None).sampling
+    assert (kept["temperature"], kept["top_p"], kept["presence_penalty"]) == (0, 0.9, -1.5)
 
 
 def test_free_text_gets_a_repeat_penalty_tool_calls_do_not() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +36,12 @@ class Request:
         p = optional_params or {}
         sampling: dict[str, Any] = {
             "max_tokens": _max_tokens(p),
-            "temperature": DEFAULT_TEMPERATURE if p.get("temperature") is None else p["temperature"],
+            "temperature": DEFAULT_TEMPERATURE if p.get("temperature") is None else _number(p, "temperature"),
         }
         # OpenAI names plus the llama extras LiteLLM passes through untouched; anything else is ignored.
         for key in ("top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repeat_penalty"):
             if p.get(key) is not None:
-                sampling[key] = p[key]
+                sampling[key] = _number(p, key)
         seed = p.get("seed")
         return cls(
             messages=[dict(m) for m in messages],
@@ -76,6 +77,24 @@ def _max_tokens(p: dict[str, Any]) -> int:
             )
         return value
     return DEFAULT_MAX_TOKENS
+
+
+def _number(p: dict[str, Any], key: str) -> float:
+    """A sampling parameter: a finite number (llama samples on NaN or infinity without a word), and
+    `temperature` and `top_p` at least 0."""
+    value = p[key]
+    at_least_0 = key in ("temperature", "top_p")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (at_least_0 and value < 0)
+    ):
+        wanted = "a finite number of at least 0" if at_least_0 else "a finite number"
+        raise litellm.BadRequestError(
+            message=f"{key} must be {wanted}, got {value!r}", model=MODEL_NAME, llm_provider=PROVIDER
+        )
+    return value
 
 
 def _deadline(timeout: Any) -> float | None:
