@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -413,7 +414,7 @@ def test_a_progress_line_never_joins_the_answers_last_line(plain: bool, capsys: 
     from composite_cli.events import TokenDelta
 
     clock, ev = Clock(), _events()
-    printer = Printer(True)
+    printer = Printer(True, shares_stderr=True)  # one terminal shows both
     progress = Progress(True, plain=plain, after_s=0.0, every_s=10.0, clock=clock, printer=printer)
     progress(ev["run"])
     progress(ev["start"])
@@ -423,3 +424,50 @@ def test_a_progress_line_never_joins_the_answers_last_line(plain: bool, capsys: 
     out = capsys.readouterr()
     assert out.out == "one pawn.\n"
     assert out.err.splitlines()[-1].endswith("95.2s" + ("" if plain else "\x1b[0m"))
+
+
+def test_a_heartbeat_mid_answer_leaves_a_separate_stdout_exactly_the_answer(
+    capsys: pytest.CaptureFixture[str],
+):
+    """Seen with `composite chat ... > answer.txt`: a heartbeat while the answer streamed put a line
+    break into the file's sentence ("never lost by\n being attacked"). Where stdout does not share
+    stderr's destination, nothing is added to it; the answer's line is ended once, at the end."""
+    from composite_cli.cli.chat import Printer, Progress
+    from composite_cli.events import TokenDelta
+
+    clock, ev = Clock(), _events()
+    printer = Printer(True, shares_stderr=False)
+    progress = Progress(True, plain=True, after_s=0.0, every_s=10.0, clock=clock, printer=printer)
+    progress(ev["run"])
+    progress(ev["start"])
+    printer(TokenDelta(run_id="r", step_id="s1", text="White has never lost by"))
+    clock.now += 10
+    progress.tick()  # a heartbeat while the answer is mid-sentence
+    printer(TokenDelta(run_id="r", step_id="s1", text=" being attacked."))
+    progress(ev["end"])
+    printer.end_line()  # what chat does after the run
+    out = capsys.readouterr()
+    assert out.out == "White has never lost by being attacked.\n"
+    assert out.err.splitlines() == [
+        "composite: answer (rlm) started",
+        "composite: answer (rlm) running for 10s, 0 calls so far",
+        "composite: answer (rlm) partial after 95.2s",
+    ]
+
+
+def test_stdout_shares_stderr_when_both_reach_one_file_or_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import io
+
+    from composite_cli.cli.errors import stdout_shares_stderr
+
+    answer, log = tmp_path / "answer.txt", tmp_path / "log.txt"
+    with answer.open("w") as out, log.open("w") as err, answer.open("a") as same:
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        assert not stdout_shares_stderr()  # `> answer.txt 2> log.txt`
+        monkeypatch.setattr(sys, "stderr", same)
+        assert stdout_shares_stderr()  # `> answer.txt 2>&1`
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        assert not stdout_shares_stderr()  # a stream with no descriptor

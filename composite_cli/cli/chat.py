@@ -19,6 +19,7 @@ from composite_cli.cli.errors import (
     fail,
     stderr_is_terminal,
     stdin_is_terminal,
+    stdout_shares_stderr,
 )
 from composite_cli.cli.options import (
     AllowCodeOption,
@@ -120,7 +121,7 @@ class Progress:
 
     def _own_line(self) -> None:
         if self.printer is not None:
-            self.printer.end_line()
+            self.printer.make_room()
 
     def _line(self, text: str, now: float) -> None:
         self._own_line()
@@ -165,10 +166,13 @@ class Progress:
 class Printer:
     """Writes the final step's tokens to stdout as they arrive."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, *, shares_stderr: bool | None = None):
         self.enabled = enabled
         self.printed = False
         self.mid_line = False  # the answer's last text did not end its line
+        # Only where stderr lands in the same place can a progress line join the answer's line;
+        # elsewhere (`> answer.txt`, a pipe) stdout keeps exactly the answer's text.
+        self.shares_stderr = stdout_shares_stderr() if shares_stderr is None else shares_stderr
 
     def __call__(self, event: Event) -> None:
         if self.enabled and isinstance(event, TokenDelta) and event.text:
@@ -177,8 +181,13 @@ class Printer:
             self.printed = True
             self.mid_line = not event.text.endswith("\n")
 
+    def make_room(self) -> None:
+        """Before a progress line on stderr: end the answer's line if both go to one place."""
+        if self.shares_stderr:
+            self.end_line()
+
     def end_line(self) -> None:
-        """End the answer's line, so a progress line (stderr, often the same screen) starts on its own."""
+        """End the answer's line (after the run, or before a progress line on the same screen)."""
         if self.mid_line:
             sys.stdout.write("\n")
             sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,3 +52,13 @@ def stderr_is_terminal() -> bool:
 
 def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
+
+
+def stdout_shares_stderr() -> bool:
+    """Whether stdout and stderr go to one place (one terminal, file or pipe), where a line on
+    one can land in the middle of a line on the other."""
+    try:
+        out, err = os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation, both: a stream with no descriptor
+        return False
+    return os.path.samestat(out, err)
