@@ -124,6 +124,15 @@ BAD_CHAT: list[tuple[str, str] | tuple[str, str, str]] = [
     ("messages", '[{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]}]',
      "messages[0].tool_calls[0].function.arguments"),
     ("messages", '[{"role": "tool", "tool_call_id": 5, "content": "x"}]', "messages[0].tool_call_id"),
+    # checked past the edge, by the engine's conversation check (its BadParameter names the field)
+    ("tools", '[{"type": "function", "function": {"name": "x; rm -rf /"}}]', "tools[0].function.name"),
+    ("tool_choice", '{"type": "function", "function": {"name": "g"}}'),
+    ("messages", '[{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": "nope", "content": "x"}]',
+     "messages[1].tool_call_id"),
+    ("messages", '[{"role": "user"}]', "messages[0].content"),
+    ("messages", '[{"role": "user", "content": [{"type": "text", "text": 5}]}]', "messages[0].content[0].text"),
+    ("messages", '[{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}]}]',
+     "messages[0].tool_calls[0].function.arguments"),
 ]  # fmt: skip
 
 

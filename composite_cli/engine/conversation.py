@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from composite_cli.errors import BadRequest
+from composite_cli.errors import BadParameter
 from composite_cli.jsonvalues import MAX_DEPTH, depth_over
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -81,37 +81,49 @@ def clean_messages(messages: Any) -> Any:
 
 
 def validate_messages(messages: Any, tools: Any = None, tool_choice: Any = None) -> None:
-    """Raise BadRequest for a conversation no provider would accept, or beyond our limits."""
+    """Raise BadParameter (a BadRequest naming the field, OpenAI's `param`) for a conversation no
+    provider would accept, or beyond our limits."""
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages must be a non-empty list")
+        raise BadParameter("messages must be a non-empty list", "messages")
     if len(messages) > MAX_MESSAGES:
-        raise BadRequest(f"too many messages: {len(messages)} (the limit is {MAX_MESSAGES})")
+        raise BadParameter(f"too many messages: {len(messages)} (the limit is {MAX_MESSAGES})", "messages")
     total = sum(len(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
     if total > MAX_INPUT_CHARS:
-        raise BadRequest(
+        raise BadParameter(
             f"the conversation is {total:,} characters; the limit is {MAX_INPUT_CHARS:,} "
-            "(set COMPOSITE_MAX_INPUT_CHARS to change it)"
+            "(set COMPOSITE_MAX_INPUT_CHARS to change it)",
+            "messages",
         )
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise BadRequest(f"messages[{i}] must be an object with role and content")
+            raise BadParameter(f"messages[{i}] must be an object with role and content", f"messages[{i}]")
         role = message.get("role")
         if role not in ROLES:
-            raise BadRequest(f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}, got {role!r}")
+            raise BadParameter(
+                f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}, got {role!r}",
+                f"messages[{i}].role",
+            )
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise BadRequest(f"messages[{i}].content must be a string or a list of parts")
+            raise BadParameter(
+                f"messages[{i}].content must be a string or a list of parts", f"messages[{i}].content"
+            )
         if isinstance(content, list):
             for j, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
                 if kind not in PART_TYPES:
-                    raise BadRequest(
-                        f"messages[{i}].content[{j}] must be a part with type {', '.join(sorted(PART_TYPES))}"
+                    types = ", ".join(sorted(PART_TYPES))
+                    raise BadParameter(
+                        f"messages[{i}].content[{j}] must be a part with type {types}",
+                        f"messages[{i}].content[{j}].type",
                     )
                 if kind == "text" and not isinstance(part.get("text"), str):
-                    raise BadRequest(f"messages[{i}].content[{j}].text must be a string")
+                    raise BadParameter(
+                        f"messages[{i}].content[{j}].text must be a string",
+                        f"messages[{i}].content[{j}].text",
+                    )
         if content is None and role in ("system", "user", "tool"):
-            raise BadRequest(f"messages[{i}] ({role}) has no content")
+            raise BadParameter(f"messages[{i}] ({role}) has no content", f"messages[{i}].content")
     _validate_tool_history(messages)
     _validate_tools(tools, tool_choice)
 
@@ -123,58 +135,76 @@ def _validate_tool_history(messages: list[dict[str, Any]]) -> None:
         calls = message.get("tool_calls")
         if calls is not None:
             if message.get("role") != "assistant" or not isinstance(calls, list):
-                raise BadRequest(f"messages[{i}].tool_calls must be a list on an assistant message")
+                raise BadParameter(
+                    f"messages[{i}].tool_calls must be a list on an assistant message",
+                    f"messages[{i}].tool_calls",
+                )
             for j, call in enumerate(calls):
                 where = f"messages[{i}].tool_calls[{j}]"
                 if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
-                    raise BadRequest(f"{where} needs an id")
+                    raise BadParameter(f"{where} needs an id", f"{where}.id")
                 fn = call.get("function")
                 if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-                    raise BadRequest(f"{where}.function needs a name")
+                    raise BadParameter(f"{where}.function needs a name", f"{where}.function.name")
                 arguments = fn.get("arguments")
                 try:
                     parsed = json.loads(arguments) if isinstance(arguments, str) else None
                 except json.JSONDecodeError:
                     parsed = None
                 except RecursionError:
-                    raise BadRequest(f"{where}.function.arguments are nested too deeply") from None
+                    raise BadParameter(
+                        f"{where}.function.arguments are nested too deeply", f"{where}.function.arguments"
+                    ) from None
                 if not isinstance(parsed, dict):
-                    raise BadRequest(f"{where}.function.arguments must be a JSON object in a string")
+                    raise BadParameter(
+                        f"{where}.function.arguments must be a JSON object in a string",
+                        f"{where}.function.arguments",
+                    )
                 if depth_over(parsed):
-                    raise BadRequest(f"{where}.function.arguments are nested more than {MAX_DEPTH} levels")
+                    raise BadParameter(
+                        f"{where}.function.arguments are nested more than {MAX_DEPTH} levels",
+                        f"{where}.function.arguments",
+                    )
                 open_calls.add(call["id"])
         if message.get("role") == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in open_calls:
-                raise BadRequest(
-                    f"messages[{i}] is a tool result for {call_id!r}, which no earlier message called"
+                raise BadParameter(
+                    f"messages[{i}] is a tool result for {call_id!r}, which no earlier message called",
+                    f"messages[{i}].tool_call_id",
                 )
 
 
 def _validate_tools(tools: Any, tool_choice: Any) -> None:
     if tools is None:
         if isinstance(tool_choice, dict):
-            raise BadRequest("tool_choice names a function but no tools were given")
+            raise BadParameter("tool_choice names a function but no tools were given", "tool_choice")
         return
     if not isinstance(tools, list):
-        raise BadRequest("tools must be a list")
+        raise BadParameter("tools must be a list", "tools")
     if len(tools) > MAX_TOOLS:
-        raise BadRequest(f"too many tools: {len(tools)} (the limit is {MAX_TOOLS})")
+        raise BadParameter(f"too many tools: {len(tools)} (the limit is {MAX_TOOLS})", "tools")
     names = set()
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
-            raise BadRequest(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}")
+            raise BadParameter(
+                f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", f"tools[{i}]"
+            )
         name = fn.get("name")
         if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise BadRequest(f"tools[{i}].function.name must match [a-zA-Z0-9_-]{{1,64}}")
+            raise BadParameter(
+                f"tools[{i}].function.name must match [a-zA-Z0-9_-]{{1,64}}", f"tools[{i}].function.name"
+            )
         names.add(name)
     if isinstance(tool_choice, dict):
         chosen = (tool_choice.get("function") or {}).get("name")
         if chosen not in names:
-            raise BadRequest(f"tool_choice names {chosen!r}, which is not in tools")
+            raise BadParameter(f"tool_choice names {chosen!r}, which is not in tools", "tool_choice")
     elif tool_choice not in (None, "auto", "none", "required"):
-        raise BadRequest(f"tool_choice must be auto, none, required or a function, got {tool_choice!r}")
+        raise BadParameter(
+            f"tool_choice must be auto, none, required or a function, got {tool_choice!r}", "tool_choice"
+        )
 
 
 def build_messages(
