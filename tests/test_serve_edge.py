@@ -108,6 +108,8 @@ BAD_CHAT: list[tuple[str, str] | tuple[str, str, str]] = [
     ("tools", '[{"type": "function", "function": {}}]', "tools[0].function.name"),
     ("tool_choice", '"sometimes"'), ("tool_choice", "5"),
     ("response_format", '"json"'), ("response_format", '{"type": "xml"}', "response_format.type"),
+    ("response_format", '{"type": "json_schema"}', "response_format.json_schema"),
+    ("response_format", '{"type": "json_schema", "json_schema": {"schema": {}}}', "response_format.json_schema.name"),
     ("parallel_tool_calls", '"yes"'), ("reasoning_effort", '"extreme"'), ("modalities", '"text"'),
     ("modalities", '["video"]', "modalities[0]"), ("service_tier", '"gold"'), ("verbosity", '"loud"'),
     ("store", '"no"'), ("functions", '"x"'), ("function_call", "5"), ("audio", '"x"'), ("prediction", "5"),

@@ -257,6 +257,25 @@ _COMMON: dict[str, Check] = {
     "composite": _COMPOSITE,  # composite's own options: profile and mode params
 }
 
+_RESPONSE_FORMAT = obj(
+    {
+        "type": string(("text", "json_object", "json_schema")),
+        "json_schema": obj({"name": string(nonempty=True), "schema": obj(), "strict": boolean}),
+    },
+    required=("type",),
+)
+
+
+def _response_format(value: Any, param: str) -> Problem | None:
+    """OpenAI's response_format; type `json_schema` needs its `json_schema` object, and that a name."""
+    found = _RESPONSE_FORMAT(value, param)
+    if found is not None or value.get("type") != "json_schema":
+        return found
+    return check_fields(value, {}, ("json_schema",), param) or check_fields(
+        value["json_schema"], {}, ("name",), f"{param}.json_schema"
+    )
+
+
 CHAT: dict[str, Check] = {
     **_COMMON,
     "messages": array(_not_null, min_items=1),  # each message: check_messages
@@ -276,13 +295,7 @@ CHAT: dict[str, Check] = {
     "prediction": obj({"type": string(("content",))}, required=("type",)),
     "prompt_cache_key": _TEXT,
     "reasoning_effort": string(EFFORTS),
-    "response_format": obj(
-        {
-            "type": string(("text", "json_object", "json_schema")),
-            "json_schema": obj({"name": string(nonempty=True), "schema": obj(), "strict": boolean}),
-        },
-        required=("type",),
-    ),
+    "response_format": _response_format,
     "safety_identifier": _TEXT,
     "seed": integer(*INT64),
     "stop": _STOP,
