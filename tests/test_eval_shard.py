@@ -212,6 +212,28 @@ def test_an_interrupted_shard_merges_into_an_interrupted_eval_that_resumes(isola
     cli("eval", "--resume", "latest", "--db", "all.db", "-q")
     evals = json.loads(cli("eval", "list", "--db", "all.db", "--json"))
     assert evals[0]["status"] == "done" and evals[0]["results"] == 12
+    # merged again: the eval the resume finished stays finished, and the count is the database's
+    out = cli("eval", "merge", *map(str, shards), "--into", "all.db")
+    assert "(done)" in out and "12 results" in out, out
+    evals = json.loads(cli("eval", "list", "--db", "all.db", "--json"))
+    assert evals[0]["status"] == "done" and evals[0]["results"] == 12
+
+
+def test_merging_into_a_shard_under_another_name_is_refused(isolated_home: Path):
+    """A hard link to a shard passed the path check: the merge failed on a disk I/O error and its
+    write-ahead log, left beside the link, was later written into the shard."""
+    setup_home(isolated_home)
+    shards = [isolated_home / f"s{i}.db" for i in (1, 2)]
+    for i, db in enumerate(shards, 1):
+        cli("eval", "e.jsonl", "-m", "direct", "--shard", f"{i}/2", "-q", "--db", str(db))
+    before = shards[1].read_bytes()
+    (isolated_home / "link.db").hardlink_to(shards[1])
+    (isolated_home / "sym.db").symlink_to(shards[1])
+    for into in ("link.db", "sym.db"):
+        out = cli("eval", "merge", *map(str, shards), "--into", into, code=1)
+        assert "is the target of the merge" in out and out.count("\n") == 1, out
+    assert shards[1].read_bytes() == before
+    assert not list(isolated_home.glob("link.db-*")) and not list(isolated_home.glob("sym.db-*"))
 
 
 def test_a_shard_resumes_its_own_cases_and_refuses_a_new_shard(isolated_home: Path):
@@ -225,3 +247,26 @@ def test_a_shard_resumes_its_own_cases_and_refuses_a_new_shard(isolated_home: Pa
     cli("eval", "--resume", "latest", "-q")
     with sqlite3.connect("traces.db") as conn:
         assert sorted(r[0] for r in conn.execute("select case_id from eval_results")) == ["c01", "c06", "c11"]
+
+
+def test_a_resume_refuses_what_would_change_the_eval(isolated_home: Path):
+    """A resume finishes what the eval started with: options that would choose other work were
+    silently ignored (--limit, --filter, --repeats, --modes, a file) and a --param was taken."""
+    setup_home(isolated_home)
+    cli("eval", "e.jsonl", "-m", "direct,moa", "--limit", "4", "--param", "moa.extra_layers=1", "-q")
+    with sqlite3.connect("traces.db") as conn:
+        conn.execute("delete from eval_results where case_id = 'c03'")
+        conn.execute("update eval_runs set status = 'interrupted'")
+    for extra in (
+        ["e.jsonl"], ["-m", "moa"], ["--limit", "2"], ["--repeats", "2"], ["--filter", "x"],
+        ["--scorer", "exact"], ["--skip-invalid"], ["--shard", "1/2"],
+    ):  # fmt: skip
+        out = cli("eval", "--resume", "latest", *extra, code=2)
+        assert out.startswith("Error: ") and "cannot be used with --resume" in out, (extra, out)
+        assert out.count("\n") == 1
+    out = cli("eval", "--resume", "latest", "--param", "moa.extra_layers=2", code=1)
+    assert "it finishes with the parameters it started with (moa-v1.extra_layers=1)" in out, out
+    cli("eval", "--resume", "latest", "--param", "moa.extra_layers=1", "-q")  # its own: taken
+    with sqlite3.connect("traces.db") as conn:
+        assert conn.execute("select count(*) from eval_results").fetchone() == (8,)
+        assert conn.execute("select status from eval_runs").fetchone() == ("done",)

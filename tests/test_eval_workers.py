@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from test_eval_shard import CASES, cli, fixed_latencies, report, setup_home
 
 from composite_cli.config import Profile, Settings
 from composite_cli.evals.session import EvalSessions
+from composite_cli.evals.workers import share_slots
 from composite_cli.runner import Runner
 
 SLOW = Profile("slow", {"*": {"model": "openai/gpt-4o-mini", "mock_response": "Paris", "mock_delay": 0.3}})
@@ -112,6 +114,57 @@ def test_stop_keeps_what_finished_and_resume_runs_only_the_rest(isolated_home: P
     assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(12,)]
 
 
+def _slow_eval(home: Path) -> subprocess.Popen[str]:
+    """`composite eval` of 40 cases at 0.5 s each, 2 at once in 2 workers, in its own process group
+    (as a terminal's foreground job), its output captured."""
+    (home / "composite.yaml").write_text(
+        'profile: slow\nprofiles:\n  slow:\n    "*": {model: openai/gpt-4o-mini, mock_response: Paris, '
+        "mock_delay: 0.5}\n",
+        encoding="utf-8",
+    )
+    many = [{"id": f"k{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(40)]
+    (home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in many), encoding="utf-8")
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("composite")),
+            "eval",
+            "e.jsonl",
+            "-m",
+            "direct",
+            "-c",
+            "2",
+            "-w",
+            "2",
+        ],
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # a suite started in the background passes SIGINT on ignored; a terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _wait_for_results(db: Path, parent: subprocess.Popen[str], count: int) -> None:
+    deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
+    while time.monotonic() < deadline:
+        if db.exists() and rows(db, "select count(*) from sqlite_master where name = 'eval_results'")[0][0]:
+            if rows(db, "select count(*) from eval_results")[0][0] >= count:
+                return
+        assert parent.poll() is None, "the eval ended first"
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} results after 300 s")
+
+
+def _resume_as_printed(err: str) -> None:
+    """Run the command the eval printed to finish it, as printed (with 2 workers, quietly)."""
+    line = next(line for line in err.splitlines() if "Resume with: " in line)
+    printed = shlex.split(line.split("Resume with: ", 1)[1])
+    assert printed[:3] == ["composite", "eval", "--resume"] and printed[-2:] == ["--db", "traces.db"], line
+    cli(*printed[1:], "--workers", "2", "-q")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -191,45 +244,10 @@ def test_workers_score_with_custom_scorers_and_the_environment_of_their_eval(
 def test_ctrl_c_to_the_process_group_stops_cleanly_and_resume_finishes(isolated_home: Path):
     """Ctrl-C as a terminal sends it: to `composite` and its workers at once. No traceback from any
     process, exit 130, the eval `interrupted` with what finished; the resume runs the rest once."""
-    (isolated_home / "composite.yaml").write_text(
-        'profile: slow\nprofiles:\n  slow:\n    "*": {model: openai/gpt-4o-mini, mock_response: Paris, '
-        "mock_delay: 0.5}\n",
-        encoding="utf-8",
-    )
-    many = [{"id": f"k{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(40)]
-    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in many), encoding="utf-8")
     db = isolated_home / "traces.db"
-    parent = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("composite")),
-            "eval",
-            "e.jsonl",
-            "-m",
-            "direct",
-            "-c",
-            "2",
-            "-w",
-            "2",
-        ],
-        cwd=isolated_home,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-        # a suite started in the background passes SIGINT on ignored; a terminal does not
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    parent = _slow_eval(isolated_home)
     try:
-        deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
-        while time.monotonic() < deadline:
-            if (
-                db.exists()
-                and rows(db, "select count(*) from sqlite_master where name = 'eval_results'")[0][0]
-            ):
-                if rows(db, "select count(*) from eval_results")[0][0] >= 2:
-                    break
-            assert parent.poll() is None, "the eval ended before Ctrl-C"
-            time.sleep(0.2)
+        _wait_for_results(db, parent, 2)
         workers = {r[0] for r in rows(db, "select distinct pid from runs")} - {parent.pid}
         os.killpg(parent.pid, signal.SIGINT)
         _out, err = parent.communicate(timeout=300)
@@ -238,14 +256,50 @@ def test_ctrl_c_to_the_process_group_stops_cleanly_and_resume_finishes(isolated_
             parent.kill()
     assert parent.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    assert "Resume with: composite eval --resume" in err
     assert not any(_alive(pid) for pid in workers)
     assert rows(db, "select status from eval_runs") == [("interrupted",)]
     assert rows(db, "select count(*) from eval_results")[0][0] < 40
     assert not rows(db, "select id from runs where status = 'running'")
-    cli("eval", "--resume", "latest", "--workers", "2", "-q")
+    _resume_as_printed(err)
     assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
     assert rows(db, "select count(*) from runs where source = 'eval' and status = 'ok'") == [(40,)]
+
+
+def test_concurrency_stays_the_total_over_the_workers(isolated_home: Path):
+    """`--workers 1000` started 108 processes for 8 slots, each with a slot of its own: 62 cases at
+    once. The slots are shared out exactly, and there are never more workers than slots."""
+    assert share_slots(3, 2) == [2, 1]
+    assert share_slots(8, 3) == [3, 3, 2]
+    assert share_slots(2, 4) == [1, 1]
+    assert share_slots(8, 1000) == [1] * 8
+    setup_home(isolated_home)
+    out = cli("eval", "e.jsonl", "-m", "direct", "-c", "2", "-w", "4", "-q")
+    assert "in 2 worker processes (not 4: at most one per case run at once, and 2 run at once)" in out
+    pids = {r[0] for r in rows(isolated_home / "traces.db", "select distinct pid from runs")}
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_a_killed_worker_ends_the_eval_with_its_report_and_the_command_to_resume(isolated_home: Path):
+    """A worker killed (kill -9, the OOM killer): the eval is `error`; what finished is reported,
+    and the one error line ends with the command that finishes it, which works as printed."""
+    db = isolated_home / "traces.db"
+    parent = _slow_eval(isolated_home)
+    try:
+        _wait_for_results(db, parent, 2)
+        worker = next(iter({r[0] for r in rows(db, "select distinct pid from runs")} - {parent.pid}))
+        os.kill(worker, signal.SIGKILL)
+        out, err = parent.communicate(timeout=300)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 1, err
+    assert "Traceback" not in err
+    assert "eval worker failed: worker" in err and "exited with code -9" in err, err
+    assert "direct" in out and "score" in out  # the report of what finished
+    assert rows(db, "select status from eval_runs") == [("error",)]
+    _resume_as_printed(err)
+    assert rows(db, "select status from eval_runs") == [("done",)]
+    assert rows(db, "select count(*), count(distinct case_id) from eval_results") == [(40, 40)]
 
 
 def test_a_failing_worker_is_one_line_and_the_eval_an_error(isolated_home: Path, monkeypatch):

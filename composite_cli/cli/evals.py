@@ -24,6 +24,7 @@ from composite_cli.cli.options import (
     ProfileOption,
     settings_from,
 )
+from composite_cli.errors import CompositeError
 from composite_cli.redact import redact_text
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def _print_report(
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     file: Annotated[
         Path | None, typer.Argument(help="Eval file (JSONL), e.g. evals/chess.jsonl.", show_default=False)
     ] = None,
@@ -192,8 +194,8 @@ def run(
     from composite_cli.runner import Runner
 
     with cli_errors(), invalid_eval_file():
-        if shard is not None and resume:
-            raise fail("--shard cannot be used with --resume: an eval resumes the shard it started with", 2)
+        if resume:
+            _refuse_selection_on_resume(ctx)
         chosen_shard = parse_shard(shard) if shard is not None else None
         settings = settings_from(config, profile, model, db, no_content, allow_code)
         runner = Runner(settings)
@@ -231,24 +233,64 @@ def run(
             if display is not None:
                 session.subscribe(display)
             saved_shard = session.shard_text
+            slots, used = session.plan()
             typer.echo(
                 f"eval {session.eval_run_id}: {len(session.cases)} cases × {len(session.settings.modes)} "
                 f"modes × {session.settings.repeats} repeats"
                 + (f" (shard {saved_shard})" if saved_shard else "")
-                + (f" in {workers} worker processes" if workers > 1 else ""),
+                + (f" in {used} worker processes" if 1 < used == workers else "")
+                + (
+                    f" in {used} worker process{'es' if used > 1 else ''} (not {workers}: at most one "
+                    f"per case run at once, and {slots} run at once)"
+                    if used < workers
+                    else ""
+                ),
                 err=True,
             )
-            interrupted = _run(session, display)
+            try:
+                interrupted = _run(session, display)
+            except CompositeError as exc:  # the eval is recorded `error`; what finished is kept
+                _print_report(runner, session.eval_run_id, as_json, markdown)
+                raise fail(
+                    f"{exc}; finished results are kept. Resume with: {session.resume_command()}"
+                ) from None
             _print_report(runner, session.eval_run_id, as_json, markdown)
             if interrupted:
                 typer.echo(
-                    f"Interrupted: finished results are kept. Resume with: composite eval --resume "
-                    f"{session.eval_run_id}",
+                    f"Interrupted: finished results are kept. Resume with: {session.resume_command()}",
                     err=True,
                 )
                 raise typer.Exit(EXIT_INTERRUPTED)
         finally:
             runner.close()
+
+
+# What chooses an eval's work: a resumed eval runs exactly what it started with.
+_SELECTION_OPTIONS = {
+    "file": "FILE",
+    "modes": "--modes",
+    "repeats": "--repeats",
+    "limit": "--limit",
+    "tag": "--filter",
+    "scorer": "--scorer",
+    "skip_invalid": "--skip-invalid",
+    "shard": "--shard",
+}
+
+
+def _refuse_selection_on_resume(ctx: typer.Context) -> None:
+    def given_by_user(name: str) -> bool:
+        # by its name: Typer carries its own copy of click, whose ParameterSource is not click's
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    given = [flag for name, flag in _SELECTION_OPTIONS.items() if given_by_user(name)]
+    if given:
+        raise fail(
+            f"{', '.join(given)} cannot be used with --resume: an eval resumes exactly the cases, modes, "
+            "repeats and shard it started with (start a new eval to change them)",
+            EXIT_INVALID,
+        )
 
 
 @contextmanager

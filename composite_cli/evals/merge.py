@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from composite_cli.evals.runner import EvalError, result_id
+from composite_cli.evals.session import resume_command
 from composite_cli.evals.shard import interleave
 from composite_cli.traces import eval_records, maintenance
 from composite_cli.traces.eval_records import StoredEval
@@ -62,14 +63,15 @@ def merge_shards(sources: list[Path], target: Path) -> EvalMerge:
     tables = maintenance.merge_trace_files(
         sources, target, skip_eval_runs=[s.row["id"] for s in shards]
     ).tables
-    maintenance.insert_eval_run(target, run, results)
+    complete = run["cases"] * len(_modes(shards[0])) * _repeats(shards[0])
+    held, status = maintenance.insert_eval_run(target, run, results, complete_at=complete)
     return EvalMerge(
         eval_run_id=run["id"],
         target=str(target),
         shards=[(str(s.row["id"]), s.path) for s in shards],
         cases=run["cases"],
-        results=len(results),
-        status=run["status"],
+        results=held,
+        status=status,
         tables={name: vars(stats) for name, stats in tables.items()},
     )
 
@@ -138,7 +140,7 @@ def _complete_set(found: list[StoredEval]) -> list[StoredEval]:
         if stored.row.get("status") == "running":
             raise ShardsMismatch(
                 f"{_describe(stored)} is still running, or its process was killed: let it finish, or "
-                f"finish it with composite eval --resume {stored.row['id']} --db {stored.path}"
+                f"finish it with {resume_command(str(stored.row['id']), stored.path)}"
             )
     return shards
 
@@ -160,16 +162,20 @@ def _modes(stored: StoredEval) -> list[str]:
     return list(stored.modes)
 
 
-def _bad_result(row: dict[str, Any], cases: set[str], modes: list[str], repeats: Any) -> str | None:
+def _repeats(stored: StoredEval) -> int:
+    repeats = stored.settings.get("repeats", 1)
+    return repeats if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 1 else 1
+
+
+def _bad_result(row: dict[str, Any], cases: set[str], modes: list[str], repeats: int) -> str | None:
     """What is wrong with a shard's result row (a database can come from anywhere), or None."""
     if row.get("case_id") not in cases:
         return f"case_id: {row.get('case_id')!r} is not in this shard's selection"
     if row.get("mode") not in modes:
         return f"mode: {row.get('mode')!r} is not one of the eval's modes ({', '.join(modes)})"
     repeat = row.get("repeat")
-    limit = repeats if isinstance(repeats, int) and not isinstance(repeats, bool) else 1
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 0 <= repeat < limit:
-        return f"repeat: expected a whole number from 0 to {limit - 1}, got {repeat!r}"
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 0 <= repeat < repeats:
+        return f"repeat: expected a whole number from 0 to {repeats - 1}, got {repeat!r}"
     return None
 
 
@@ -204,7 +210,7 @@ def _merged(shards: list[StoredEval]) -> tuple[dict[str, Any], list[dict[str, An
     }
     results = []
     modes = _modes(first)
-    repeats = first.settings.get("repeats", 1)
+    repeats = _repeats(first)
     for stored in shards:
         own = set(stored.settings["case_ids"])
         for row in stored.results:

@@ -265,6 +265,12 @@ class EvalRunner:
             self.store, eval_run_id, without_errors=self.settings.retry_errors
         )
 
+    def plan(self, specs: list[ModeSpec], runs: int) -> tuple[int, int]:
+        """(cases run at once, worker processes) for `runs` runs left: `--concurrency` (or the
+        default) is the total over all workers, so there are never more workers than that."""
+        slots = min(self.settings.concurrency or default_concurrency(self.runner, specs), max(1, runs))
+        return slots, max(1, min(self.settings.workers, slots))
+
     def check_params(self) -> dict[str, ModeSpec]:
         """The modes to run; raises when `params` names a mode not run, or a parameter a mode lacks
         (before any call)."""
@@ -287,15 +293,11 @@ class EvalRunner:
         )
         total = {name: len(eval_file.cases) * self.settings.repeats for name in specs}
         left = {name: sum(1 for w in work if w[1].name == name) for name in specs}
-        slots = min(
-            self.settings.concurrency or default_concurrency(self.runner, list(specs.values())),
-            max(1, len(work)),
-        )
+        slots, workers = self.plan(list(specs.values()), len(work))
         self.progress.plan(
             total, {name: total[name] - left[name] for name in specs}, [w[1].name for w in work], slots
         )
         self._notify()
-        workers = min(self.settings.workers, len(work))
         try:
             if workers > 1:
                 from composite_cli.evals.workers import run_in_workers

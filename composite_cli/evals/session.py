@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,12 @@ from composite_cli.traces.reader import TraceReader
 
 ProgressListener = Callable[[Progress], None]
 _SHOWN_IDS = 5  # how many missing case ids a changed-file error names
+
+
+def resume_command(eval_run_id: str, db: str | Path) -> str:
+    """The command that finishes an eval, to print where it stopped: it names the database, so it
+    works as printed whatever --db or config the eval ran with."""
+    return f"composite eval --resume {eval_run_id} --db {shlex.quote(str(db))}"
 
 
 class NoCaseSelected(EvalError):
@@ -140,6 +147,15 @@ class EvalSession:
             if self.progress.total:
                 self._notify(self.progress)
 
+    def plan(self) -> tuple[int, int]:
+        """(cases run at once, worker processes) for what is left of this eval."""
+        specs = list(self.evals.check_params().values())
+        runs = len(self.cases) * len(specs) * self.settings.repeats
+        return self.evals.plan(specs, runs - len(self.evals.done_ids(self.eval_run_id)))
+
+    def resume_command(self) -> str:
+        return resume_command(self.eval_run_id, self.evals.runner.settings.db_path)
+
     def stop(self) -> bool:
         """Stop a running eval (from its event loop): finished results are kept, it is recorded
         `interrupted`. False when it was not running."""
@@ -228,7 +244,8 @@ class EvalSessions:
     ) -> EvalSession:
         """The eval named by `ref` (id, unique prefix or `latest`), to finish: exactly the cases,
         modes, repeats and parameters it started with. Refused when its file changed or is gone.
-        `params` apply only when the eval saved none."""
+        `params` apply only to an eval recorded before its parameters were saved; given for one
+        that saved its own, they must be the same (a resumed eval never mixes two settings)."""
         store = self.runner.store
         if store is None:
             raise EvalError("evals need the trace database (tracing cannot be off)")
@@ -249,13 +266,19 @@ class EvalSessions:
             )
         eval_file.path = Path(record.file)  # as it was given: the report names it so
         eval_file.cases = _saved_cases(eval_file, record)
+        if "params" in saved and params and params != saved["params"]:
+            raise EvalError(
+                f"--param cannot change eval {eval_run_id} when it is resumed: it finishes with the "
+                f"parameters it started with ({_show_params(saved['params'])}); start a new eval to "
+                "change them"
+            )
         settings = EvalSettings(
             modes=record.modes,
             repeats=int(saved.get("repeats", 1)),
             concurrency=concurrency,
             cache=cache,
             retry_errors=retry_errors,
-            params=saved.get("params") or params or {},
+            params=saved["params"] if "params" in saved else params or {},
             workers=workers,
         )
         evals = self._evals(settings)
@@ -322,6 +345,12 @@ def _checked_settings(record: eval_records.EvalRunRecord) -> dict[str, Any]:
     ):
         raise bad("params", "an object of objects (mode → parameters)")
     return saved
+
+
+def _show_params(params: dict[str, dict[str, Any]]) -> str:
+    """As --param would give them: moa-v1.proposer_max_tokens=96, ... (or none)."""
+    shown = [f"{mode}.{key}={value}" for mode, values in params.items() for key, value in values.items()]
+    return ", ".join(shown) or "none"
 
 
 def _saved_cases(eval_file: EvalFile, record: eval_records.EvalRunRecord) -> list[EvalCase]:

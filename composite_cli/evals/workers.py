@@ -19,7 +19,6 @@ exits, so `--resume` runs exactly what is missing.
 from __future__ import annotations
 
 import asyncio
-import math
 import multiprocessing
 import os
 import signal
@@ -65,6 +64,13 @@ class WorkerJob:
     custom_scorers: list[str]
 
 
+def share_slots(slots: int, workers: int) -> list[int]:
+    """The cases each worker runs at once: `slots` shared out exactly (so `--concurrency` stays the
+    total over every worker), one worker per slot at most."""
+    workers = max(1, min(workers, slots))
+    return [slots // workers + (1 if number < slots % workers else 0) for number in range(workers)]
+
+
 async def run_in_workers(
     evals: EvalRunner,
     eval_run_id: str,
@@ -72,16 +78,15 @@ async def run_in_workers(
     slots: int,
     workers: int,
 ) -> None:
-    """Run `work` in `workers` processes, `slots` cases at once in all, keeping `evals.progress`.
-    Cancelled: every worker is stopped (finished rows committed) before the cancellation goes on.
-    Raises EvalWorkerFailed when a worker fails."""
+    """Run `work` in `workers` processes (at most `slots`), `slots` cases at once in all, keeping
+    `evals.progress`. Cancelled: every worker is stopped (finished rows committed) before the
+    cancellation goes on. Raises EvalWorkerFailed when a worker fails."""
     ctx = _context()
     counter: Synchronized[int] = ctx.Value("q", 0)
     items = [(case, spec.name, repeat) for case, spec, repeat in work]
     evals.runner.flush()  # the eval's row is committed before any worker reads or writes
-    per_worker = max(1, math.ceil(slots / workers))
+    per_worker = share_slots(slots, workers)
     scorers = sorted({case.scorer for case, _, _ in items if is_dotted_path(case.scorer)})
-    evals.progress.slots = max(slots, workers)
     loop = asyncio.get_running_loop()
     jobs = [
         WorkerJob(
@@ -91,11 +96,11 @@ async def run_in_workers(
             content=evals.runner.content,
             eval_run_id=eval_run_id,
             items=items,
-            slots=per_worker,
+            slots=per_worker[number],
             environ=dict(os.environ),
             custom_scorers=scorers,
         )
-        for number in range(workers)
+        for number in range(len(per_worker))
     ]
     # Started in a thread: the first start waits for the fork server to import LiteLLM (seconds),
     # and meanwhile the progress display keeps ticking and Ctrl-C is heard.

@@ -83,7 +83,10 @@ def merge_trace_files(
     from composite_cli.traces.store import TraceStoreError, open_database
 
     for source in sources:
-        if source.resolve() == target.resolve():
+        # the same file under another name too (a symlink, a hard link): sources are never written
+        if source.resolve() == target.resolve() or (
+            source.exists() and target.exists() and source.samefile(target)
+        ):
             raise TraceStoreError(f"{source} is the target of the merge; give another --into file")
     skip = set(skip_eval_runs)
     skip_key = {"eval_runs": "id", "eval_results": "eval_run_id"}
@@ -121,9 +124,13 @@ def merge_trace_files(
     return report
 
 
-def insert_eval_run(target: Path, run: dict[str, Any], results: list[dict[str, Any]]) -> None:
+def insert_eval_run(
+    target: Path, run: dict[str, Any], results: list[dict[str, Any]], *, complete_at: int
+) -> tuple[int, str]:
     """Write one eval run and its results into `target` in one transaction, replacing rows with the
-    same ids (so writing it again changes nothing). Columns the table lacks are left out."""
+    same ids (so writing it again changes nothing). Columns the table lacks are left out. Returns
+    the eval's results in `target` and its status: `done` once it holds `complete_at` results (a
+    `--resume` in `target` may have finished what `run` left; written again, it stays finished)."""
     from composite_cli.traces.store import TraceStoreError, open_database
 
     out = open_database(target)
@@ -131,12 +138,20 @@ def insert_eval_run(target: Path, run: dict[str, Any], results: list[dict[str, A
         run_columns = set(out.table("eval_runs").columns_dict)
         result_columns = set(out.table("eval_results").columns_dict)
         with out.conn:
-            out.table("eval_runs").upsert({k: v for k, v in run.items() if k in run_columns}, pk="id")
+            before = next(out.table("eval_runs").rows_where("id = ?", [run["id"]]), None)
+            row = {k: v for k, v in run.items() if k in run_columns}
+            out.table("eval_runs").upsert(row, pk="id")
             out.table("eval_results").upsert_all(
-                ({k: v for k, v in row.items() if k in result_columns} for row in results),
+                ({k: v for k, v in r.items() if k in result_columns} for r in results),
                 pk="id",
                 batch_size=500,
             )
+            held = out.table("eval_results").count_where("eval_run_id = ?", [run["id"]])
+            if held >= complete_at and row.get("status") != "done":
+                finished = before.get("finished_at") if before and before.get("status") == "done" else None
+                row.update(status="done", finished_at=finished or row.get("finished_at"))
+                out.table("eval_runs").update(row["id"], {k: row[k] for k in ("status", "finished_at")})
+        return held, str(row.get("status"))
     except sqlite3.Error as exc:
         raise TraceStoreError(f"writing the merged eval into {target} failed: {exc}") from None
     finally:
