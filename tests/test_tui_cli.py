@@ -59,9 +59,29 @@ def test_trace_latest_opens_the_app_on_that_trace(isolated_home: Path, monkeypat
     monkeypatch.setattr(
         CompositeApp, "run", lambda self: opened.append((self.start_screen, self.start_trace))
     )
-    result = CliRunner().invoke(_app(), ["tui", "--trace", "latest", "--profile", "dry"])
-    assert result.exit_code == 0, result.output
-    assert opened == [("traces", "latest")]
+    db = seeded_db(isolated_home)
+    conn = sqlite3.connect(db)
+    ids = [r[0] for r in conn.execute("select id from runs order by created_at desc, id desc")]
+    conn.close()
+    # `latest` and a unique prefix go through the one resolver before the app opens (issue 17 item 3)
+    for ref, expected in (("latest", ids[0]), (ids[-1][:12], ids[-1]), (ids[1], ids[1])):
+        result = CliRunner().invoke(_app(), ["tui", "--trace", ref, "--profile", "dry", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert opened[-1] == ("traces", expected)
+
+
+def test_an_unknown_or_ambiguous_trace_is_one_line_as_in_traces_show(isolated_home: Path):
+    """It opened the app on an empty trace with a toast, and exited 0 when closed."""
+    db = seeded_db(isolated_home)
+    conn = sqlite3.connect(db)
+    first, second = (r[0] for r in conn.execute("select id from runs order by id limit 2"))
+    conn.close()
+    shared = first[: next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)]
+    for ref, expected in (("zzznope", "no run with id 'zzznope'"), (shared, "ambiguous run id prefix")):
+        result = CliRunner().invoke(_app(), ["tui", "--trace", ref, "--profile", "dry", "--db", str(db)])
+        assert result.exit_code == 1
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
 
 
 async def test_trace_latest_resolves_to_the_newest_run(isolated_home: Path):

@@ -84,6 +84,10 @@ def tui(
             # mode picked
             mode = runner.library.resolve(mode)
             runner.library.load(mode)  # an invalid one: its problems, one per line (exit 2)
+            if trace is not None:  # the one run-id resolver (id, unique prefix, `latest`), as `traces show`
+                from composite_cli.traces.reader import TraceReader
+
+                trace = TraceReader(settings.db_path).run_id(trace)
             services = TuiServices(
                 runner,
                 mode=mode,
