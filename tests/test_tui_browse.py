@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from test_tui_support import BROKEN, SIZE, engine_app, rendered, scripted_app, seeded_db, settle, wait_until
 from textual.widgets import DataTable, Select, SelectionList, Tree
 
@@ -234,6 +235,35 @@ async def test_keys_palette_help_and_mouse_reach_every_screen(isolated_home: Pat
         assert isinstance(pilot.app.screen, HelpScreen)
         await pilot.press("escape")
         assert pilot.app.current_mode == "run" and not isinstance(pilot.app.screen, HelpScreen)
+
+
+@pytest.mark.parametrize("overlay", ["ctrl+p", "f1"])
+async def test_a_screen_key_over_the_palette_or_help_closes_it_first(isolated_home: Path, overlay: str):
+    """ctrl+p, F4, ctrl+p crashed the app (DuplicateIds '--command-palette': the first palette was
+    left open on the Run screen's stack). A screen key closes the palette or Help, then switches."""
+    from textual.command import CommandPalette
+
+    overlays = {"ctrl+p": CommandPalette, "f1": HelpScreen}
+    app = scripted_app(isolated_home, [fanout_script(2)], db=seeded_db(isolated_home))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key in ("f4", "f5", "f3", "f2"):
+            await pilot.press(overlay)
+            await settle(pilot)
+            assert isinstance(pilot.app.screen, overlays[overlay])
+            await pilot.press(key)
+            await settle(pilot)
+            assert not isinstance(pilot.app.screen, overlays[overlay])
+            assert (
+                pilot.app.current_mode == {"f2": "run", "f3": "traces", "f4": "evals", "f5": "dashboard"}[key]
+            )
+        await pilot.press(overlay)  # it opens again, over the screen now shown
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, overlays[overlay])
+        await pilot.press("escape")
+        await pilot.press("f4")  # the Evals screen has no palette or Help left on its stack
+        await settle(pilot)
+        assert pilot.app.current_mode == "evals" and not isinstance(pilot.app.screen, overlays[overlay])
 
 
 def _many_runs(home: Path, n: int) -> Path:

@@ -11,6 +11,7 @@ from functools import partial
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES, Theme
 from textual.worker import Worker, WorkerState
@@ -57,9 +58,9 @@ class CompositeApp(App[None]):
         "modes": ModesScreen,
     }
     BINDINGS = [
-        *(Binding(key, f"switch_mode({name!r})", label, show=False) for name, key, _, label in SCREENS),
+        *(Binding(key, f"go({name!r})", label, show=False) for name, key, _, label in SCREENS),
         *(
-            Binding(fkey, f"switch_mode({name!r})", label, show=False, priority=True)
+            Binding(fkey, f"go({name!r})", label, show=False, priority=True)
             for name, _, fkey, label in SCREENS
         ),
         Binding("f1", "help", "Help"),
@@ -153,6 +154,13 @@ class CompositeApp(App[None]):
         self.db_version += 1
         self.screen.post_message(DbChanged(self.db_version))
 
+    def action_go(self, name: str) -> None:
+        """Show screen `name`, closing the command palette or Help first: left open, the palette
+        stayed on the previous screen's stack and the next ctrl+p crashed on its id."""
+        while isinstance(self.screen, (CommandPalette, HelpScreen)):
+            self.pop_screen()
+        self.switch_mode(name)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
@@ -165,7 +173,7 @@ class CompositeApp(App[None]):
             yield SystemCommand(
                 f"Go to {label}",
                 f"Show the {label} screen (key {key} or {fkey.upper()})",
-                partial(self.switch_mode, name),
+                partial(self.action_go, name),
             )
         yield SystemCommand("Help", "Keys and what each screen does (F1)", self.action_help)
         if isinstance(screen, AppScreen):

@@ -25,7 +25,7 @@ class NavBar(Static):
     def on_mount(self) -> None:
         parts: list[Content | str | tuple[str, str]] = [("composite ", "bold $accent")]
         for name, key, _, label in SCREENS:
-            click = f"@click=app.switch_mode({name!r})"
+            click = f"@click=app.go({name!r})"
             current = name == self.current
             parts.append(" ")
             parts.append((f" {key} ", f"{click} {'bold reverse' if current else '$text-muted'}"))
