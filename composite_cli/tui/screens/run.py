@@ -34,6 +34,9 @@ from composite_cli.tui.worker_messages import EngineEvent, RunEnded, TextBatch
 
 class RunScreen(AppScreen):
     CSS_PATH = STYLES / "run.tcss"
+    # Focused when the screen is first shown, before any key is read: with the default (the first
+    # focusable widget, the mode picker) keys typed while the app started went to the picker.
+    AUTO_FOCUS = "#prompt"
     # Not priority bindings: a priority key is handled by the app the moment it is read, ahead of
     # keys still queued for the prompt (a paste or a fast typist's last letters, then ctrl+r), so
     # the run would see a partial or empty prompt. Bubbling up from the focused widget keeps order.
