@@ -193,3 +193,20 @@ async def test_the_trace_is_drawn_again_in_a_new_theme(isolated_home: Path):
         success = pilot.app.theme_variables["success"]
         assert dark and light and dark != light
         assert any(success.lower() in style.lower() for style in light), (light, success)
+
+
+@pytest.mark.parametrize("width", range(4, 41))
+def test_the_time_axis_labels_never_run_together(width: int):
+    """Seen at 80x24 on a 3.08 s run: `0s┈┈┈1.54s3.08s`. Each label kept has axis on both sides."""
+    from composite_cli.tui.widgets.timeline import axis_ticks
+
+    line = axis_ticks(3.08, width)
+    assert len(line) == width
+    labels = [part for part in line.split("┈") if part]
+    assert "".join(labels) == "".join(line.split("┈"))
+    assert set(labels) <= {"0s", "1.54s", "3.08s"}, line  # each one whole, none joined to another
+    assert labels  # the total where it fits, else 0s
+    if width >= len("0s┈3.08s"):
+        assert labels[0] == "0s" and labels[-1] == "3.08s" and line.endswith("3.08s")
+    if width >= len("0s┈┈1.54s┈┈3.08s") + 4:
+        assert labels == ["0s", "1.54s", "3.08s"]

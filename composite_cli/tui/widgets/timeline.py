@@ -54,6 +54,23 @@ def round_labels(spans: Sequence[Span]) -> list[str]:
     return out
 
 
+def axis_ticks(total_s: float, width: int) -> str:
+    """The time axis, `width` cells: 0s at the left, the total at the right and the half-way time
+    in the middle, each kept only where it fits with a cell of the axis on either side of it (the
+    total first, then 0s), so labels never run together (`1.54s3.08s` at 80x24)."""
+    end = units.duration(total_s * 1000)
+    mid = units.duration(total_s * 500)
+    line = list("┈" * width)
+    taken: list[tuple[int, int]] = []
+    for pos, text in ((width - len(end), end), (0, "0s"), (width // 2 - len(mid) // 2, mid)):
+        start, stop = pos, pos + len(text)
+        if start < 0 or stop > width or any(start <= b and a <= stop for a, b in taken):
+            continue
+        taken.append((start, stop))
+        line[start:stop] = text
+    return "".join(line)
+
+
 class Timeline(Widget):
     """Bars scaled to the run's duration (or to the time so far, while it runs)."""
 
@@ -139,14 +156,7 @@ class Timeline(Widget):
         return out
 
     def _axis(self, label_w: int, bar_w: int, dur_w: int) -> str:
-        end = units.duration(self.total * 1000)
-        mid = units.duration(self.total * 500)
-        line = list("┈" * bar_w)
-        for pos, text in ((0, "0s"), (bar_w // 2 - len(mid) // 2, mid), (bar_w - len(end), end)):
-            for i, ch in enumerate(text):
-                if 0 <= pos + i < bar_w:
-                    line[pos + i] = ch
-        return "time".ljust(label_w) + "".join(line) + " " * (dur_w + 1)
+        return "time".ljust(label_w) + axis_ticks(self.total, bar_w) + " " * (dur_w + 1)
 
     def on_click(self, event: events.Click) -> None:
         row = event.y - 1  # the first line is the axis
