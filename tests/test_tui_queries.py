@@ -188,6 +188,12 @@ def test_dashboard_totals_say_how_many_calls_had_no_price(isolated_home: Path):
     )
     data = queries.dashboard(store, "fit", now=T0)
     assert data.cost_usd == pytest.approx(0.002) and data.unpriced_calls == 2
+    # by mode too it counts calls, as the header, Traces and Evals do (it counted runs: "4 unpriced"
+    # for a mode beside a header of 32 and runs of 5 unpriced calls each)
+    listed: dict[str, int] = {}
+    for run in TraceReader(store).runs(limit=100, brief=True):  # the Traces list's count, run by run
+        listed[run["mode"]] = listed.get(run["mode"], 0) + int(run["unpriced_calls"])
+    assert {m.mode: m.unpriced_calls for m in data.modes} == listed == {"direct": 1, "moa-v1": 1}
     models = {m.model: m for m in data.models}
     assert models["ollama/x"].cost_usd is None and models["ollama/x"].cost_per_request is None
     store.close()
@@ -212,3 +218,38 @@ def test_a_mode_with_one_request_is_visible_in_the_stack():
     assert "tiny 1" in rows[-1] and "big 300" in rows[-1]
     tiny = [span for span in chart.spans if span.style == "#f28e2b"]  # the second series' colour
     assert len(tiny) >= 2  # a cell in the column and the legend's mark
+
+
+def test_by_mode_the_unpriced_count_is_calls_as_on_every_other_screen(isolated_home: Path):
+    """A moa-v1 run makes 4 calls: on a model without a price, the Traces list says `4 unpriced`
+    for it, and so does the dashboard's by-mode table now (it said `1`, counting runs)."""
+    import asyncio
+
+    from composite_cli.config import Profile, Settings
+    from composite_cli.engine.runtime import RunRequest
+    from composite_cli.runner import Runner
+
+    db = isolated_home / "unpriced.db"
+    model = {"model": "openai/composite-test-no-price", "mock_response": "4"}
+    runner = Runner(Settings(profile=Profile("p", {"*": model}), db_path=db))
+    messages = [{"role": "user", "content": "2 + 2?"}]
+
+    async def go() -> None:
+        for mode in ("moa-v1", "direct"):
+            await runner.run(mode, RunRequest(messages=messages, source="cli"))
+
+    try:
+        asyncio.run(go())
+        runner.flush()
+    finally:
+        runner.close()
+    store = TraceStore(db).open()
+    try:
+        data = queries.dashboard(store, "fit")
+        listed = {r["mode"]: int(r["unpriced_calls"]) for r in TraceReader(store).runs(brief=True)}
+        assert listed == {"moa-v1": 4, "direct": 1}
+        assert {m.mode: m.unpriced_calls for m in data.modes} == listed
+        assert {m.mode: m.unpriced_runs for m in data.modes} == {"moa-v1": 1, "direct": 1}  # the view's
+        assert data.unpriced_calls == 5
+    finally:
+        store.close()

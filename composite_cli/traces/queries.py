@@ -53,6 +53,7 @@ class ModeStats:
     tokens_per_request: float  # over finished runs
     cost_per_request: float | None  # mean over the runs whose cost is known; None: none known
     unpriced_runs: int  # finished runs with calls whose cost is unknown
+    unpriced_calls: int  # those calls (what "n unpriced" counts on every screen)
     tool_fraction: float
 
 
@@ -216,6 +217,7 @@ def _mode_stats(row: dict[str, Any], runs: list[dict[str, Any]], tooled: set[str
         tokens_per_request=float(row["mean_tokens"] or 0.0),
         cost_per_request=row["mean_cost_usd"],
         unpriced_runs=int(row["unpriced_runs"] or 0),
+        unpriced_calls=sum(int(r["unpriced_calls"] or 0) for r in runs),
         tool_fraction=sum(1 for r in runs if r["id"] in tooled) / len(runs) if runs else 0.0,
     )
 

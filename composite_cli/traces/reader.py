@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 RUN_FILTERS = ("mode", "status", "source")
 # What a list of runs shows (not the whole input/output text, which can be megabytes: the input's
 # first 300 characters as `input_head`).
-_BRIEF_RUN_COLUMNS = (
-    "id, created_at, mode, source, profile, status, calls, prompt_tokens, "
-    "completion_tokens, cost_usd, latency_ms, error, substr(input, 1, 300) as input_head, "
-    # answered model calls without a price (a cost shown as "n unpriced", never a made-up 0)
+# A run's answered model calls without a price (a cost shown as "n unpriced", never a made-up 0).
+_UNPRICED_CALLS = (
     "(select count(*) from steps s where s.run_id = runs.id and s.kind = 'llm' and s.status = 'ok' "
     "and s.cost_usd is null) as unpriced_calls"
+)
+_BRIEF_RUN_COLUMNS = (
+    "id, created_at, mode, source, profile, status, calls, prompt_tokens, "
+    "completion_tokens, cost_usd, latency_ms, error, substr(input, 1, 300) as input_head, " + _UNPRICED_CALLS
 )
 _STEPS_SQL = "select * from steps where run_id = ? order by offset_ms, seq"
 
@@ -301,8 +303,8 @@ class TraceReader:
     def runs_in_window(self, since: str, until: str) -> list[dict[str, Any]]:
         """The runs created in [since, until): the columns the dashboard buckets and bins."""
         return self._rows(
-            "select id, created_at, mode, status, calls, finish_reason from runs "
-            "where created_at >= ? and created_at < ?",
+            "select id, created_at, mode, status, calls, finish_reason, "  # noqa: S608 - a fixed clause
+            f"{_UNPRICED_CALLS} from runs where created_at >= ? and created_at < ?",
             [since, until],
         )
 

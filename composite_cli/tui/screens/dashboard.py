@@ -145,7 +145,7 @@ class DashboardScreen(AppScreen):
                 _right(units.duration(m.p50_ms)),
                 _right(units.duration(m.p95_ms)),
                 _right(f"{m.tokens_per_request:.0f}"),
-                _right(units.cost(m.cost_per_request, m.unpriced_runs)),
+                _right(units.cost(m.cost_per_request, m.unpriced_calls)),
                 _right(units.percent(m.tool_fraction, 0)),
             ]
             for m in data.modes
