@@ -236,16 +236,23 @@ TARGETS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=60, help="moa-v1 runs per setting (default 60)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="moa-v1 runs per setting (default 60; with --vs-bare-only, rounds of each, default 150)",
+    )
     parser.add_argument("--skip-local", action="store_true", help="skip the embedded-model figures")
     parser.add_argument("--vs-bare-only", action="store_true", help="only moa-v1 vs bare LiteLLM calls")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
+    runs = args.runs if args.runs is not None else 60
+    rounds = args.runs if args.runs is not None and args.vs_bare_only else max(runs, 150)
     with tempfile.TemporaryDirectory() as tmp:
         figures: dict[str, Any] = (
-            {} if args.vs_bare_only else asyncio.run(bench_engine(args.runs, Path(tmp) / "bench.db"))
+            {} if args.vs_bare_only else asyncio.run(bench_engine(runs, Path(tmp) / "bench.db"))
         )
-        figures.update(asyncio.run(bench_vs_bare(max(args.runs, 100), Path(tmp) / "bare.db")))
+        figures.update(asyncio.run(bench_vs_bare(rounds, Path(tmp) / "bare.db")))
     if not args.vs_bare_only:
         figures.update(bench_start())
     if not args.skip_local and not args.vs_bare_only:

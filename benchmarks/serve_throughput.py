@@ -309,9 +309,7 @@ def profile_server(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the server while py-spy samples it. Each thread's CPU comes from /proc (exact); the
     main thread's (the event loop's) is split by component in proportion to py-spy's samples."""
-    spy_bin = Path(sys.executable).parent / "py-spy"
-    if not spy_bin.exists():
-        raise SystemExit("--profile needs py-spy in this environment: pip install py-spy==0.4.3")
+    spy_bin = py_spy()
     asyncio.run(load(base, model, 200, concurrency))  # warm
     spy = subprocess.Popen(
         [str(spy_bin), "record", "--pid", str(proc.pid), "--rate", str(rate), "--format", "raw",
@@ -338,6 +336,14 @@ def profile_server(
         by[f"~ {name}"] = ms
     by["= total CPU ms per request"] = main_ms + sum(cpu.values())
     return by, figures
+
+
+def py_spy() -> Path:
+    """py-spy beside this Python (checked before any server starts)."""
+    spy_bin = Path(sys.executable).parent / "py-spy"
+    if not spy_bin.exists():
+        raise SystemExit("--profile needs py-spy in this environment: pip install py-spy==0.4.3")
+    return spy_bin
 
 
 def main_thread_shares(raw: Path) -> dict[str, float]:
@@ -513,6 +519,8 @@ def main() -> None:
     if args.upstream:
         run_upstream(int(args.upstream[0]), float(args.upstream[1]))
         return
+    if args.profile:
+        py_spy()
     if args.layers:
         figures = run_layers(args.rounds * 2 + 1, 200)
         print(f"CPU ms per request, in-process, median of {args.rounds * 2 + 1} rounds of 200 "
