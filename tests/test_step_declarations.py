@@ -267,14 +267,15 @@ def _call_group() -> tuple[Decl, ...]:
 
 
 # `composite modes show` of the shipped modes before the kinds were declarative (hand-written
-# summary() per kind): the declarations must say the same.
+# summary() per kind): the declarations must say the same; a pattern is quoted as the file writes it
+# (it was repr: '\\bNO ISSUES\\b' for the file's '\bNO ISSUES\b').
 SHIPPED_SUMMARIES = {
     "direct": ["answer (call) model=strong"],
     "moa-reflect-v1": [
         "proposals (fanout) experts: analyst(fast), teacher(fast), skeptic(fast); min_success=$min_success",
         "draft (synthesize) from=proposals model=strong",
         "refine (loop) max_rounds=1 output=draft",
-        "critique (reflect) draft=draft model=judge ok_when='\\\\bNO ISSUES\\\\b'",
+        "critique (reflect) draft=draft model=judge ok_when='\\bNO ISSUES\\b'",
         "fix (if) when='not critique.ok'",
         "rewrite (call) model=strong",
     ],
@@ -287,7 +288,7 @@ SHIPPED_SUMMARIES = {
     "reflect-v1": [
         "draft (call) model=strong",
         "refine (loop) max_rounds=$max_rounds until='critique.ok' output=draft",
-        "critique (reflect) draft=draft model=judge ok_when='\\\\bNO ISSUES\\\\b'",
+        "critique (reflect) draft=draft model=judge ok_when='\\bNO ISSUES\\b'",
         "fix (if) when='not critique.ok'",
         "rewrite (call) model=strong",
     ],

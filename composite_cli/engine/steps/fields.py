@@ -239,7 +239,9 @@ def show_value(value: Any) -> str | None:
     if value is None or value == [] or value == "":
         return None
     if isinstance(value, (Condition, DataPattern)):
-        return repr(value.source if isinstance(value, Condition) else value.pattern)
+        # quoted as the mode file writes it: a regex's `\b` is not shown as repr's `\\b`
+        text = value.source if isinstance(value, Condition) else value.pattern
+        return f'"{text}"' if "'" in text and '"' not in text else f"'{text}'"
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     if isinstance(value, ParamRef):
