@@ -174,36 +174,15 @@ def _alive(pid: int) -> bool:
 
 
 def test_kill_9_of_the_parent_ends_its_workers_and_resume_finishes(isolated_home: Path):
-    (isolated_home / "composite.yaml").write_text(
-        'profile: slow\nprofiles:\n  slow:\n    "*": {model: openai/gpt-4o-mini, mock_response: Paris, '
-        "mock_delay: 0.5}\n",
-        encoding="utf-8",
-    )
-    many = [{"id": f"k{i}", "input": f"Capital of France? ({i})", "expected": "Paris"} for i in range(40)]
-    (isolated_home / "e.jsonl").write_text("".join(json.dumps(c) + "\n" for c in many), encoding="utf-8")
     db = isolated_home / "traces.db"
-    exe = str(Path(sys.executable).with_name("composite"))
-    parent = subprocess.Popen(
-        [exe, "eval", "e.jsonl", "-m", "direct", "-c", "2", "-w", "2", "-q"],
-        cwd=isolated_home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    parent = _slow_eval(isolated_home)
     try:
-        deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
-        while time.monotonic() < deadline:
-            if (
-                db.exists()
-                and rows(db, "select count(*) from sqlite_master where name = 'eval_results'")[0][0]
-            ):
-                if rows(db, "select count(*) from eval_results")[0][0] >= 2:
-                    break
-            assert parent.poll() is None, "the eval ended before it could be killed"
-            time.sleep(0.2)
+        _wait_for_results(db, parent, 2)
         workers = {r[0] for r in rows(db, "select distinct pid from runs")} - {parent.pid}
         assert workers
         parent.send_signal(signal.SIGKILL)
         parent.wait()
+        deadline = time.monotonic() + 300  # bounds a hang; nothing here is timed
         while any(_alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "the workers outlived their parent"
             time.sleep(0.2)

@@ -56,20 +56,25 @@ def _run_row(db: Path) -> tuple | None:
         conn.close()
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_the_tui_answers_on_the_embedded_model_in_a_real_terminal(isolated_home: Path):
-    db = isolated_home / "traces.db"
-    socket = f"composite-tui-test-{os.getpid()}"
+def _start_tui(socket: str, home: Path, *options: str) -> None:
+    """`composite tui OPTIONS` in a new tmux session `tui` (100x30) on its own server `socket`."""
     env = {
         k: os.environ[k]
         for k in ("HOME", "XDG_CONFIG_HOME", "PATH", "LITELLM_LOCAL_MODEL_COST_MAP")
         if k in os.environ
     }
     env.update(TERM="xterm-256color", COLORTERM="truecolor", PYTHONPATH=str(REPO))
-    args = [*_command(), "--profile", "local", "--mode", "direct", "--max-tokens", "16", "--db", str(db)]
-    command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(args)
-    _tmux(
-        socket, "new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", "-c", str(isolated_home), command
+    command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " "
+    command += shlex.join([*_command(), *options])
+    _tmux(socket, "new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", "-c", str(home), command)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_the_tui_answers_on_the_embedded_model_in_a_real_terminal(isolated_home: Path):
+    db = isolated_home / "traces.db"
+    socket = f"composite-tui-test-{os.getpid()}"
+    _start_tui(
+        socket, isolated_home, "--profile", "local", "--mode", "direct", "--max-tokens", "16", "--db", str(db)
     )
 
     def screen() -> str:

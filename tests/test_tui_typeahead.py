@@ -8,13 +8,12 @@ prompt typed straight after launch was lost and its ctrl+r answered "Type a prom
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from test_tui_terminal import REPO, _command, _tmux, _wait
+from test_tui_terminal import _start_tui, _tmux, _wait
 
 
 def _inputs(db: Path) -> list[str]:
@@ -33,13 +32,7 @@ def _inputs(db: Path) -> list[str]:
 def test_a_prompt_typed_while_the_tui_starts_lands_in_the_prompt(isolated_home: Path):
     db = isolated_home / "traces.db"
     socket = f"composite-typeahead-{os.getpid()}"
-    env = {k: os.environ[k] for k in ("HOME", "XDG_CONFIG_HOME", "PATH") if k in os.environ}
-    env.update(TERM="xterm-256color", PYTHONPATH=str(REPO), LITELLM_LOCAL_MODEL_COST_MAP="True")
-    args = [*_command(), "--profile", "dry", "--mode", "direct", "--db", str(db)]
-    command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(args)
-    _tmux(
-        socket, "new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", "-c", str(isolated_home), command
-    )
+    _start_tui(socket, isolated_home, "--profile", "dry", "--mode", "direct", "--db", str(db))
 
     def screen() -> str:
         return _tmux(socket, "capture-pane", "-p", "-t", "tui")
