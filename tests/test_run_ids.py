@@ -99,15 +99,17 @@ def test_percent_and_underscore_match_only_themselves(db: Path, ref: str, full: 
     assert _shown_id(db, ref) == full
 
 
-def test_an_ambiguous_prefix_is_one_line_listing_the_candidates(db: Path, monkeypatch: pytest.MonkeyPatch):
+def test_an_ambiguous_prefix_is_one_line_listing_the_candidates(db: Path):
     result = _show(db, "a")
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "ambiguous run id prefix 'a'" in lines[0]
     assert all(run_id in lines[0] for run_id in ("a_1", "ab2", "a%3"))
     assert "A%4" not in lines[0]
-    _, text = _tui_trace(db, "a", monkeypatch)  # the TUI says the same on its trace screen
-    assert "ambiguous run id prefix 'a'" in text
+    # `composite tui --trace a` says the same line, before the app opens (it opened on the message)
+    tui = CliRunner().invoke(_cli(), ["tui", "--trace", "a", "--profile", "dry", "--db", str(db)])
+    assert tui.exit_code == 1
+    assert tui.output.strip().splitlines() == lines
 
 
 def test_an_unknown_id_is_one_line(db: Path):
