@@ -234,17 +234,14 @@ def run(
                 session.subscribe(display)
             saved_shard = session.shard_text
             slots, used = session.plan()
+            processes = f" in {used} worker process{'es' if used > 1 else ''}" if workers > 1 else ""
+            if used < workers:
+                processes += f" (not {workers}: at most one per case run at once, and {slots} run at once)"
             typer.echo(
                 f"eval {session.eval_run_id}: {len(session.cases)} cases × {len(session.settings.modes)} "
                 f"modes × {session.settings.repeats} repeats"
                 + (f" (shard {saved_shard})" if saved_shard else "")
-                + (f" in {used} worker processes" if 1 < used == workers else "")
-                + (
-                    f" in {used} worker process{'es' if used > 1 else ''} (not {workers}: at most one "
-                    f"per case run at once, and {slots} run at once)"
-                    if used < workers
-                    else ""
-                ),
+                + processes,
                 err=True,
             )
             try:
